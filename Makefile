@@ -1,0 +1,69 @@
+# kubetune: two commands matter to users, `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell hack/ensure-uv.sh)
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+PYTEST := $(PY) -m pytest
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help install generate verify lint test test-unit test-contract test-integration test-trainer \
+        test-e2e test-gpu demo bench binaries cluster-up cluster-down clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+install: $(VENV)/.synced ## create .venv from uv.lock (all extras)
+$(VENV)/.synced: pyproject.toml uv.lock
+	$(UV) sync --frozen --extra operator --extra trainer --extra dev
+	@touch $@
+
+generate: install ## write crds/ and charts/kubetune/crds/ from the pydantic models
+	$(PY) -m kubetune.api.crd write
+
+verify: install ## fail when committed CRDs drift from the models
+	$(PY) -m kubetune.api.crd check
+
+lint: install ## ruff, mypy (strict for kubetune), import-linter
+	$(BIN)/ruff check operator trainer-image tests
+	$(BIN)/ruff format --check operator trainer-image tests
+	$(BIN)/mypy operator/kubetune trainer-image/kubetune_trainer
+	$(BIN)/lint-imports
+
+test: install verify lint test-unit test-contract test-integration test-trainer test-e2e ## everything, from a fresh clone
+
+test-unit: install ## pure functions
+	$(PYTEST) tests/unit -m "not trainer"
+
+test-contract: install ## examples, fixtures and generated CRDs against the API contract
+	$(PYTEST) tests/contract
+
+test-trainer: install ## trainer tests that really train tiny models on CPU
+	$(PYTEST) tests/unit -m trainer
+	$(PYTEST) tests/gpu
+
+test-integration: install binaries ## against the real local control plane
+	$(PYTEST) tests/integration
+
+test-e2e: install binaries ## operator + trainer on the local control plane
+	$(PYTEST) tests/e2e
+
+bench: install binaries ## benchmarks (ratios against a baseline measured in the same run)
+	$(PYTEST) tests/bench -p no:cacheprovider
+
+binaries: ## build or reuse the local control plane binaries (cached outside the tree)
+	hack/build-all.sh
+
+cluster-up: install binaries ## start a local control plane by hand; prints the kubeconfig path
+	$(PY) -m kubetune.devcluster up
+
+cluster-down: install ## stop the control plane started by cluster-up
+	$(PY) -m kubetune.devcluster down
+
+demo: install binaries ## apply a FineTuneJob on the local control plane, train a tiny model on CPU, get an Adapter
+	$(PY) -m kubetune.demo
+
+clean: ## remove the venv and caches in the tree (binaries stay cached in ~/.cache/kubetune)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
