@@ -1,0 +1,1 @@
+"""kubetune: the operator side (API models, CRD generation, rendering, reconciliation, CLI)."""

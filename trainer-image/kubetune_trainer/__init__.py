@@ -1,0 +1,1 @@
+"""kubetune_trainer: the trainer image entrypoint (reads TrainerConfig, trains, reports)."""
