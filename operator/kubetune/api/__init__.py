@@ -1,0 +1,1 @@
+"""kubetune API: typed models of the CRDs, their CEL rules, and CRD generation."""

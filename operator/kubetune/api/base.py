@@ -1,0 +1,82 @@
+"""Shared base for every API model.
+
+One base so every resource speaks Kubernetes conventions (camelCase on the wire, unknown fields
+rejected instead of silently dropped) and so the cross-field rules written in CEL for the API
+server are enforced by the very same expressions in the CLI and the operator. Keeping one copy of
+each rule means `kubetune validate` and `kubectl apply` can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, ClassVar, Self
+
+import celpy
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic.alias_generators import to_camel
+
+
+@dataclass(frozen=True)
+class CelRule:
+    """A CEL validation rule, rendered into `x-kubernetes-validations` and evaluated locally.
+
+    `transition` rules compare with `oldSelf`; they only make sense on updates, so only the API
+    server evaluates them.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+    reason: str = "FieldValueInvalid"
+    transition: bool = False
+
+    def as_crd(self) -> dict[str, str]:
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        if self.reason != "FieldValueInvalid":
+            out["reason"] = self.reason
+        return out
+
+
+@cache
+def _compiled(rule: str) -> Any:
+    env = celpy.Environment()
+    return env.program(env.compile(rule))
+
+
+def cel_holds(rule: str, value: dict[str, Any]) -> bool:
+    """Evaluates one rule against a JSON-shaped object the way the API server would."""
+    result = _compiled(rule).evaluate({"self": celpy.json_to_cel(value)})
+    if isinstance(result, Exception):
+        raise result
+    return bool(result)
+
+
+class KubeModel(BaseModel):
+    """Base of all spec/status models: camelCase aliases, closed objects, CEL rules."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+    )
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_cel_rules(self) -> Self:
+        rules = [r for r in type(self).cel_rules if not r.transition]
+        if rules:
+            wire = self.to_wire()
+            for rule in rules:
+                if not cel_holds(rule.rule, wire):
+                    raise ValueError(rule.message)
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The object as it travels to and from the API server (camelCase, no nulls)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,22 @@
+"""kubetune.io/v1alpha1: FineTuneJob, Adapter and the TrainerConfig handed to the trainer."""
+
+from kubetune.api.v1alpha1.adapter import Adapter, AdapterSpec, AdapterStatus
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+
+GROUP = "kubetune.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "Adapter",
+    "AdapterSpec",
+    "AdapterStatus",
+    "FineTuneJob",
+    "FineTuneJobSpec",
+    "FineTuneJobStatus",
+    "TrainerConfig",
+]

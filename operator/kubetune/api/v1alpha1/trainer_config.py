@@ -1,0 +1,89 @@
+"""TrainerConfig: the document the operator renders into a ConfigMap and the trainer reads.
+
+It carries the validated FineTuneJob spec plus everything resolved at render time (world size,
+launcher, mount points, where to report), so the trainer never talks to the API server to learn
+what to do. Secrets are never in it: credentials arrive as environment variables named here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from kubetune.api.base import CelRule, KubeModel
+from kubetune.api.v1alpha1.adapter import AdapterBaseModel, AdapterMethodSummary, Combination
+from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
+
+Path = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+EnvName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+CONFIG_ERROR_EXIT_CODE = 78
+"""Exit code of the trainer for bad configuration or data (EX_CONFIG): never retried."""
+
+
+class StatusTarget(KubeModel):
+    """The object whose status the trainer patches (its Role allows exactly this one)."""
+
+    kind: Literal["FineTuneJob", "Adapter"]
+    namespace: Annotated[str, StringConstraints(max_length=63)]
+    name: Annotated[str, StringConstraints(max_length=253)]
+
+
+class RuntimeSettings(KubeModel):
+    """Resolved at render time from the spec and the operator settings."""
+
+    strategy: Literal["single", "ddp", "deepspeed", "fsdp"] = "single"
+    launcher: Literal["python", "torchrun", "deepspeed"] = "python"
+    nodes: int = Field(default=1, ge=1)
+    processes_per_node: int = Field(default=1, ge=1)
+    world_size: int = Field(default=1, ge=1)
+    cache_dir: Path = "/var/cache/kubetune"
+    work_dir: Path = "/scratch"
+    checkpoint_dir: Path = "/scratch/checkpoints"
+    pvc_mount_root: Path = "/mnt/pvc"
+    metrics_port: int = Field(default=9400, ge=0, le=65535)
+    progress_interval_seconds: float = Field(default=10.0, gt=0)
+    report_status: bool = True
+    model_token_env: EnvName | None = None
+    storage_env_prefix: EnvName | None = None
+
+
+class MergeInput(KubeModel):
+    """One adapter to merge, resolved by the operator to its artifact."""
+
+    name: Annotated[str, StringConstraints(max_length=253)]
+    artifact_uri: Path
+    weight: float
+    method: AdapterMethodSummary | None = None
+
+
+class MergeTask(KubeModel):
+    """What merge mode combines and where the result goes."""
+
+    base_model: AdapterBaseModel
+    sources: Annotated[list[MergeInput], Field(min_length=2, max_length=16)]
+    combination: Combination
+    density: float | None = None
+    output_uri: Path
+
+
+class TrainerConfig(KubeModel):
+    """Everything one trainer pod needs; `mode` selects training or merging."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.mode != 'train' || (has(self.job) && !has(self.merge))", "mode train needs job and no merge"
+        ),
+        CelRule(
+            "self.mode != 'merge' || (has(self.merge) && !has(self.job))", "mode merge needs merge and no job"
+        ),
+    )
+
+    api_version: Literal["kubetune.io/v1alpha1"] = "kubetune.io/v1alpha1"
+    kind: Literal["TrainerConfig"] = "TrainerConfig"
+    mode: Literal["train", "merge"] = "train"
+    target: StatusTarget
+    job: FineTuneJobSpec | None = None
+    merge: MergeTask | None = None
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)

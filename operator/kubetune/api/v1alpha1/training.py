@@ -1,0 +1,183 @@
+"""How training runs: hyperparameters, distribution, resources, checkpoints, evaluation, output."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, StringConstraints
+
+from kubetune.api.base import CelRule, KubeModel
+from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName
+
+SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
+LabelKey = Annotated[str, StringConstraints(max_length=317)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+
+
+class TrainingSpec(KubeModel):
+    """Optimization hyperparameters (per-device batch size; effective = batch x accumulation x devices)."""
+
+    epochs: float = Field(
+        default=1, gt=0, le=1000, description="Passes over the data; maxSteps wins when set."
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Stop after this many steps."
+    )
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate (> 0).")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Per-device micro batch size.")
+    gradient_accumulation: int = Field(
+        default=1, ge=1, le=1024, description="Micro batches per optimizer step."
+    )
+    precision: Literal["bf16", "fp16", "fp32"] = Field(
+        default="bf16", description="bf16, fp16 or fp32 training."
+    )
+    gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
+    optimizer: Literal["adamw", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor"] = Field(
+        default="adamw", description="adamw, paged_adamw_8bit, paged_adamw_32bit (bitsandbytes) or adafactor."
+    )
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        default="cosine", description="Learning-rate schedule."
+    )
+    warmup_ratio: float = Field(default=0.03, ge=0, le=1, description="Fraction of steps spent warming up.")
+    weight_decay: float = Field(default=0.0, ge=0, le=1, description="Decoupled weight decay.")
+    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Random seed for data order and init.")
+
+
+class DistributedSpec(KubeModel):
+    """Data parallelism and sharding across GPUs and nodes."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.offload == 'none' || self.strategy == 'deepspeed'",
+            "distributed.offload requires distributed.strategy deepspeed: set strategy: deepspeed or offload: none",
+        ),
+    )
+
+    strategy: Literal["auto", "ddp", "deepspeed", "fsdp"] = Field(
+        default="auto",
+        description="auto picks ddp for adapters and deepspeed for full fine-tuning on many GPUs.",
+    )
+    zero_stage: int = Field(default=2, ge=0, le=3, description="DeepSpeed ZeRO stage 0..3.")
+    offload: Literal["none", "cpu", "nvme"] = Field(
+        default="none", description="DeepSpeed optimizer/parameter offload (deepspeed only)."
+    )
+
+
+class Toleration(KubeModel):
+    """Pod toleration (core/v1 shape)."""
+
+    key: Annotated[str, StringConstraints(max_length=317)] | None = Field(
+        default=None, description="Taint key."
+    )
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: LabelValue | None = Field(default=None, description="Taint value for Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Effect."
+    )
+    toleration_seconds: int | None = Field(default=None, ge=0, description="For NoExecute: how long to stay.")
+
+
+class ResourcesSpec(KubeModel):
+    """What each trainer pod gets, and where it may run."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.nodes == 1 || self.gpus >= 1",
+            "resources.nodes > 1 requires resources.gpus >= 1: multi-node training runs one process per GPU",
+        ),
+    )
+
+    gpus: int = Field(default=1, ge=0, le=64, description="nvidia.com/gpu per node (0 runs on CPU).")
+    nodes: int = Field(
+        default=1, ge=1, le=512, description="Nodes; > 1 makes an Indexed Job with a headless Service."
+    )
+    gpu_product: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+        default=None, description="Becomes the nodeSelector nvidia.com/gpu.product."
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request and limit per pod.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit per pod.")
+    shared_memory: Quantity = Field(default="8Gi", description="Size of the memory-backed /dev/shm.")
+    node_selector: Annotated[dict[LabelKey, LabelValue], Field(max_length=32)] = Field(
+        default_factory=dict, description="Extra node labels the pods require."
+    )
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(
+        default_factory=list, description="Tolerations for tainted GPU nodes."
+    )
+    priority_class_name: ResourceName | None = Field(default=None, description="PriorityClass of the pods.")
+    queue_name: ResourceName | None = Field(
+        default=None, description="Kueue LocalQueue; the Job is created suspended and admitted by Kueue."
+    )
+
+
+class EvalSuite(KubeModel):
+    """One evaluation: perplexity on held-out data, or accuracy on multiple choice by log-likelihood."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.metric != 'accuracy' || has(self.dataset)",
+            "evaluation.suites: metric accuracy needs a dataset of multiple-choice rows (question, choices, answer)",
+        ),
+    )
+
+    name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
+    metric: Literal["perplexity", "accuracy", "loss"] = Field(description="perplexity, accuracy or loss.")
+    dataset: DataSource | None = Field(
+        default=None, description="Data for this suite (default: the eval split)."
+    )
+    compare_to_base: bool = Field(default=False, description="Also score the base model; report NAME.delta.")
+
+
+class Gate(KubeModel):
+    """The adapter is published as Validated only when every threshold holds."""
+
+    max_regression: float | None = Field(
+        default=None, ge=0, le=1, description="Largest allowed drop versus the base on compareToBase suites."
+    )
+    min_scores: Annotated[dict[SuiteName, float], Field(max_length=16)] = Field(
+        default_factory=dict, description="Minimum score per suite name."
+    )
+
+
+class EvaluationSpec(KubeModel):
+    """Evaluation suites and the gate an adapter must pass before it is Validated."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.suites.all(a, self.suites.exists_one(b, b.name == a.name))",
+            "evaluation.suites: suite names must be unique",
+        ),
+        CelRule(
+            "!has(self.gate) || self.gate.minScores.all(k, self.suites.exists(s, s.name == k))",
+            "evaluation.gate.minScores names a suite that does not exist: use a name from evaluation.suites",
+        ),
+        CelRule(
+            "!has(self.gate) || !has(self.gate.maxRegression) || self.suites.exists(s, s.compareToBase)",
+            "evaluation.gate.maxRegression needs a suite with compareToBase: true",
+        ),
+    )
+
+    suites: Annotated[list[EvalSuite], Field(max_length=16)] = Field(
+        default_factory=list, description="Evaluations run after training."
+    )
+    gate: Gate | None = Field(default=None, description="Thresholds for the Validated condition.")
+
+
+class CheckpointingSpec(KubeModel):
+    """Periodic checkpoints so a preempted pod resumes instead of starting over."""
+
+    every_steps: int = Field(default=200, ge=1, le=10_000_000, description="Save every N optimizer steps.")
+    keep_last: int = Field(default=2, ge=1, le=100, description="Checkpoints kept.")
+    resume: bool = Field(default=True, description="Resume from the newest checkpoint on restart.")
+
+
+class OutputSpec(KubeModel):
+    """Where artifacts go and how the Adapter is published."""
+
+    uri: OutputUri = Field(description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH.")
+    adapter_name: ResourceName | None = Field(
+        default=None, description="Adapter to publish (default: the job name)."
+    )
+    merge_weights: bool = Field(default=False, description="Also export merged full weights.")
+    adapter_retention: Literal["Retain", "DeleteWithJob"] = Field(
+        default="Retain", description="Retain keeps the Adapter when the job is deleted."
+    )
