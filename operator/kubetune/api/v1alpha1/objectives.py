@@ -40,16 +40,10 @@ class RewardSource(KubeModel):
 class RlhfSettings(KubeModel):
     """Online RL against a reward (the maintained TRL successors of PPO)."""
 
-    algorithm: Literal["grpo", "rloo"] = Field(
-        default="grpo", description="grpo or rloo (TRL removed PPOTrainer)."
-    )
+    algorithm: Literal["grpo", "rloo"] = Field(default="grpo", description="grpo or rloo (TRL removed PPOTrainer).")
     reward: RewardSource = Field(description="Reward model Adapter or built-in reward functions.")
-    num_generations: int = Field(
-        default=4, ge=2, le=64, description="Completions sampled per prompt (group size)."
-    )
-    max_completion_length: int = Field(
-        default=64, ge=1, le=8192, description="Tokens generated per completion."
-    )
+    num_generations: int = Field(default=4, ge=2, le=64, description="Completions sampled per prompt (group size).")
+    max_completion_length: int = Field(default=64, ge=1, le=8192, description="Tokens generated per completion.")
 
 
 class SftObjective(KubeModel):
@@ -80,12 +74,8 @@ class KtoObjective(KubeModel):
 
     type: Literal["kto"] = Field(description="Objective discriminator.")
     beta: Beta = 0.1
-    desirable_weight: float = Field(
-        default=1.0, gt=0, le=100, description="Loss weight of desirable examples."
-    )
-    undesirable_weight: float = Field(
-        default=1.0, gt=0, le=100, description="Loss weight of undesirable examples."
-    )
+    desirable_weight: float = Field(default=1.0, gt=0, le=100, description="Loss weight of desirable examples.")
+    undesirable_weight: float = Field(default=1.0, gt=0, le=100, description="Loss weight of undesirable examples.")
 
 
 class OrpoObjective(KubeModel):
@@ -110,13 +100,7 @@ class RlhfObjective(KubeModel):
 
 
 Objective = Annotated[
-    SftObjective
-    | DpoObjective
-    | IpoObjective
-    | KtoObjective
-    | OrpoObjective
-    | RewardObjective
-    | RlhfObjective,
+    SftObjective | DpoObjective | IpoObjective | KtoObjective | OrpoObjective | RewardObjective | RlhfObjective,
     Field(discriminator="type"),
 ]
 

@@ -72,12 +72,8 @@ class TrainerConfig(KubeModel):
     """Everything one trainer pod needs; `mode` selects training or merging."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
-        CelRule(
-            "self.mode != 'train' || (has(self.job) && !has(self.merge))", "mode train needs job and no merge"
-        ),
-        CelRule(
-            "self.mode != 'merge' || (has(self.merge) && !has(self.job))", "mode merge needs merge and no job"
-        ),
+        CelRule("self.mode != 'train' || (has(self.job) && !has(self.merge))", "mode train needs job and no merge"),
+        CelRule("self.mode != 'merge' || (has(self.merge) && !has(self.job))", "mode merge needs merge and no job"),
     )
 
     api_version: Literal["kubetune.io/v1alpha1"] = "kubetune.io/v1alpha1"

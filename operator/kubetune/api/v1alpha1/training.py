@@ -17,20 +17,12 @@ LabelValue = Annotated[str, StringConstraints(max_length=63)]
 class TrainingSpec(KubeModel):
     """Optimization hyperparameters (per-device batch size; effective = batch x accumulation x devices)."""
 
-    epochs: float = Field(
-        default=1, gt=0, le=1000, description="Passes over the data; maxSteps wins when set."
-    )
-    max_steps: int | None = Field(
-        default=None, ge=1, le=10_000_000, description="Stop after this many steps."
-    )
+    epochs: float = Field(default=1, gt=0, le=1000, description="Passes over the data; maxSteps wins when set.")
+    max_steps: int | None = Field(default=None, ge=1, le=10_000_000, description="Stop after this many steps.")
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate (> 0).")
     batch_size: int = Field(default=8, ge=1, le=4096, description="Per-device micro batch size.")
-    gradient_accumulation: int = Field(
-        default=1, ge=1, le=1024, description="Micro batches per optimizer step."
-    )
-    precision: Literal["bf16", "fp16", "fp32"] = Field(
-        default="bf16", description="bf16, fp16 or fp32 training."
-    )
+    gradient_accumulation: int = Field(default=1, ge=1, le=1024, description="Micro batches per optimizer step.")
+    precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="bf16, fp16 or fp32 training.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
     optimizer: Literal["adamw", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor"] = Field(
         default="adamw", description="adamw, paged_adamw_8bit, paged_adamw_32bit (bitsandbytes) or adafactor."
@@ -66,14 +58,10 @@ class DistributedSpec(KubeModel):
 class Toleration(KubeModel):
     """Pod toleration (core/v1 shape)."""
 
-    key: Annotated[str, StringConstraints(max_length=317)] | None = Field(
-        default=None, description="Taint key."
-    )
+    key: Annotated[str, StringConstraints(max_length=317)] | None = Field(default=None, description="Taint key.")
     operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
     value: LabelValue | None = Field(default=None, description="Taint value for Equal.")
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
-        default=None, description="Effect."
-    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Effect.")
     toleration_seconds: int | None = Field(default=None, ge=0, description="For NoExecute: how long to stay.")
 
 
@@ -88,9 +76,7 @@ class ResourcesSpec(KubeModel):
     )
 
     gpus: int = Field(default=1, ge=0, le=64, description="nvidia.com/gpu per node (0 runs on CPU).")
-    nodes: int = Field(
-        default=1, ge=1, le=512, description="Nodes; > 1 makes an Indexed Job with a headless Service."
-    )
+    nodes: int = Field(default=1, ge=1, le=512, description="Nodes; > 1 makes an Indexed Job with a headless Service.")
     gpu_product: Annotated[str, StringConstraints(max_length=63)] | None = Field(
         default=None, description="Becomes the nodeSelector nvidia.com/gpu.product."
     )
@@ -121,9 +107,7 @@ class EvalSuite(KubeModel):
 
     name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
     metric: Literal["perplexity", "accuracy", "loss"] = Field(description="perplexity, accuracy or loss.")
-    dataset: DataSource | None = Field(
-        default=None, description="Data for this suite (default: the eval split)."
-    )
+    dataset: DataSource | None = Field(default=None, description="Data for this suite (default: the eval split).")
     compare_to_base: bool = Field(default=False, description="Also score the base model; report NAME.delta.")
 
 
@@ -174,9 +158,7 @@ class OutputSpec(KubeModel):
     """Where artifacts go and how the Adapter is published."""
 
     uri: OutputUri = Field(description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH.")
-    adapter_name: ResourceName | None = Field(
-        default=None, description="Adapter to publish (default: the job name)."
-    )
+    adapter_name: ResourceName | None = Field(default=None, description="Adapter to publish (default: the job name).")
     merge_weights: bool = Field(default=False, description="Also export merged full weights.")
     adapter_retention: Literal["Retain", "DeleteWithJob"] = Field(
         default="Retain", description="Retain keeps the Adapter when the job is deleted."

@@ -1,0 +1,1 @@
+"""CRDs generated from the pydantic models; `python -m kubetune.api.crd write|check`."""
