@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, ClassVar, Self
 
 import celpy
+from celpy.adapter import json_to_cel
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
@@ -50,7 +51,7 @@ def _compiled(rule: str) -> Any:
 
 def cel_holds(rule: str, value: dict[str, Any]) -> bool:
     """Evaluates one rule against a JSON-shaped object the way the API server would."""
-    result = _compiled(rule).evaluate({"self": celpy.json_to_cel(value)})
+    result = _compiled(rule).evaluate({"self": json_to_cel(value)})
     if isinstance(result, Exception):
         raise result
     return bool(result)

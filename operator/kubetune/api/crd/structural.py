@@ -88,8 +88,7 @@ def _flatten_union(node: dict[str, Any], defs: dict[str, Any], unions: tuple[Tag
         variant = defs[node["discriminator"]["mapping"][tag].rsplit("/", 1)[-1]]
         for name, prop in variant["properties"].items():
             if name != "type":
-                prop = {k: v for k, v in prop.items() if k != "default"}
-                properties.setdefault(name, prop)
+                properties.setdefault(name, {k: v for k, v in prop.items() if k != "default"})
     properties = {
         "type": {"type": "string", "enum": union.tags, "description": f"Which {union.field} variant this is."},
         **properties,

@@ -1,0 +1,113 @@
+"""`kubetune`: validate, render and inspect manifests, print CRDs, run the operator.
+
+The CLI is an edge: it reads files, validates once with the same models and CEL rules the API
+server uses, and prints one line per problem. Bad input never produces a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from kubetune.api.crd.build import all_crds
+from kubetune.api.problems import Problem, validate
+from kubetune.api.v1alpha1 import API_VERSION, Adapter, FineTuneJob
+
+KINDS: dict[str, type[BaseModel]] = {"FineTuneJob": FineTuneJob, "Adapter": Adapter}
+
+
+class InputError(Exception):
+    """A file that cannot be read or parsed; the message is the whole story."""
+
+
+def load_documents(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yields (label, document) for each YAML document; label is FILE or FILE#N for multi-doc files."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InputError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    if not documents:
+        raise InputError(f"{path}: no YAML documents found")
+    for index, document in enumerate(documents):
+        label = str(path) if len(documents) == 1 else f"{path}#{index + 1}"
+        if not isinstance(document, dict):
+            raise InputError(f"{label}: expected a Kubernetes object (a mapping), got {type(document).__name__}")
+        yield label, document
+
+
+def check_document(document: dict[str, Any]) -> tuple[BaseModel | None, list[Problem]]:
+    kind = document.get("kind")
+    model = KINDS.get(str(kind))
+    if model is None:
+        expected = " or ".join(KINDS)
+        return None, [Problem("kind", f'"{kind}" is not a kubetune kind: use {expected} ({API_VERSION})')]
+    return validate(model, document)
+
+
+def cmd_validate(files: Sequence[Path]) -> int:
+    failed = False
+    checked = 0
+    for path in files:
+        try:
+            for label, document in load_documents(path):
+                _, problems = check_document(document)
+                checked += 1
+                for problem in problems:
+                    print(problem.line(label))
+                failed = failed or bool(problems)
+        except InputError as error:
+            print(error)
+            failed = True
+    if not failed:
+        print(f"{checked} object(s) valid", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_crds() -> int:
+    print(yaml.safe_dump_all(list(all_crds().values()), sort_keys=False, width=120), end="")
+    return 0
+
+
+def cmd_version() -> int:
+    try:
+        package = version("kubetune")
+    except PackageNotFoundError:
+        package = "unknown"
+    print(f"kubetune {package} (API {API_VERSION})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubetune", description="Declarative LLM fine-tuning on Kubernetes.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = commands.add_parser("validate", help="validate FineTuneJob/Adapter manifests (exit 1 on problems)")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    commands.add_parser("crds", help="print the CustomResourceDefinitions")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        return cmd_validate(args.files)
+    if args.command == "crds":
+        return cmd_crds()
+    return cmd_version()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

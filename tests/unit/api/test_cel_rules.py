@@ -1,0 +1,182 @@
+"""Every CEL rule in the generated CRDs has a valid and an invalid example, evaluated with cel-python.
+
+The API-server side of the same rules is proven in tests/integration (the real kube-apiserver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import celpy
+import pytest
+
+from kubetune.api.base import cel_holds
+from kubetune.api.crd.build import all_crds, spec_immutable_once_started
+from kubetune.api.problems import UNIONS
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+
+pytestmark = pytest.mark.unit
+
+SPEC = {
+    "baseModel": {"uri": "hf://org/model"},
+    "dataset": {"train": {"uri": "file:///d.jsonl"}, "format": "auto"},
+    "method": {"type": "lora", "lora": {"rank": 8}},
+    "objective": {"type": "sft"},
+    "distributed": {"strategy": "auto", "zeroStage": 2, "offload": "none"},
+    "output": {"uri": "file:///out"},
+}
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    out = {**SPEC, **overrides}
+    if "format" in overrides:
+        out["dataset"] = {**SPEC["dataset"], "format": overrides.pop("format")}
+        out.pop("format")
+    return out
+
+
+# message prefix -> (valid object, invalid object), both at the node the rule is attached to
+EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "method.partial trains nothing": (
+        {"trainableLayers": 0, "trainableModules": ["lm_head"]},
+        {"trainableLayers": 0, "trainableModules": []},
+    ),
+    "merge.sources lists an adapter twice": (
+        {"sources": [{"name": "a"}, {"name": "b"}], "combination": "linear"},
+        {"sources": [{"name": "a"}, {"name": "a"}], "combination": "linear"},
+    ),
+    "merge.combination ties, dare_linear and dare_ties need merge.density": (
+        {"sources": [], "combination": "dare_ties", "density": 0.5},
+        {"sources": [], "combination": "ties"},
+    ),
+    "merge.density only applies": (
+        {"sources": [], "combination": "ties", "density": 0.5},
+        {"sources": [], "combination": "linear", "density": 0.5},
+    ),
+    "set exactly one of artifact": ({"artifact": {"uri": "s3://a/b"}}, {}),
+    "dataset.eval needs exactly one of uri": ({"fraction": 0.1}, {"uri": "file:///e", "fraction": 0.1}),
+    "continual is empty": ({"lwf": {"alpha": 0.5}}, {}),
+    "objective.rlhf.reward needs a reward source": ({"builtin": ["length"]}, {"builtin": []}),
+    "distributed.offload requires": (
+        {"strategy": "deepspeed", "offload": "cpu"},
+        {"strategy": "ddp", "offload": "cpu"},
+    ),
+    "resources.nodes > 1 requires": ({"nodes": 2, "gpus": 8}, {"nodes": 2, "gpus": 0}),
+    "evaluation.suites: metric accuracy needs a dataset": (
+        {"name": "mc", "metric": "accuracy", "dataset": {"uri": "file:///mc"}},
+        {"name": "mc", "metric": "accuracy"},
+    ),
+    "evaluation.suites: suite names must be unique": (
+        {"suites": [{"name": "a"}, {"name": "b"}]},
+        {"suites": [{"name": "a"}, {"name": "a"}]},
+    ),
+    "evaluation.gate.minScores names a suite": (
+        {"suites": [{"name": "mc"}], "gate": {"minScores": {"mc": 0.5}}},
+        {"suites": [{"name": "mc"}], "gate": {"minScores": {"other": 0.5}}},
+    ),
+    "evaluation.gate.maxRegression needs": (
+        {"suites": [{"name": "a", "compareToBase": True}], "gate": {"maxRegression": 0.1, "minScores": {}}},
+        {"suites": [{"name": "a", "compareToBase": False}], "gate": {"maxRegression": 0.1, "minScores": {}}},
+    ),
+    "objective dpo, ipo, orpo and reward need preference data": (
+        spec(objective={"type": "dpo"}, format="preference"),
+        spec(objective={"type": "dpo"}, format="text"),
+    ),
+    "objective kto needs labelled data": (
+        spec(objective={"type": "kto"}, format="kto"),
+        spec(objective={"type": "kto"}, format="preference"),
+    ),
+    "objective rlhf samples completions": (
+        spec(objective={"type": "rlhf"}, format="prompt"),
+        spec(objective={"type": "rlhf"}, format="messages"),
+    ),
+    "objective sft cannot use preference": (spec(format="messages"), spec(format="kto")),
+    "method qlora cannot be sharded": (
+        spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 2, "offload": "none"}),
+        spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 3, "offload": "none"}),
+    ),
+}
+
+
+def crd_rules(node: Any) -> Iterator[dict[str, str]]:
+    if isinstance(node, dict):
+        yield from node.get("x-kubernetes-validations", [])
+        for value in node.values():
+            yield from crd_rules(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from crd_rules(value)
+
+
+def union_messages() -> set[str]:
+    return {rule.message for union in UNIONS for rule in union.block_rules()}
+
+
+def example_for(message: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    matches = [pair for prefix, pair in EXAMPLES.items() if message.startswith(prefix)]
+    assert len(matches) == 1, f"no single example pair for rule: {message}"
+    return matches[0]
+
+
+ALL_RULES = [rule for crd in all_crds().values() for rule in crd_rules(crd)]
+PLAIN_RULES = [
+    r for r in ALL_RULES if r["message"] not in union_messages() and r != spec_immutable_once_started().as_crd()
+]
+
+
+def test_every_crd_rule_is_covered_by_examples_or_generated_checks() -> None:
+    assert len(ALL_RULES) > 25
+    for rule in PLAIN_RULES:
+        example_for(rule["message"])
+
+
+@pytest.mark.parametrize("rule", PLAIN_RULES, ids=[r["message"][:50] for r in PLAIN_RULES])
+def test_rule_accepts_valid_and_rejects_invalid(rule: dict[str, str]) -> None:
+    valid, invalid = example_for(rule["message"])
+    assert cel_holds(rule["rule"], valid)
+    assert not cel_holds(rule["rule"], invalid)
+
+
+@pytest.mark.parametrize("union", UNIONS, ids=[u.field for u in UNIONS])
+def test_union_block_rules_follow_the_variants(union: Any) -> None:
+    rules = union.block_rules()
+    assert rules
+    for prop, (allowed, required) in union.blocks().items():
+        for tag in union.tags:
+            with_block = {"type": tag, prop: {}}
+            without_block = {"type": tag}
+            for rule in rules:
+                if set(allowed) != set(union.tags) and rule.message == union.forbidden_message(prop):
+                    assert cel_holds(rule.rule, with_block) == (tag in allowed)
+                    assert cel_holds(rule.rule, without_block)
+                if required and rule.message == union.required_message(prop):
+                    assert cel_holds(rule.rule, without_block) == (tag not in required)
+                    assert cel_holds(rule.rule, with_block)
+
+
+def _transition(rule: str, new: dict[str, Any], old: dict[str, Any]) -> bool:
+    env = celpy.Environment()
+    program = env.program(env.compile(rule))
+    return bool(program.evaluate({"self": celpy.json_to_cel(new), "oldSelf": celpy.json_to_cel(old)}))
+
+
+def test_spec_is_immutable_once_started_except_suspend() -> None:
+    rule = spec_immutable_once_started().rule
+    started = {"spec": {**SPEC, "suspend": False}, "status": {"startTime": "2026-01-01T00:00:00Z"}}
+    not_started = {"spec": {**SPEC, "suspend": False}}
+    changed = {"spec": {**SPEC, "suspend": False, "method": {"type": "lora", "lora": {"rank": 64}}}}
+    suspended = {"spec": {**SPEC, "suspend": True}}
+    added = {"spec": {**SPEC, "suspend": False, "continual": {"lwf": {}}}}
+    assert _transition(rule, changed, not_started)
+    assert _transition(rule, suspended, started)
+    assert not _transition(rule, changed, started)
+    assert not _transition(rule, added, started)
+
+
+def test_trainer_config_mode_rules() -> None:
+    target = {"kind": "FineTuneJob", "namespace": "ml", "name": "x"}
+    with pytest.raises(ValueError, match="mode merge needs merge"):
+        TrainerConfig.model_validate({"mode": "merge", "target": target})
+    with pytest.raises(ValueError, match="mode train needs job"):
+        TrainerConfig.model_validate({"mode": "train", "target": target})
