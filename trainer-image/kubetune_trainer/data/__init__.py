@@ -1,0 +1,1 @@
+"""Dataset loading, format normalisation and prep (dedup, PII, licenses, length) for the trainer."""
