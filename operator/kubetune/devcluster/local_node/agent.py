@@ -1,0 +1,117 @@
+"""The node loop: keep the node Ready, start pods bound to it, report exits, honour deletions.
+
+Pods are found by polling (`spec.nodeName=<node>`, once a second): simpler and more robust than
+a watch for a development node that runs a handful of pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kubetune.devcluster.local_node import node, pods
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 10.0
+
+
+class LocalNode:
+    """A node whose pods are local processes; run it in a thread with `start()` / `stop()`."""
+
+    def __init__(
+        self, api: client.ApiClient, name: str, runtime: pods.NodeRuntime, max_pods: int = 4, poll_seconds: float = 1.0
+    ) -> None:
+        self.core = client.CoreV1Api(api)
+        self.leases = client.CoordinationV1Api(api)
+        self.name = name
+        self.runtime = runtime
+        self.max_pods = max_pods
+        self.poll_seconds = poll_seconds
+        self.running: dict[str, pods.RunningPod] = {}
+        self.finished: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._created_mount_points: list[Path] = []
+
+    def start(self) -> None:
+        node.register(self.core, self.name, self.max_pods)
+        self._thread = threading.Thread(target=self._loop, name=f"local-node-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+        for running in list(self.running.values()):
+            pods.stop(running)
+        for path in sorted(set(self._created_mount_points), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+    def _loop(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                if time.monotonic() - last_beat >= HEARTBEAT_SECONDS:
+                    node.heartbeat(self.core, self.leases, self.name, self.max_pods)
+                    last_beat = time.monotonic()
+                self._sync()
+            except Exception:  # a development node keeps going; the error is in the log
+                log.exception("local node %s: sync failed", self.name)
+            self._stop.wait(self.poll_seconds)
+
+    def _sync(self) -> None:
+        listed: list[Any] = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.name}").items
+        present = {pod.metadata.uid for pod in listed}
+        for pod in listed:
+            uid = pod.metadata.uid
+            if pod.metadata.deletion_timestamp is not None:
+                self._delete(pod)
+            elif uid not in self.running and uid not in self.finished and pod.status.phase == "Pending":
+                self._start(pod)
+        for uid, running in list(self.running.items()):
+            if uid not in present:
+                pods.stop(running)
+                del self.running[uid]
+            elif (code := running.process.poll()) is not None:
+                exit_code = code if code >= 0 else 128 - code
+                log.info("pod %s/%s exited with %s", running.namespace, running.name, exit_code)
+                pods.report_finished(self.core, running, exit_code)
+                self.finished.add(uid)
+                del self.running[uid]
+
+    def _start(self, pod: Any) -> None:
+        try:
+            running = pods.start_pod(self.core, pod, self.runtime)
+        except (ApiException, OSError, ValueError) as error:
+            log.warning("pod %s/%s cannot start: %s", pod.metadata.namespace, pod.metadata.name, error)
+            self._fail_to_start(pod, str(error))
+            return
+        log.info("pod %s/%s started (pid %s)", running.namespace, running.name, running.process.pid)
+        self._created_mount_points.extend(running.created_mount_points)
+        self.running[pod.metadata.uid] = running
+
+    def _fail_to_start(self, pod: Any, message: str) -> None:
+        status = {"phase": "Failed", "reason": "LocalNodeStartError", "message": message[: pods.MESSAGE_LIMIT]}
+        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+        self.finished.add(pod.metadata.uid)
+
+    def _delete(self, pod: Any) -> None:
+        running = self.running.pop(pod.metadata.uid, None)
+        if running is not None:
+            pods.stop(running, grace_seconds=float(pod.metadata.deletion_grace_period_seconds or 0) or 1.0)
+        with contextlib.suppress(ApiException):
+            self.core.delete_namespaced_pod(
+                pod.metadata.name,
+                pod.metadata.namespace,
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid)),
+            )

@@ -1,0 +1,203 @@
+"""Pod lifecycle on the local node: environment, start, status reports, stop."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from kubetune.devcluster.local_node import process, volumes
+
+MESSAGE_LIMIT = 4096
+
+
+@dataclass
+class RunningPod:
+    namespace: str
+    name: str
+    uid: str
+    container: str
+    process: subprocess.Popen[bytes]
+    sandbox: Path
+    started_at: str
+    created_mount_points: list[Path] = field(default_factory=list)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """What every pod on this node shares: the API server address and the toolchain to run with."""
+
+    api_host: str
+    api_port: int
+    bin_dir: Path
+    root: Path
+
+
+def container_env(
+    core: client.CoreV1Api, pod: Any, container: Any, runtime: NodeRuntime, sandbox: Path
+) -> dict[str, str]:
+    namespace = pod.metadata.namespace
+    env = {
+        "PATH": f"{runtime.bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(sandbox / "home"),
+        "HOSTNAME": pod.metadata.name,
+        "KUBERNETES_SERVICE_HOST": runtime.api_host,
+        "KUBERNETES_SERVICE_PORT": str(runtime.api_port),
+        process.TERMINATION_LOG_ENV: str(sandbox / "termination-log"),
+    }
+    (sandbox / "home").mkdir(parents=True, exist_ok=True)
+    for source in container.env_from or []:
+        if source.config_map_ref:
+            config = core.read_namespaced_config_map(source.config_map_ref.name, namespace).data or {}
+            env.update({f"{source.prefix or ''}{k}": v for k, v in config.items()})
+        if source.secret_ref:
+            data = core.read_namespaced_secret(source.secret_ref.name, namespace).data or {}
+            env.update({f"{source.prefix or ''}{k}": base64.b64decode(v).decode() for k, v in data.items()})
+    for var in container.env or []:
+        value = _env_value(core, pod, var)
+        if value is not None:
+            env[var.name] = value
+    return env
+
+
+def _env_value(core: client.CoreV1Api, pod: Any, var: Any) -> str | None:
+    if var.value_from is None:
+        return str(var.value or "")
+    source = var.value_from
+    if source.secret_key_ref:
+        data = core.read_namespaced_secret(source.secret_key_ref.name, pod.metadata.namespace).data or {}
+        raw = data.get(source.secret_key_ref.key)
+        return base64.b64decode(raw).decode() if raw is not None else None
+    if source.config_map_key_ref:
+        config = core.read_namespaced_config_map(source.config_map_key_ref.name, pod.metadata.namespace).data or {}
+        value = config.get(source.config_map_key_ref.key)
+        return None if value is None else str(value)
+    if source.field_ref:
+        return _field(pod, source.field_ref.field_path)
+    return None
+
+
+def _field(pod: Any, path: str) -> str:
+    if path == "metadata.name":
+        return str(pod.metadata.name)
+    if path == "metadata.namespace":
+        return str(pod.metadata.namespace)
+    if path == "metadata.uid":
+        return str(pod.metadata.uid)
+    if path in ("status.podIP", "status.hostIP"):
+        return "127.0.0.1"
+    if path == "spec.nodeName":
+        return str(pod.spec.node_name)
+    if path.startswith("metadata.annotations['") or path.startswith("metadata.labels['"):
+        key = path.split("['", 1)[1].rstrip("']")
+        source = pod.metadata.annotations if path.startswith("metadata.annotations") else pod.metadata.labels
+        return str((source or {}).get(key, ""))
+    return ""
+
+
+def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime) -> RunningPod:
+    if len(pod.spec.containers) != 1 or pod.spec.init_containers:
+        raise ValueError("the local node runs pods with exactly one container and no init containers")
+    container = pod.spec.containers[0]
+    sandbox = runtime.root / "pods" / pod.metadata.namespace / f"{pod.metadata.name}-{pod.metadata.uid[:8]}"
+    sandbox.mkdir(parents=True, exist_ok=True)
+    host_volumes = volumes.materialize(core, pod, sandbox, runtime.root / "claims")
+    mounts = volumes.mounts_for(container, host_volumes)
+    created = process.ensure_mount_points(mounts)
+    env = container_env(core, pod, container, runtime, sandbox)
+    command = [*(container.command or []), *(container.args or [])]
+    proc = process.start(command, env, mounts, container.working_dir, sandbox / "container.log")
+    started = _now()
+    report_running(core, pod, container.name, started)
+    return RunningPod(
+        pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, container.name, proc, sandbox, started, created
+    )
+
+
+def report_running(core: client.CoreV1Api, pod: Any, container: str, started: str) -> None:
+    conditions = [
+        {"type": kind, "status": "True", "lastTransitionTime": started}
+        for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+    ]
+    status = {
+        "phase": "Running",
+        "hostIP": "127.0.0.1",
+        "podIP": "127.0.0.1",
+        "podIPs": [{"ip": "127.0.0.1"}],
+        "startTime": started,
+        "conditions": conditions,
+        "containerStatuses": [
+            {
+                "name": container,
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "image": pod.spec.containers[0].image,
+                "imageID": "",
+                "state": {"running": {"startedAt": started}},
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+
+
+def termination_message(running: RunningPod, exit_code: int) -> str:
+    path = running.sandbox / "termination-log"
+    message = path.read_text(errors="replace") if path.exists() else ""
+    if not message and exit_code != 0:
+        log = (running.sandbox / "container.log").read_text(errors="replace")
+        message = log[-MESSAGE_LIMIT:]
+    return message[-MESSAGE_LIMIT:].strip()
+
+
+def report_finished(core: client.CoreV1Api, running: RunningPod, exit_code: int) -> None:
+    finished = _now()
+    reason = "Completed" if exit_code == 0 else ("OOMKilled" if exit_code == 137 else "Error")
+    status = {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished},
+            {"type": "ContainersReady", "status": "False", "reason": "PodCompleted", "lastTransitionTime": finished},
+        ],
+        "containerStatuses": [
+            {
+                "name": running.container,
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "image": "local",
+                "imageID": "",
+                "state": {
+                    "terminated": {
+                        "exitCode": exit_code,
+                        "reason": reason,
+                        "message": termination_message(running, exit_code),
+                        "startedAt": running.started_at,
+                        "finishedAt": finished,
+                    }
+                },
+            }
+        ],
+    }
+    core.patch_namespaced_pod_status(running.name, running.namespace, {"status": status})
+
+
+def stop(running: RunningPod, grace_seconds: float = 10.0) -> None:
+    if running.process.poll() is None:
+        os.killpg(running.process.pid, signal.SIGTERM)
+        try:
+            running.process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(running.process.pid, signal.SIGKILL)
+            running.process.wait()

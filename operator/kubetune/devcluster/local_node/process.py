@@ -1,0 +1,65 @@
+"""Start a container command as a local process with its mounts, environment and exit report."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from kubetune.devcluster.local_node.volumes import Mount
+
+TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
+
+
+def mount_script(mounts: Sequence[Mount]) -> str:
+    """Shell run inside `unshare --mount`: bind each volume at its mountPath, then exec the command.
+
+    Mount points that do not exist yet are created on the host first (see `ensure_mount_points`);
+    the binds themselves are private to the pod's namespace.
+    """
+    lines = []
+    for mount in mounts:
+        if mount.source.is_file():
+            lines.append(f"touch {shlex.quote(mount.target)}")
+        lines.append(f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}")
+        if mount.read_only:
+            lines.append(f"mount -o remount,bind,ro {shlex.quote(mount.target)}")
+    lines.append('exec "$@"')
+    return " && ".join(lines)
+
+
+def ensure_mount_points(mounts: Sequence[Mount]) -> list[Path]:
+    """Creates missing mount-point directories; returns the ones created so they can be removed."""
+    created: list[Path] = []
+    for mount in mounts:
+        target = Path(mount.target)
+        missing = []
+        probe = target if not mount.source.is_file() else target.parent
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        probe_target = target if not mount.source.is_file() else target.parent
+        probe_target.mkdir(parents=True, exist_ok=True)
+        created.extend(reversed(missing))
+    return created
+
+
+def start(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    mounts: Sequence[Mount],
+    workdir: str | None,
+    log_path: Path,
+) -> subprocess.Popen[bytes]:
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount_script(mounts), "pod", *command]
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        argv,
+        env=dict(env),
+        cwd=workdir if workdir and os.path.isdir(workdir) else None,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
