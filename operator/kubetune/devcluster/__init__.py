@@ -1,0 +1,10 @@
+"""A real local Kubernetes control plane (etcd, kube-apiserver, and in Tier B controller-manager, scheduler
+and kwok with fake GPU nodes) so tests, benchmarks and the demo never talk to a mocked API.
+
+Binaries come from ``make binaries`` (hack/build-all.sh); see docs/development.md.
+"""
+
+from kubetune.devcluster.cluster import ControlPlaneError, LocalControlPlane
+from kubetune.devcluster.components import Tier
+
+__all__ = ["ControlPlaneError", "LocalControlPlane", "Tier"]

