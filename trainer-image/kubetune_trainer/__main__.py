@@ -1,0 +1,97 @@
+"""Entrypoint: `python -m kubetune_trainer --config trainer.json`.
+
+Exit codes are the contract with the operator: 0 success; 78 (`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG)
+when the spec or its data is wrong, which the Job's pod failure policy never retries, with one line
+`kubetune-trainer: config error: <message>` on stderr and in the termination log (what the operator
+copies into status); 1 for anything else (OOM, network, preemption), which is retried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
+from kubetune_trainer.errors import ConfigError
+
+log = logging.getLogger("kubetune_trainer")
+
+TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+RETRYABLE_EXIT_CODE = 1
+
+
+def load_config(path: Path) -> TrainerConfig:
+    """Read and validate the whole TrainerConfig; any problem is a config error with one line."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"trainer config {path} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"trainer config {path} is not JSON: {exc}") from exc
+    try:
+        return TrainerConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ConfigError(f"invalid trainer config: {problems}") from exc
+
+
+def _report_config_error(message: str) -> None:
+    line = f"kubetune-trainer: config error: {message}"
+    print(line, file=sys.stderr, flush=True)
+    target = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
+    try:
+        with target.open("w") as handle:
+            handle.write(line + "\n")
+    except OSError:
+        pass  # not in a pod (or not writable): stderr already has the line
+
+
+def _configure_logging() -> None:
+    """Log lines go to stdout so stderr carries only the one-line config error the operator reads."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "botocore", "s3fs"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubetune_trainer", description="Run one kubetune training job.")
+    parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the mounted ConfigMap)")
+    # the deepspeed launcher appends --local_rank=N; the rank also arrives as LOCAL_RANK
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    _configure_logging()
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        config = load_config(args.config)
+        if config.mode == "merge":
+            raise ConfigError("mode merge is not available in this trainer build")
+        from kubetune_trainer.pipeline import run
+
+        result = run(config)
+    except ConfigError as exc:
+        _report_config_error(exc.message)
+        return CONFIG_ERROR_EXIT_CODE
+    except Exception:
+        log.exception("training failed (retryable)")
+        return RETRYABLE_EXIT_CODE
+    log.info("artifact %s sha256 %s (%d bytes)", result.artifact_uri, result.sha256, result.size_bytes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Artifacts: weights, tokenizer and a `kubetune.json` manifest, staged locally then published whole.
+
+Layout under `<output.uri>/<adapterName>/`: the adapter (PEFT `adapter_model.safetensors` +
+`adapter_config.json`, or full `model.safetensors` for full/partial), the tokenizer, optionally
+`merged/` (full weights with the adapter folded in) and `kubetune.json`. `sha256` is over every file
+in sorted relative-path order (`sha256(path NUL file-sha256 LF ...)`), so it is stable across
+filesystems and tells whether two artifacts are byte-identical.
+
+Nothing half-written is ever visible: volumes get a sibling temp directory that is renamed into
+place; object storage has no rename, so the manifest is uploaded last and readers (the operator, the
+Adapter) treat a prefix without `kubetune.json` as absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.v1alpha1.finetunejob import TrainResult
+from kubetune_trainer.context import RunContext
+from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
+from kubetune_trainer.methods import bottleneck
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "kubetune.json"
+MERGED_DIR = "merged"
+_LIBRARIES = ("kubetune", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "deepspeed")
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced; `to_train_result` gives the status.result shape."""
+
+    artifact_uri: str
+    sha256: str
+    size_bytes: int
+    method: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    gate_passed: bool = True
+    gate_message: str | None = None
+    base_model_revision: str | None = None
+    dataset_digest: str | None = None
+    prep_report: dict[str, int] = field(default_factory=dict)
+
+    def to_train_result(self) -> TrainResult:
+        return TrainResult.model_validate(asdict(self))
+
+
+def artifact_name(ctx: RunContext) -> str:
+    return ctx.spec.output.adapter_name or ctx.config.target.name
+
+
+def artifact_uri(ctx: RunContext) -> str:
+    return ctx.spec.output.uri.rstrip("/") + "/" + artifact_name(ctx) + "/"
+
+
+def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> str:
+    """Write the trained weights and tokenizer on rank 0; returns the artifact format name."""
+    full = ctx.method in {"full", "partial"}
+    if full:
+        # every rank must call this: Trainer.save_model gathers ZeRO-3 shards, then rank 0 writes
+        trainer.save_model(str(directory))
+    if not trainer.is_world_process_zero():
+        return "none"
+    directory.mkdir(parents=True, exist_ok=True)
+    if ctx.method == "adapter":
+        bottleneck.save(ctx.model, ctx.extras["bottleneck_config"], directory)
+        fmt = "kubetune-bottleneck-safetensors"
+    elif full:
+        fmt = "safetensors"
+    else:
+        trainer.model.save_pretrained(str(directory), safe_serialization=True)
+        fmt = "peft-safetensors"
+    ctx.tokenizer.save_pretrained(str(directory))
+    return fmt
+
+
+def save_merged(ctx: RunContext, adapter_dir: Path, directory: Path) -> None:
+    """Fold the adapter into an unquantized copy of the base (a 4-bit base would make the merge lossy)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from kubetune_trainer.tokenizer_align import resize_embeddings
+
+    assert ctx.base_model_path is not None
+    base = AutoModelForCausalLM.from_pretrained(ctx.base_model_path, dtype=torch.float32)
+    resize_embeddings(base, ctx.tokenizer)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(directory), safe_serialization=True)
+    ctx.tokenizer.save_pretrained(str(directory))
+
+
+def file_digests(root: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        out[path.relative_to(root).as_posix()] = {"sha256": digest.hexdigest(), "size": path.stat().st_size}
+    return out
+
+
+def tree_digest(root: Path) -> tuple[str, int]:
+    """(hex sha256, total bytes) over every file under `root`, in sorted relative-path order."""
+    digest = hashlib.sha256()
+    total = 0
+    for rel, info in sorted(file_digests(root).items()):
+        digest.update(f"{rel}\0{info['sha256']}\n".encode())
+        total += info["size"]
+    return digest.hexdigest(), total
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_manifest(ctx: RunContext, root: Path, *, fmt: str, gate: tuple[bool, str | None]) -> None:
+    spec = ctx.spec
+    manifest = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Artifact",
+        "name": artifact_name(ctx),
+        "format": fmt,
+        "method": {"requested": spec.method.type, "resolved": ctx.method, "settings": spec.method.to_wire()},
+        "objective": spec.objective.to_wire(),
+        "precision": ctx.precision,
+        "baseModel": {"uri": spec.base_model.uri, "revision": ctx.base_revision},
+        "dataset": {"digest": ctx.data_digest, "prepReport": ctx.prep_report},
+        "tokenizer": {"addedTokenIds": ctx.new_token_ids},
+        "metrics": ctx.metrics,
+        "gate": {"passed": gate[0], "message": gate[1]},
+        "merged": (root / MERGED_DIR).is_dir(),
+        "notes": ctx.notes,
+        "libraries": library_versions(),
+        "files": file_digests(root),
+        "config": ctx.config.to_wire(),
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def publish(staging: Path, uri: str, *, pvc_root: Path) -> None:
+    """Copy the staged tree to its destination so it appears complete or not at all."""
+    parsed = parse_uri(uri)
+    if isinstance(parsed, S3Uri):
+        _publish_s3(staging, parsed)
+        return
+    assert isinstance(parsed, FileUri | PvcUri)
+    dest = local_path(parsed, pvc_root)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    shutil.copytree(staging, tmp)
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(dest, old)
+        os.replace(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)
+    log.info("published artifact to %s", dest)
+
+
+def _publish_s3(staging: Path, uri: S3Uri) -> None:
+    fs = s3_filesystem()
+    prefix = f"{uri.bucket}/{uri.key.strip('/')}".rstrip("/")
+    if fs.exists(f"{prefix}/{MANIFEST}"):
+        fs.rm_file(f"{prefix}/{MANIFEST}")  # unpublish the old artifact before overwriting its files
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    for path in sorted(files, key=lambda p: p.name == MANIFEST):
+        fs.put_file(str(path), f"{prefix}/{path.relative_to(staging).as_posix()}")
+    log.info("published artifact to s3://%s/", prefix)
+
+
+def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | None]) -> RunResult:
+    """Stage weights (+ merged weights) and the manifest, digest them, publish; rank 0 only publishes."""
+    root = ctx.paths.staging_dir / artifact_name(ctx)
+    if root.exists() and trainer.is_world_process_zero():
+        shutil.rmtree(root)
+    fmt = save_weights(ctx, trainer, root)
+    if not trainer.is_world_process_zero():
+        return RunResult(artifact_uri=artifact_uri(ctx), sha256="0" * 64, size_bytes=0, method=ctx.method)
+    if ctx.spec.output.merge_weights and ctx.is_peft:
+        save_merged(ctx, root, root / MERGED_DIR)
+    write_manifest(ctx, root, fmt=fmt, gate=gate)
+    sha, size = tree_digest(root)
+    publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)
+    return RunResult(
+        artifact_uri=artifact_uri(ctx),
+        sha256=sha,
+        size_bytes=size,
+        method=ctx.method,
+        metrics=dict(ctx.metrics),
+        gate_passed=gate[0],
+        gate_message=gate[1],
+        base_model_revision=ctx.base_revision,
+        dataset_digest=ctx.data_digest,
+        prep_report=dict(ctx.prep_report),
+    )

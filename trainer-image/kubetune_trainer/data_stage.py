@@ -1,0 +1,68 @@
+"""The pipeline's data stage: load, normalise, check against the objective, prep, split.
+
+A thin orchestration over `kubetune_trainer.data` (owned by the data package): the pipeline needs
+the datasets in TRL layout on the context, one digest for status, and the prep report flattened to
+the `status.result.prepReport` shape (integer counts by name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from kubetune_trainer.context import RunContext
+from kubetune_trainer.data.formats import check_objective_format, normalize
+from kubetune_trainer.data.load import load_dataset_uri
+from kubetune_trainer.data.prep import PrepReport, prepare_from_spec
+
+log = logging.getLogger(__name__)
+
+
+def flatten_report(report: PrepReport) -> dict[str, int]:
+    """`rows_in`, `rows_out`, `removed_<reason>`, `pii_<kind>`: the integer view status can hold."""
+    flat = {"rows_in": report.rows_in, "rows_out": report.rows_out}
+    flat.update({f"removed_{k}": int(v) for k, v in report.removed.items()})
+    flat.update({f"pii_{k}": int(v) for k, v in report.pii_found.items()})
+    return flat
+
+
+def _load(ctx: RunContext, uri: str) -> tuple[Any, str]:
+    loaded = load_dataset_uri(
+        uri,
+        cache_dir=ctx.paths.cache_dir,
+        pvc_root=ctx.paths.pvc_root,
+        token_env=ctx.config.runtime.model_token_env,
+    )
+    normalized = normalize(loaded.dataset, ctx.spec.dataset.format)
+    check_objective_format(normalized.format, ctx.spec.objective.type)
+    return normalized.dataset, loaded.digest
+
+
+def prepare(ctx: RunContext) -> None:
+    """Fill `train_dataset`, `eval_dataset`, `data_digest` and `prep_report` on the context."""
+    spec = ctx.spec.dataset
+    tokenizer = ctx.tokenizer
+
+    def token_length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    train, digest = _load(ctx, spec.train.uri)
+    result = prepare_from_spec(train, spec.prep, token_length=token_length)
+    ctx.prep_report = flatten_report(result.report)
+    ctx.extras["prep_report"] = result.report.to_dict()
+    dataset = result.dataset
+    digests = [digest]
+    if spec.eval is not None and spec.eval.fraction is not None:
+        split = dataset.train_test_split(test_size=spec.eval.fraction, seed=ctx.spec.training.seed)
+        dataset, ctx.eval_dataset = split["train"], split["test"]
+    elif spec.eval is not None and spec.eval.uri is not None:
+        eval_set, eval_digest = _load(ctx, spec.eval.uri)
+        ctx.eval_dataset = prepare_from_spec(eval_set, spec.prep, token_length=token_length).dataset
+        digests.append(eval_digest)
+    ctx.train_dataset = dataset
+    # one digest for status: the train digest alone, or a digest over train and eval digests
+    ctx.data_digest = (
+        digest if len(digests) == 1 else "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    )
+    log.info("%s; training on %d rows", result.report.summary(), len(dataset))

@@ -1,0 +1,211 @@
+"""Memory estimate per device, and the `auto` method choice that follows from it.
+
+Pure arithmetic on parameter counts so it can run before any weights are read. The formulas (bytes):
+
+* base weights: P x {fp32: 4, bf16/fp16: 2}; 4-bit (QLoRA) linear weights 0.5 per parameter plus the
+  quantization constants: one fp32 absmax per 64-weight block (4/64 = 0.0625), or with double
+  quantization an 8-bit absmax per block and one fp32 constant per 256 blocks
+  (1/64 + 4/(64*256) ~= 0.0159); 8-bit: 1 per parameter + 4/64. Non-linear weights (embeddings,
+  norms) and the output head stay in the compute dtype.
+* trainable parameters T: gradients T x weight bytes; AdamW states 8 x T (fp32 m and v); with mixed
+  precision (bf16/fp16) an fp32 master copy 4 x T. Full mixed-precision AdamW is therefore
+  2 + 2 + 4 + 8 = 16 bytes per parameter (the usual anchor); fp32 is 4 + 4 + 8 = 16 as well.
+  Adapter parameters are kept in fp32: 4 + 4 + 8 = 16 bytes each.
+* LoRA: T = r x (d_in + d_out) per target module (+ d_out magnitude per module for DoRA).
+* DeepSpeed ZeRO over N processes: stage >= 1 divides optimizer states and master weights by N,
+  stage >= 2 also gradients, stage 3 also weights; offload moves optimizer states (and, at stage 3,
+  weights) to host memory.
+* activations: batch x sequence x hidden x layers x 34 bytes (16-bit, per Korthikanti et al. 2022,
+  without the attention-score term that fused attention avoids), doubled for fp32; with gradient
+  checkpointing only each layer's input (2 bytes x b x s x h x layers) plus one layer's full set.
+* a fixed per-device overhead (CUDA context, allocator fragmentation): `OVERHEAD_BYTES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from kubetune_trainer.errors import ConfigError
+
+GIB = 1024**3
+OVERHEAD_BYTES = GIB
+ADAM_STATE_BYTES = 8
+MASTER_BYTES = 4
+ADAPTER_TRAIN_BYTES = 16
+ACTIVATION_BYTES_PER_ELEMENT = 34
+QUANT_BLOCK = 64
+NESTED_BLOCK = 256
+AUTO_ORDER = ("full", "lora", "qlora")
+
+Precision = Literal["bf16", "fp16", "fp32"]
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The parts of a model the estimator needs (see `loading.ModelInfo`)."""
+
+    num_params: int
+    hidden_size: int
+    num_layers: int
+    linear_shapes: Mapping[str, tuple[int, int]]
+    linear_counts: Mapping[str, int]
+    output_head: str = "lm_head"
+
+    @property
+    def linear_params(self) -> int:
+        """Parameters in quantizable linear layers (the output head is never quantized)."""
+        return sum(i * o * self.linear_counts[n] for n, (i, o) in self.linear_shapes.items() if n != self.output_head)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    precision: Precision = "bf16"
+    batch_size: int = 1
+    seq_len: int = 2048
+    gradient_checkpointing: bool = False
+    world_size: int = 1
+    zero_stage: int | None = None
+    """None without DeepSpeed; 0..3 with it."""
+    offload: Literal["none", "cpu", "nvme"] = "none"
+    lora_rank: int = 16
+    lora_targets: tuple[str, ...] = ("all-linear",)
+    quant_bits: Literal[4, 8] = 4
+    double_quant: bool = True
+    trainable_params: int | None = None
+    """For methods whose trainable count is not a formula of the shape (partial, prefix, adapters)."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    method: str
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    overhead: int = OVERHEAD_BYTES
+    trainable_params: int = 0
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+
+    def summary(self) -> str:
+        return (
+            f"{self.method}: {self.total / GIB:.2f} GiB per device (weights {self.weights / GIB:.2f}, "
+            f"gradients {self.gradients / GIB:.2f}, optimizer {self.optimizer / GIB:.2f}, "
+            f"activations {self.activations / GIB:.2f}, overhead {self.overhead / GIB:.2f})"
+        )
+
+
+def weight_bytes(precision: Precision) -> int:
+    return 4 if precision == "fp32" else 2
+
+
+def lora_params(shape: ModelShape, rank: int, targets: tuple[str, ...], *, dora: bool = False) -> int:
+    """r x (d_in + d_out) per target module; `all-linear` means every linear but the output head."""
+    names = [n for n in shape.linear_shapes if n != shape.output_head] if "all-linear" in targets else list(targets)
+    total = 0
+    for name in names:
+        if name not in shape.linear_shapes:
+            continue
+        d_in, d_out = shape.linear_shapes[name]
+        total += shape.linear_counts[name] * (rank * (d_in + d_out) + (d_out if dora else 0))
+    return total
+
+
+def quantized_bytes_per_param(bits: int, double_quant: bool) -> float:
+    if bits == 8:
+        return 1 + 4 / QUANT_BLOCK
+    constants = (1 / QUANT_BLOCK + 4 / (QUANT_BLOCK * NESTED_BLOCK)) if double_quant else 4 / QUANT_BLOCK
+    return 0.5 + constants
+
+
+def activation_bytes(shape: ModelShape, setup: TrainSetup) -> int:
+    tokens = setup.batch_size * setup.seq_len * shape.hidden_size
+    scale = 2 if setup.precision == "fp32" else 1
+    if setup.gradient_checkpointing:
+        return scale * (2 * tokens * shape.num_layers + ACTIVATION_BYTES_PER_ELEMENT * tokens)
+    return scale * ACTIVATION_BYTES_PER_ELEMENT * tokens * shape.num_layers
+
+
+def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """Bytes per device for one method; see the module docstring for every term."""
+    wb = weight_bytes(setup.precision)
+    acts = activation_bytes(shape, setup)
+    if method in {"full", "partial"}:
+        trainable = shape.num_params if method == "full" else (setup.trainable_params or 0)
+        mixed = setup.precision != "fp32"
+        weights = shape.num_params * wb
+        grads = trainable * wb
+        optim = trainable * (ADAM_STATE_BYTES + (MASTER_BYTES if mixed else 0))
+        stage = setup.zero_stage
+        n = setup.world_size
+        if stage is not None:
+            if setup.offload != "none":
+                optim = 0
+            elif stage >= 1:
+                optim //= n
+            if stage >= 2:
+                grads //= n
+            if stage == 3:
+                weights = 0 if setup.offload != "none" else weights // n
+        return MemoryEstimate(method, weights, grads, optim, acts, trainable_params=trainable)
+    if method in {"lora", "dora", "qlora"}:
+        trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=method == "dora")
+        if method == "qlora":
+            quantized = shape.linear_params
+            per = quantized_bytes_per_param(setup.quant_bits, setup.double_quant)
+            weights = int(quantized * per) + (shape.num_params - quantized) * wb
+        else:
+            weights = shape.num_params * wb
+    else:
+        trainable = setup.trainable_params or 0
+        weights = shape.num_params * wb
+    grads = trainable * 4
+    optim = trainable * (ADAM_STATE_BYTES + 4)
+    return MemoryEstimate(method, weights, grads, optim, acts, trainable_params=trainable)
+
+
+def choose_auto(
+    shape: ModelShape, setup: TrainSetup, budget_bytes: int, *, quantization_available: bool
+) -> tuple[str, MemoryEstimate]:
+    """The most capable method that fits: full, then lora, then qlora; else a config error with numbers."""
+    tried: list[MemoryEstimate] = []
+    for method in AUTO_ORDER:
+        if method == "qlora" and not quantization_available:
+            continue
+        result = estimate(method, shape, setup)
+        if result.total <= budget_bytes:
+            return method, result
+        tried.append(result)
+    raise ConfigError(
+        f"model with {shape.num_params:,} parameters does not fit {budget_bytes / GIB:.2f} GiB per device with any "
+        f"method: {'; '.join(t.summary() for t in tried)}; request GPUs with more memory, more GPUs with "
+        "distributed.strategy deepspeed, or a smaller batchSize / maxSeqLength"
+    )
+
+
+def check_fits(method: str, shape: ModelShape, setup: TrainSetup, budget_bytes: int) -> MemoryEstimate:
+    """Fail fast with a suggestion when an explicitly chosen method will not fit."""
+    result = estimate(method, shape, setup)
+    if result.total <= budget_bytes:
+        return result
+    hints = []
+    for other in AUTO_ORDER:
+        if other != method and estimate(other, shape, setup).total <= budget_bytes:
+            hints.append(f"method {other}")
+    if method in {"full", "partial"}:
+        for n in (2, 4, 8, 16, 32, 64):
+            if n > setup.world_size and estimate(method, shape, replace(setup, world_size=n, zero_stage=3)).total <= (
+                budget_bytes
+            ):
+                hints.append(f"{n} GPUs with deepspeed zeroStage 3")
+                break
+    hint = "; try " + " or ".join(hints) if hints else "; no method fits, use bigger GPUs"
+    raise ConfigError(
+        f"method {method} needs about {result.total / GIB:.2f} GiB per device but {budget_bytes / GIB:.2f} GiB "
+        f"is available ({result.summary()}){hint}"
+    )

@@ -1,0 +1,139 @@
+"""Base model and tokenizer: resolve the URI into the cache, inspect cheaply, then load for real.
+
+Resolution goes through the data package's URI layer so hf://, s3://, pvc:// and file:// behave the
+same for models and datasets (one cache on the model-cache volume, the hub commit pinned). The
+inspection step builds the model on the `meta` device from its config only: the estimator and the
+target-module check need parameter counts and module names, and getting them must not touch a GPU
+or read gigabytes of weights, so a bad spec fails in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.v1alpha1.data import BaseModelRef
+from kubetune_trainer.data.uris import HfUri, ResolvedSource, parse_uri, resolve
+from kubetune_trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the estimator and validators need to know about a model, read without loading weights."""
+
+    num_params: int
+    hidden_size: int
+    num_layers: int
+    vocab_size: int
+    linear_shapes: dict[str, tuple[int, int]]
+    """Leaf module name (e.g. `q_proj`) -> (in_features, out_features) of one instance."""
+    linear_counts: dict[str, int]
+    """Leaf module name -> how many modules carry that name."""
+    module_names: frozenset[str]
+    """Every dotted module path, for matching targets like `model.layers.0.mlp`."""
+    model_type: str
+
+
+def resolve_base_model(ref: BaseModelRef, *, cache_dir: Path, pvc_root: Path, token_env: str | None) -> ResolvedSource:
+    """Materialise the base model locally; hf:// pins `revision` and returns the resolved commit."""
+    parsed = parse_uri(ref.uri)
+    if isinstance(parsed, HfUri):
+        parsed = HfUri(repo_id=parsed.repo_id, revision=parsed.revision or ref.revision)
+    source = resolve(parsed, cache_dir=cache_dir, pvc_root=pvc_root, repo_type="model", token_env=token_env)
+    if not (source.path / "config.json").is_file():
+        raise ConfigError(f"baseModel {ref.uri} has no config.json at {source.path}; point it at a model directory")
+    if source.revision is None:
+        return ResolvedSource(uri=source.uri, path=source.path, revision=local_model_digest(source.path))
+    return source
+
+
+def local_model_digest(path: Path) -> str:
+    """Identifies a model directory without reading its weights: names and sizes, plus the JSON files.
+
+    Hashing every weight byte of a 70B model would add minutes to each start; config, tokenizer and
+    the weight index change whenever the model does, and sizes catch re-exported shards.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        if rel.endswith((".kubetune-etag", ".partial")) or rel.startswith(".cache/"):
+            continue
+        digest.update(f"{rel}\0{file.stat().st_size}\0".encode())
+        if file.suffix == ".json":
+            digest.update(file.read_bytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def inspect_model(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
+    """Build the architecture on the meta device (no weights, no GPU) and summarise it."""
+    import torch
+    from torch import nn
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"cannot read the model config at {path}: {exc}") from exc
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)  # type: ignore[no-untyped-call]
+    shapes: dict[str, tuple[int, int]] = {}
+    counts: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            leaf = name.rsplit(".", 1)[-1]
+            shapes.setdefault(leaf, (module.in_features, module.out_features))
+            counts[leaf] = counts.get(leaf, 0) + 1
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return ModelInfo(
+        num_params=sum(p.numel() for p in model.parameters()),
+        hidden_size=int(getattr(text_config, "hidden_size", 0)),
+        num_layers=int(getattr(text_config, "num_hidden_layers", 0)),
+        vocab_size=int(getattr(text_config, "vocab_size", 0)),
+        linear_shapes=shapes,
+        linear_counts=counts,
+        module_names=frozenset(n for n, _ in model.named_modules() if n),
+        model_type=str(getattr(config, "model_type", "unknown")),
+    )
+
+
+def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:
+    """Load the tokenizer and make sure it can pad (causal LMs often ship without a pad token)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_model(
+    path: Path,
+    *,
+    precision: str,
+    objective: str,
+    extra_kwargs: Mapping[str, Any] | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Load weights with the method's keyword arguments (quantization, device map) applied.
+
+    `reward` trains a one-logit sequence classifier on the same base, everything else a causal LM.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, _DTYPES[precision]), "trust_remote_code": trust_remote_code}
+    kwargs.update(extra_kwargs or {})
+    if objective == "reward":
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    log.info("loaded base model from %s (%s, %d parameters)", path, kwargs["dtype"], model.num_parameters())
+    return model

@@ -1,0 +1,44 @@
+"""Partial fine-tuning: freeze everything except the last N transformer blocks and named modules."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kubetune.api.v1alpha1.methods import PartialSettings
+from kubetune_trainer.errors import ConfigError
+
+_BLOCK = re.compile(r"^(?P<stack>.*\.(?:layers|h|blocks|block|layer))\.(?P<index>\d+)(?:\.|$)")
+
+
+def trainable_parameter_names(names: list[str], settings: PartialSettings) -> set[str]:
+    """Pure selection so it can be tested on names alone; the stack is the one with the most blocks."""
+    stacks: dict[str, set[int]] = {}
+    for name in names:
+        match = _BLOCK.match(name)
+        if match:
+            stacks.setdefault(match["stack"], set()).add(int(match["index"]))
+    selected: set[str] = set()
+    if settings.trainable_layers > 0:
+        if not stacks:
+            raise ConfigError("method.partial.trainableLayers: the model has no numbered transformer blocks")
+        stack, indices = max(stacks.items(), key=lambda item: len(item[1]))
+        keep = set(sorted(indices)[-settings.trainable_layers :])
+        for name in names:
+            match = _BLOCK.match(name)
+            if match and match["stack"] == stack and int(match["index"]) in keep:
+                selected.add(name)
+    for module in settings.trainable_modules:
+        hits = {n for n in names if module in n}
+        if not hits:
+            raise ConfigError(f"method.partial.trainableModules: no parameter name contains {module!r}")
+        selected |= hits
+    return selected
+
+
+def apply(model: Any, settings: PartialSettings) -> Any:
+    names = [n for n, _ in model.named_parameters()]
+    keep = trainable_parameter_names(names, settings)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in keep)
+    return model

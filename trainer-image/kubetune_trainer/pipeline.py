@@ -1,0 +1,179 @@
+"""The training run, stage by stage: every check that can fail on the spec runs before weights load.
+
+Order: validate and probe the machine -> resolve and inspect the base model on the meta device
+(target modules, memory estimate, `auto`) -> tokenizer and data (format errors) -> distributed setup
+-> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> objective builder ->
+train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts ->
+`Hooks.after_result`. Objectives plug in through `OBJECTIVE_BUILDERS`, everything else through `Hooks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+from kubetune_trainer import artifacts, data_stage, methods, preflight, tokenizer_align
+from kubetune_trainer.artifacts import RunResult
+from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
+from kubetune_trainer.methods.deepspeed import deepspeed_config
+from kubetune_trainer.objectives import OBJECTIVE_BUILDERS
+
+log = logging.getLogger(__name__)
+
+
+def build_context(config: TrainerConfig, capabilities: Capabilities | None = None) -> RunContext:
+    """Static validation and capability checks; no model, no data, no GPU context."""
+    if config.mode != "train" or config.job is None:
+        raise ConfigError(f"mode {config.mode} is not a training run")
+    spec = config.job
+    caps = capabilities or preflight.probe_capabilities()
+    notes = preflight.check_spec(spec, caps)
+    if spec.objective.type not in OBJECTIVE_BUILDERS:
+        raise ConfigError(
+            f"objective {spec.objective.type} is not available in this trainer; available: "
+            f"{', '.join(sorted(OBJECTIVE_BUILDERS))}"
+        )
+    precision, note = preflight.effective_precision(spec.training.precision, caps)
+    if note:
+        notes.append(note)
+    runtime = config.runtime
+    work = Path(runtime.work_dir)
+    paths = RunPaths(
+        cache_dir=Path(runtime.cache_dir),
+        work_dir=work,
+        checkpoint_dir=Path(runtime.checkpoint_dir),
+        staging_dir=work / "staging",
+        pvc_root=Path(runtime.pvc_mount_root),
+    )
+    method = "lora" if spec.method.type == "auto" else spec.method.type  # resolved in inspect_base
+    ctx = RunContext(config=config, spec=spec, capabilities=caps, precision=precision, method=method, paths=paths)
+    ctx.notes.extend(notes)
+    for line in notes:
+        log.warning("%s", line)
+    return ctx
+
+
+def inspect_base(ctx: RunContext) -> None:
+    """Resolve the base model into the cache, then check targets and memory against it."""
+    ref = ctx.spec.base_model
+    source = resolve_base_model(
+        ref, cache_dir=ctx.paths.cache_dir, pvc_root=ctx.paths.pvc_root, token_env=ctx.config.runtime.model_token_env
+    )
+    ctx.base_model_path = source.path
+    ctx.base_revision = source.revision
+    info = inspect_model(source.path, trust_remote_code=ref.trust_remote_code)
+    ctx.method, estimate = preflight.resolve_method(
+        ctx.spec, info, ctx.capabilities, precision=ctx.precision, world_size=ctx.config.runtime.world_size
+    )
+    if estimate is not None:
+        ctx.notes.append(f"memory estimate {estimate.summary()}")
+    if ctx.spec.method.type == "auto":
+        ctx.notes.append(f"method auto resolved to {ctx.method}")
+    methods.check_targets(ctx, info)
+    log.info("base model %s at %s (revision %s), method %s", ref.uri, source.path, source.revision, ctx.method)
+
+
+def setup_distributed(ctx: RunContext) -> None:
+    """DeepSpeed must own the process group before `from_pretrained` so ZeRO-3 partitions at load."""
+    spec = ctx.spec
+    if spec.distributed.strategy != "deepspeed" or ctx.method not in {"full", "partial"}:
+        return
+    if not ctx.capabilities.cuda:
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    from transformers import TrainingArguments
+
+    deepspeed.init_distributed(dist_backend="nccl" if ctx.capabilities.cuda else "gloo")
+    nvme = str(ctx.paths.work_dir / "nvme-offload")
+    ctx.deepspeed_config = deepspeed_config(spec.distributed, spec.training, nvme_path=nvme)
+    # TrainingArguments registers the DeepSpeed config globally (a weakref): keeping this instance
+    # alive is what makes from_pretrained use zero.Init for stage 3
+    ctx.extras["deepspeed_args"] = TrainingArguments(**ctx.training_args_kwargs())
+
+
+def load_weights(ctx: RunContext) -> None:
+    assert ctx.base_model_path is not None
+    ctx.model = load_model(
+        ctx.base_model_path,
+        precision=_load_precision(ctx),
+        objective=ctx.spec.objective.type,
+        extra_kwargs=methods.load_kwargs(ctx),
+        trust_remote_code=ctx.spec.base_model.trust_remote_code,
+    )
+    if ctx.model.config.pad_token_id is None:
+        ctx.model.config.pad_token_id = ctx.tokenizer.pad_token_id
+    tokenizer_align.resize_embeddings(ctx.model, ctx.tokenizer)
+
+
+def _load_precision(ctx: RunContext) -> str:
+    """Trained weights load in fp32 (the optimizer's master copy); frozen adapter bases in 16-bit."""
+    if ctx.method in {"full", "partial"} and ctx.deepspeed_config is None:
+        return "fp32"
+    return ctx.precision
+
+
+def log_progress_callback() -> Any:
+    """One log line per logged step on rank 0, so `kubectl logs` shows progress without tqdm bars."""
+    from transformers import TrainerCallback
+
+    class LogProgress(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            values = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+            log.info("step %d/%d epoch %.2f %s", state.global_step, state.max_steps, state.epoch or 0.0, values)
+
+    return LogProgress()
+
+
+def latest_checkpoint(ctx: RunContext) -> str | None:
+    if not ctx.spec.checkpointing.resume or not ctx.paths.checkpoint_dir.is_dir():
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last: str | None = get_last_checkpoint(str(ctx.paths.checkpoint_dir))  # type: ignore[no-untyped-call]
+    if last:
+        log.info("resuming from %s", last)
+    return last
+
+
+def train(ctx: RunContext, trainer: Any) -> None:
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # raw dicts on stdout; LogProgress logs the same, readable
+    started = time.monotonic()
+    output = trainer.train(resume_from_checkpoint=latest_checkpoint(ctx))
+    ctx.metrics["train.loss"] = float(output.training_loss)
+    ctx.metrics["train.steps"] = float(output.global_step)
+    log.info("training done: %d steps in %.1f s", output.global_step, time.monotonic() - started)
+
+
+def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabilities | None = None) -> RunResult:
+    """One training run from a validated TrainerConfig to a published artifact."""
+    hooks = hooks or Hooks()
+    ctx = build_context(config, capabilities)
+    inspect_base(ctx)
+    assert ctx.base_model_path is not None
+    ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
+    ctx.new_token_ids = tokenizer_align.add_tokens(ctx.tokenizer, ctx.spec.tokenizer)
+    data_stage.prepare(ctx)
+    setup_distributed(ctx)
+    load_weights(ctx)
+    methods.apply_method(ctx)
+    ctx.callbacks.append(log_progress_callback())
+    for hook in hooks.before_train:
+        hook(ctx)
+    trainer = OBJECTIVE_BUILDERS[ctx.spec.objective.type](ctx)
+    train(ctx, trainer)
+    ctx.metrics.update(hooks.evaluate(ctx, trainer))
+    gate = hooks.gate(ctx, ctx.metrics)
+    result = artifacts.save_artifacts(ctx, trainer, gate=gate)
+    for after in hooks.after_result:
+        after(ctx, result)
+    return result
