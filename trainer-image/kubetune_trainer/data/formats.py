@@ -160,20 +160,27 @@ def row_sequences(row: Mapping[str, Any]) -> list[str]:
     """The strings the model sees for one normalised row (one per sequence; the longest limits length)."""
     if "messages" in row:
         return [_render_value(row["messages"])]
-    prompt = _render_value(row.get("prompt"))
+    prompt = row.get("prompt")
     if "chosen" in row:
-        return [prompt + _render_value(row["chosen"]), prompt + _render_value(row["rejected"])]
+        return [_join(prompt, row["chosen"]), _join(prompt, row["rejected"])]
     if "completion" in row:
-        return [prompt + _render_value(row["completion"])]
+        return [_join(prompt, row["completion"])]
     if "text" in row:
         return [_render_value(row["text"])]
-    return [prompt]
+    return [_render_value(prompt)]
 
 
 def row_text(row: Mapping[str, Any]) -> str:
     """All the text of one normalised row, each field once: the key for dedup and the empty check."""
     parts = [_render_value(row.get(c)) for c in ("text", "messages", "prompt", "completion", "chosen", "rejected")]
     return "\n".join(p for p in parts if p)
+
+
+def _join(prompt: Any, completion: Any) -> str:
+    """Prompt then completion as the model sees them: strings concatenate (as TRL does), turns stack."""
+    if isinstance(prompt, list) or isinstance(completion, list):
+        return "\n".join(p for p in (_render_value(prompt), _render_value(completion)) if p)
+    return _render_value(prompt) + _render_value(completion)
 
 
 def _render_value(value: Any) -> str:

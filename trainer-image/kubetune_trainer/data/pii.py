@@ -146,8 +146,8 @@ def _ipv4s(text: str) -> Iterator[tuple[int, int]]:
 def _ipv6s(text: str) -> Iterator[tuple[int, int]]:
     for match in _IPV6.finditer(text):
         value = match.group()
-        if sum(c.isalnum() for c in value) < 2:
-            continue  # "::" on its own, or C++ scope operators
+        if sum(c.isalnum() for c in value) < 4:
+            continue  # "::1", or C++ scope operators such as a::b
         try:
             ipaddress.IPv6Address(value)
         except ValueError:

@@ -1,0 +1,88 @@
+"""PII detection: every planted kind is found and redacted, look-alikes that fail checks are untouched."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kubetune_trainer.data.pii import find_pii, redact
+
+pytestmark = pytest.mark.unit
+
+GITHUB_TOKEN = ("ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2)[:40]
+
+PLANTED = [
+    ("email", "write to jane.doe+ml@example.co.uk today", "write to [EMAIL] today"),
+    ("phone", "call (212) 555-0198 tomorrow", "call [PHONE] tomorrow"),
+    ("phone", "or +44 20 7946 0958 in London", "or [PHONE] in London"),
+    ("credit_card", "card 4111 1111 1111 1111 exp 12/29", "card [CREDIT_CARD] exp 12/29"),
+    ("credit_card", "amex 378282246310005.", "amex [CREDIT_CARD]."),
+    ("credit_card", "mc 5555-5555-5555-4444 ok", "mc [CREDIT_CARD] ok"),
+    ("iban", "pay DE89 3704 0044 0532 0130 00 now", "pay [IBAN] now"),
+    ("iban", "to GB82WEST12345698765432.", "to [IBAN]."),
+    ("iban", "IBAN FR1420041010050500013M02606 OK", "IBAN [IBAN] OK"),
+    ("ssn", "SSN 123-45-6789 on file", "SSN [SSN] on file"),
+    ("ipv4", "from 203.0.113.45:8080 at noon", "from [IP_ADDRESS]:8080 at noon"),
+    ("ipv6", "host 2001:db8::8a2e:370:7334 up", "host [IP_ADDRESS] up"),
+    ("ipv6", "link fe80::1ff:fe23:4567:890a.", "link [IP_ADDRESS]."),
+    ("api_key", "AWS AKIAIOSFODNN7EXAMPLE leaked", "AWS [API_KEY] leaked"),
+    ("api_key", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t here", "key [API_KEY] here"),
+    ("api_key", f"token {GITHUB_TOKEN} here", "token [API_KEY] here"),
+    ("api_key", "Authorization: Bearer 8f9aK2mQ7xZp4LrT1vN6wY3b", "Authorization: Bearer [API_KEY]"),
+    ("api_key", 'api_key = "q8Zr2LmX9vT4pK7wN1bY6cH3"', 'api_key = "[API_KEY]"'),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "expected"), PLANTED, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(PLANTED)])
+def test_planted_pii_is_redacted(kind: str, text: str, expected: str) -> None:
+    redacted, counts = redact(text)
+    assert redacted == expected
+    assert counts == {kind: 1}
+
+
+UNTOUCHED = [
+    "order number 4111111111111112 failed Luhn",  # 16 digits, Luhn check fails
+    "ref 1234 5678 9012 3456 is not a card",  # Luhn fails too
+    "account DE89370400440532013001 has a bad checksum",  # IBAN mod-97 fails
+    "SSN-like 000-12-3456 and 666-12-3456 are never issued",
+    "version 1.2.3 and 999.10.10.10 is not an address",
+    "C++ uses std::vector and a::b, time 12:30:45",
+    "dates 2024-01-15 and 15.01.2024, pi 3.14159, 42 apples",
+    "password: aaaaaaaaaaaaaaaaaaaa is low-entropy filler",
+    "the sk-learn docs and ghp_short are not tokens",
+    "email-like but not: user@localhost and @handle",
+    "call extension 555",
+]
+
+
+@pytest.mark.parametrize("text", UNTOUCHED)
+def test_look_alikes_are_left_alone(text: str) -> None:
+    redacted, counts = redact(text)
+    assert redacted == text
+    assert not counts
+
+
+def test_many_kinds_in_one_text_do_not_overlap() -> None:
+    text = "Mail bob@example.com or call +1 650-253-0000; card 4012888888881881; ip 10.1.2.3"
+    matches = find_pii(text)
+    assert [m.kind for m in matches] == ["email", "phone", "credit_card", "ipv4"]
+    spans = [(m.start, m.end) for m in matches]
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert redact(text)[0] == "Mail [EMAIL] or call [PHONE]; card [CREDIT_CARD]; ip [IP_ADDRESS]"
+
+
+def test_card_number_is_not_also_a_phone_number() -> None:
+    assert [m.kind for m in find_pii("4111-1111-1111-1111")] == ["credit_card"]
+
+
+def test_kinds_can_be_limited_and_regions_extended() -> None:
+    text = "mail a@b.io, tel 020 7946 0958"
+    assert [m.kind for m in find_pii(text, kinds=["email"])] == ["email"]
+    assert [m.kind for m in find_pii(text)] == ["email"]  # a UK national number is not a US one
+    assert [m.kind for m in find_pii(text, phone_regions=("US", "GB"))] == ["email", "phone"]
+
+
+def test_private_key_block() -> None:
+    text = "cfg:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAKC\n-----END RSA PRIVATE KEY-----\nend"
+    assert redact(text)[0] == "cfg:\n[API_KEY]\nend"
