@@ -98,6 +98,7 @@ def _command(weed: Path, workdir: Path, ports: list[int], config: Path) -> list[
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         "-master.volumeSizeLimitMB=64",
+        "-master.electionTimeout=300ms",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
         "-volume.max=8",
