@@ -45,6 +45,8 @@ class LocalControlPlane:
         self.processes: list[Process] = []
         # Seconds from start() until each step was ready: the warm-start numbers in docs/development.md.
         self.timings: dict[str, float] = {}
+        # Filled by callers right before stop(), so the RSS after a workload can still be reported.
+        self.final_rss: dict[str, float | None] = {}
         self._layout: Layout | None = None
         self._client: AdminClient | None = None
 

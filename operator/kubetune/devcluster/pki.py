@@ -129,3 +129,21 @@ def write_kubeconfig(path: Path, server: str, pki: Pki) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     path.chmod(0o600)
     return path
+
+
+def write_token_kubeconfig(path: Path, server: str, ca_cert: Path, token: str) -> Path:
+    """A kubeconfig that authenticates with a bearer token only: with the admin client certificate also
+    present, the apiserver's x509 authenticator would win and the token would never be checked."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "kubetune-dev", "cluster": {"server": server, "certificate-authority-data": _b64(ca_cert)}}
+        ],
+        "users": [{"name": "token-user", "user": {"token": token}}],
+        "contexts": [{"name": "token", "context": {"cluster": "kubetune-dev", "user": "token-user"}}],
+        "current-context": "token",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
