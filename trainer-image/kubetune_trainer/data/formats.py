@@ -117,18 +117,14 @@ def detect_format(dataset: Dataset) -> Format:
 
 
 def _chat_flavour(dataset: Dataset, column: str) -> Literal["messages", "sharegpt"]:
-    for turns in dataset[column][:100]:
+    head = dataset.select(range(min(100, len(dataset))))[column]  # the first turns decide
+    for turns in head:
         for turn in turns or []:
-            if not isinstance(turn, Mapping):
-                break
-            keys = {k for k, v in turn.items() if v is not None}
+            keys = {k for k, v in turn.items() if v is not None} if isinstance(turn, Mapping) else set()
             if {"role", "content"} <= keys:
                 return "messages"
             if {"from", "value"} <= keys:
                 return "sharegpt"
-        else:
-            continue
-        break
     raise DataFormatError(
         f"column {column!r} must hold lists of {{role, content}} (messages) or {{from, value}} (sharegpt) turns"
     )
