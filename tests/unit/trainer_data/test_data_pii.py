@@ -24,6 +24,7 @@ PLANTED = [
     ("iban", "IBAN FR1420041010050500013M02606 OK", "IBAN [IBAN] OK"),
     ("ssn", "SSN 123-45-6789 on file", "SSN [SSN] on file"),
     ("ipv4", "from 203.0.113.45:8080 at noon", "from [IP_ADDRESS]:8080 at noon"),
+    ("ipv4", "the gateway is 10.0.0.1.", "the gateway is [IP_ADDRESS]."),
     ("ipv6", "host 2001:db8::8a2e:370:7334 up", "host [IP_ADDRESS] up"),
     ("ipv6", "link fe80::1ff:fe23:4567:890a.", "link [IP_ADDRESS]."),
     ("api_key", "AWS AKIAIOSFODNN7EXAMPLE leaked", "AWS [API_KEY] leaked"),
@@ -46,7 +47,7 @@ UNTOUCHED = [
     "ref 1234 5678 9012 3456 is not a card",  # Luhn fails too
     "account DE89370400440532013001 has a bad checksum",  # IBAN mod-97 fails
     "SSN-like 000-12-3456 and 666-12-3456 are never issued",
-    "version 1.2.3 and 999.10.10.10 is not an address",
+    "version 1.2.3 and 999.10.10.10 is not an address, nor is 1.2.3.4.5",
     "C++ uses std::vector and a::b, time 12:30:45",
     "dates 2024-01-15 and 15.01.2024, pi 3.14159, 42 apples",
     "password: aaaaaaaaaaaaaaaaaaaa is low-entropy filler",
