@@ -1,0 +1,80 @@
+"""What the k8s layer saw, as plain data, and small readers over pod and Job dicts.
+
+Reading raw API dicts here (not typed client models) keeps status a pure function that table
+tests can feed with literal dicts copied from a real cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything the status of one FineTuneJob depends on, besides its own body and the clock."""
+
+    job: Obj | None = None
+    pods: tuple[Obj, ...] = ()
+    events: tuple[Obj, ...] = ()
+    missing_secrets: tuple[str, ...] = ()
+    missing_pvcs: tuple[str, ...] = ()
+    adapter: Obj | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def job_condition(job: Obj | None, kind: str) -> Obj | None:
+    """The Job condition of this type if it is True."""
+    for condition in (job or {}).get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def pod_condition(pod: Obj, kind: str) -> Obj | None:
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def is_disrupted(pod: Obj) -> bool:
+    """Evicted or preempted: the DisruptionTarget condition (the Job ignores these failures)."""
+    condition = pod_condition(pod, "DisruptionTarget")
+    return bool(condition and condition.get("status") == "True") or pod.get("status", {}).get("reason") == "Evicted"
+
+
+def is_active(pod: Obj) -> bool:
+    phase = pod.get("status", {}).get("phase")
+    return phase in ("Pending", "Running", None) and not pod.get("metadata", {}).get("deletionTimestamp")
+
+
+def container_states(pod: Obj) -> list[Obj]:
+    status = pod.get("status", {})
+    return [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+
+
+def terminated(pod: Obj, container: str | None = None) -> Obj | None:
+    """The terminated state of the (named) container, current or last."""
+    for state in container_states(pod):
+        if container and state.get("name") != container:
+            continue
+        for key in ("state", "lastState"):
+            done = (state.get(key) or {}).get("terminated")
+            if done:
+                return dict(done)
+    return None
+
+
+def waiting_reason(pod: Obj) -> tuple[str, str] | None:
+    for state in container_states(pod):
+        waiting = (state.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            return str(waiting["reason"]), str(waiting.get("message") or "")
+    return None
+
+
+def creation_order(pod: Obj) -> str:
+    return str(pod.get("metadata", {}).get("creationTimestamp") or "")

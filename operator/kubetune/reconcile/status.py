@@ -1,0 +1,277 @@
+"""FineTuneJob status as a pure function of the object, what was observed, and the time.
+
+The phase comes from the Job first (terminal conditions, suspension), then from its pods
+(scheduling, image pulls, running). Every non-happy phase has a reason and a message that says
+what to change. `progress` and `result` belong to the trainer: they are carried over untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kubetune.api.problems import Problem
+from kubetune.api.v1alpha1.common import LocalObjectRef
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, ResolvedInputs, TrainResult
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
+from kubetune.reconcile.conditions import Conditions, Status, Verdict, timestamp
+from kubetune.reconcile.observed import (
+    Obj,
+    Observed,
+    creation_order,
+    is_active,
+    is_disrupted,
+    job_condition,
+    pod_condition,
+    terminated,
+    waiting_reason,
+)
+
+CONTAINER = "trainer"
+TERMINAL = ("Succeeded", "Failed")
+IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+OPERATOR_OWNED = (
+    "phase",
+    "conditions",
+    "observedGeneration",
+    "jobName",
+    "attempts",
+    "startTime",
+    "completionTime",
+    "resolved",
+    "adapterRef",
+    "reason",
+    "message",
+)
+
+
+def missing_inputs(observed: Observed) -> Verdict | None:
+    if observed.missing_secrets:
+        names = ", ".join(observed.missing_secrets)
+        return Verdict(
+            "Pending",
+            "SecretNotFound",
+            f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
+            "or remove the reference; the run starts as soon as it exists",
+        )
+    if observed.missing_pvcs:
+        names = ", ".join(observed.missing_pvcs)
+        return Verdict(
+            "Pending",
+            "PVCNotFound",
+            f"PersistentVolumeClaim {names} not found: create it or fix the pvc:// URI; "
+            "the run starts as soon as it exists",
+        )
+    return None
+
+
+def _last_failed(pods: tuple[Obj, ...]) -> Obj | None:
+    failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed" and not is_disrupted(p)]
+    return max(failed, key=creation_order) if failed else None
+
+
+def _exit_detail(pod: Obj | None) -> tuple[int | None, str, str]:
+    """(exit code, reason, one-line termination message) of the trainer container."""
+    done = terminated(pod, CONTAINER) if pod else None
+    if not done:
+        return None, "", ""
+    message = str(done.get("message") or "").strip()
+    lines = [line for line in message.splitlines() if line.strip()]
+    return done.get("exitCode"), str(done.get("reason") or ""), (lines[-1] if lines else "")
+
+
+def failure(ftj: FineTuneJob, observed: Observed, job_reason: str, job_message: str) -> Verdict:
+    pod = _last_failed(observed.pods)
+    code, reason, message = _exit_detail(pod)
+    if code == CONFIG_ERROR_EXIT_CODE or (job_reason == "PodFailurePolicy" and code is None):
+        return Verdict(
+            "Failed",
+            "ConfigError",
+            (message or job_message) + " (fix the spec or the data; config errors are not retried)",
+        )
+    if job_reason == "DeadlineExceeded":
+        return Verdict(
+            "Failed",
+            "DeadlineExceeded",
+            f"the run exceeded activeDeadlineSeconds={ftj.spec.active_deadline_seconds}: raise it, "
+            "or lower training.epochs/maxSteps",
+        )
+    if reason == "OOMKilled":
+        return Verdict(
+            "Failed",
+            "OOMKilled",
+            "the trainer ran out of memory (OOMKilled): raise resources.memory, lower training.batchSize, "
+            "enable training.gradientCheckpointing, or use method qlora",
+        )
+    if job_reason == "BackoffLimitExceeded":
+        detail = f"; last exit code {code}" if code is not None else ""
+        detail += f": {message}" if message else ""
+        return Verdict(
+            "Failed",
+            "BackoffLimitExceeded",
+            f"the trainer failed {ftj.spec.backoff_limit + 1} times (backoffLimit {ftj.spec.backoff_limit}){detail}",
+        )
+    return Verdict("Failed", job_reason or "JobFailed", job_message or message or "the training Job failed")
+
+
+def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
+    nodes = ftj.spec.resources.nodes
+    active = [p for p in observed.pods if is_active(p)]
+    for pod in active:
+        waiting = waiting_reason(pod)
+        if waiting and waiting[0] in IMAGE_PULL:
+            image = ftj.spec.image or "the operator's trainer image"
+            return Verdict(
+                "Pending",
+                "ImagePullBackOff",
+                f"cannot pull {image}: {waiting[1] or waiting[0]}; check spec.image, the registry and imagePullSecrets",
+            )
+        if waiting and waiting[0] == "CreateContainerConfigError":
+            return Verdict("Pending", "CreateContainerConfigError", waiting[1] or "the pod cannot be configured")
+    for pod in active:
+        scheduled = pod_condition(pod, "PodScheduled")
+        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+            return Verdict(
+                "Pending",
+                "Unschedulable",
+                f"{scheduled.get('message') or 'no node fits the pod'}: request fewer GPUs (resources.gpus), "
+                "or check resources.gpuProduct, nodeSelector and tolerations",
+            )
+    running = [p for p in active if p.get("status", {}).get("phase") == "Running"]
+    if running and len(running) >= nodes:
+        return Verdict("Running", "Training", f"{len(running)}/{nodes} trainer pod(s) running")
+    if active:
+        return Verdict("Initializing", "Initializing", f"{len(running)}/{nodes} trainer pod(s) running; starting")
+    return Verdict("Pending", "Creating", "waiting for the Job controller to create the trainer pods")
+
+
+def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
+    job = observed.job
+    if job is None:
+        return missing_inputs(observed) or Verdict("Pending", "Creating", "creating the training Job")
+    if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
+        return Verdict("Succeeded", "Completed", "training finished")
+    failed = job_condition(job, "Failed") or job_condition(job, "FailureTarget")
+    if failed:
+        return failure(ftj, observed, str(failed.get("reason") or ""), str(failed.get("message") or ""))
+    if job.get("spec", {}).get("suspend"):
+        if ftj.spec.suspend:
+            return Verdict("Suspended", "Suspended", "suspended by spec.suspend: set it to false to resume")
+        return Verdict(
+            "Queued",
+            "WaitingForAdmission",
+            f"waiting for Kueue LocalQueue {ftj.spec.resources.queue_name} to admit the workload",
+        )
+    pods = _pod_verdict(ftj, observed)
+    if pods.phase != "Running":
+        return missing_inputs(observed) or pods
+    return pods
+
+
+def attempts(job: Obj | None, phase: str, previous: int) -> int:
+    """Failed pods the Job counted (disruptions are ignored by its policy) plus the current try."""
+    if job is None:
+        return previous
+    status = job.get("status", {})
+    failed = int(status.get("failed") or 0)
+    current = 1 if (status.get("active") or status.get("succeeded") or phase in ("Running", "Succeeded")) else 0
+    if phase == "Failed":
+        current = 0 if failed else 1
+    return max(previous, failed + current)
+
+
+def validated(result: TrainResult | None) -> tuple[Status, str, str]:
+    if result is None:
+        return "Unknown", "AwaitingEvaluation", "the evaluation gate is checked when training finishes"
+    if result.gate_passed:
+        return "True", "GatePassed", "the adapter passed the evaluation gate"
+    return "False", "GateFailed", result.gate_message or "the adapter missed the evaluation gate thresholds"
+
+
+def compute_status(
+    ftj: FineTuneJob, observed: Observed, now: datetime, job_name: str, adapter_ref: str | None = None
+) -> FineTuneJobStatus:
+    previous = ftj.status or FineTuneJobStatus()
+    found = verdict(ftj, observed)
+    job = observed.job
+    return _build(
+        previous,
+        found,
+        ftj.metadata.generation,
+        now,
+        job=job,
+        job_name=job_name if job is not None else previous.job_name,
+        adapter_ref=adapter_ref,
+        attempts_now=attempts(job, found.phase, previous.attempts),
+    )
+
+
+def invalid_status(
+    previous: FineTuneJobStatus | None, generation: int | None, problems: list[Problem], now: datetime
+) -> FineTuneJobStatus:
+    """A body the API server accepted but the operator cannot use (e.g. a CRD older than the operator)."""
+    message = "; ".join(p.line("spec") if not p.path else f"{p.path}: {p.message}" for p in problems)[:1900]
+    found = Verdict("Failed", "InvalidSpec", f"{message} (fix the spec and re-create the FineTuneJob)")
+    before = previous or FineTuneJobStatus()
+    return _build(
+        before,
+        found,
+        generation,
+        now,
+        job=None,
+        job_name=before.job_name,
+        adapter_ref=None,
+        attempts_now=before.attempts,
+    )
+
+
+def _build(
+    previous: FineTuneJobStatus,
+    found: Verdict,
+    generation: int | None,
+    now: datetime,
+    *,
+    job: Obj | None,
+    job_name: str | None,
+    adapter_ref: str | None,
+    attempts_now: int,
+) -> FineTuneJobStatus:
+    phase = found.phase
+    start = previous.start_time
+    if start is None and phase in ("Running", "Succeeded"):
+        start = timestamp(now)
+    done = previous.completion_time
+    if done is None and phase in TERMINAL:
+        done = (job or {}).get("status", {}).get("completionTime") or timestamp(now)
+    book = Conditions(previous.conditions, generation, now)
+    result = previous.result
+    conditions = [
+        book.make("Ready", "True" if phase == "Running" else "False", found.reason, found.message),
+        book.flag("Succeeded", phase == "Succeeded", found),
+        book.flag("Failed", phase == "Failed", found),
+        book.flag("Suspended", phase in ("Suspended", "Queued"), found),
+        book.make("Validated", *validated(result)),
+    ]
+    resolved = previous.resolved
+    if result is not None and (result.base_model_revision or result.dataset_digest):
+        resolved = ResolvedInputs(base_model_revision=result.base_model_revision, dataset_digest=result.dataset_digest)
+    return previous.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "observed_generation": generation,
+            "job_name": job_name,
+            "attempts": attempts_now,
+            "start_time": start,
+            "completion_time": done,
+            "resolved": resolved,
+            "adapter_ref": LocalObjectRef(name=adapter_ref) if adapter_ref else previous.adapter_ref,
+            "reason": found.reason,
+            "message": found.message[:2048],
+        }
+    )
+
+
+def operator_fields(status: FineTuneJobStatus) -> dict[str, object]:
+    """The part of status the operator writes; progress and result stay with the trainer's field manager."""
+    wire = status.to_wire()
+    return {key: wire[key] for key in OPERATOR_OWNED if key in wire}

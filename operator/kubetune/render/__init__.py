@@ -1,0 +1,1 @@
+"""Pure builders: a validated model plus frozen settings in, plain Kubernetes manifests out."""

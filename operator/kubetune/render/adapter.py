@@ -1,0 +1,158 @@
+"""Adapters: the one published from a finished FineTuneJob, and the merge Job for composed ones.
+
+The published Adapter carries the full lineage (base revision, data digest, method, objective,
+metrics, artifact digest) so it can be reproduced and audited without the FineTuneJob. Retention
+is plain garbage collection: `DeleteWithJob` gives it an owner reference, `Retain` does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
+from kubetune.render import configmap, job, names, rbac
+from kubetune.render.meta import BASE_MODEL_LABEL, Manifest, Owner, labels, owner_reference
+from kubetune.render.names import label_value
+from kubetune.render.trainer_config import CACHE_DIR, PVC_ROOT, SCRATCH_DIR, pvc_claims
+from kubetune.settings import OperatorSettings
+
+LORA_FAMILY = ("lora", "dora", "qlora")
+FULL_WEIGHTS = ("full", "partial")
+
+
+def adapter_name(ftj: FineTuneJob) -> str:
+    return ftj.spec.output.adapter_name or ftj.metadata.name or ""
+
+
+def method_summary(ftj: FineTuneJob, result: TrainResult) -> AdapterMethodSummary:
+    """What was trained; for `auto` the trainer reports what it resolved to."""
+    method = ftj.spec.method
+    kind = result.method or (method.type if method.type != "auto" else "lora")
+    lora = getattr(method, "lora", None)
+    if kind in LORA_FAMILY and lora is not None:
+        return AdapterMethodSummary.model_validate(
+            {
+                "type": kind,
+                "rank": lora.rank,
+                "alpha": lora.alpha,
+                "targetModules": list(lora.target_modules),
+                "quantization": getattr(method, "quantization", None),
+            }
+        )
+    return AdapterMethodSummary.model_validate({"type": kind})
+
+
+def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
+    spec = ftj.spec
+    name = adapter_name(ftj)
+    summary = method_summary(ftj, result)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": ftj.metadata.namespace,
+        "labels": {
+            **labels(ftj.metadata.name or name, "adapter"),
+            BASE_MODEL_LABEL: label_value(spec.base_model.uri.split("://", 1)[-1]),
+        },
+    }
+    if spec.output.adapter_retention == "DeleteWithJob" and ftj.metadata.uid:
+        metadata["ownerReferences"] = [owner_reference("FineTuneJob", ftj.metadata.name or "", ftj.metadata.uid)]
+    revision = result.base_model_revision or spec.base_model.revision
+    adapter = Adapter.model_validate(
+        {
+            "metadata": metadata,
+            "spec": {
+                "baseModel": {"uri": spec.base_model.uri, "revision": revision},
+                "method": summary.to_wire(),
+                "artifact": {
+                    "uri": result.artifact_uri,
+                    "format": "full-safetensors" if summary.type in FULL_WEIGHTS else "peft-safetensors",
+                    "sha256": result.sha256,
+                    "sizeBytes": result.size_bytes,
+                },
+                "source": {
+                    "fineTuneJob": {"name": ftj.metadata.name, "uid": ftj.metadata.uid},
+                    "datasetDigest": result.dataset_digest,
+                    "objective": spec.objective.type,
+                },
+                "metrics": dict(result.metrics),
+            },
+        }
+    )
+    return adapter.to_wire()
+
+
+def merge_output_uri(adapter: Adapter, first_source_uri: str, settings: OperatorSettings) -> str:
+    """Next to the first source's artifact unless the operator configures a prefix."""
+    name = adapter.metadata.name or "merged"
+    if settings.merge_output_prefix:
+        return f"{settings.merge_output_prefix.rstrip('/')}/{name}/"
+    parent = first_source_uri.rstrip("/").rsplit("/", 1)[0]
+    return f"{parent}/{name}/"
+
+
+def merge_task(adapter: Adapter, sources: list[Adapter], settings: OperatorSettings) -> MergeTask:
+    """Sources must already be checked (present, Ready, same base) by the reconcile layer."""
+    merge = adapter.spec.merge
+    if merge is None:
+        raise ValueError(f"Adapter {adapter.metadata.name} has no merge block")
+    by_name = {s.metadata.name: s for s in sources}
+    inputs = []
+    for ref in merge.sources:
+        source = by_name[ref.name]
+        artifact = (source.status.artifact if source.status else None) or source.spec.artifact
+        inputs.append(
+            MergeInput(
+                name=ref.name,
+                artifact_uri=artifact.uri if artifact else "",
+                weight=ref.weight,
+                method=source.spec.method,
+            )
+        )
+    return MergeTask(
+        base_model=adapter.spec.base_model,
+        sources=inputs,
+        combination=merge.combination,
+        density=merge.density,
+        output_uri=merge_output_uri(adapter, inputs[0].artifact_uri, settings),
+    )
+
+
+def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSettings) -> list[Manifest]:
+    """ServiceAccount, Role (this Adapter's status only), RoleBinding, ConfigMap and the merge Job."""
+    name = adapter.metadata.name or ""
+    namespace = adapter.metadata.namespace or "default"
+    task = merge_task(adapter, sources, settings)
+    runtime = RuntimeSettings(
+        cache_dir=CACHE_DIR,
+        work_dir=SCRATCH_DIR,
+        checkpoint_dir=f"{SCRATCH_DIR}/checkpoints",
+        pvc_mount_root=PVC_ROOT,
+        metrics_port=settings.trainer_metrics_port,
+        progress_interval_seconds=settings.progress_interval_seconds,
+    )
+    config = TrainerConfig(
+        mode="merge",
+        target=StatusTarget(kind="Adapter", namespace=namespace, name=name),
+        merge=task,
+        runtime=runtime,
+    )
+    identity = config_name = names.merge_job_name(name)
+    owner = Owner("Adapter", name, namespace, adapter.metadata.uid)
+    plan = job.PodPlan(
+        job_name=names.merge_job_name(name),
+        owner=owner,
+        component="merge",
+        image=settings.trainer_image,
+        service_account=identity,
+        config_map=config_name,
+        runtime=runtime,
+        pvc_claims=pvc_claims(task.to_wire(), writable_uri=task.output_uri),
+        backoff_limit=1,
+    )
+    return [
+        *rbac.identity(identity, owner),
+        configmap.config_map(config_name, owner, config),
+        job.job(plan, settings),
+    ]

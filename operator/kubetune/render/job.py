@@ -1,0 +1,225 @@
+"""The batch/v1 Job that runs the trainer (or the merge), with everything a GPU run needs.
+
+The pod failure policy is the retry contract: a disruption (eviction, preemption, node drain) is
+not the trainer's fault and is ignored; exit code 78 means the spec or data is wrong and retrying
+cannot help, so the Job fails at once; anything else counts against `backoffLimit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubetune.api.v1alpha1.common import SecretKeyRef
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, RuntimeSettings
+from kubetune.render.meta import KUEUE_QUEUE_LABEL, Manifest, Owner, metadata
+from kubetune.render.names import pvc_volume_name
+from kubetune.render.trainer_config import CACHE_DIR, CONFIG_DIR, CONFIG_FILE, PVC_ROOT, SCRATCH_DIR
+from kubetune.settings import OperatorSettings
+
+CONTAINER = "trainer"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+TRAINER_MODULE = "kubetune_trainer"
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    """What differs between a training and a merge pod; everything else is policy shared by both."""
+
+    job_name: str
+    owner: Owner
+    component: str
+    image: str
+    service_account: str
+    config_map: str
+    runtime: RuntimeSettings
+    pvc_claims: dict[str, bool] = field(default_factory=dict)
+    credentials: SecretKeyRef | None = None
+    gpus: int = 0
+    cpu: str | None = None
+    memory: str | None = None
+    shared_memory: str = "8Gi"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+    priority_class: str | None = None
+    queue_name: str | None = None
+    service_name: str | None = None
+    suspend: bool = False
+    backoff_limit: int = 3
+    active_deadline_seconds: int | None = None
+
+
+def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
+    """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise."""
+    tail = ["-m", TRAINER_MODULE, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+    if runtime.launcher == "python":
+        return ["python", *tail]
+    if runtime.launcher == "deepspeed":
+        return ["deepspeed", f"--num_gpus={runtime.processes_per_node}", "--module", TRAINER_MODULE, *tail[1:]]
+    if runtime.nodes == 1:
+        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={runtime.processes_per_node}", *tail]
+    return [
+        "torchrun",
+        f"--nnodes={runtime.nodes}",
+        f"--nproc-per-node={runtime.processes_per_node}",
+        "--node-rank=$(NODE_RANK)",
+        "--master-addr=$(MASTER_ADDR)",
+        f"--master-port={rendezvous_port}",
+        *tail,
+    ]
+
+
+def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "HOME", "value": SCRATCH_DIR},
+        {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+    ]
+    if plan.credentials is not None and plan.runtime.model_token_env:
+        env.append(
+            {
+                "name": plan.runtime.model_token_env,
+                "valueFrom": {"secretKeyRef": {"name": plan.credentials.name, "key": plan.credentials.key}},
+            }
+        )
+    if plan.runtime.nodes > 1 and plan.service_name:
+        env += [
+            {
+                "name": "NODE_RANK",
+                "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}},
+            },
+            {"name": "MASTER_ADDR", "value": f"{plan.job_name}-0.{plan.service_name}"},
+            {"name": "MASTER_PORT", "value": str(settings.rendezvous_port)},
+        ]
+    return env
+
+
+def _volumes(plan: PodPlan, settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Read-only root filesystem: every writable path is an explicit volume."""
+    cache: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": settings.model_cache_claim}}
+        if settings.model_cache_claim
+        else {"emptyDir": {}}
+    )
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": plan.config_map}},
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": plan.shared_memory}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size}},
+        {"name": "model-cache", **cache},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "scratch", "mountPath": SCRATCH_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "model-cache", "mountPath": CACHE_DIR},
+    ]
+    for claim, writable in plan.pvc_claims.items():
+        volume = pvc_volume_name(claim)
+        volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writable}})
+        mounts.append({"name": volume, "mountPath": f"{PVC_ROOT}/{claim}", "readOnly": not writable})
+    return volumes, mounts
+
+
+def _resources(plan: PodPlan) -> dict[str, Any]:
+    amounts: dict[str, str] = {}
+    if plan.cpu:
+        amounts["cpu"] = plan.cpu
+    if plan.memory:
+        amounts["memory"] = plan.memory
+    if plan.gpus:
+        amounts[GPU_RESOURCE] = str(plan.gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def _container(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
+    _, mounts = _volumes(plan, settings)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": plan.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": launcher_command(plan.runtime, settings.rendezvous_port),
+        "env": _env(plan, settings),
+        "ports": [{"name": "metrics", "containerPort": settings.trainer_metrics_port, "protocol": "TCP"}],
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if settings.storage_secret_name:
+        container["envFrom"] = [{"secretRef": {"name": settings.storage_secret_name, "optional": True}}]
+    if plan.runtime.nodes > 1:
+        container["ports"].append({"name": "rendezvous", "containerPort": settings.rendezvous_port, "protocol": "TCP"})
+    resources = _resources(plan)
+    if resources:
+        container["resources"] = resources
+    return container
+
+
+def _pod_spec(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
+    volumes, _ = _volumes(plan, settings)
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": plan.service_account,
+        "automountServiceAccountToken": True,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": settings.run_as_user,
+            "runAsGroup": settings.run_as_user,
+            "fsGroup": settings.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [_container(plan, settings)],
+        "volumes": volumes,
+    }
+    if plan.node_selector:
+        spec["nodeSelector"] = dict(sorted(plan.node_selector.items()))
+    if plan.tolerations:
+        spec["tolerations"] = plan.tolerations
+    if plan.priority_class:
+        spec["priorityClassName"] = plan.priority_class
+    if plan.service_name and plan.runtime.nodes > 1:
+        spec["subdomain"] = plan.service_name
+    return spec
+
+
+def pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [CONFIG_ERROR_EXIT_CODE]},
+            },
+        ]
+    }
+
+
+def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
+    meta = metadata(plan.job_name, plan.owner, plan.component)
+    if plan.queue_name:
+        meta["labels"][KUEUE_QUEUE_LABEL] = plan.queue_name
+    pod_labels = {k: v for k, v in meta["labels"].items() if k != KUEUE_QUEUE_LABEL}
+    spec: dict[str, Any] = {
+        "suspend": plan.suspend,
+        "backoffLimit": plan.backoff_limit,
+        "podFailurePolicy": pod_failure_policy(),
+        "completions": plan.runtime.nodes,
+        "parallelism": plan.runtime.nodes,
+        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(plan, settings)},
+    }
+    if plan.runtime.nodes > 1:
+        spec["completionMode"] = "Indexed"
+    if plan.active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = plan.active_deadline_seconds
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}

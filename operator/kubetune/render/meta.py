@@ -1,0 +1,71 @@
+"""Labels and owner references shared by every child, so selectors and GC work the same everywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kubetune.render.names import label_value
+
+API_VERSION = "kubetune.io/v1alpha1"
+JOB_LABEL = "kubetune.io/job"
+ADAPTER_LABEL = "kubetune.io/adapter"
+BASE_MODEL_LABEL = "kubetune.io/base-model"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = "kubetune-operator"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+Manifest = dict[str, Any]
+
+
+def labels(owner_name: str, component: str, owner_label: str = JOB_LABEL) -> dict[str, str]:
+    """Standard app.kubernetes.io labels plus the owner label used to find pods and children."""
+    value = label_value(owner_name)
+    return {
+        "app.kubernetes.io/name": "kubetune",
+        "app.kubernetes.io/instance": value,
+        COMPONENT_LABEL: component,
+        "app.kubernetes.io/part-of": "kubetune",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        owner_label: value,
+    }
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """Controller reference: children are garbage-collected with the owner and map back to it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The kubetune object a child belongs to."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str | None
+
+    @property
+    def label(self) -> str:
+        return JOB_LABEL if self.kind == "FineTuneJob" else ADAPTER_LABEL
+
+
+def metadata(name: str, owner: Owner, component: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner.name, component, owner.label),
+        **owner_references(owner),
+    }
+
+
+def owner_references(owner: Owner) -> dict[str, Any]:
+    """Only for a stored owner: `kubetune render` of a file has no uid, and a reference needs one."""
+    return {"ownerReferences": [owner_reference(owner.kind, owner.name, owner.uid)]} if owner.uid else {}

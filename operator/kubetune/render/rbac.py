@@ -1,0 +1,53 @@
+"""Per-run identity for the trainer: it may read its own object and patch that object's status only.
+
+Scoping by `resourceNames` means a compromised or buggy trainer can neither touch another run
+nor read Secrets; the integration tests prove this with a real TokenRequest token.
+"""
+
+from __future__ import annotations
+
+from kubetune.render.meta import Manifest, Owner, metadata
+
+PLURALS = {"FineTuneJob": "finetunejobs", "Adapter": "adapters"}
+
+
+def service_account(name: str, owner: Owner) -> Manifest:
+    """The token is mounted by the pod spec only, not by default for anything else using this account."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(name, owner, "rbac"),
+        "automountServiceAccountToken": False,
+    }
+
+
+def role(name: str, owner: Owner) -> Manifest:
+    plural = PLURALS[owner.kind]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": metadata(name, owner, "rbac"),
+        "rules": [
+            {
+                "apiGroups": ["kubetune.io"],
+                "resources": [f"{plural}/status"],
+                "resourceNames": [owner.name],
+                "verbs": ["get", "patch"],
+            },
+            {"apiGroups": ["kubetune.io"], "resources": [plural], "resourceNames": [owner.name], "verbs": ["get"]},
+        ],
+    }
+
+
+def role_binding(name: str, owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": metadata(name, owner, "rbac"),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": owner.namespace}],
+    }
+
+
+def identity(name: str, owner: Owner) -> list[Manifest]:
+    return [service_account(name, owner), role(name, owner), role_binding(name, owner)]

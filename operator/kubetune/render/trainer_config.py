@@ -1,0 +1,98 @@
+"""FineTuneJob + settings -> TrainerConfig: the one document the trainer reads.
+
+Everything the trainer would otherwise have to guess (world size, launcher, where PVCs are
+mounted, which env var holds the token) is decided here, once, so the pod's command line, the
+volumes and the trainer's view can never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
+from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, TrainerConfig
+from kubetune.settings import OperatorSettings
+
+MODEL_TOKEN_ENV = "KUBETUNE_MODEL_TOKEN"
+CONFIG_DIR = "/etc/kubetune"
+CONFIG_FILE = "trainer.json"
+CACHE_DIR = "/var/cache/kubetune"
+SCRATCH_DIR = "/scratch"
+PVC_ROOT = "/mnt/pvc"
+
+Strategy = Literal["single", "ddp", "deepspeed", "fsdp"]
+
+
+def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> RuntimeSettings:
+    """Strategy and launcher from the spec: one process per GPU, torchrun across nodes.
+
+    The DeepSpeed launcher needs ssh between nodes, so it is only used on a single node; across
+    nodes torchrun starts the processes and DeepSpeed reads the rendezvous from its environment.
+    """
+    nodes = spec.resources.nodes
+    per_node = max(spec.resources.gpus, 1)
+    world = per_node * nodes
+    strategy: Strategy
+    requested = spec.distributed.strategy
+    if requested == "auto":
+        if world == 1:
+            strategy = "single"
+        elif spec.method.type == "full":
+            strategy = "deepspeed"
+        else:
+            strategy = "ddp"
+    elif requested == "ddp" and world == 1:
+        strategy = "single"
+    else:
+        strategy = requested
+    if strategy == "single":
+        launcher = "python"
+    elif strategy == "deepspeed" and nodes == 1 and spec.resources.gpus >= 1:
+        launcher = "deepspeed"
+    else:
+        launcher = "torchrun"
+    return RuntimeSettings(
+        strategy=strategy,
+        launcher=launcher,
+        nodes=nodes,
+        processes_per_node=per_node,
+        world_size=world,
+        cache_dir=CACHE_DIR,
+        work_dir=SCRATCH_DIR,
+        checkpoint_dir=f"{SCRATCH_DIR}/checkpoints",
+        pvc_mount_root=PVC_ROOT,
+        metrics_port=settings.trainer_metrics_port,
+        progress_interval_seconds=settings.progress_interval_seconds,
+        report_status=True,
+        model_token_env=MODEL_TOKEN_ENV if spec.base_model.credentials_secret_ref else None,
+    )
+
+
+def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfig:
+    return TrainerConfig(
+        mode="train",
+        target=StatusTarget(
+            kind="FineTuneJob", namespace=ftj.metadata.namespace or "default", name=ftj.metadata.name or ""
+        ),
+        job=ftj.spec,
+        runtime=resolve_runtime(ftj.spec, settings),
+    )
+
+
+def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool]:
+    """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only the output is writable."""
+    claims: dict[str, bool] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+        elif isinstance(node, str) and node.startswith("pvc://"):
+            claim = node.removeprefix("pvc://").split("/", 1)[0]
+            claims[claim] = claims.get(claim, False) or node == writable_uri
+
+    walk(document)
+    return dict(sorted(claims.items()))

@@ -1,0 +1,64 @@
+"""Operator settings: one frozen object handed to every pure builder.
+
+Builders never read the environment or globals; the handlers' startup reads the environment once
+(`from_env`, given the mapping explicitly) and passes the result down. That keeps render and status
+deterministic, so golden files and table tests need no monkeypatching.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+ENV_PREFIX = "KUBETUNE_"
+FIELD_MANAGER = "kubetune-operator"
+TRAINER_FIELD_MANAGER = "kubetune-trainer"
+
+
+class OperatorSettings(BaseModel):
+    """Cluster-wide defaults of the operator; the FineTuneJob spec overrides where it has a field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trainer_image: Annotated[str, StringConstraints(min_length=1, max_length=512)] = (
+        "ghcr.io/kubetune/kubetune-trainer:0.1.0"
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    run_as_user: int = Field(default=1000, ge=1, description="Non-root uid of the trainer (restricted profile).")
+    scratch_size: str = Field(default="200Gi", description="sizeLimit of the scratch emptyDir (checkpoints).")
+    tmp_size: str = Field(default="4Gi", description="sizeLimit of the /tmp emptyDir.")
+    model_cache_claim: str | None = Field(
+        default=None, description="PVC shared as the model cache; an emptyDir when unset."
+    )
+    storage_secret_name: str | None = Field(
+        default=None, description="Secret with AWS_* keys for s3:// URIs, passed as envFrom (optional)."
+    )
+    rendezvous_port: int = Field(default=29500, ge=1, le=65535)
+    trainer_metrics_port: int = Field(default=9400, ge=1, le=65535)
+    progress_interval_seconds: float = Field(default=10.0, gt=0)
+    merge_output_prefix: str | None = Field(
+        default=None, description="Where merged adapters go; next to the first source's artifact when unset."
+    )
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="Operator /metrics port; 0 disables.")
+    resync_seconds: float = Field(default=30.0, gt=0, description="Level-based re-reconcile interval.")
+    watch_server_timeout: int = Field(default=300, ge=1, description="Seconds before the API server ends a watch.")
+    watch_client_timeout: int = Field(default=330, ge=1, description="Client-side bound on a watch request.")
+    error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
+    handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
+    peering_name: str = "kubetune"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
+        """Reads `KUBETUNE_<FIELD>` (upper case) from the given mapping; unknown variables are ignored."""
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            if field.annotation is not None and "tuple" in str(field.annotation):
+                values[name] = tuple(float(x) for x in raw.split(",") if x.strip())
+            else:
+                values[name] = raw
+        return cls.model_validate(values)
