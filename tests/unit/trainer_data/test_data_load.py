@@ -106,3 +106,21 @@ def test_empty_directory_is_config_error(tmp_path: Path) -> None:
 def test_missing_file_uri(tmp_path: Path) -> None:
     with pytest.raises(UriError, match="does not exist"):
         load_dataset_uri(f"file://{tmp_path / 'nope.jsonl'}", cache_dir=tmp_path / "cache")
+
+
+def test_pipeline_load_normalize_prep_holdout(tmp_path: Path, pvc_root: Path) -> None:
+    from kubetune_trainer.data.formats import normalize
+    from kubetune_trainer.data.prep import prepare
+    from kubetune_trainer.data.splits import holdout
+
+    rows = [{"instruction": f"Summarise case {i}", "input": "", "output": f"Case {i} was settled."} for i in range(20)]
+    rows += [rows[3], {"instruction": "Email?", "input": "", "output": "Write to clerk@court.example.gov"}]
+    write_jsonl(pvc_root / "data" / "legal.jsonl", rows)
+    loaded = load_dataset_uri("pvc://data/legal.jsonl", cache_dir=tmp_path / "cache", pvc_root=pvc_root)
+    normalized = normalize(loaded.dataset)
+    assert normalized.format == "alpaca"
+    prepared = prepare(normalized.dataset, dedup="exact", pii_enabled=True, max_seq_length=200)
+    assert prepared.report.summary() == "prep: 22 in, 21 out; removed duplicate=1; pii email=1"
+    train, evaluation = holdout(prepared.dataset, 0.1)
+    assert (len(train), len(evaluation)) == (19, 2)
+    assert "Write to [EMAIL]" in [*train["completion"], *evaluation["completion"]]
