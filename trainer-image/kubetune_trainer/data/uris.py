@@ -51,6 +51,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 # A claim name is a DNS-1123 subdomain.
 _CLAIM = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SCHEMES = ("hf", "s3", "pvc", "file")
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def fetch_hf(
     credentials Secret); it is never logged. `HF_HUB_OFFLINE=1` is honoured at call time: only the cache
     is used, and a missing snapshot is a config error that says so.
     """
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HFValidationError,
@@ -289,7 +290,8 @@ def fetch_hf(
 
     environ = os.environ if env is None else env
     token = environ.get(token_env) if token_env else None
-    offline = environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    # the hub library reads HF_HUB_OFFLINE once at import; the caller's environment may say so later
+    offline = constants.HF_HUB_OFFLINE or environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
     try:
         folder = snapshot_download(
             uri.repo_id,
