@@ -8,12 +8,16 @@ below; the pipeline, checkpointing, artifacts and reporting need no change.
 from __future__ import annotations
 
 from kubetune_trainer.context import ObjectiveBuilder
-from kubetune_trainer.objectives import sft
+from kubetune_trainer.objectives import dpo, kto, orpo, reward, rlhf, sft
 
 OBJECTIVE_BUILDERS: dict[str, ObjectiveBuilder] = {
     "sft": sft.build,
-    # "dpo": dpo.build, "ipo": dpo.build, "kto": kto.build, "orpo": orpo.build,
-    # "reward": reward.build, "rlhf": rlhf.build,  <- objectives owned by the objectives package
+    "dpo": dpo.build,
+    "ipo": dpo.build,
+    "kto": kto.build,
+    "orpo": orpo.build,
+    "reward": reward.build,
+    "rlhf": rlhf.build,
 }
 
 __all__ = ["OBJECTIVE_BUILDERS"]

@@ -1,0 +1,37 @@
+"""ORPO through TRL's experimental `ORPOTrainer` (TRL 1.16 ships it only under `trl.experimental`).
+
+ORPO adds an odds-ratio preference term to the SFT loss on the chosen answer and needs no reference
+model, so it costs one forward per sequence instead of DPO's two; `beta` weighs the preference term.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kubetune.api.v1alpha1.objectives import OrpoObjective
+from kubetune_trainer.context import RunContext
+
+if TYPE_CHECKING:
+    from transformers import Trainer
+
+
+def get_orpo_config(objective: OrpoObjective, *, max_length: int) -> dict[str, Any]:
+    """`ORPOConfig` keywords for the objective."""
+    return {"beta": objective.beta, "max_length": max_length}
+
+
+def build(ctx: RunContext) -> Trainer:
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    objective = ctx.spec.objective
+    assert isinstance(objective, OrpoObjective)
+    mapped = get_orpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
+    args = ORPOConfig(**ctx.training_args_kwargs(**mapped))
+    return ORPOTrainer(
+        model=ctx.model,
+        args=args,
+        train_dataset=ctx.train_dataset,
+        eval_dataset=ctx.eval_dataset,
+        processing_class=ctx.tokenizer,
+        callbacks=list(ctx.callbacks),
+    )
