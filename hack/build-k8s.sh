@@ -18,7 +18,10 @@ log "kubernetes $KV: resolving k8s.io/kubernetes on $(go env GOPROXY)"
 GOMODFILE=$(check_module "k8s.io/kubernetes@$KV" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
 [ -f "$GOMODFILE" ] || die "module proxy returned no go.mod for k8s.io/kubernetes@$KV"
 need=$(grep -m1 '^go ' "$GOMODFILE" | awk '{print $2}')
-log "kubernetes $KV needs go $need; have $(go env GOVERSION)"
+have=$(go env GOVERSION | sed 's/^go//')
+log "kubernetes $KV needs go $need; have go$have"
+[ "$(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1)" = "$need" ] ||
+  die "kubernetes $KV needs Go >= $need but $(command -v go) is go$have (GOTOOLCHAIN=local never downloads one): install Go $need+ from https://go.dev/dl/"
 # Every k8s.io/X required at exactly v0.0.0, or replaced with ./staging/..., is a staging module that needs a
 # replace. "Exactly": k8s.io/utils and k8s.io/kube-openapi are real modules required at v0.0.0-<date>-<sha>
 # pseudo-versions, and pinning them to v0.36.x fails with "403 This module version is not available".
