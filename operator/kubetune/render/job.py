@@ -216,7 +216,10 @@ def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
         "podFailurePolicy": pod_failure_policy(),
         "completions": plan.runtime.nodes,
         "parallelism": plan.runtime.nodes,
-        "template": {"metadata": {"labels": pod_labels}, "spec": _pod_spec(plan, settings)},
+        "template": {
+            "metadata": {"labels": pod_labels, "annotations": dict(meta["annotations"])},
+            "spec": _pod_spec(plan, settings),
+        },
     }
     if plan.runtime.nodes > 1:
         spec["completionMode"] = "Indexed"

@@ -14,6 +14,8 @@ BASE_MODEL_LABEL = "kubetune.io/base-model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "kubetune-operator"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+OWNER_ANNOTATION = "kubetune.io/owner"
+"""KIND/NAME of the owning kubetune object, so Job and pod events map back to it without a lookup."""
 
 Manifest = dict[str, Any]
 
@@ -62,6 +64,7 @@ def metadata(name: str, owner: Owner, component: str) -> dict[str, Any]:
         "name": name,
         "namespace": owner.namespace,
         "labels": labels(owner.name, component, owner.label),
+        "annotations": {OWNER_ANNOTATION: f"{owner.kind}/{owner.name}"},
         **owner_references(owner),
     }
 

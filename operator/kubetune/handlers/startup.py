@@ -1,0 +1,87 @@
+"""Operator startup: settings from the environment (the only place that reads it), kopf settings,
+the API client and the metrics endpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from kubetune.k8s.client import Kube
+from kubetune.metrics import REGISTRY
+from kubetune.settings import OperatorSettings
+
+PREFIX = "kubetune.io"
+FINALIZER = "kubetune.io/finalizer"
+ENV_SETTINGS = OperatorSettings.from_env(os.environ)
+"""Read once at import: kopf needs some values (the resync interval) when handlers are declared."""
+
+log = logging.getLogger(__name__)
+
+
+class KeyedLocks:
+    """One lock per object, so a FineTuneJob change and its pod events never reconcile it concurrently."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+    def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((kind, namespace, name), threading.Lock())
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        with self._guard:
+            self._locks.pop((kind, namespace, name), None)
+
+
+@dataclass
+class Runtime:
+    """Shared by every handler (kopf copies the operator memo shallowly into each object's memo)."""
+
+    settings: OperatorSettings
+    kube: Kube
+    locks: KeyedLocks = field(default_factory=KeyedLocks)
+
+
+_metrics_started = threading.Event()
+
+
+def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    """Explicit kopf settings: our own annotation prefix and finalizer, bounded watches, fast retries."""
+    kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    kopf_settings.watching.server_timeout = settings.watch_server_timeout
+    kopf_settings.watching.client_timeout = settings.watch_client_timeout
+    kopf_settings.watching.connect_timeout = 30
+    kopf_settings.networking.error_backoffs = settings.error_backoffs
+    kopf_settings.execution.default_backoff = settings.handler_backoff
+    kopf_settings.posting.level = logging.WARNING
+    kopf_settings.posting.reporting_component = "kubetune-operator"
+    kopf_settings.peering.name = settings.peering_name
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    operator_settings = OperatorSettings.from_env(os.environ)
+    configure_kopf(settings, operator_settings)
+    memo.runtime = Runtime(settings=operator_settings, kube=Kube.from_environment())
+    if operator_settings.metrics_port and not _metrics_started.is_set():
+        start_http_server(operator_settings.metrics_port, registry=REGISTRY)
+        _metrics_started.set()
+        log.info("metrics on :%d/metrics", operator_settings.metrics_port)
+
+
+@kopf.on.probe(id="api")
+def api_reachable(memo: Any, **_: Any) -> str:
+    """Liveness/readiness (kopf --liveness): the API server answers this operator's requests."""
+    runtime: Runtime = memo.runtime
+    return str(runtime.kube.request("GET", "/version").get("gitVersion", "unknown"))

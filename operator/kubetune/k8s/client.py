@@ -1,0 +1,144 @@
+"""A small dict-in, dict-out client over the official kubernetes ApiClient.
+
+The pure layers read and write plain API dicts, so this client speaks JSON paths rather than the
+generated typed models, and one `apply` covers every kind with server-side apply under the
+operator's field manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from kubetune.settings import FIELD_MANAGER
+
+Obj = dict[str, Any]
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+PLURALS: dict[str, str] = {
+    "ConfigMap": "configmaps",
+    "Event": "events",
+    "Job": "jobs",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Pod": "pods",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Secret": "secrets",
+    "Service": "services",
+    "ServiceAccount": "serviceaccounts",
+    "FineTuneJob": "finetunejobs",
+    "Adapter": "adapters",
+}
+API_VERSIONS: dict[str, str] = {
+    "Job": "batch/v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
+    "FineTuneJob": "kubetune.io/v1alpha1",
+    "Adapter": "kubetune.io/v1alpha1",
+}
+
+
+class KubeError(Exception):
+    """An API error with its HTTP status and the server's message (never a request body)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status} {reason}: {message}")
+
+
+def path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+    api_version = API_VERSIONS.get(kind, "v1")
+    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    out = f"{root}/namespaces/{quote(namespace)}/{PLURALS[kind]}"
+    if name:
+        out += f"/{quote(name)}"
+    if subresource:
+        out += f"/{subresource}"
+    return out
+
+
+class Kube:
+    """Thread-safe (urllib3 pools); one per operator process."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self.api = api_client
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> Kube:
+        """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        return cls(k8s_client.ApiClient(configuration))
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Obj | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Obj:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        method, full_url, header_params, payload, _ = self.api.param_serialize(
+            method,
+            url,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        try:
+            response = self.api.call_api(method, full_url, header_params, payload)
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as error:
+            raise KubeError(error.status or 0, str(error.reason), str(error.body)[:500]) from None
+        text = response.data.decode() if response.data else ""
+        if not 200 <= response.status <= 299:
+            message = text
+            with contextlib.suppress(ValueError):
+                message = json.loads(text).get("message", text)
+            raise KubeError(response.status, str(response.reason), str(message)[:500])
+        return json.loads(text) if text else {}
+
+    def get(self, url: str, *, metadata_only: bool = False) -> Obj | None:
+        try:
+            return self.request("GET", url, accept=METADATA_ONLY if metadata_only else "application/json")
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, url: str, label_selector: str | None = None) -> list[Obj]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        items = self.request("GET", url, query=query).get("items") or []
+        return [dict(item) for item in items]
+
+    def apply(self, manifest: Obj, *, subresource: str | None = None) -> Obj:
+        """Server-side apply with the operator's field manager; force takes fields back from kubectl edits."""
+        meta = manifest["metadata"]
+        url = path(manifest["kind"], meta["namespace"], meta["name"], subresource)
+        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        return self.request("PATCH", url, query=query, body=manifest, content_type=APPLY)
+
+    def merge_patch(self, url: str, body: Obj) -> Obj:
+        return self.request("PATCH", url, query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE)
+
+    def create(self, url: str, body: Obj) -> Obj:
+        return self.request("POST", url, body=body)

@@ -1,0 +1,35 @@
+"""Read what the status depends on. Secrets and PVCs are checked with metadata-only reads, so the
+operator never even receives a Secret's data."""
+
+from __future__ import annotations
+
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.k8s.client import Kube, Obj, path
+from kubetune.reconcile.observed import Observed
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def job_and_pods(kube: Kube, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:
+    job = kube.get(path("Job", namespace, job_name))
+    if job is None:
+        return None, ()
+    return job, tuple(kube.list(path("Pod", namespace), label_selector=f"{JOB_NAME_LABEL}={job_name}"))
+
+
+def missing_claims(kube: Kube, namespace: str, claims: list[str]) -> tuple[str, ...]:
+    return tuple(c for c in claims if kube.get(path("PersistentVolumeClaim", namespace, c), metadata_only=True) is None)
+
+
+def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]) -> Observed:
+    namespace = ftj.metadata.namespace or "default"
+    job, pods = job_and_pods(kube, namespace, job_name)
+    missing_secrets: tuple[str, ...] = ()
+    missing_pvcs: tuple[str, ...] = ()
+    if job is None or not any(p.get("status", {}).get("phase") == "Running" for p in pods):
+        ref = ftj.spec.base_model.credentials_secret_ref
+        if ref is not None and kube.get(path("Secret", namespace, ref.name), metadata_only=True) is None:
+            missing_secrets = (ref.name,)
+        missing_pvcs = missing_claims(kube, namespace, claims)
+    adapter = kube.get(path("Adapter", namespace, adapter_name))
+    return Observed(job=job, pods=pods, missing_secrets=missing_secrets, missing_pvcs=missing_pvcs, adapter=adapter)

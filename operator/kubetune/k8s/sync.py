@@ -1,0 +1,146 @@
+"""One level-based reconcile of a FineTuneJob: read, decide (pure), apply, write status once.
+
+The object is re-read here rather than taken from the triggering event, so whichever event (its
+own change, a Job or pod change, a timer tick, a restart) triggers it, the outcome is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from kubetune.api.problems import validate
+from kubetune.api.v1alpha1.adapter import Adapter
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
+from kubetune.k8s.client import Kube, Obj, path
+from kubetune.k8s.observe import observe_finetunejob
+from kubetune.k8s.writes import apply_all, emit_event, write_status
+from kubetune.reconcile.adapter_status import adapter_status
+from kubetune.reconcile.conditions import timestamp
+from kubetune.reconcile.observed import Observed
+from kubetune.reconcile.plan import children_stale, plan
+from kubetune.reconcile.status import compute_status, invalid_status, operator_fields
+from kubetune.render.adapter import adapter_name, published_adapter
+from kubetune.render.bundle import bundle, job_suspend
+from kubetune.render.names import job_name
+from kubetune.render.trainer_config import pvc_claims
+from kubetune.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+QUIET_PHASES = ("Pending", "Initializing", "Running", "Succeeded", "Suspended", "Queued")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What metrics and logs need from one reconcile: no per-object state kept elsewhere."""
+
+    namespace: str
+    name: str
+    method: str
+    before: str | None
+    after: str
+    reason: str
+    created: str | None
+    start_time: str | None
+    completion_time: str | None
+
+
+def lenient_status(body: Obj) -> FineTuneJobStatus | None:
+    """The stored status, or None if it cannot be read (it is recomputed, never trusted blindly)."""
+    raw = body.get("status")
+    if not raw:
+        return None
+    try:
+        return FineTuneJobStatus.model_validate(raw)
+    except ValueError:
+        log.warning("unreadable status on %s; recomputing it", body["metadata"].get("name"))
+        return None
+
+
+def sync_finetunejob(
+    kube: Kube, namespace: str, name: str, settings: OperatorSettings, now: datetime
+) -> Outcome | None:
+    body = kube.get(path("FineTuneJob", namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    previous = lenient_status(body)
+    document = {k: v for k, v in body.items() if k != "status"}
+    ftj, problems = validate(FineTuneJob, document)
+    before = previous.phase if previous else None
+    meta = body["metadata"]
+    if ftj is None:
+        status = invalid_status(previous, meta.get("generation"), problems, now)
+        method = str(body.get("spec", {}).get("method", {}).get("type", "unknown"))
+    else:
+        ftj = ftj.model_copy(update={"status": previous})
+        status = _reconcile(kube, ftj, settings, now)
+        method = ftj.spec.method.type
+    wrote = write_status(kube, body, operator_fields(status))
+    if wrote and status.phase != before:
+        kind = "Normal" if status.phase in QUIET_PHASES and status.reason != "Unschedulable" else "Warning"
+        emit_event(
+            kube,
+            body,
+            event_type=kind,
+            reason=status.reason or status.phase,
+            message=status.message or status.phase,
+            timestamp=timestamp(now),
+        )
+    return Outcome(
+        namespace=namespace,
+        name=name,
+        method=method,
+        before=before,
+        after=status.phase,
+        reason=status.reason or "",
+        created=meta.get("creationTimestamp"),
+        start_time=status.start_time,
+        completion_time=status.completion_time,
+    )
+
+
+def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: datetime) -> FineTuneJobStatus:
+    name = ftj.metadata.name or ""
+    job = job_name(name)
+    target = adapter_name(ftj)
+    claims = list(pvc_claims(ftj.spec.to_wire()))
+    observed = observe_finetunejob(kube, ftj, job, target, claims)
+    decided = plan(ftj, observed, target)
+    if decided.apply_children:
+        current = observed.job.get("spec", {}).get("suspend") if observed.job else None
+        if children_stale(ftj, observed.job, job_suspend(ftj, current)):
+            stored = apply_all(kube, bundle(ftj, settings, current))
+            observed = Observed(
+                job=stored.get("Job", observed.job),
+                pods=observed.pods,
+                missing_secrets=observed.missing_secrets,
+                missing_pvcs=observed.missing_pvcs,
+                adapter=observed.adapter,
+            )
+    if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
+        _publish(kube, ftj, now)
+    status = compute_status(ftj, observed, now, job, decided.adapter_ref)
+    if decided.adapter_conflict:
+        status = status.model_copy(update={"message": decided.adapter_conflict, "reason": "AdapterConflict"})
+    return status
+
+
+def _publish(kube: Kube, ftj: FineTuneJob, now: datetime) -> None:
+    """Creates or updates the Adapter, then its status (Ready, and Validated from the eval gate)."""
+    result = ftj.status.result if ftj.status else None
+    if result is None:
+        return
+    manifest = published_adapter(ftj, result)
+    stored = kube.apply(manifest)
+    adapter = Adapter.model_validate(stored)
+    status = adapter_status(adapter, now, result=result)
+    write_status(kube, stored, status.to_wire())
+    emit_event(
+        kube,
+        stored,
+        event_type="Normal",
+        reason="Published",
+        message=f"published from FineTuneJob {ftj.metadata.name}: {result.artifact_uri}",
+        timestamp=timestamp(now),
+    )

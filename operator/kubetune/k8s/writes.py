@@ -1,0 +1,84 @@
+"""Side effects: apply children, write status only when it changed, post Events for transitions."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from kubetune.k8s.client import API_VERSIONS, Kube, KubeError, Obj, path
+from kubetune.settings import FIELD_MANAGER
+
+log = logging.getLogger(__name__)
+
+
+def apply_all(kube: Kube, manifests: list[Obj]) -> dict[str, Obj]:
+    """Applies in order; returns the stored objects by kind.
+
+    A Job's pod template is immutable: if an operator upgrade changed it under a running Job, only
+    `suspend` is carried over (the run keeps the template it started with).
+    """
+    stored: dict[str, Obj] = {}
+    for manifest in manifests:
+        try:
+            stored[manifest["kind"]] = kube.apply(manifest)
+        except KubeError as error:
+            if manifest["kind"] != "Job" or error.status != 422:
+                raise
+            meta = manifest["metadata"]
+            log.warning(
+                "Job %s/%s differs in immutable fields; only suspend is updated", meta["namespace"], meta["name"]
+            )
+            url = path("Job", meta["namespace"], meta["name"])
+            stored["Job"] = kube.merge_patch(url, {"spec": {"suspend": manifest["spec"]["suspend"]}})
+    return stored
+
+
+def write_status(kube: Kube, stored: Obj, desired: dict[str, Any]) -> bool:
+    """One server-side apply of the operator's status fields, skipped when nothing changed.
+
+    Fields the operator does not send (progress, result) stay owned by the trainer's field manager.
+    """
+    current = stored.get("status") or {}
+    if all(current.get(key) == value for key, value in desired.items()):
+        return False
+    meta = stored["metadata"]
+    kind = stored["kind"]
+    body = {
+        "apiVersion": API_VERSIONS[kind],
+        "kind": kind,
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": desired,
+    }
+    kube.apply(body, subresource="status")
+    return True
+
+
+def emit_event(kube: Kube, involved: Obj, *, event_type: str, reason: str, message: str, timestamp: str) -> None:
+    """A core/v1 Event on the object; failures are logged, never raised (Events are best effort)."""
+    meta = involved["metadata"]
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": timestamp,
+        "lastTimestamp": timestamp,
+        "count": 1,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname()[:128],
+    }
+    try:
+        kube.create(path("Event", meta["namespace"]), event)
+    except KubeError as error:
+        log.warning("cannot post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error)

@@ -1,0 +1,61 @@
+"""Which side effects one reconcile of a FineTuneJob should have, decided from observed state only.
+
+Level-based: the same observations always give the same plan, so a restart, a duplicate event or
+a timer tick repeats nothing that already happened (children are applied by deterministic name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.reconcile.observed import Obj, Observed
+from kubetune.reconcile.status import TERMINAL
+
+
+@dataclass(frozen=True)
+class Plan:
+    apply_children: bool
+    publish_adapter: bool
+    adapter_ref: str | None = None
+    adapter_conflict: str | None = None
+
+
+def children_stale(ftj: FineTuneJob, job: Obj | None, desired_suspend: bool) -> bool:
+    """Apply only when something can differ: no Job yet, a new generation, or suspend out of step."""
+    if job is None:
+        return True
+    status = ftj.status
+    if status is None or status.observed_generation != ftj.metadata.generation:
+        return True
+    return bool(job.get("spec", {}).get("suspend")) != desired_suspend
+
+
+def _adapter_source(adapter: Obj) -> str | None:
+    name = adapter.get("spec", {}).get("source", {}).get("fineTuneJob", {}).get("name")
+    return str(name) if name else None
+
+
+def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
+    status = ftj.status
+    finished = status is not None and status.phase in TERMINAL and status.observed_generation == ftj.metadata.generation
+    waiting = observed.job is None and bool(observed.missing_secrets or observed.missing_pvcs)
+    apply_children = not finished and not waiting
+    result = status.result if status else None
+    adapter = observed.adapter
+    if adapter is not None and _adapter_source(adapter) not in (None, ftj.metadata.name):
+        return Plan(
+            apply_children,
+            publish_adapter=False,
+            adapter_conflict=f"Adapter {adapter_name} already exists and was produced by FineTuneJob "
+            f"{_adapter_source(adapter)}: set spec.output.adapterName to another name",
+        )
+    job_done = observed.job is not None and any(
+        c.get("type") in ("Complete", "SuccessCriteriaMet") and c.get("status") == "True"
+        for c in observed.job.get("status", {}).get("conditions") or []
+    )
+    published_sha = (adapter or {}).get("spec", {}).get("artifact", {}).get("sha256")
+    publish = result is not None and (job_done or (status is not None and status.phase == "Succeeded"))
+    publish = publish and (adapter is None or published_sha != (result.sha256 if result else None))
+    ref = adapter_name if (publish or adapter is not None) else None
+    return Plan(apply_children, publish_adapter=publish, adapter_ref=ref)
