@@ -130,11 +130,8 @@ def _command(weed: Path, workdir: Path, ports: list[int], config: Path) -> list[
 
 def _wait_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     """Ready means a signed write round-trips (the volume server must have registered too)."""
-    from botocore.config import Config
-
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
     import boto3
+    from botocore.config import Config
 
     client = boto3.client(
         "s3",
@@ -144,6 +141,8 @@ def _wait_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path, t
         region_name=server.region,
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=5),
     )
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"weed exited with {process.returncode}:\n{_tail(log)}")
