@@ -29,7 +29,9 @@ _PLANE_KEY = pytest.StashKey[LocalControlPlane]()
 _TIER_KEY = pytest.StashKey[Tier]()
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After deselection (-m, -k), so `-m "not tier_b"` really gets the cheaper Tier A.
+    config, items = session.config, session.items
     wanted = os.environ.get("KUBETUNE_TIER")
     if wanted:
         config.stash[_TIER_KEY] = Tier(wanted.upper())

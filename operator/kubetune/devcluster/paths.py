@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-VERSIONS_ENV = REPO_ROOT / "hack" / "versions.env"
+# The package is installed editable from the repo (uv sync); KUBETUNE_VERSIONS_ENV covers any other layout.
+VERSIONS_ENV = Path(os.environ.get("KUBETUNE_VERSIONS_ENV") or REPO_ROOT / "hack" / "versions.env")
 
 
 class MissingBinaryError(FileNotFoundError):
@@ -29,6 +30,8 @@ class Versions:
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
+    if not path.is_file():
+        raise MissingBinaryError(f"{path} not found: run from a kubetune checkout or set KUBETUNE_VERSIONS_ENV")
     values: dict[str, str] = {}
     for raw in path.read_text().splitlines():
         line = raw.strip()
