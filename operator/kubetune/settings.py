@@ -48,6 +48,11 @@ class OperatorSettings(BaseModel):
     error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
     peering_name: str = "kubetune"
+    pod_annotation_prefixes: tuple[str, ...] = Field(
+        default=(),
+        description="Annotations of a FineTuneJob or Adapter with these prefixes are copied onto its pods "
+        "(e.g. cluster-autoscaler.kubernetes.io/, or kwok.kubetune.io/ in tests).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
@@ -57,8 +62,8 @@ class OperatorSettings(BaseModel):
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is None or raw == "":
                 continue
-            if field.annotation is not None and "tuple" in str(field.annotation):
-                values[name] = tuple(float(x) for x in raw.split(",") if x.strip())
+            if isinstance(field.default, tuple):
+                values[name] = tuple(x.strip() for x in raw.split(",") if x.strip())
             else:
                 values[name] = raw
         return cls.model_validate(values)

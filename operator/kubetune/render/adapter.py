@@ -13,7 +13,7 @@ from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.render import configmap, job, names, rbac
-from kubetune.render.meta import BASE_MODEL_LABEL, Manifest, Owner, labels, owner_reference
+from kubetune.render.meta import BASE_MODEL_LABEL, Manifest, Owner, labels, owner_reference, propagated
 from kubetune.render.names import label_value
 from kubetune.render.trainer_config import CACHE_DIR, PVC_ROOT, SCRATCH_DIR, pvc_claims
 from kubetune.settings import OperatorSettings
@@ -150,6 +150,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         runtime=runtime,
         pvc_claims=pvc_claims(task.to_wire(), writable_uri=task.output_uri),
         backoff_limit=1,
+        pod_annotations=propagated(adapter.metadata.annotations, settings.pod_annotation_prefixes),
     )
     return [
         *rbac.identity(identity, owner),

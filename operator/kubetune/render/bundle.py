@@ -12,7 +12,7 @@ from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
-from kubetune.render.meta import Manifest, Owner
+from kubetune.render.meta import Manifest, Owner, propagated
 from kubetune.render.trainer_config import pvc_claims, trainer_config
 from kubetune.settings import OperatorSettings
 
@@ -60,6 +60,7 @@ def training_pod_plan(ftj: FineTuneJob, settings: OperatorSettings, suspend: boo
         suspend=suspend,
         backoff_limit=spec.backoff_limit,
         active_deadline_seconds=spec.active_deadline_seconds,
+        pod_annotations=propagated(ftj.metadata.annotations, settings.pod_annotation_prefixes),
     )
 
 

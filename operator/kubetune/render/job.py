@@ -49,6 +49,7 @@ class PodPlan:
     suspend: bool = False
     backoff_limit: int = 3
     active_deadline_seconds: int | None = None
+    pod_annotations: dict[str, str] = field(default_factory=dict)
 
 
 def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
@@ -217,7 +218,7 @@ def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
         "completions": plan.runtime.nodes,
         "parallelism": plan.runtime.nodes,
         "template": {
-            "metadata": {"labels": pod_labels, "annotations": dict(meta["annotations"])},
+            "metadata": {"labels": pod_labels, "annotations": {**plan.pod_annotations, **meta["annotations"]}},
             "spec": _pod_spec(plan, settings),
         },
     }

@@ -69,6 +69,11 @@ def metadata(name: str, owner: Owner, component: str) -> dict[str, Any]:
     }
 
 
+def propagated(annotations: dict[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The owner's annotations that the operator settings say belong on its pods."""
+    return {k: v for k, v in sorted(annotations.items()) if prefixes and k.startswith(prefixes)}
+
+
 def owner_references(owner: Owner) -> dict[str, Any]:
     """Only for a stored owner: `kubetune render` of a file has no uid, and a reference needs one."""
     return {"ownerReferences": [owner_reference(owner.kind, owner.name, owner.uid)]} if owner.uid else {}
