@@ -4,6 +4,8 @@ lifecycle, scheduling of GPU requests by the real scheduler, and pod outcomes dr
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -229,3 +231,34 @@ def test_kwok_run_for_delays_and_keep_running_never_finishes(
     (hung,) = _job_pods(api, namespace, "hung")
     assert hung["status"]["phase"] == "Running"
     assert _job_condition(api, namespace, "hung", "Complete") is None
+
+
+@pytest.mark.tier_b
+def test_helm_install_waits_for_hook_job_and_deployment(
+    control_plane: LocalControlPlane, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    """helm v4 from the cache: a pre-install hook Job completes through kwok and `--wait=watcher` sees the
+    Deployment's kwok pod Ready, so chart tests on Tier B do not hang."""
+    helm = str(control_plane.binaries.helm)
+    chart = tmp_path / "chart"
+    subprocess.run([helm, "create", str(chart)], check=True, capture_output=True)
+    for extra in ("tests", "hpa.yaml", "ingress.yaml", "httproute.yaml"):
+        path = chart / "templates" / extra
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    hook = _job("{{ .Release.Name }}-pre", gpus=0)
+    hook["metadata"]["annotations"] = {"helm.sh/hook": "pre-install"}
+    (chart / "templates" / "hook.yaml").write_text(yaml.safe_dump(hook))
+    result = subprocess.run(
+        [helm, "install", "t", str(chart), "-n", namespace, "--kubeconfig", str(control_plane.kubeconfig_path),
+         "--wait=watcher", "--wait-for-jobs", "--timeout=90s"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "STATUS: deployed" in result.stdout
+    deployment = kubectl.json("get", "deployment", "t-chart", "-n", namespace)
+    assert deployment["status"]["readyReplicas"] == 1
+    job = kubectl.json("get", "job", "t-pre", "-n", namespace)
+    assert job["status"]["succeeded"] == 1
