@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,7 @@ def test_rbac_token_request_and_audit_log(
 @pytest.mark.tier_b
 def test_namespace_deletion_finishes(api: AdminClient, kubectl: Kubectl) -> None:
     """The namespace controller empties and finalises a namespace, including a running pod kwok deletes."""
-    ns = "t-nsdelete"
+    ns = f"t-nsdelete-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
     kubectl("create", "configmap", "c", "--from-literal=a=b", "-n", ns)
     kubectl(
