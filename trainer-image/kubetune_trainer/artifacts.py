@@ -86,18 +86,34 @@ def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> str:
 
 def save_merged(ctx: RunContext, adapter_dir: Path, directory: Path) -> None:
     """Fold the adapter into an unquantized copy of the base (a 4-bit base would make the merge lossy)."""
+    merged = load_trained(adapter_dir, ctx.base_model_path).merge_and_unload()
+    merged.save_pretrained(str(directory))
+    ctx.tokenizer.save_pretrained(str(directory))
+
+
+def load_trained(artifact_dir: Path, base_model_path: Path | None = None, *, dtype: str = "float32") -> Any:
+    """Load a published artifact for inference, evaluation or merging, whatever the method was.
+
+    Adapters need their base model (resized to the artifact's tokenizer first, since new tokens change
+    the embedding shape); full/partial artifacts are complete models.
+    """
     import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from kubetune_trainer.tokenizer_align import resize_embeddings
 
-    assert ctx.base_model_path is not None
-    base = AutoModelForCausalLM.from_pretrained(ctx.base_model_path, dtype=torch.float32)
-    resize_embeddings(base, ctx.tokenizer)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(str(directory), safe_serialization=True)
-    ctx.tokenizer.save_pretrained(str(directory))
+    torch_dtype = getattr(torch, dtype)
+    if (artifact_dir / "config.json").is_file():
+        return AutoModelForCausalLM.from_pretrained(artifact_dir, dtype=torch_dtype)
+    if base_model_path is None:
+        raise ValueError(f"{artifact_dir} holds an adapter; pass the base model path")
+    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=torch_dtype)
+    resize_embeddings(base, AutoTokenizer.from_pretrained(artifact_dir))
+    if bottleneck.is_bottleneck_dir(artifact_dir):
+        return bottleneck.load(base, artifact_dir)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base, str(artifact_dir))
 
 
 def file_digests(root: Path) -> dict[str, dict[str, Any]]:

@@ -65,8 +65,16 @@ def embedding_modules(model: Any) -> EmbeddingModules:
     return EmbeddingModules(input_name=in_name, output_name=out_name)
 
 
-def trainable_token_indices(model: Any, ids: list[int]) -> dict[str, list[int]]:
-    """PEFT's per-row embedding training for the new tokens (input rows, and output rows if untied)."""
+def new_token_training(model: Any, ids: list[int]) -> tuple[dict[str, list[int]], list[str]]:
+    """How LoRA trains new tokens: (`trainable_token_indices`, `modules_to_save`).
+
+    Only the new input rows are trained (cheap, small adapter). The output head cannot use PEFT's
+    per-row wrapper because TRL's fused LM-head loss reads `lm_head.weight` directly, so an untied
+    head is saved whole; a tied head follows a trainable copy of the embedding instead.
+    """
     if not ids:
-        return {}
-    return {name: list(ids) for name in embedding_modules(model).names}
+        return {}, []
+    modules = embedding_modules(model)
+    if modules.output_name is None:
+        return {}, [modules.input_name]
+    return {modules.input_name: list(ids)}, [modules.output_name]

@@ -27,7 +27,7 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import bottleneck, ia3, lora, partial, prompt_learning, qlora
-from kubetune_trainer.tokenizer_align import embedding_modules, trainable_token_indices
+from kubetune_trainer.tokenizer_align import embedding_modules, new_token_training
 
 _COMPUTE_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -63,11 +63,15 @@ def _peft(ctx: RunContext, config: Any) -> Any:
 
 
 def _lora(ctx: RunContext) -> Any:
-    tokens = trainable_token_indices(ctx.model, ctx.new_token_ids)
+    tokens, save = new_token_training(ctx.model, ctx.new_token_ids)
     if ctx.method == "qlora":
         ctx.model = qlora.prepare(ctx.model, gradient_checkpointing=ctx.spec.training.gradient_checkpointing)
     config = lora.lora_config(
-        lora_settings(ctx), task_type=_task_type(ctx), use_dora=ctx.method == "dora", trainable_token_indices=tokens
+        lora_settings(ctx),
+        task_type=_task_type(ctx),
+        use_dora=ctx.method == "dora",
+        trainable_token_indices=tokens,
+        modules_to_save=save,
     )
     return _peft(ctx, config)
 

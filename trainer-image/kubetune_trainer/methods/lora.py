@@ -13,6 +13,7 @@ def lora_config(
     task_type: str,
     use_dora: bool = False,
     trainable_token_indices: dict[str, list[int]] | None = None,
+    modules_to_save: list[str] | None = None,
 ) -> Any:
     """`all-linear` is passed as PEFT's own keyword (a string, not a list) so PEFT excludes the output head."""
     from peft import LoraConfig
@@ -28,4 +29,7 @@ def lora_config(
         use_dora=use_dora,
         task_type=task_type,
         trainable_token_indices=trainable_token_indices or None,
+        modules_to_save=modules_to_save or None,
+        # a tied output head must keep sharing the (now trainable) embedding copy
+        ensure_weight_tying=bool(modules_to_save),
     )
