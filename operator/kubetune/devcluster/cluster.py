@@ -49,6 +49,7 @@ class LocalControlPlane:
         self.final_rss: dict[str, float | None] = {}
         self._layout: Layout | None = None
         self._client: AdminClient | None = None
+        self._state: dict[str, Any] | None = None
 
     # -- what callers use ---------------------------------------------------------------------------
     @property
@@ -171,10 +172,9 @@ class LocalControlPlane:
         plane._state = state
         return plane
 
-    _state: dict[str, Any] | None = None
-
     @property
     def state(self) -> dict[str, Any]:
+        """What the state file recorded (tier, kubeconfig, PIDs); empty for a plane started in-process."""
         return self._state or {}
 
     # -- internals ----------------------------------------------------------------------------------
