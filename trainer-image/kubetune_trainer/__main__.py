@@ -57,12 +57,11 @@ def _report_config_error(message: str) -> None:
 
 
 def _configure_logging() -> None:
-    """Log lines go to stdout so stderr carries only the one-line config error the operator reads."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    """Log lines go to stdout so stderr carries only the one-line config error the operator reads.
+
+    `basicConfig` is a no-op when the root logger already has handlers (an embedding host, pytest).
+    """
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "botocore", "s3fs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

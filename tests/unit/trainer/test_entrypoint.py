@@ -1,0 +1,204 @@
+"""The entrypoint's exit-code contract, fail-fast ordering, and publishing to a real S3 server.
+
+One case runs the real `python -m kubetune_trainer` in a subprocess; the rest call `main()` in this
+process (same code path, without paying the transformers import per case).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
+from kubetune_trainer import pipeline
+from kubetune_trainer.__main__ import main
+from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
+from support.s3server import S3Server, running_s3_server
+from support.tiny_model import write_jsonl
+from support.trainer_job import trainer_config
+
+pytestmark = [pytest.mark.unit, pytest.mark.trainer]
+
+PREFIX = "kubetune-trainer: config error: "
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _write(tmp: Path, config: dict[str, Any]) -> Path:
+    path = tmp / "trainer.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "termination-log"
+    monkeypatch.setenv("KUBETUNE_TERMINATION_LOG", str(path))
+    return path
+
+
+@pytest.fixture
+def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Config errors must surface before weights are loaded (i.e. before a GPU would be touched)."""
+
+    def forbidden(_ctx: object) -> None:
+        raise AssertionError("weights were loaded before the config error was found")
+
+    monkeypatch.setattr(pipeline, "load_weights", forbidden)
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(PREFIX)
+    return lines[0][len(PREFIX) :]
+
+
+def test_unknown_target_module_in_a_real_subprocess(
+    tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
+) -> None:
+    method = {"type": "lora", "lora": {"targetModules": ["q_proj", "nope_proj"]}}
+    config = _write(tmp_path, trainer_config(tmp_path, model_dir, data_files["text"], method))
+    log = tmp_path / "termination-log"
+    env = os.environ | {
+        "KUBETUNE_TERMINATION_LOG": str(log),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "trainer-image")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetune_trainer", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == CONFIG_ERROR_EXIT_CODE, proc.stderr[-2000:]
+    message = _one_line(proc.stderr)
+    assert message.startswith("method.lora.targetModules: nope_proj not found in llama; linear modules are ")
+    assert "q_proj" in message
+    assert log.read_text() == PREFIX + message + "\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("no_model_load", "termination_log")
+def test_model_that_does_not_fit_is_a_config_error(
+    tmp_path: Path,
+    model_dir: Path,
+    data_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("KUBETUNE_CPU_MEMORY_BYTES", str(4096))
+    config = _write(tmp_path, trainer_config(tmp_path, model_dir, data_files["text"], "full"))
+    assert main(["--config", str(config)]) == CONFIG_ERROR_EXIT_CODE
+    message = _one_line(capsys.readouterr().err)
+    assert message.startswith("method full needs about ")
+    assert "0.00 GiB is available" in message
+    assert (tmp_path / "termination-log").read_text().strip() == PREFIX + message
+
+
+@pytest.mark.usefixtures("no_model_load", "termination_log")
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        ([{"foo": "bar"}, {"foo": "baz"}], "cannot detect the dataset format from columns ['foo']"),
+        ([{"prompt": "p", "chosen": "a", "rejected": "b"}], "objective 'sft' needs a dataset in format"),
+    ],
+)
+def test_wrong_dataset_format_is_a_config_error(
+    tmp_path: Path,
+    model_dir: Path,
+    rows: list[dict[str, str]],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = write_jsonl(tmp_path / "bad.jsonl", rows)
+    config = _write(tmp_path, trainer_config(tmp_path, model_dir, data, "lora"))
+    assert main(["--config", str(config)]) == CONFIG_ERROR_EXIT_CODE
+    assert expected in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.usefixtures("no_model_load", "termination_log")
+def test_invalid_config_documents_are_config_errors(
+    tmp_path: Path, model_dir: Path, data_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(["--config", str(broken)]) == CONFIG_ERROR_EXIT_CODE
+    assert "is not JSON" in _one_line(capsys.readouterr().err)
+
+    wire = trainer_config(tmp_path, model_dir, data_files["text"], "lora")
+    wire["job"]["training"]["learningRate"] = -1
+    assert main(["--config", str(_write(tmp_path, wire))]) == CONFIG_ERROR_EXIT_CODE
+    assert "job.training.learningRate" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.usefixtures("termination_log")
+def test_corrupt_weights_are_a_retryable_failure(
+    tmp_path: Path, model_dir: Path, data_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (broken / name).write_bytes((model_dir / name).read_bytes())
+    (broken / "model.safetensors").write_bytes(b"\0" * 64)
+    config = _write(tmp_path, trainer_config(tmp_path, broken, data_files["text"], "lora"))
+    assert main(["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert PREFIX not in err
+    assert not (tmp_path / "termination-log").exists()
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+def test_artifact_published_to_s3(
+    tmp_path: Path,
+    model_dir: Path,
+    data_files: dict[str, Path],
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    client = s3_server.client()
+    client.create_bucket(Bucket="adapters")
+    wire = trainer_config(
+        tmp_path,
+        model_dir,
+        data_files["alpaca"],
+        "lora",
+        name="s3-job",
+        training={"maxSteps": 2},
+        output={"uri": "s3://adapters/team-a/", "adapterName": "legal-lora"},
+    )
+    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+
+    result = pipeline.run(TrainerConfig.model_validate(wire))
+    assert result.artifact_uri == "s3://adapters/team-a/legal-lora/"
+    listed = client.list_objects_v2(Bucket="adapters", Prefix="team-a/legal-lora/")["Contents"]
+    keys = sorted(o["Key"].removeprefix("team-a/legal-lora/") for o in listed)
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", MANIFEST} <= set(keys)
+
+    download = tmp_path / "download"
+    for key in keys:
+        target = download / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file("adapters", f"team-a/legal-lora/{key}", str(target))
+    assert tree_digest(download) == (result.sha256, result.size_bytes)
+    manifest = json.loads((download / MANIFEST).read_text())
+    assert manifest["dataset"]["digest"] == result.dataset_digest
+    assert manifest["dataset"]["prepReport"]["rows_out"] == 48
+    assert set(manifest["libraries"]) >= {"torch", "transformers", "peft", "trl"}
+    assert result.to_train_result().sha256 == result.sha256
+    assert load_trained(download, model_dir) is not None
