@@ -44,7 +44,8 @@ def kto_rows(n: int = 48) -> list[dict[str, Any]]:
 
 
 def prompt_rows(n: int = 32) -> list[dict[str, str]]:
-    return [{"prompt": f"count {NUMBERS[i % 6]} {NUMBERS[i % 6 + 1]}"} for i in range(n)]
+    """Distinct prompts (prep's exact dedup would otherwise shrink the set below one generation batch)."""
+    return [{"prompt": f"count {NUMBERS[i % 6]} {NUMBERS[i % 6 + 1]} {COLORS[i // 6 % len(COLORS)]}"} for i in range(n)]
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +93,6 @@ RunJob = Callable[..., tuple[Any, Any, LogRecorder]]
 def run_job(tmp_path: Path, model_dir: Path) -> RunJob:
     """Run the real pipeline on the tiny model; returns (RunContext, RunResult, LogRecorder)."""
     from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-
     from kubetune_trainer.context import Hooks, RunContext
     from kubetune_trainer.pipeline import run
     from support.trainer_job import trainer_config
@@ -110,7 +110,9 @@ def run_job(tmp_path: Path, model_dir: Path) -> RunJob:
 
         hooks.before_train.insert(0, attach)
         hooks.after_result.append(keep)
-        config = TrainerConfig.model_validate(trainer_config(tmp_path, model_dir, data, method, **blocks))
+        # a fresh root per run: a later run in the same test must not resume from an earlier checkpoint
+        root = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+        config = TrainerConfig.model_validate(trainer_config(root, model_dir, data, method, **blocks))
         run(config, hooks=hooks)
         return seen["ctx"], seen["result"], recorder
 

@@ -7,12 +7,21 @@ tiny model can learn in a few steps (character length: prefer multi-character to
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from statistics import mean
 from typing import Any
 
 import pytest
 
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.objectives.rewards import (
+    builtin_rewards,
+    format_score,
+    length_reward,
+    non_repetition_score,
+)
+from kubetune_trainer.objectives.rlhf import REWARD_MODEL_URI_ENV, get_rl_config
 from unit.trainer_objectives.conftest import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -42,3 +51,106 @@ def test_dpo_family_margin_and_accuracy_rise(objective: str, run_job: RunJob, da
 
 def _dataset(path: Path, fmt: str = "auto") -> dict[str, Any]:
     return {"train": {"uri": f"file://{path}"}, "format": fmt, "prep": {"maxSeqLength": 64}}
+
+
+@pytest.mark.parametrize("data", ["kto", "preference"])
+def test_kto_separates_desirable_from_undesirable(data: str, run_job: RunJob, data_files: dict[str, Path]) -> None:
+    _, _, logs = run_job(
+        data_files[data],
+        job={"objective": {"type": "kto", "beta": 0.1}, "dataset": _dataset(data_files[data])},
+        training=SHORT | {"learningRate": 1e-2},
+    )
+    # a logged step may hold only desirable or only undesirable rows, so the two series are read apart
+    chosen, rejected = _head_tail(logs.series("rewards/chosen")), _head_tail(logs.series("rewards/rejected"))
+    assert chosen[1] > chosen[0] + 0.02, f"kto on {data}: desirable reward {chosen}"
+    assert rejected[1] < rejected[0] - 0.02, f"kto on {data}: undesirable reward {rejected}"
+
+
+def test_orpo_loss_falls(run_job: RunJob, data_files: dict[str, Path]) -> None:
+    _, _, logs = run_job(
+        data_files["preference"],
+        job={"objective": {"type": "orpo", "beta": 0.1}, "dataset": _dataset(data_files["preference"])},
+        training=SHORT,
+    )
+    first, last = _head_tail(logs.series("loss"))
+    assert last < first - 0.05, f"orpo loss {first:.4f} -> {last:.4f}"
+
+
+def test_reward_model_learns_preferences_and_serves_rlhf(
+    run_job: RunJob, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, result, logs = run_job(
+        data_files["preference"],
+        job={"objective": {"type": "reward"}, "dataset": _dataset(data_files["preference"])},
+        training=SHORT | {"maxSteps": 12, "learningRate": 1e-2},
+    )
+    accuracy = logs.series("accuracy")
+    assert mean(accuracy[-3:]) > mean(accuracy[:3]), accuracy
+    assert accuracy[-1] >= 0.75, accuracy
+    artifact = Path(result.artifact_uri.removeprefix("file://"))
+    from kubetune_trainer.objectives.reward import load_reward_model
+    from support.tiny_model import tiny_model_dir
+
+    model, tokenizer = load_reward_model(artifact, tiny_model_dir())
+    import torch
+
+    batch = tokenizer(["repeat red blue red blue red blue", "repeat red blue one six one six"], return_tensors="pt")
+    with torch.no_grad():
+        chosen, rejected = model(**batch).logits[:, 0].tolist()
+    assert chosen > rejected, (chosen, rejected)
+
+    # the artifact is usable as rlhf.reward.adapterRef: GRPO scores its completions with it
+    reward_dir = shutil.copytree(artifact, artifact.parent.parent / "reward-model")
+    monkeypatch.setenv(REWARD_MODEL_URI_ENV, f"file://{reward_dir}")
+    rlhf = {"reward": {"adapterRef": {"name": "rm"}}, "numGenerations": 4, "maxCompletionLength": 8}
+    _, _, rl_logs = run_job(
+        data_files["prompt"],
+        name="policy",
+        job={"objective": {"type": "rlhf", "rlhf": rlhf}, "dataset": _dataset(data_files["prompt"])},
+        training={"maxSteps": 2, "batchSize": 8},
+    )
+    assert len(rl_logs.series("reward")) == 2
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_online_rl_raises_builtin_reward(algorithm: str, run_job: RunJob, data_files: dict[str, Path]) -> None:
+    rlhf = {"algorithm": algorithm, "reward": {"builtin": ["length"]}, "numGenerations": 4, "maxCompletionLength": 8}
+    _, _, logs = run_job(
+        data_files["prompt"],
+        # full fine-tuning moves the output head, which decides token (and so character) length; 8 prompts
+        # x 4 completions per step keep the reward estimate steady enough to see the trend in 12 steps
+        method="full",
+        job={"objective": {"type": "rlhf", "beta": 0.01, "rlhf": rlhf}, "dataset": _dataset(data_files["prompt"])},
+        training={"maxSteps": 12, "batchSize": 32, "learningRate": 3e-2},
+    )
+    rewards = logs.series("reward")
+    first, last = _head_tail(rewards)
+    assert last > first + 0.2, f"{algorithm} reward {first:.3f} -> {last:.3f}: {rewards}"
+
+
+def test_builtin_reward_functions() -> None:
+    assert length_reward(2)(["abcd", "  abcdefghijkl  ", ""]) == [0.5, 1.0, 0.0]
+    assert format_score("Done.") == 1.0
+    assert format_score(" (unbalanced") == 0.25
+    assert format_score("") == 0.0
+    assert non_repetition_score("a b c a b c") == 0.75  # trigrams abc bca cab abc: 3 distinct of 4
+    assert non_repetition_score("word") == 1.0
+    keyword, repetition = builtin_rewards(
+        ["keyword-match", "non-repetition"], keywords=["Red", "blue"], max_completion_length=8
+    )
+    assert keyword(["the RED car", "blue and red", [{"role": "assistant", "content": "nothing"}]]) == [0.5, 1.0, 0.0]
+    assert repetition(["x x x x"]) == [0.5]
+    with pytest.raises(ConfigError, match=r"reward\.keywords"):
+        builtin_rewards(["keyword-match"], keywords=None, max_completion_length=8)
+
+
+def test_rl_config_requires_whole_groups() -> None:
+    from kubetune.api.v1alpha1.objectives import RlhfObjective
+
+    objective = RlhfObjective.model_validate(
+        {"type": "rlhf", "beta": 0.05, "rlhf": {"reward": {"builtin": ["length"]}, "numGenerations": 3}}
+    )
+    with pytest.raises(ConfigError, match="numGenerations"):
+        get_rl_config(objective, batch_size=8, gradient_accumulation=1, world_size=1)
+    mapped = get_rl_config(objective, batch_size=4, gradient_accumulation=3, world_size=1)
+    assert (mapped["beta"], mapped["num_generations"], mapped["remove_unused_columns"]) == (0.05, 3, False)
