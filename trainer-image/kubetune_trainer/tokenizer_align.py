@@ -48,10 +48,11 @@ def add_tokens(tokenizer: Any, spec: TokenizerSpec) -> list[int]:
 
 def resize_embeddings(model: Any, tokenizer: Any) -> None:
     """Grow the embeddings to the tokenizer; new rows get the mean/covariance init of transformers."""
-    current = model.get_input_embeddings().weight.shape[0]
+    # num_embeddings, not weight.shape: under ZeRO-3 the local weight is an empty partition
+    current = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > current:
         model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
-        log.info("resized embeddings from %d to %d rows", current, model.get_input_embeddings().weight.shape[0])
+        log.info("resized embeddings from %d to %d rows", current, model.get_input_embeddings().num_embeddings)
 
 
 def embedding_modules(model: Any) -> EmbeddingModules:
