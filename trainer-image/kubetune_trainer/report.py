@@ -1,0 +1,238 @@
+"""Live progress and the final result, written into the target object's status by rank 0.
+
+The trainer owns exactly `status.progress` and `status.result` (FineTuneJob) or `status.artifact`
+(Adapter, merge mode). It writes them with server-side apply on the status subresource under its own
+field manager, so it never overwrites the operator's fields (phase, conditions) and needs no
+read-modify-write. Every apply sends all the trainer's fields (progress with the result), because
+apply removes fields a manager stops sending. Credentials are the pod's ServiceAccount token, whose
+Role allows `get`/`patch` on this one object's status and nothing else; outside a pod (tests,
+`kubetune run`) `KUBECONFIG` is used.
+
+Reporting is best effort: an unreachable or refusing API server is logged and training continues,
+since losing a progress update is harmless and losing a training run is not. Updates are sent at most
+every `runtime.progressIntervalSeconds`, plus one at the end.
+
+All Kubernetes client code of the trainer lives in this module.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from kubetune.api.v1alpha1.finetunejob import Progress
+from kubetune.api.v1alpha1.trainer_config import StatusTarget
+from kubetune_trainer.context import RunContext
+from kubetune_trainer.metrics import TrainerMetrics
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "kubetune-trainer"
+GROUP, VERSION = "kubetune.io", "v1alpha1"
+PLURALS = {"FineTuneJob": "finetunejobs", "Adapter": "adapters"}
+SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+REQUEST_TIMEOUT_SECONDS = 10
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StatusWriter:
+    """Server-side apply of the trainer's status fields on one object; failures are logged, never raised."""
+
+    def __init__(self, target: StatusTarget, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.target = target
+        self._api = client.CustomObjectsApi(api_client)
+        self.failures = 0
+
+    @classmethod
+    def from_environment(cls, target: StatusTarget) -> StatusWriter | None:
+        """In a pod: the mounted ServiceAccount; otherwise `KUBECONFIG`; None when neither exists."""
+        from kubernetes import client, config
+
+        try:
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                return cls(target, client.ApiClient(configuration))
+            if os.environ.get("KUBECONFIG"):
+                return cls(target, config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+        except Exception as exc:  # a broken kubeconfig must not stop training
+            log.warning("status reporting disabled: cannot configure the Kubernetes client: %s", exc)
+            return None
+        log.info("status reporting disabled: no ServiceAccount token and no KUBECONFIG")
+        return None
+
+    def apply(self, status: dict[str, Any]) -> bool:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": self.target.kind,
+            "metadata": {"name": self.target.name, "namespace": self.target.namespace},
+            "status": status,
+        }
+        try:
+            self._api.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                self.target.namespace,
+                PLURALS[self.target.kind],
+                self.target.name,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,  # the trainer is the only writer of these fields
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=REQUEST_TIMEOUT_SECONDS,
+            )
+        except Exception as exc:
+            self.failures += 1
+            log.warning(
+                "could not update %s %s/%s status: %s",
+                self.target.kind,
+                self.target.namespace,
+                self.target.name,
+                _short(exc),
+            )
+            return False
+        return True
+
+
+def _short(exc: BaseException) -> str:
+    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
+    return f"HTTP {status} {reason}" if status else f"{type(exc).__name__}: {exc}"
+
+
+class ProgressReporter(TrainerCallback):  # type: ignore[misc]
+    """Turns trainer events into `status.progress` (rate-limited) and Prometheus samples, on rank 0."""
+
+    def __init__(
+        self,
+        writer: StatusWriter | None,
+        metrics: TrainerMetrics | None,
+        *,
+        interval_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.writer, self.metrics = writer, metrics
+        self.interval = interval_seconds
+        self.clock = clock
+        self.progress: dict[str, Any] = {}
+        self.result: dict[str, Any] | None = None
+        self._values: dict[str, float] = {}
+        self._started: float | None = None
+        self._start_step = 0
+        self._start_tokens = 0
+        self._last_sent: float | None = None
+
+    # --- trainer events ------------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if args.include_num_input_tokens_seen == "no":
+            # tokens/s is part of status; counting non-padding tokens is one sum per batch
+            args.include_num_input_tokens_seen = "non_padding"
+        self._started = self.clock()
+        self._start_step = state.global_step  # a resumed run's rate counts from where it resumed
+        self._start_tokens = int(state.num_input_tokens_seen or 0)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+        for key, name in (("loss", "loss"), ("eval_loss", "evalLoss"), ("learning_rate", "learningRate")):
+            if logs and isinstance(logs.get(key), int | float):
+                self._values[name] = float(logs[key])
+        self.update(state)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.update(state)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        self.update(state, force=True)
+
+    # --- reporting -----------------------------------------------------------------------------------
+    def update(self, state: Any, *, force: bool = False) -> None:
+        if not state.is_world_process_zero:
+            return
+        self.progress = self.build_progress(state)
+        tokens = int(state.num_input_tokens_seen or 0)
+        if self.metrics is not None:
+            self.metrics.observe(self.progress, tokens or None)
+        now = self.clock()
+        due = self._last_sent is None or now - self._last_sent >= self.interval
+        if self.writer is not None and (force or due):
+            self._last_sent = now
+            self.writer.apply(self._status())
+
+    def build_progress(self, state: Any) -> dict[str, Any]:
+        step, total = int(state.global_step), int(state.max_steps or 0)
+        elapsed = self.clock() - self._started if self._started is not None else 0.0
+        done = step - self._start_step
+        tokens = int(state.num_input_tokens_seen or 0) - self._start_tokens
+        progress = Progress(
+            step=step,
+            total_steps=max(total, step),
+            percent=min(100, int(100 * step / total)) if total else 0,
+            epoch=round(float(state.epoch or 0.0), 4),
+            loss=self._values.get("loss"),
+            eval_loss=self._values.get("evalLoss"),
+            learning_rate=self._values.get("learningRate"),
+            tokens_per_second=round(tokens / elapsed, 2) if tokens > 0 and elapsed > 0 else None,
+            eta_seconds=int(elapsed / done * (total - step)) if done > 0 and total >= step else None,
+            updated_at=_now(),
+        )
+        return progress.to_wire()
+
+    def report_result(self, result: dict[str, Any]) -> bool:
+        """Apply `status.result` (with the last progress, so apply keeps it)."""
+        self.result = result
+        return self.writer.apply(self._status()) if self.writer is not None else False
+
+    def _status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"progress": self.progress} if self.progress else {}
+        if self.result is not None:
+            status["result"] = self.result
+        return status
+
+
+def make_reporter(target: StatusTarget, runtime: Any) -> ProgressReporter:
+    """A reporter for this process from `runtime` (reportStatus, metricsPort, progressIntervalSeconds)."""
+    writer = StatusWriter.from_environment(target) if runtime.report_status else None
+    metrics = None
+    if runtime.metrics_port:
+        metrics = TrainerMetrics()
+        try:
+            metrics.serve(runtime.metrics_port)
+        except OSError as exc:  # port taken: keep training, keep status reporting
+            log.warning("metrics endpoint disabled: cannot listen on %d: %s", runtime.metrics_port, exc)
+    return ProgressReporter(writer, metrics, interval_seconds=runtime.progress_interval_seconds)
+
+
+def attach_reporter(ctx: RunContext) -> None:
+    """`Hooks.before_train`: register the reporter as a trainer callback (rank 0 reports, others no-op)."""
+    rank = int(os.environ.get("RANK", "0"))
+    if rank != 0:
+        return
+    reporter = make_reporter(ctx.config.target, ctx.config.runtime)
+    ctx.extras["reporter"] = reporter
+    ctx.callbacks.append(reporter)
+
+
+def publish_result(ctx: RunContext, result: Any) -> None:
+    """`Hooks.after_result`: write `status.result` from the pipeline's `RunResult`."""
+    reporter: ProgressReporter | None = ctx.extras.get("reporter")
+    if reporter is None:
+        return
+    reporter.report_result(result.to_train_result().to_wire())
+    if reporter.metrics is not None:
+        reporter.metrics.close()
+
+
+def publish_adapter_artifact(target: StatusTarget, artifact: dict[str, Any]) -> bool:
+    """Merge mode: write `status.artifact` of the Adapter being composed."""
+    writer = StatusWriter.from_environment(target)
+    return writer.apply({"artifact": artifact}) if writer is not None else False
