@@ -1,0 +1,158 @@
+"""The trainer's progress reporting against a real kube-apiserver (Tier A), with a per-job token.
+
+The identity is the operator's own rendered ServiceAccount/Role/RoleBinding (get/patch on one
+FineTuneJob's status, by resourceNames); the token comes from the TokenRequest API, exactly what the
+pod gets. A real (tiny) training run reports through it: progress and result land in status under
+the `kubetune-trainer` field manager, and the same token is refused on another FineTuneJob.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune.devcluster import LocalControlPlane
+from kubetune.devcluster.client import AdminClient, condition
+from kubetune.devcluster.pki import write_token_kubeconfig
+from kubetune.devcluster.testing import Kubectl, wait_until
+from kubetune.render.meta import Owner
+from kubetune.render.rbac import identity
+
+TESTS_ROOT = Path(__file__).resolve().parents[1]
+if str(TESTS_ROOT) not in sys.path:
+    sys.path.insert(0, str(TESTS_ROOT))
+
+pytestmark = [pytest.mark.integration, pytest.mark.trainer]
+
+REPO = TESTS_ROOT.parent
+GROUP_PATH = "/apis/kubetune.io/v1alpha1"
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def kubetune_crds(control_plane: LocalControlPlane, kubectl: Kubectl) -> None:
+    for path in sorted((REPO / "crds").glob("*.yaml")):
+        kubectl("apply", "--server-side", "-f", str(path))
+        name = yaml.safe_load(path.read_text())["metadata"]["name"]
+
+        def established(name: str = name) -> bool:
+            crd = control_plane.client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            cond = condition(crd, "Established")
+            return bool(cond and cond["status"] == "True")
+
+        wait_until(f"CRD {name} Established", established, timeout=60)
+
+
+def _finetunejob(api: AdminClient, namespace: str, name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((REPO / "examples" / "objective-sft.yaml").read_text())
+    doc["metadata"] = {"name": name, "namespace": namespace}
+    return api.create(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs", doc)
+
+
+def _trainer_kubeconfig(api: AdminClient, plane: LocalControlPlane, job: dict[str, Any], path: Path) -> Path:
+    meta = job["metadata"]
+    owner = Owner(kind="FineTuneJob", name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+    account = f"{meta['name']}-trainer"
+    for manifest in identity(account, owner):
+        kind = manifest["kind"]
+        base = "/api/v1" if kind == "ServiceAccount" else "/apis/rbac.authorization.k8s.io/v1"
+        plural = {"ServiceAccount": "serviceaccounts", "Role": "roles", "RoleBinding": "rolebindings"}[kind]
+        api.create(f"{base}/namespaces/{meta['namespace']}/{plural}", manifest)
+    request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}}
+    token = api.create(f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{account}/token", request)
+    return write_token_kubeconfig(path, plane.api_url, plane.pki.ca_cert, token["status"]["token"])
+
+
+@pytest.mark.usefixtures("kubetune_crds")
+def test_progress_and_result_land_in_status_with_a_per_job_token(
+    control_plane: LocalControlPlane,
+    api: AdminClient,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kubetune.api.v1alpha1.trainer_config import StatusTarget, TrainerConfig
+    from kubetune_trainer.context import Hooks
+    from kubetune_trainer.pipeline import run
+    from kubetune_trainer.report import StatusWriter, attach_reporter, publish_result
+    from support.tiny_model import text_rows, tiny_model_dir, write_jsonl
+    from support.trainer_job import trainer_config
+
+    job = _finetunejob(api, namespace, "reported")
+    other = _finetunejob(api, namespace, "someone-else")
+    kubeconfig = _trainer_kubeconfig(api, control_plane, job, tmp_path / "trainer.kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    data = write_jsonl(tmp_path / "text.jsonl", text_rows())
+    wire = trainer_config(
+        tmp_path,
+        tiny_model_dir(),
+        data,
+        "lora",
+        name="reported",
+        training={"maxSteps": STEPS},
+        runtime={"progressIntervalSeconds": 0.05, "metricsPort": 0, "reportStatus": True},
+    )
+    wire["target"] = {"kind": "FineTuneJob", "namespace": namespace, "name": "reported"}
+    config = TrainerConfig.model_validate(wire)
+    seen: dict[str, Any] = {}
+    hooks = Hooks(before_train=[attach_reporter], after_result=[publish_result, lambda ctx, _: seen.update(ctx=ctx)])
+    started = time.monotonic()
+    result = run(config, hooks=hooks)
+    reporter = seen["ctx"].extras["reporter"]
+    assert reporter.writer is not None, "the reporter must have picked up KUBECONFIG"
+    assert reporter.writer.failures == 0
+
+    status = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/reported")["status"]
+    progress = status["progress"]
+    assert (progress["step"], progress["totalSteps"], progress["percent"]) == (STEPS, STEPS, 100)
+    assert progress["loss"] > 0
+    assert progress["learningRate"] > 0
+    assert progress["tokensPerSecond"] > 0
+    assert progress["updatedAt"].endswith("Z")
+    assert status["result"]["artifactUri"] == result.artifact_uri
+    assert status["result"]["sha256"] == result.sha256
+    assert status["result"]["sizeBytes"] == result.size_bytes > 0
+    assert status["result"]["gatePassed"] is True
+    managers = {(m["manager"], m.get("subresource")) for m in job_fields(api, namespace, "reported")}
+    assert ("kubetune-trainer", "status") in managers
+    assert time.monotonic() - started < 120
+
+    # the same token cannot touch another run's status
+    from kubernetes import client
+    from kubernetes import config as kube_config
+    from kubernetes.client.exceptions import ApiException
+
+    objects = client.CustomObjectsApi(kube_config.new_client_from_config(config_file=str(kubeconfig)))
+    body = {"apiVersion": "kubetune.io/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": "someone-else"}}
+    with pytest.raises(ApiException) as refused:
+        objects.patch_namespaced_custom_object_status(
+            "kubetune.io",
+            "v1alpha1",
+            namespace,
+            "finetunejobs",
+            "someone-else",
+            body | {"status": {"progress": {"step": 1}}},
+            field_manager="kubetune-trainer",
+            _content_type="application/apply-patch+yaml",
+        )
+    assert refused.value.status == 403
+    stray = StatusWriter(StatusTarget(kind="FineTuneJob", namespace=namespace, name="someone-else"), objects.api_client)
+    assert stray.apply({"progress": {"step": 1}}) is False
+    untouched = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/someone-else")
+    assert "progress" not in (untouched.get("status") or {})
+    assert untouched["metadata"]["uid"] == other["metadata"]["uid"]
+
+
+def job_fields(api: AdminClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    managed: list[dict[str, Any]] = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/{name}")["metadata"][
+        "managedFields"
+    ]
+    return managed
