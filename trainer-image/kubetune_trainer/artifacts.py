@@ -158,7 +158,7 @@ def write_manifest(ctx: RunContext, root: Path, *, fmt: str, gate: tuple[bool, s
         "objective": spec.objective.to_wire(),
         "precision": ctx.precision,
         "baseModel": {"uri": spec.base_model.uri, "revision": ctx.base_revision},
-        "dataset": {"digest": ctx.data_digest, "prepReport": ctx.prep_report},
+        "dataset": {"digest": ctx.data_digest, "prepReport": ctx.extras.get("prep_report", ctx.prep_report)},
         "tokenizer": {"addedTokenIds": ctx.new_token_ids},
         "metrics": ctx.metrics,
         "gate": {"passed": gate[0], "message": gate[1]},

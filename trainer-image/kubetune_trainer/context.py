@@ -115,7 +115,9 @@ class RunContext:
             "report_to": "none",
             "disable_tqdm": True,
             "use_cpu": not self.capabilities.cuda,
-            "eval_strategy": "no",
+            # eval loss at checkpoint cadence feeds status.progress.evalLoss; suites run after training
+            "eval_strategy": "steps" if self.eval_dataset is not None else "no",
+            "eval_steps": ckpt.every_steps,
             "remove_unused_columns": True,
             "dataloader_num_workers": 0,
         }

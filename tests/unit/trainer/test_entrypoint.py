@@ -199,6 +199,106 @@ def test_artifact_published_to_s3(
     manifest = json.loads((download / MANIFEST).read_text())
     assert manifest["dataset"]["digest"] == result.dataset_digest
     assert manifest["dataset"]["prepReport"]["rows_out"] == 48
+    assert manifest["dataset"]["prepReport"]["removed"]["duplicate"] == 0
     assert set(manifest["libraries"]) >= {"torch", "transformers", "peft", "trl"}
     assert result.to_train_result().sha256 == result.sha256
     assert load_trained(download, model_dir) is not None
+
+
+def _hf_cache(cache: Path, model_dir: Path, repo: str, commit: str) -> None:
+    """The on-disk layout huggingface_hub reads in offline mode (refs/<branch> -> snapshots/<commit>)."""
+    root = cache / f"models--{repo.replace('/', '--')}"
+    snapshot = root / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in model_dir.iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+
+
+def test_hf_base_model_revision_is_pinned_from_the_cache(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetune.api.v1alpha1.data import BaseModelRef
+    from kubetune_trainer.errors import UriError
+    from kubetune_trainer.loading import resolve_base_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _hf_cache(tmp_path / "cache", model_dir, "acme/tiny-llama", commit)
+    ref = BaseModelRef(uri="hf://acme/tiny-llama", revision="main")
+    source = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
+    assert source.revision == commit
+    assert (source.path / "model.safetensors").is_file()
+    with pytest.raises(UriError, match="not in the cache"):
+        resolve_base_model(
+            BaseModelRef(uri="hf://acme/other"), cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None
+        )
+
+
+def test_s3_base_model_is_downloaded_once_into_the_cache(
+    tmp_path: Path,
+    model_dir: Path,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kubetune.api.v1alpha1.data import BaseModelRef
+    from kubetune_trainer.loading import resolve_base_model
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    client = s3_server.client()
+    client.create_bucket(Bucket="models")
+    for file in model_dir.iterdir():
+        client.upload_file(str(file), "models", f"tiny/{file.name}")
+    ref = BaseModelRef(uri="s3://models/tiny/")
+    first = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
+    assert (first.path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert first.revision is not None
+    assert first.revision.startswith("sha256:")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        second = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
+    assert second == first
+    assert "downloading" not in caplog.text
+    assert caplog.text.count("s3 cache hit") == len(list(model_dir.iterdir()))
+
+
+def test_pvc_output_with_eval_split_and_hooks(tmp_path: Path, model_dir: Path, data_files: dict[str, Path]) -> None:
+    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+    from kubetune_trainer.context import Hooks, RunContext
+
+    dataset = {
+        "train": {"uri": f"file://{data_files['text']}"},
+        "eval": {"fraction": 0.25},
+        "prep": {"maxSeqLength": 64},
+    }
+    wire = trainer_config(
+        tmp_path,
+        model_dir,
+        data_files["text"],
+        "ia3",
+        job={"dataset": dataset, "checkpointing": {"everySteps": 1, "keepLast": 1}},
+        training={"maxSteps": 1},
+        output={"uri": "pvc://adapters/team-a", "adapterName": "ia3-run"},
+    )
+    sizes: dict[str, int] = {}
+
+    def evaluate(ctx: RunContext, trainer: Any) -> dict[str, float]:
+        sizes.update(train=len(ctx.train_dataset), eval=len(ctx.eval_dataset))
+        losses = [row["eval_loss"] for row in trainer.state.log_history if "eval_loss" in row]
+        return {"heldout.loss": float(losses[-1])}
+
+    hooks = Hooks(evaluate=evaluate, gate=lambda _ctx, metrics: (metrics["heldout.loss"] < 1.0, "loss too high"))
+    result = pipeline.run(TrainerConfig.model_validate(wire), hooks=hooks)
+    assert sizes == {"train": 36, "eval": 12}
+    assert result.metrics["heldout.loss"] > 1.0
+    assert (result.gate_passed, result.gate_message) == (False, "loss too high")
+    published = tmp_path / "pvc" / "adapters" / "team-a" / "ia3-run"
+    assert result.artifact_uri == "pvc://adapters/team-a/ia3-run/"
+    assert tree_digest(published) == (result.sha256, result.size_bytes)
+    manifest = json.loads((published / MANIFEST).read_text())
+    assert manifest["gate"] == {"passed": False, "message": "loss too high"}
+    assert manifest["metrics"]["heldout.loss"] == result.metrics["heldout.loss"]
+    assert sorted(p.name for p in published.parent.iterdir()) == ["ia3-run"]  # no temp dirs left behind

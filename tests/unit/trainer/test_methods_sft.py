@@ -18,7 +18,7 @@ from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
 from kubetune_trainer.context import Hooks, RunContext
 from kubetune_trainer.pipeline import run
-from support.tiny_model import text_rows, write_jsonl
+from support.tiny_model import message_rows, text_rows, write_jsonl
 from support.trainer_job import METHOD_BLOCKS, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -239,3 +239,31 @@ def test_resume_continues_from_checkpoint_after_preemption(
     assert seen.steps == [5, 6, 7, 8]
     assert result.metrics["train.steps"] == 8
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"]
+
+
+@pytest.mark.parametrize(("fmt", "prompt_masked"), [("text", False), ("alpaca", True), ("messages", True)])
+def test_sft_formats_and_completion_only_loss(
+    fmt: str, prompt_masked: bool, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
+) -> None:
+    from transformers import TrainerCallback
+
+    class FirstBatch(TrainerCallback):
+        masked: int | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            batch = next(iter(kwargs["train_dataloader"]))
+            real = batch["attention_mask"].bool() if "attention_mask" in batch else batch["labels"] != -100
+            self.masked = int(((batch["labels"] == -100) & real).sum())
+
+    probe = FirstBatch()
+    data = write_jsonl(tmp_path / "messages.jsonl", message_rows()) if fmt == "messages" else data_files[fmt]
+    recorder = Recorder()
+    hooks = recorder.hooks()
+    hooks.before_train.append(lambda ctx: ctx.callbacks.append(probe))
+    config = TrainerConfig.model_validate(
+        trainer_config(tmp_path, model_dir, data, "lora", training={"maxSteps": 4, "learningRate": 2e-2})
+    )
+    result = run(config, hooks=hooks)
+    assert result.metrics["train.steps"] == 4
+    assert probe.masked is not None
+    assert (probe.masked > 0) is prompt_masked
