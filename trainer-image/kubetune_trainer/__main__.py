@@ -9,6 +9,7 @@ copies into status); 1 for anything else (OOM, network, preemption), which is re
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
+from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
 
 log = logging.getLogger("kubetune_trainer")
@@ -26,6 +28,8 @@ log = logging.getLogger("kubetune_trainer")
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 RETRYABLE_EXIT_CODE = 1
+MERGE_MODULE = "kubetune_trainer.merge"
+"""Merge mode lives in its own package, which exposes `run(config: TrainerConfig) -> object`."""
 
 
 def load_config(path: Path) -> TrainerConfig:
@@ -43,6 +47,27 @@ def load_config(path: Path) -> TrainerConfig:
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()[:5]
         )
         raise ConfigError(f"invalid trainer config: {problems}") from exc
+
+
+def default_hooks() -> Hooks:
+    """The production wiring: status/metrics reporting, evaluation suites and the gate."""
+    from kubetune_trainer import report
+    from kubetune_trainer.evaluate import evaluate_suites, gate_hook
+
+    return Hooks(
+        before_train=[report.attach_reporter],
+        evaluate=evaluate_suites,
+        gate=gate_hook,
+        after_result=[report.publish_result],
+    )
+
+
+def _run_merge(config: TrainerConfig) -> None:
+    try:
+        module = importlib.import_module(MERGE_MODULE)
+    except ModuleNotFoundError as exc:
+        raise ConfigError("mode merge is not available in this trainer build") from exc
+    module.run(config)
 
 
 def _report_config_error(message: str) -> None:
@@ -78,10 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if config.mode == "merge":
-            raise ConfigError("mode merge is not available in this trainer build")
+            _run_merge(config)
+            return 0
         from kubetune_trainer.pipeline import run
 
-        result = run(config)
+        result = run(config, hooks=default_hooks())
     except ConfigError as exc:
         _report_config_error(exc.message)
         return CONFIG_ERROR_EXIT_CODE

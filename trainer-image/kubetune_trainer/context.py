@@ -111,6 +111,9 @@ class RunContext:
             "save_steps": ckpt.every_steps,
             "save_total_limit": ckpt.keep_last,
             "logging_steps": 1,
+            # tokens/s for status.progress; set for every rank here because counting is a collective
+            # (a callback turning it on for rank 0 alone deadlocks multi-process runs)
+            "include_num_input_tokens_seen": "non_padding",
             "logging_first_step": True,
             "report_to": "none",
             "disable_tqdm": True,
