@@ -1,0 +1,211 @@
+"""Continual learning: replay mixes the right number of rows, EWC and LwF reduce forgetting.
+
+Forgetting is measured as the rise of the loss on the reference task (the counting text) while the
+model learns a new task (the alpaca echo task), with the same seed and settings with and without the
+continual term.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from datasets import Dataset
+
+from kubetune_trainer.context import Hooks, RunContext
+from kubetune_trainer.continual import ContinualLoss, ewc, replay
+from kubetune_trainer.continual.lwf import distillation_loss
+from kubetune_trainer.errors import DataFormatError
+from kubetune_trainer.evaluate.scoring import heldout_pairs, nll_total
+from support.tiny_model import alpaca_rows, text_rows, write_jsonl
+from unit.trainer_objectives.conftest import RunJob
+
+pytestmark = [pytest.mark.unit, pytest.mark.trainer]
+
+NEW_TASK = {"maxSteps": 10, "batchSize": 8, "learningRate": 2e-2}
+
+
+class ReferenceProbe:
+    """Reference-task loss of the model before training and after the artifact is published."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.rows = rows
+        self.before = self.after = float("nan")
+
+    def _loss(self, ctx: RunContext) -> float:
+        return nll_total(ctx.model, ctx.tokenizer, heldout_pairs(self.rows, ctx.tokenizer)).loss
+
+    def hooks(self) -> Hooks:
+        return Hooks(
+            before_train=[lambda ctx: setattr(self, "before", self._loss(ctx))],
+            after_result=[lambda ctx, _: setattr(self, "after", self._loss(ctx))],
+        )
+
+    @property
+    def drift(self) -> float:
+        return self.after - self.before
+
+
+@pytest.fixture(scope="module")
+def tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("continual")
+    return {
+        "new": write_jsonl(root / "new.jsonl", alpaca_rows(40)),
+        "reference": write_jsonl(root / "reference.jsonl", text_rows(24)),
+        "old_new_task": write_jsonl(
+            root / "old.jsonl",
+            [{"prompt": f"old: {r['instruction']}", "completion": r["output"]} for r in alpaca_rows(30)],
+        ),
+    }
+
+
+def _forgetting(
+    run_job: RunJob, tasks: dict[str, Path], method: str, continual: dict[str, Any] | None, **training: Any
+) -> float:
+    probe = ReferenceProbe(text_rows(24))
+    job = {"continual": continual} if continual else {}
+    run_job(tasks["new"], method=method, hooks=probe.hooks(), job=job, training=NEW_TASK | training)
+    assert probe.before == probe.before, "the probe did not run"
+    return probe.drift
+
+
+@pytest.mark.parametrize(("method", "lr", "strength"), [("full", 3e-3, 1e3), ("lora", 5e-2, 1e6)])
+def test_ewc_lowers_drift_on_the_reference_task(
+    method: str, lr: float, strength: float, run_job: RunJob, tasks: dict[str, Path]
+) -> None:
+    plain = _forgetting(run_job, tasks, method, None, learningRate=lr)
+    reference = {"uri": f"file://{tasks['reference']}"}
+    ewc_spec = {"ewc": {"lambda": strength, "fisherSamples": 24, "referenceDataset": reference}}
+    protected = _forgetting(run_job, tasks, method, ewc_spec, learningRate=lr)
+    print(f"EWC {method}: reference-loss drift {plain:.3f} -> {protected:.3f}")
+    assert plain > 0.05, f"the new task must disturb the reference task to measure anything ({plain:.3f})"
+    assert protected < plain - 0.05, f"{method}: drift with EWC {protected:.3f} vs without {plain:.3f}"
+
+
+class OutputProbe:
+    """Next-token distributions on reference text before training and after publishing."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.logits: list[torch.Tensor] = []
+        self.mask: torch.Tensor | None = None
+
+    def _record(self, ctx: RunContext) -> None:
+        batch = ctx.tokenizer(self.texts, return_tensors="pt", padding=True)
+        was_training = ctx.model.training
+        ctx.model.eval()
+        with torch.no_grad():
+            self.logits.append(ctx.model(**batch).logits.float())
+        ctx.model.train(was_training)
+        self.mask = batch["attention_mask"]
+
+    def hooks(self) -> Hooks:
+        return Hooks(before_train=[self._record], after_result=[lambda ctx, _: self._record(ctx)])
+
+    @property
+    def kl(self) -> float:
+        before, after = self.logits
+        return float(distillation_loss(after, before, self.mask, temperature=1.0))
+
+
+@pytest.mark.parametrize(
+    ("method", "lr", "ratio"),
+    # full: a frozen copy is the teacher; lora: the teacher is the same model with the adapter disabled
+    [("full", 3e-3, 0.2), ("lora", 2e-2, 0.9)],
+)
+def test_lwf_keeps_outputs_closer_to_the_start(
+    method: str, lr: float, ratio: float, run_job: RunJob, tasks: dict[str, Path]
+) -> None:
+    kls = []
+    for continual in (None, {"lwf": {"alpha": 0.9, "temperature": 2.0}}):
+        probe = OutputProbe([r["text"] for r in text_rows(24)])
+        job = {"continual": continual} if continual else {}
+        run_job(tasks["new"], method=method, hooks=probe.hooks(), job=job, training=NEW_TASK | {"learningRate": lr})
+        kls.append(probe.kl)
+    print(f"LwF {method}: KL to the start {kls[0]:.4f} -> {kls[1]:.4f}")
+    assert kls[1] < ratio * kls[0], f"{method}: KL to the starting model with LwF {kls[1]:.4f} vs without {kls[0]:.4f}"
+
+
+def test_replay_mixes_the_requested_fraction() -> None:
+    train = Dataset.from_list([{"text": f"new {i}"} for i in range(40)])
+    old = Dataset.from_list([{"text": f"old {i}", "license": "mit"} for i in range(7)])
+    assert replay.replay_count(40, 0.25) == 10
+    mixed = replay.mix(train, old, fraction=0.25, seed=1)
+    texts = mixed["text"]
+    assert len(mixed) == 50
+    assert mixed.column_names == ["text"]
+    replayed = [t for t in texts if t.startswith("old")]
+    assert len(replayed) == 10
+    assert set(replayed) == {f"old {i}" for i in range(7)}, "every replay row is used before any repeats"
+    assert sorted(t for t in texts if t.startswith("new")) == sorted(train["text"])
+    assert texts[:40] != train["text"], "old and new rows are interleaved"
+    with pytest.raises(DataFormatError, match="same format"):
+        replay.mix(train, Dataset.from_list([{"prompt": "p", "completion": "c"}]), fraction=0.1, seed=1)
+
+
+def test_replay_in_the_pipeline(run_job: RunJob, tasks: dict[str, Path]) -> None:
+    spec = {"replay": {"dataset": {"uri": f"file://{tasks['old_new_task']}"}, "fraction": 0.5}}
+    ctx, _, _ = run_job(tasks["new"], job={"continual": spec}, training={"maxSteps": 1})
+    rows = ctx.train_dataset
+    assert len(rows) == 60, "40 new rows + 20 replayed rows"
+    assert sum(1 for r in rows if r["prompt"].startswith("old:")) == 20
+    assert any("replay: 20 rows" in note for note in ctx.notes)
+
+
+class _Base:
+    """Stands in for a Trainer: a fixed task loss and the attributes the gradient-accumulation rule reads."""
+
+    model_accepts_loss_kwargs = True
+    compute_loss_func = None
+    current_gradient_accumulation_steps = 4
+
+    def compute_loss(
+        self, model: Any, inputs: Any, return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        return torch.tensor(1.0)
+
+
+class _Continual(ContinualLoss, _Base):
+    pass
+
+
+def test_ewc_penalty_is_divided_by_accumulation_only_when_the_trainer_does_not() -> None:
+    param = torch.nn.Parameter(torch.tensor([3.0]))
+    state = ewc.EwcState(params=[(param, torch.tensor([2.0]), torch.tensor([1.0]))], strength=0.5)
+    assert float(state.penalty()) == pytest.approx(0.5 * 0.5 * 2.0 * 4.0)  # lambda/2 * F * (3 - 1)^2 = 2
+    trainer = _Continual()
+    trainer.continual_ewc = state
+    model = torch.nn.Linear(1, 1).train()
+    # loss normalised by the tokens of all micro-batches: the Trainer will not divide, so the penalty is /4
+    assert float(trainer.compute_loss(model, {}, num_items_in_batch=100)) == pytest.approx(1.0 + 2.0 / 4)
+    # no token count: the Trainer divides the whole loss by 4 itself, so the penalty is added undivided
+    assert float(trainer.compute_loss(model, {}, num_items_in_batch=None)) == pytest.approx(1.0 + 2.0)
+    trainer.loss_is_scaled_for_ga = False  # the Trainer's explicit override wins
+    assert float(trainer.compute_loss(model, {}, num_items_in_batch=100)) == pytest.approx(3.0)
+
+
+def test_fisher_is_the_mean_squared_gradient(model_dir: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.requires_grad_(False)
+    head = model.lm_head.weight.requires_grad_(True)
+    pairs = [("", "count one two"), ("repeat", " red blue")]
+    state = ewc.estimate_fisher(model, tokenizer, pairs, samples=10, strength=1.0, max_length=64)
+    assert len(state.params) == 1
+    expected = torch.zeros_like(head)
+    for context, target in pairs:
+        model.zero_grad()
+        labels_loss = nll_total(model, tokenizer, [(context, target)])
+        ids = tokenizer(context + target)["input_ids"] if context else tokenizer(target)["input_ids"]
+        inputs = torch.tensor([ids])
+        labels = inputs.clone()
+        labels[:, : len(tokenizer(context)["input_ids"]) if context else 1] = -100
+        model(input_ids=inputs, labels=labels).loss.backward()
+        expected += head.grad**2
+        assert labels_loss.tokens == int((labels[:, 1:] != -100).sum())
+    torch.testing.assert_close(state.params[0][1], expected / 2)
+    assert torch.equal(state.params[0][2], head.detach())

@@ -1,0 +1,117 @@
+"""Continual learning (`spec.continual`): replay, EWC and LwF around any objective builder.
+
+`with_continual(build)` wraps an objective builder: before the trainer exists it mixes replay rows
+into the training set, estimates the EWC Fisher on the untouched starting model and prepares the
+LwF teacher; after the builder returns it gives the trainer a `compute_loss` that adds the EWC
+penalty and the LwF distillation term. The trainer's class is swapped for a subclass with
+`ContinualLoss` in front, because the builders instantiate TRL classes directly and one mixin then
+serves every objective. LwF needs token logits of a causal LM on the training batch, so it applies
+to `sft` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kubetune_trainer.context import ObjectiveBuilder, RunContext
+from kubetune_trainer.continual import ewc, lwf, replay
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.evaluate.scoring import heldout_pairs
+from kubetune_trainer.reference_data import load_reference
+
+log = logging.getLogger(__name__)
+
+
+class ContinualLoss:
+    """Adds `continual_ewc.penalty()` and the LwF term to whatever loss the trainer computes."""
+
+    continual_ewc: ewc.EwcState | None = None
+    continual_lwf: lwf.LwfState | None = None
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        result = super().compute_loss(  # type: ignore[misc]
+            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
+        loss, outputs = result if return_outputs else (result, None)
+        extra = 0.0
+        if self.continual_lwf is not None and model.training:
+            state = self.continual_lwf
+            student = model(**lwf.model_inputs(inputs)).logits
+            teacher = lwf.teacher_logits(state, self.accelerator.unwrap_model(model), inputs)  # type: ignore[attr-defined]
+            distill = lwf.distillation_loss(student, teacher, inputs.get("attention_mask"), state.temperature)
+            loss = (1 - state.alpha) * loss
+            extra = extra + state.alpha * distill
+        if self.continual_ewc is not None and model.training:
+            extra = extra + self.continual_ewc.penalty()
+        if self._loss_scaled_for_accumulation(num_items_in_batch):
+            # the task loss is already divided by the tokens of all micro-batches, so the Trainer will
+            # not divide by the accumulation steps; per-micro-batch terms must be divided here
+            extra = extra / self.current_gradient_accumulation_steps  # type: ignore[attr-defined]
+        loss = loss + extra
+        return (loss, outputs) if return_outputs else loss
+
+    def _loss_scaled_for_accumulation(self, num_items_in_batch: Any) -> bool:
+        """The Trainer's own rule (transformers 5) for whether it divides the loss by accumulation steps."""
+        flag = getattr(self, "loss_is_scaled_for_ga", None)
+        if flag is not None:
+            return bool(flag)
+        accepts = bool(getattr(self, "model_accepts_loss_kwargs", False))
+        return (accepts and num_items_in_batch is not None) or getattr(self, "compute_loss_func", None) is not None
+
+
+def attach(trainer: Any, *, ewc_state: ewc.EwcState | None, lwf_state: lwf.LwfState | None) -> Any:
+    """Give an already built trainer the continual loss terms (no-op when there are none)."""
+    if ewc_state is None and lwf_state is None:
+        return trainer
+    cls = type(trainer)
+    trainer.__class__ = type(f"Continual{cls.__name__}", (ContinualLoss, cls), {})
+    trainer.continual_ewc, trainer.continual_lwf = ewc_state, lwf_state
+    return trainer
+
+
+def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:
+    """Replay mixing, Fisher estimation and teacher setup, on the model before any training step."""
+    spec = ctx.spec.continual
+    if spec is None:
+        return None, None
+    if spec.lwf is not None and ctx.spec.objective.type != "sft":
+        raise ConfigError(
+            f"continual.lwf distils token distributions and works with objective sft only, not "
+            f"{ctx.spec.objective.type}: remove lwf or use ewc/replay"
+        )
+    if spec.replay is not None:
+        before = len(ctx.train_dataset)
+        data = load_reference(ctx, spec.replay.dataset.uri)
+        ctx.train_dataset = replay.mix(
+            ctx.train_dataset, data, fraction=spec.replay.fraction, seed=ctx.spec.training.seed
+        )
+        ctx.notes.append(f"replay: {len(ctx.train_dataset) - before} rows of {spec.replay.dataset.uri} mixed in")
+    ewc_state = None
+    if spec.ewc is not None:
+        rows = load_reference(ctx, spec.ewc.reference_dataset.uri)
+        ewc_state = ewc.estimate_fisher(
+            ctx.model,
+            ctx.tokenizer,
+            heldout_pairs(rows, ctx.tokenizer),
+            samples=spec.ewc.fisher_samples,
+            strength=spec.ewc.lambda_,
+            max_length=ctx.spec.dataset.prep.max_seq_length,
+        )
+    lwf_state = None
+    if spec.lwf is not None:
+        lwf_state = lwf.prepare(ctx.model, alpha=spec.lwf.alpha, temperature=spec.lwf.temperature, peft=ctx.is_peft)
+    return ewc_state, lwf_state
+
+
+def with_continual(build: ObjectiveBuilder) -> ObjectiveBuilder:
+    """An objective builder that also applies `spec.continual` (identical when it is unset)."""
+
+    def continual_build(ctx: RunContext) -> Any:
+        ewc_state, lwf_state = prepare(ctx)
+        return attach(build(ctx), ewc_state=ewc_state, lwf_state=lwf_state)
+
+    continual_build.__doc__ = build.__doc__
+    return continual_build
