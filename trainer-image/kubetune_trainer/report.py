@@ -135,9 +135,8 @@ class ProgressReporter(TrainerCallback):  # type: ignore[misc]
 
     # --- trainer events ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        if args.include_num_input_tokens_seen == "no":
-            # tokens/s is part of status; counting non-padding tokens is one sum per batch
-            args.include_num_input_tokens_seen = "non_padding"
+        # tokens/s needs `include_num_input_tokens_seen`, which RunContext sets for every rank: token
+        # counting is a collective, so turning it on here (rank 0 only) would deadlock multi-process runs
         self._started = self.clock()
         self._start_step = state.global_step  # a resumed run's rate counts from where it resumed
         self._start_tokens = int(state.num_input_tokens_seen or 0)
