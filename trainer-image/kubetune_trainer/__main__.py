@@ -85,8 +85,10 @@ def _configure_logging() -> None:
     """Log lines go to stdout so stderr carries only the one-line config error the operator reads.
 
     `basicConfig` is a no-op when the root logger already has handlers (an embedding host, pytest).
+    Ranks other than 0 log warnings only, so a multi-process job reads like a single process.
     """
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(stream=sys.stdout, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "botocore", "s3fs"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

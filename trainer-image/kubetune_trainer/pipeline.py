@@ -82,7 +82,7 @@ def inspect_base(ctx: RunContext) -> None:
 def setup_distributed(ctx: RunContext) -> None:
     """DeepSpeed must own the process group before `from_pretrained` so ZeRO-3 partitions at load."""
     spec = ctx.spec
-    if spec.distributed.strategy != "deepspeed" or ctx.method not in {"full", "partial"}:
+    if spec.distributed.strategy != "deepspeed":
         return
     if not ctx.capabilities.cuda:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -49,20 +50,16 @@ def _env(**extra: str) -> dict[str, str]:
     )
 
 
-def _run(tmp: Path, model_dir: Path, data: Path, stage: int, processes: int) -> Path:
+def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: dict[str, Any], processes: int) -> Path:
+    strategy = distributed["strategy"]
     wire = trainer_config(
         tmp,
         model_dir,
         data,
-        "full",
-        job={"distributed": {"strategy": "deepspeed", "zeroStage": stage}},
+        method,
+        job={"distributed": distributed},
         training={"maxSteps": 3, "batchSize": 4},
-        runtime={
-            "strategy": "deepspeed",
-            "launcher": "torchrun",
-            "worldSize": processes,
-            "processesPerNode": processes,
-        },
+        runtime={"strategy": strategy, "launcher": "torchrun", "worldSize": processes, "processesPerNode": processes},
     )
     config = tmp / "trainer.json"
     config.write_text(json.dumps(wire))
@@ -75,6 +72,7 @@ def _run(tmp: Path, model_dir: Path, data: Path, stage: int, processes: int) -> 
         env = _env()
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.stdout.count("training done: 3 steps") == 1, "rank 0 logs once; other ranks stay quiet"
     return tmp / "out" / "job"
 
 
@@ -84,7 +82,8 @@ def test_zero_full_fine_tuning(
 ) -> None:
     from safetensors.torch import load_file
 
-    artifact = _run(tmp_path, model_dir, data_files["text"], stage, processes)
+    distributed = {"strategy": "deepspeed", "zeroStage": stage}
+    artifact = _run(tmp_path, model_dir, data_files["text"], "full", distributed=distributed, processes=processes)
     manifest = json.loads((artifact / MANIFEST).read_text())
     assert manifest["metrics"]["train.steps"] == 3
     assert manifest["format"] == "safetensors"
@@ -94,3 +93,22 @@ def test_zero_full_fine_tuning(
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in base.items()}
     changed = [k for k in base if not torch.equal(base[k].float(), trained[k].float())]
     assert len(changed) == len(base), "every parameter is trained in full fine-tuning"
+
+
+@pytest.mark.parametrize(
+    ("distributed", "processes"),
+    [({"strategy": "deepspeed", "zeroStage": 2}, 1), ({"strategy": "ddp"}, 2)],
+    ids=["lora-zero2", "lora-ddp-2proc"],
+)
+def test_lora_distributed(
+    distributed: dict[str, Any], processes: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
+) -> None:
+    from safetensors.torch import load_file
+
+    artifact = _run(tmp_path, model_dir, data_files["text"], "lora", distributed=distributed, processes=processes)
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    assert manifest["format"] == "peft-safetensors"
+    adapter = load_file(str(artifact / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b
+    assert all(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero; training must move it"
