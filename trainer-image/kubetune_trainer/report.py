@@ -63,10 +63,11 @@ class StatusWriter:
         try:
             if os.environ.get("KUBERNETES_SERVICE_HOST") and SERVICE_ACCOUNT_TOKEN.is_file():
                 configuration = client.Configuration()
-                config.load_incluster_config(client_configuration=configuration)
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 return cls(target, client.ApiClient(configuration))
             if os.environ.get("KUBECONFIG"):
-                return cls(target, config.new_client_from_config(config_file=os.environ["KUBECONFIG"]))
+                kubeconfig = os.environ["KUBECONFIG"]
+                return cls(target, config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
         except Exception as exc:  # a broken kubeconfig must not stop training
             log.warning("status reporting disabled: cannot configure the Kubernetes client: %s", exc)
             return None
@@ -111,7 +112,7 @@ def _short(exc: BaseException) -> str:
     return f"HTTP {status} {reason}" if status else f"{type(exc).__name__}: {exc}"
 
 
-class ProgressReporter(TrainerCallback):  # type: ignore[misc]
+class ProgressReporter(TrainerCallback):
     """Turns trainer events into `status.progress` (rate-limited) and Prometheus samples, on rank 0."""
 
     def __init__(

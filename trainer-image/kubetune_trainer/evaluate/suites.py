@@ -51,6 +51,7 @@ def base_model(ctx: RunContext, model: Any) -> Iterator[Any]:
 
     from kubetune_trainer.tokenizer_align import resize_embeddings
 
+    assert ctx.base_model_path is not None  # set by the pipeline before any model exists
     base = AutoModelForCausalLM.from_pretrained(ctx.base_model_path, dtype=next(model.parameters()).dtype)
     resize_embeddings(base, ctx.tokenizer)
     yield base.to(next(model.parameters()).device)

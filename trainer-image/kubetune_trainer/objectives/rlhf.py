@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
 
 
-def get_rl_config(objective: RlhfObjective, *, batch_size: int, gradient_accumulation: int, world_size: int) -> dict:
+def get_rl_config(
+    objective: RlhfObjective, *, batch_size: int, gradient_accumulation: int, world_size: int
+) -> dict[str, Any]:
     """`GRPOConfig`/`RLOOConfig` keywords; every generation batch must hold whole groups of completions."""
     settings = objective.rlhf
     generation_batch = batch_size * gradient_accumulation * world_size
@@ -102,16 +104,16 @@ def build(ctx: RunContext) -> Trainer:
         world_size=ctx.config.runtime.world_size,
     )
     funcs, reward_tokenizers = reward_functions(ctx)
-    grpo = objective.rlhf.algorithm == "grpo"
-    config_cls, trainer_cls = (GRPOConfig, GRPOTrainer) if grpo else (RLOOConfig, RLOOTrainer)
-    args = config_cls(**ctx.training_args_kwargs(**mapped))
-    return trainer_cls(
-        model=ctx.model,
-        reward_funcs=funcs,
-        args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        reward_processing_classes=reward_tokenizers,
-        callbacks=list(ctx.callbacks),
-    )
+    common: dict[str, Any] = {
+        "model": ctx.model,
+        "reward_funcs": funcs,
+        "train_dataset": ctx.train_dataset,
+        "eval_dataset": ctx.eval_dataset,
+        "processing_class": ctx.tokenizer,
+        "reward_processing_classes": reward_tokenizers,
+        "callbacks": list(ctx.callbacks),
+    }
+    kwargs = ctx.training_args_kwargs(**mapped)
+    if objective.rlhf.algorithm == "grpo":
+        return GRPOTrainer(args=GRPOConfig(**kwargs), **common)
+    return RLOOTrainer(args=RLOOConfig(**kwargs), **common)
