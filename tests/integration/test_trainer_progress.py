@@ -54,9 +54,9 @@ def _finetunejob(api: AdminClient, namespace: str, name: str) -> dict[str, Any]:
     return api.create(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs", doc)
 
 
-def _trainer_kubeconfig(api: AdminClient, plane: LocalControlPlane, job: dict[str, Any], path: Path) -> Path:
-    meta = job["metadata"]
-    owner = Owner(kind="FineTuneJob", name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+def _trainer_kubeconfig(api: AdminClient, plane: LocalControlPlane, obj: dict[str, Any], path: Path) -> Path:
+    meta = obj["metadata"]
+    owner = Owner(kind=obj["kind"], name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     account = f"{meta['name']}-trainer"
     for manifest in identity(account, owner):
         kind = manifest["kind"]
@@ -149,6 +149,29 @@ def test_progress_and_result_land_in_status_with_a_per_job_token(
     untouched = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/someone-else")
     assert "progress" not in (untouched.get("status") or {})
     assert untouched["metadata"]["uid"] == other["metadata"]["uid"]
+
+
+@pytest.mark.usefixtures("kubetune_crds")
+def test_merge_mode_reports_the_artifact_on_its_adapter(
+    control_plane: LocalControlPlane, api: AdminClient, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetune.api.v1alpha1.trainer_config import StatusTarget
+    from kubetune_trainer.report import publish_adapter_artifact
+
+    doc = yaml.safe_load((REPO / "examples" / "adapter-merge.yaml").read_text())
+    doc["metadata"] = {"name": "merged", "namespace": namespace}
+    adapter = api.create(f"{GROUP_PATH}/namespaces/{namespace}/adapters", doc)
+    monkeypatch.setenv(
+        "KUBECONFIG", str(_trainer_kubeconfig(api, control_plane, adapter, tmp_path / "merge.kubeconfig"))
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    artifact = {"uri": "s3://adapters/merged/", "format": "peft-safetensors", "sha256": "a" * 64, "sizeBytes": 1234}
+    target = StatusTarget(kind="Adapter", namespace=namespace, name="merged")
+    assert publish_adapter_artifact(target, artifact) is True
+    status = api.get(f"{GROUP_PATH}/namespaces/{namespace}/adapters/merged")["status"]
+    assert status["artifact"] == artifact
+    # the Adapter's token has no say over FineTuneJobs
+    assert publish_adapter_artifact(target.model_copy(update={"kind": "FineTuneJob"}), artifact) is False
 
 
 def job_fields(api: AdminClient, namespace: str, name: str) -> list[dict[str, Any]]:
