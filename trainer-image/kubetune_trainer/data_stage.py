@@ -1,4 +1,4 @@
-"""The pipeline's data stage: load, normalise, check against the objective, prep, split.
+"""The pipeline's data stage: load, normalise, check against the objective (`load`), then prep and split.
 
 A thin orchestration over `kubetune_trainer.data` (owned by the data package): the pipeline needs
 the datasets in TRL layout on the context, one digest for status, and the prep report flattened to
@@ -39,30 +39,39 @@ def _load(ctx: RunContext, uri: str) -> tuple[Any, str]:
     return normalized.dataset, loaded.digest
 
 
+def load(ctx: RunContext) -> None:
+    """Load and normalise train (and eval) data; format errors surface here, before the model download.
+
+    Sets `train_dataset`/`eval_dataset` to the normalised (not yet prepped) data and `data_digest`.
+    """
+    spec = ctx.spec.dataset
+    ctx.train_dataset, digest = _load(ctx, spec.train.uri)
+    digests = [digest]
+    if spec.eval is not None and spec.eval.uri is not None:
+        ctx.eval_dataset, eval_digest = _load(ctx, spec.eval.uri)
+        digests.append(eval_digest)
+    # one digest for status: the train digest alone, or a digest over train and eval digests
+    ctx.data_digest = (
+        digest if len(digests) == 1 else "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    )
+
+
 def prepare(ctx: RunContext) -> None:
-    """Fill `train_dataset`, `eval_dataset`, `data_digest` and `prep_report` on the context."""
+    """Run prep (needs the tokenizer for token lengths), then hold out the eval fraction."""
     spec = ctx.spec.dataset
     tokenizer = ctx.tokenizer
 
     def token_length(text: str) -> int:
         return len(tokenizer(text, add_special_tokens=True)["input_ids"])
 
-    train, digest = _load(ctx, spec.train.uri)
-    result = prepare_from_spec(train, spec.prep, token_length=token_length)
+    result = prepare_from_spec(ctx.train_dataset, spec.prep, token_length=token_length)
     ctx.prep_report = flatten_report(result.report)
     ctx.extras["prep_report"] = result.report.to_dict()
     dataset = result.dataset
-    digests = [digest]
     if spec.eval is not None and spec.eval.fraction is not None:
         split = dataset.train_test_split(test_size=spec.eval.fraction, seed=ctx.spec.training.seed)
         dataset, ctx.eval_dataset = split["train"], split["test"]
-    elif spec.eval is not None and spec.eval.uri is not None:
-        eval_set, eval_digest = _load(ctx, spec.eval.uri)
-        ctx.eval_dataset = prepare_from_spec(eval_set, spec.prep, token_length=token_length).dataset
-        digests.append(eval_digest)
+    elif ctx.eval_dataset is not None:
+        ctx.eval_dataset = prepare_from_spec(ctx.eval_dataset, spec.prep, token_length=token_length).dataset
     ctx.train_dataset = dataset
-    # one digest for status: the train digest alone, or a digest over train and eval digests
-    ctx.data_digest = (
-        digest if len(digests) == 1 else "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    )
     log.info("%s; training on %d rows", result.report.summary(), len(dataset))

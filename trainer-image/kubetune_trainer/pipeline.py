@@ -1,7 +1,8 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
-Order: validate and probe the machine -> resolve and inspect the base model on the meta device
-(target modules, memory estimate, `auto`) -> tokenizer and data (format errors) -> distributed setup
+Order: validate and probe the machine -> load the data (format errors, before any model download)
+-> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
+-> tokenizer and data prep -> distributed setup
 -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> objective builder ->
 train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts ->
 `Hooks.after_result`. Objectives plug in through `OBJECTIVE_BUILDERS`, everything else through `Hooks`.
@@ -158,6 +159,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     """One training run from a validated TrainerConfig to a published artifact."""
     hooks = hooks or Hooks()
     ctx = build_context(config, capabilities)
+    data_stage.load(ctx)
     inspect_base(ctx)
     assert ctx.base_model_path is not None
     ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)

@@ -104,7 +104,17 @@ def test_model_that_does_not_fit_is_a_config_error(
     assert (tmp_path / "termination-log").read_text().strip() == PREFIX + message
 
 
-@pytest.mark.usefixtures("no_model_load", "termination_log")
+@pytest.fixture
+def no_model_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data errors must surface before the base model is even resolved (a download can be 100+ GB)."""
+
+    def forbidden(_ctx: object) -> None:
+        raise AssertionError("the base model was resolved before the data error was found")
+
+    monkeypatch.setattr(pipeline, "inspect_base", forbidden)
+
+
+@pytest.mark.usefixtures("no_model_resolve", "termination_log")
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [
