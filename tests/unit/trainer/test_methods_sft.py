@@ -57,7 +57,7 @@ class Recorder:
         self.after = _probe(ctx.model, ctx.tokenizer)
 
 
-def _train(tmp: Path, model_dir: Path, data: Path, method: str, **kwargs: Any) -> Recorder:
+def _train(tmp: Path, model_dir: Path, data: Path, method: str | dict[str, Any], **kwargs: Any) -> Recorder:
     recorder = Recorder()
     config = TrainerConfig.model_validate(trainer_config(tmp, model_dir, data, method, **kwargs))
     run(config, hooks=recorder.hooks())
@@ -267,3 +267,24 @@ def test_sft_formats_and_completion_only_loss(
     assert result.metrics["train.steps"] == 4
     assert probe.masked is not None
     assert (probe.masked > 0) is prompt_masked
+
+
+def test_auto_resolves_from_the_device_budget_and_records_it(
+    tmp_path: Path, model_dir: Path, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetune_trainer.estimate import TrainSetup, estimate
+    from kubetune_trainer.loading import inspect_model
+    from kubetune_trainer.preflight import shape_of
+
+    shape = shape_of(inspect_model(model_dir))
+    setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_rank=8, lora_targets=("all-linear",))
+    monkeypatch.setenv("KUBETUNE_CPU_MEMORY_BYTES", str(estimate("full", shape, setup).total - 1))
+    method = {"type": "auto", "lora": {"rank": 8, "targetModules": ["all-linear"]}}
+    rec = _train(tmp_path, model_dir, data_files["text"], method, training={"maxSteps": 2})
+    assert rec.ctx is not None
+    assert rec.ctx.method == "lora"
+    assert rec.result.method == "lora"
+    manifest = json.loads((_artifact(tmp_path) / MANIFEST).read_text())
+    assert (manifest["method"]["requested"], manifest["method"]["resolved"]) == ("auto", "lora")
+    assert "method auto resolved to lora" in manifest["notes"]
+    assert (_artifact(tmp_path) / "adapter_config.json").is_file()
