@@ -43,6 +43,7 @@ def test_dpo_family_margin_and_accuracy_rise(objective: str, run_job: RunJob, da
     margins = logs.series("rewards/margins")
     accuracy = logs.series("rewards/accuracies")
     first, last = _head_tail(margins)
+    print(f"{objective}: margin {first:.3f} -> {last:.3f}, accuracy {accuracy[0]:.2f} -> {mean(accuracy[-3:]):.2f}")
     assert last > first + 0.05, f"{objective} margin {first:.3f} -> {last:.3f}"
     assert mean(accuracy[-3:]) > mean(accuracy[:1]), accuracy
     assert result.gate_passed
@@ -62,6 +63,10 @@ def test_kto_separates_desirable_from_undesirable(data: str, run_job: RunJob, da
     )
     # a logged step may hold only desirable or only undesirable rows, so the two series are read apart
     chosen, rejected = _head_tail(logs.series("rewards/chosen")), _head_tail(logs.series("rewards/rejected"))
+    print(
+        f"kto on {data}: desirable reward {chosen[0]:.3f} -> {chosen[1]:.3f}, "
+        f"undesirable {rejected[0]:.3f} -> {rejected[1]:.3f}"
+    )
     assert chosen[1] > chosen[0] + 0.02, f"kto on {data}: desirable reward {chosen}"
     assert rejected[1] < rejected[0] - 0.02, f"kto on {data}: undesirable reward {rejected}"
 
@@ -73,6 +78,7 @@ def test_orpo_loss_falls(run_job: RunJob, data_files: dict[str, Path]) -> None:
         training=SHORT,
     )
     first, last = _head_tail(logs.series("loss"))
+    print(f"orpo: loss {first:.3f} -> {last:.3f}")
     assert last < first - 0.05, f"orpo loss {first:.4f} -> {last:.4f}"
 
 
@@ -85,6 +91,7 @@ def test_reward_model_learns_preferences_and_serves_rlhf(
         training=SHORT | {"maxSteps": 12, "learningRate": 1e-2},
     )
     accuracy = logs.series("accuracy")
+    print(f"reward: pairwise accuracy {mean(accuracy[:3]):.2f} -> {mean(accuracy[-3:]):.2f}")
     assert mean(accuracy[-3:]) > mean(accuracy[:3]), accuracy
     assert accuracy[-1] >= 0.75, accuracy
     artifact = Path(result.artifact_uri.removeprefix("file://"))
@@ -125,6 +132,7 @@ def test_online_rl_raises_builtin_reward(algorithm: str, run_job: RunJob, data_f
     )
     rewards = logs.series("reward")
     first, last = _head_tail(rewards)
+    print(f"{algorithm}: mean length reward {first:.3f} -> {last:.3f}")
     assert last > first + 0.2, f"{algorithm} reward {first:.3f} -> {last:.3f}: {rewards}"
 
 
