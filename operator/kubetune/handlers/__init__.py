@@ -7,6 +7,7 @@ Entry points: `kubetune operator [ARGS]` calls `run_operator(ARGS)`; tests use
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 import kopf
@@ -33,10 +34,17 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(args))
 
 
+def quiet_libraries() -> None:
+    """--verbose is for kopf and kubetune; the CEL evaluator and HTTP pool would drown it."""
+    for name in ("celpy", "urllib3", "kubernetes"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def run_operator(args: Sequence[str]) -> int:
     """`kubetune operator`: kopf run with kubetune's handlers; returns the process exit code."""
     options = parse_args(args)
     kopf.configure(verbose=options.verbose, debug=options.debug)
+    quiet_libraries()
     kopf.run(
         standalone=options.standalone,
         peering_name=options.peering,

@@ -73,11 +73,18 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
 def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     operator_settings = OperatorSettings.from_env(os.environ)
     configure_kopf(settings, operator_settings)
-    memo.runtime = Runtime(settings=operator_settings, kube=Kube.from_environment())
+    kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    memo.runtime = Runtime(settings=operator_settings, kube=Kube.from_environment(kubeconfig))
     if operator_settings.metrics_port and not _metrics_started.is_set():
         start_http_server(operator_settings.metrics_port, registry=REGISTRY)
         _metrics_started.set()
         log.info("metrics on :%d/metrics", operator_settings.metrics_port)
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster token, else KUBECONFIG read at login time (not at import, as the client library does)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
 @kopf.on.probe(id="api")

@@ -28,7 +28,16 @@ from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
-QUIET_PHASES = ("Pending", "Initializing", "Running", "Succeeded", "Suspended", "Queued")
+WARNING_REASONS = frozenset(
+    {
+        "Unschedulable",
+        "ImagePullBackOff",
+        "CreateContainerConfigError",
+        "SecretNotFound",
+        "PVCNotFound",
+        "AdapterConflict",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ def sync_finetunejob(
     document = {k: v for k, v in body.items() if k != "status"}
     ftj, problems = validate(FineTuneJob, document)
     before = previous.phase if previous else None
+    before_reason = previous.reason if previous else None
     meta = body["metadata"]
     if ftj is None:
         status = invalid_status(previous, meta.get("generation"), problems, now)
@@ -77,8 +87,8 @@ def sync_finetunejob(
         status = _reconcile(kube, ftj, settings, now)
         method = ftj.spec.method.type
     wrote = write_status(kube, body, operator_fields(status))
-    if wrote and status.phase != before:
-        kind = "Normal" if status.phase in QUIET_PHASES and status.reason != "Unschedulable" else "Warning"
+    if wrote and (status.phase, status.reason) != (before, before_reason):
+        kind = "Warning" if status.phase == "Failed" or status.reason in WARNING_REASONS else "Normal"
         emit_event(
             kube,
             body,

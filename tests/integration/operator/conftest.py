@@ -1,0 +1,224 @@
+"""The operator in-process (kopf's KopfRunner, --standalone, one namespace) against the real control plane.
+
+Environment for the operator is set here, before `kubetune.handlers` is imported, because kopf reads
+the resync interval when handlers are declared. kwok drives the pods: annotations with the prefix
+kwok.kubetune.io/ on a FineTuneJob are copied to its pods (KUBETUNE_POD_ANNOTATION_PREFIXES), so a
+test decides whether the fake trainer runs, for how long, and with which exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubetune.devcluster import LocalControlPlane
+from kubetune.devcluster.client import condition
+from kubetune.devcluster.testing import Kubectl, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+METRICS_PORT = _free_port()
+os.environ.update(
+    {
+        "KUBETUNE_METRICS_PORT": str(METRICS_PORT),
+        "KUBETUNE_RESYNC_SECONDS": "2",
+        "KUBETUNE_HANDLER_BACKOFF": "1",
+        "KUBETUNE_WATCH_SERVER_TIMEOUT": "10",
+        "KUBETUNE_WATCH_CLIENT_TIMEOUT": "15",
+        "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
+        "KUBETUNE_TRAINER_IMAGE": "kubetune/trainer:test",
+    }
+)
+
+import kopf  # noqa: E402  (after the environment above)
+from kopf.testing import KopfRunner  # noqa: E402
+
+from kubetune.k8s.client import Kube  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[3]
+CRD_DIR = Path(os.environ.get("KUBETUNE_TEST_CRD_DIR") or REPO / "crds")
+
+
+@pytest.fixture(scope="session")
+def installed_crds(control_plane: LocalControlPlane, kubectl: Kubectl) -> list[str]:
+    names = []
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names.append(yaml.safe_load(path.read_text())["metadata"]["name"])
+    for name in names:
+
+        def established(name: str = name) -> bool:
+            crd = control_plane.client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            found = condition(crd, "Established")
+            return bool(found and found["status"] == "True")
+
+        wait_until(f"CRD {name} Established", established, timeout=30)
+    return names
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: Path) -> Kube:
+    """The operator's own dict client, as admin: tests patch and apply with it."""
+    return Kube.from_environment(str(kubeconfig))
+
+
+class Operator:
+    """Start/stop the operator for one namespace; restartable inside a test.
+
+    KopfRunner's output is only readable after it stopped (it blocks until then), so it is checked in `stop`.
+    """
+
+    def __init__(self, namespace: str, kubeconfig: Path) -> None:
+        self.namespace = namespace
+        self.kubeconfig = kubeconfig
+        self.runner: KopfRunner | None = None
+
+    def start(self) -> None:
+        os.environ["KUBECONFIG"] = str(self.kubeconfig)
+        args = ["run", "--standalone", "--namespace", self.namespace, "-m", "kubetune.handlers"]
+        self.runner = KopfRunner(args, timeout=60, settings=kopf.OperatorSettings())
+        self.runner.__enter__()  # kopf lists before it watches: objects created right after are not missed
+
+    def stop(self) -> None:
+        runner, self.runner = self.runner, None
+        if runner is None:
+            return
+        runner.__exit__(None, None, None)
+        assert runner.exception is None, runner.exception
+        assert runner.exit_code == 0, runner.output
+        assert "Traceback" not in runner.output, runner.output
+
+
+@pytest.fixture
+def operator(installed_crds: list[str], namespace: str, kubeconfig: Path, kube: Kube) -> Iterator[Operator]:
+    running = Operator(namespace, kubeconfig)
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.runner is None:  # a test stopped it: bring it back so deletions are finalized
+            running.start()
+        delete_all(kube, namespace)
+        running.stop()
+
+
+def delete_all(kube: Kube, namespace: str) -> None:
+    """Delete kubetune objects while the operator still runs, so kopf releases its finalizer (pitfall 2)."""
+    from kubetune.k8s.client import path
+
+    for kind in ("FineTuneJob", "Adapter"):
+        for item in kube.list(path(kind, namespace)):
+            kube.request("DELETE", path(kind, namespace, item["metadata"]["name"]))
+    wait_until(
+        "kubetune objects to be finalized",
+        lambda: not any(kube.list(path(kind, namespace)) for kind in ("FineTuneJob", "Adapter")),
+        timeout=30,
+    )
+
+
+def finetunejob(name: str, namespace: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A small valid FineTuneJob (no PVCs, no Secret) that the fake trainer can 'run'."""
+    body: dict[str, Any] = {
+        "baseModel": {"uri": "hf://org/tiny"},
+        "dataset": {"train": {"uri": "s3://data/train.jsonl"}},
+        "method": {"type": "lora", "lora": {"rank": 8}},
+        "objective": {"type": "sft"},
+        "resources": {"gpus": 1},
+        "output": {"uri": f"s3://adapters/{name}/"},
+        "backoffLimit": 1,
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": body,
+    }
+
+
+@pytest.fixture
+def ftj_factory(kube: Kube, namespace: str) -> Callable[..., dict[str, Any]]:
+    def create(name: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+        return kube.create(
+            f"/apis/kubetune.io/v1alpha1/namespaces/{namespace}/finetunejobs",
+            finetunejob(name, namespace, annotations, **spec),
+        )
+
+    return create
+
+
+class Cluster:
+    """Reads and waits used by the scenarios; every wait names what it waited for."""
+
+    def __init__(self, kube: Kube, namespace: str, plane: LocalControlPlane, tmp: Path) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.plane = plane
+        self.tmp = tmp
+
+    def url(self, kind: str, name: str | None = None, sub: str | None = None) -> str:
+        from kubetune.k8s.client import path
+
+        return path(kind, self.namespace, name, sub)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.kube.get(self.url(kind, name))
+
+    def list(self, kind: str, selector: str | None = None) -> list[dict[str, Any]]:
+        return self.kube.list(self.url(kind), label_selector=selector)
+
+    def status(self, name: str) -> dict[str, Any]:
+        found = self.get("FineTuneJob", name) or {}
+        return dict(found.get("status") or {})
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 60, kind: str = "FineTuneJob") -> dict[str, Any]:
+        def reached() -> dict[str, Any] | None:
+            status = (self.get(kind, name) or {}).get("status") or {}
+            return status if status.get("phase") == phase else None
+
+        try:
+            return wait_until(f"{kind} {name} phase {phase}", reached, timeout=timeout)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\nlast status: {(self.get(kind, name) or {}).get('status')}") from None
+
+    def pods(self, job_name: str) -> list[dict[str, Any]]:
+        return self.list("Pod", f"batch.kubernetes.io/job-name={job_name}")
+
+    def token_client(self, service_account: str) -> Kube:
+        """A client that authenticates as the ServiceAccount with a TokenRequest token (no Secret)."""
+        from kubetune.devcluster.pki import write_token_kubeconfig
+
+        minted = self.kube.create(
+            self.url("ServiceAccount", service_account, "token"),
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}},
+        )
+        config = write_token_kubeconfig(
+            self.tmp / f"{service_account}.kubeconfig",
+            self.plane.api_url,
+            self.plane.pki.ca_cert,
+            minted["status"]["token"],
+        )
+        return Kube.from_environment(str(config))
+
+    def metrics(self) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as response:
+            return str(response.read().decode())
+
+
+@pytest.fixture
+def cluster(kube: Kube, namespace: str, control_plane: LocalControlPlane, tmp_path: Path) -> Cluster:
+    return Cluster(kube, namespace, control_plane, tmp_path)

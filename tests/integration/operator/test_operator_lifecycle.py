@@ -1,0 +1,158 @@
+"""FineTuneJob lifecycle against the real control plane: children, phases, failures, scheduling, Kueue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.devcluster.testing import wait_until
+from kubetune.handlers.startup import ENV_SETTINGS
+from kubetune.render.bundle import bundle
+
+pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
+
+KEEP_RUNNING = {"kwok.kubetune.io/keep-running": "true"}
+
+
+def subset(expected: Any, actual: Any, where: str = "") -> list[str]:
+    """Paths where `actual` (what the API server stored) does not contain `expected` (what was rendered)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            return [f"{where}: expected an object, got {actual!r}"]
+        out: list[str] = []
+        for key, value in expected.items():
+            out += subset(value, actual.get(key), f"{where}.{key}")
+        return out
+    if isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            return [f"{where}: expected {expected!r}, got {actual!r}"]
+        return [line for e, a in zip(expected, actual, strict=True) for line in subset(e, a, where)]
+    return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
+
+
+def test_children_equal_render_and_phases_follow_pods(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    created = ftj_factory("run", KEEP_RUNNING)
+    status = cluster.wait_phase("run", "Running")
+    assert status["jobName"] == "run-train"
+    assert status["attempts"] == 1
+    assert status["observedGeneration"] == 1
+    assert status["startTime"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    stored = cluster.get("FineTuneJob", "run")
+    model = FineTuneJob.model_validate({k: v for k, v in stored.items() if k != "status"})
+    for manifest in bundle(model, ENV_SETTINGS):
+        actual = cluster.get(manifest["kind"], manifest["metadata"]["name"])
+        assert actual is not None, f"{manifest['kind']} missing"
+        assert subset(manifest, actual) == [], manifest["kind"]
+        assert actual["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    assert stored["metadata"]["annotations"].get("kubetune.io/last-handled-configuration")
+    assert not [k for k in stored["metadata"].get("annotations", {}) if k.startswith("kopf.zalando.org")]
+    assert stored["metadata"]["finalizers"] == ["kubetune.io/finalizer"]  # timers need it; our own name
+    events = [e["reason"] for e in cluster.list("Event") if e["involvedObject"]["name"] == "run"]
+    assert "Training" in events
+
+
+def test_failure_exit_code_retries_then_fails(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("crash", {"kwok.kubetune.io/exit-code": "1"}, backoffLimit=1)
+    status = cluster.wait_phase("crash", "Failed")
+    assert status["reason"] == "BackoffLimitExceeded"
+    assert status["attempts"] == 2
+    assert "backoffLimit 1" in status["message"]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "BackoffLimitExceeded")
+    assert status["completionTime"]
+
+
+def test_config_error_fails_at_once(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("badcfg", {"kwok.kubetune.io/exit-code": "78"}, backoffLimit=3)
+    status = cluster.wait_phase("badcfg", "Failed")
+    assert status["reason"] == "ConfigError"
+    assert status["attempts"] == 1
+    assert "not retried" in status["message"]
+    assert len(cluster.pods("badcfg-train")) == 1
+
+
+def test_evicted_pod_does_not_count_as_attempt(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("evict", KEEP_RUNNING)
+    cluster.wait_phase("evict", "Running")
+    (victim,) = cluster.pods("evict-train")
+    now = victim["status"].get("startTime")
+    victim["status"]["phase"] = "Failed"
+    victim["status"]["reason"] = "Evicted"
+    victim["status"]["conditions"] = [
+        *victim["status"].get("conditions", []),
+        {"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler", "lastTransitionTime": now},
+    ]
+    cluster.kube.request("PUT", cluster.url("Pod", victim["metadata"]["name"], "status"), body=victim)
+    replacement = wait_until(
+        "a replacement pod",
+        lambda: [
+            p
+            for p in cluster.pods("evict-train")
+            if p["metadata"]["name"] != victim["metadata"]["name"] and p["status"].get("phase") == "Running"
+        ],
+        timeout=30,
+    )
+    assert replacement
+    status = cluster.wait_phase("evict", "Running")
+    job = cluster.get("Job", "evict-train")
+    assert not job["status"].get("failed")
+    assert status["attempts"] == 1
+
+
+def test_too_many_gpus_pending_with_scheduler_message(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("huge", KEEP_RUNNING, resources={"gpus": 9})
+
+    def unschedulable() -> dict[str, Any] | None:
+        status = cluster.status("huge")
+        return status if status.get("reason") == "Unschedulable" else None
+
+    status = wait_until("Unschedulable", unschedulable, timeout=60)
+    assert status["phase"] == "Pending"
+    assert "Insufficient nvidia.com/gpu" in status["message"]
+
+
+def test_kueue_suspended_until_admitted(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("queued", KEEP_RUNNING, resources={"gpus": 1, "queueName": "team-a"})
+    status = cluster.wait_phase("queued", "Queued")
+    assert "team-a" in status["message"]
+    job = cluster.get("Job", "queued-train")
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert cluster.pods("queued-train") == []
+    # Kueue admits the workload: it unsuspends the Job with its own field manager.
+    cluster.kube.request(
+        "PATCH",
+        cluster.url("Job", "queued-train"),
+        query={"fieldManager": "kueue-admission"},
+        body={"spec": {"suspend": False}},
+        content_type="application/merge-patch+json",
+    )
+    cluster.wait_phase("queued", "Running")
+    import time
+
+    time.sleep(3 * ENV_SETTINGS.resync_seconds)  # a few resyncs: the operator must not suspend it again
+    assert cluster.get("Job", "queued-train")["spec"]["suspend"] is False
+    assert cluster.status("queued")["phase"] == "Running"
+
+
+def test_suspend_and_resume(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("pause", KEEP_RUNNING)
+    cluster.wait_phase("pause", "Running")
+    patch = {"spec": {"suspend": True}}
+    url = cluster.url("FineTuneJob", "pause")
+    cluster.kube.request("PATCH", url, body=patch, content_type="application/merge-patch+json")
+    status = cluster.wait_phase("pause", "Suspended")
+    assert next(c for c in status["conditions"] if c["type"] == "Suspended")["status"] == "True"
+    assert cluster.get("Job", "pause-train")["spec"]["suspend"] is True
+    wait_until(
+        "pods gone while suspended",
+        lambda: not [p for p in cluster.pods("pause-train") if p["status"].get("phase") == "Running"],
+        timeout=30,
+    )
+    cluster.kube.request("PATCH", url, body={"spec": {"suspend": False}}, content_type="application/merge-patch+json")
+    status = cluster.wait_phase("pause", "Running")
+    assert status["observedGeneration"] == 3
