@@ -111,8 +111,9 @@ def test_gate_fails_planted_regressions_and_scores() -> None:
     assert "gone: no score was measured" in message
 
 
+@pytest.mark.parametrize("method", ["lora", "full"])  # base = adapter disabled / base weights reloaded
 def test_suites_and_gate_in_the_pipeline(
-    run_job: RunJob, data_files: dict[str, Path], tmp_path: Path, tokenizer: Any
+    method: str, run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
 ) -> None:
     mc = write_jsonl(
         tmp_path / "mc.jsonl",
@@ -133,8 +134,9 @@ def test_suites_and_gate_in_the_pipeline(
     }
     ctx, result, _ = run_job(
         data_files["text"],
+        method=method,
         job={"evaluation": evaluation, "dataset": dataset},
-        training={"maxSteps": 8, "learningRate": 1e-2},
+        training={"maxSteps": 8, "learningRate": 1e-2 if method == "lora" else 3e-3},
         hooks=Hooks(evaluate=evaluate_suites, gate=gate_hook),
     )
     metrics = result.metrics
