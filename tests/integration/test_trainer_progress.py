@@ -8,6 +8,7 @@ the `kubetune-trainer` field manager, and the same token is refused on another F
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,14 +31,16 @@ if str(TESTS_ROOT) not in sys.path:
 pytestmark = [pytest.mark.integration, pytest.mark.trainer]
 
 REPO = TESTS_ROOT.parent
+CRD_DIR = Path(os.environ.get("KUBETUNE_TEST_CRD_DIR") or REPO / "crds")
+"""The CRDs to install; the override (shared with tests/integration/operator) points at a regenerated set."""
 GROUP_PATH = "/apis/kubetune.io/v1alpha1"
 STEPS = 6
 
 
 @pytest.fixture(scope="module")
 def kubetune_crds(control_plane: LocalControlPlane, kubectl: Kubectl) -> None:
-    for path in sorted((REPO / "crds").glob("*.yaml")):
-        kubectl("apply", "--server-side", "-f", str(path))
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
         name = yaml.safe_load(path.read_text())["metadata"]["name"]
 
         def established(name: str = name) -> bool:
