@@ -209,3 +209,31 @@ def test_fisher_is_the_mean_squared_gradient(model_dir: Path) -> None:
         assert labels_loss.tokens == int((labels[:, 1:] != -100).sum())
     torch.testing.assert_close(state.params[0][1], expected / 2)
     assert torch.equal(state.params[0][2], head.detach())
+
+
+def test_ewc_wraps_preference_objectives_too(run_job: RunJob, data_files: dict[str, Path]) -> None:
+    """The penalty needs no model outputs, so it applies to DPO (whose loss is not a token loss) as well."""
+    seen: dict[str, Any] = {}
+
+    def keep_trainer(_ctx: RunContext, trainer: Any) -> dict[str, float]:
+        seen["trainer"] = trainer
+        return {}
+
+    reference = {"uri": f"file://{data_files['preference']}"}
+    ctx, _, logs = run_job(
+        data_files["preference"],
+        hooks=Hooks(evaluate=keep_trainer),
+        job={
+            "objective": {"type": "dpo"},
+            "dataset": {"train": reference, "prep": {"maxSeqLength": 64}},
+            "continual": {"ewc": {"lambda": 10.0, "fisherSamples": 8, "referenceDataset": reference}},
+        },
+        training={"maxSteps": 3},
+    )
+    trainer = seen["trainer"]
+    assert isinstance(trainer, ContinualLoss)
+    assert type(trainer).__name__ == "ContinualDPOTrainer"
+    assert trainer.continual_ewc is not None
+    assert float(trainer.continual_ewc.penalty().detach()) > 0, "the adapter moved, so the penalty is positive"
+    assert ctx.metrics["train.steps"] == 3
+    assert len(logs.series("rewards/margins")) == 3
