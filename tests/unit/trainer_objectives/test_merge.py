@@ -12,7 +12,7 @@ import torch
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.merge import run
+from kubetune_trainer.merge import check_source, run
 from support.tiny_model import alpaca_rows, text_rows, write_jsonl
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -142,3 +142,18 @@ def test_different_base_models_are_refused(adapters: dict[str, Path], model_dir:
     with pytest.raises(ConfigError, match=r"pin baseModel\.revision"):
         run(_merge_config(tmp_path, model_dir, {"counting": adapters["counting"], "echo": moved}, "linear", None))
     assert not (tmp_path / "merged").exists(), "nothing is published when the merge is refused"
+
+
+def test_only_verified_lora_adapters_are_merged(tmp_path: Path) -> None:
+    ia3 = tmp_path / "ia3"
+    ia3.mkdir()
+    (ia3 / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
+    with pytest.raises(ConfigError, match="only LoRA/DoRA/QLoRA adapters"):
+        check_source("ia3", ia3, "file:///base", None)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    with pytest.raises(ConfigError, match="cannot be verified"):
+        check_source("bare", bare, "file:///base", None)
+    with pytest.raises(ConfigError, match="not a PEFT adapter"):
+        check_source("empty", tmp_path, "file:///base", None)
