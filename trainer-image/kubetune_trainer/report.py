@@ -38,7 +38,10 @@ FIELD_MANAGER = "kubetune-trainer"
 GROUP, VERSION = "kubetune.io", "v1alpha1"
 PLURALS = {"FineTuneJob": "finetunejobs", "Adapter": "adapters"}
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-REQUEST_TIMEOUT_SECONDS = 10
+REQUEST_TIMEOUT_SECONDS = 5
+MAX_BACKOFF_DOUBLINGS = 5
+"""While the API server refuses or is unreachable, the interval doubles up to 32x, so a dead endpoint
+costs a few blocked seconds per several minutes of training rather than per interval."""
 
 
 def _now() -> str:
@@ -52,8 +55,10 @@ class StatusWriter:
         from kubernetes import client
 
         self.target = target
+        api_client.configuration.retries = 1  # the next progress update is the retry
         self._api = client.CustomObjectsApi(api_client)
         self.failures = 0
+        self.consecutive_failures = 0
 
     @classmethod
     def from_environment(cls, target: StatusTarget) -> StatusWriter | None:
@@ -96,6 +101,7 @@ class StatusWriter:
             )
         except Exception as exc:
             self.failures += 1
+            self.consecutive_failures += 1
             log.warning(
                 "could not update %s %s/%s status: %s",
                 self.target.kind,
@@ -104,6 +110,7 @@ class StatusWriter:
                 _short(exc),
             )
             return False
+        self.consecutive_failures = 0
         return True
 
 
@@ -162,9 +169,11 @@ class ProgressReporter(TrainerCallback):
         tokens = int(state.num_input_tokens_seen or 0)
         if self.metrics is not None:
             self.metrics.observe(self.progress, tokens or None)
+        if self.writer is None:
+            return
         now = self.clock()
-        due = self._last_sent is None or now - self._last_sent >= self.interval
-        if self.writer is not None and (force or due):
+        interval = self.interval * 2 ** min(self.writer.consecutive_failures, MAX_BACKOFF_DOUBLINGS)
+        if force or self._last_sent is None or now - self._last_sent >= interval:
             self._last_sent = now
             self.writer.apply(self._status())
 

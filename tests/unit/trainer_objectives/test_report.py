@@ -20,12 +20,15 @@ pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
 
 class FakeWriter:
-    def __init__(self) -> None:
+    def __init__(self, *, fail: bool = False) -> None:
         self.applied: list[dict[str, Any]] = []
+        self.fail = fail
+        self.consecutive_failures = 0
 
     def apply(self, status: dict[str, Any]) -> bool:
         self.applied.append(status)
-        return True
+        self.consecutive_failures = self.consecutive_failures + 1 if self.fail else 0
+        return not self.fail
 
 
 class Clock:
@@ -73,6 +76,16 @@ def test_progress_is_rate_limited_and_complete() -> None:
     final = writer.applied[-1]
     assert final["result"]["artifactUri"] == "file:///out/job/"
     assert final["progress"] == last | {"updatedAt": final["progress"]["updatedAt"]}, "apply must keep progress"
+
+
+def test_a_refusing_api_server_is_asked_less_and_less_often() -> None:
+    writer, clock = FakeWriter(fail=True), Clock()
+    reporter = ProgressReporter(writer, None, interval_seconds=1, clock=clock)  # type: ignore[arg-type]
+    reporter.on_train_begin(None, _state(0, 0), None)
+    for step in range(1, 21):
+        clock.now += 1.0
+        reporter.on_step_end(None, _state(step, 0), None)
+    assert [s["progress"]["step"] for s in writer.applied] == [1, 3, 7, 15], "waits 1, 2, 4, 8 s after failures"
 
 
 def test_only_rank_zero_reports() -> None:
