@@ -163,7 +163,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     inspect_base(ctx)
     assert ctx.base_model_path is not None
     ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
-    ctx.new_token_ids = tokenizer_align.add_tokens(ctx.tokenizer, ctx.spec.tokenizer)
+    ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
     data_stage.prepare(ctx)
     setup_distributed(ctx)
     load_weights(ctx)

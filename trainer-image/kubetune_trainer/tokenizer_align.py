@@ -32,8 +32,8 @@ class EmbeddingModules:
         return [self.input_name] + ([self.output_name] if self.output_name else [])
 
 
-def add_tokens(tokenizer: Any, spec: TokenizerSpec) -> list[int]:
-    """Add the spec's tokens (skipping ones already in the vocabulary); returns the new ids."""
+def align_tokenizer(tokenizer: Any, spec: TokenizerSpec) -> list[int]:
+    """Apply the chat template override and add the spec's new tokens; returns the new token ids."""
     if spec.chat_template:
         tokenizer.chat_template = spec.chat_template
     if not spec.add_tokens:

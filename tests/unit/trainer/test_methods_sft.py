@@ -23,6 +23,7 @@ from support.trainer_job import METHOD_BLOCKS, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
+TEMPLATE = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
 PROBE = ["count three four five six seven eight done blue", "count zero one two three four five done red"]
 
 
@@ -172,7 +173,9 @@ def test_added_tokens_round_trip(tmp_path: Path, model_dir: Path, data_files: di
     rows = [{"text": r["text"].replace("done", new_tokens[i % 2])} for i, r in enumerate(text_rows())]
     data = write_jsonl(tmp_path / "with-new-tokens.jsonl", rows)
     config = TrainerConfig.model_validate(
-        trainer_config(tmp_path, model_dir, data, "lora", job={"tokenizer": {"addTokens": new_tokens}})
+        trainer_config(
+            tmp_path, model_dir, data, "lora", job={"tokenizer": {"addTokens": new_tokens, "chatTemplate": TEMPLATE}}
+        )
     )
     hooks = recorder.hooks()
     hooks.before_train.insert(0, remember_rows)
@@ -185,6 +188,7 @@ def test_added_tokens_round_trip(tmp_path: Path, model_dir: Path, data_files: di
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(artifact)
+    assert tokenizer.chat_template == TEMPLATE
     ids = tokenizer.convert_tokens_to_ids(new_tokens)
     assert ids == ctx.new_token_ids
     assert tokenizer("a <statute> b")["input_ids"].count(ids[0]) == 1
