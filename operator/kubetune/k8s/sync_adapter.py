@@ -11,8 +11,10 @@ from datetime import datetime
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
+from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune.k8s.client import Kube, Obj, path
 from kubetune.k8s.observe import job_and_pods
+from kubetune.k8s.sync import lenient_status
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.reconcile.adapter_status import adapter_status, merge_verdict, source_problem
 from kubetune.reconcile.conditions import Verdict, timestamp
@@ -35,7 +37,7 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
         message = "; ".join(f"{p.path}: {p.message}" for p in problems)
         status = AdapterStatus(phase="Failed", message=f"invalid Adapter: {message}"[:2048])
     elif adapter.spec.merge is None:
-        status = adapter_status(adapter, now)
+        status = adapter_status(adapter, now, result=_producing_result(kube, adapter))
     else:
         status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
     before = (body.get("status") or {}).get("phase")
@@ -52,6 +54,17 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
             timestamp=timestamp(now),
         )
     return status.phase
+
+
+def _producing_result(kube: Kube, adapter: Adapter) -> TrainResult | None:
+    """Validated follows the producing run's eval gate; None (keep what is there) once that run is gone."""
+    source = adapter.spec.source
+    job_ref = source.fine_tune_job if source else None
+    if job_ref is None:
+        return None
+    body = kube.get(path("FineTuneJob", adapter.metadata.namespace or "default", job_ref.name))
+    status = lenient_status(body) if body else None
+    return status.result if status else None
 
 
 def _sources(kube: Kube, adapter: Adapter) -> dict[str, Obj | None]:
