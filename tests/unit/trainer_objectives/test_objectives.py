@@ -162,3 +162,25 @@ def test_rl_config_requires_whole_groups() -> None:
         get_rl_config(objective, batch_size=8, gradient_accumulation=1, world_size=1)
     mapped = get_rl_config(objective, batch_size=4, gradient_accumulation=3, world_size=1)
     assert (mapped["beta"], mapped["num_generations"], mapped["remove_unused_columns"]) == (0.05, 3, False)
+
+
+def test_config_mappers() -> None:
+    from kubetune.api.v1alpha1.objectives import DpoObjective, IpoObjective, KtoObjective, OrpoObjective
+    from kubetune_trainer.objectives.dpo import get_dpo_config
+    from kubetune_trainer.objectives.kto import get_kto_config
+    from kubetune_trainer.objectives.orpo import get_orpo_config
+
+    assert get_dpo_config(DpoObjective(type="dpo", beta=0.2), max_length=64) == {
+        "beta": 0.2,
+        "loss_type": ["sigmoid"],
+        "max_length": 64,
+    }
+    assert get_dpo_config(IpoObjective(type="ipo"), max_length=32)["loss_type"] == ["ipo"]
+    kto = KtoObjective.model_validate({"type": "kto", "beta": 0.3, "desirableWeight": 1.5, "undesirableWeight": 0.5})
+    assert get_kto_config(kto, max_length=16) == {
+        "beta": 0.3,
+        "desirable_weight": 1.5,
+        "undesirable_weight": 0.5,
+        "max_length": 16,
+    }
+    assert get_orpo_config(OrpoObjective(type="orpo", beta=0.05), max_length=8) == {"beta": 0.05, "max_length": 8}
