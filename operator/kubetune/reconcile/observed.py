@@ -6,7 +6,7 @@ tests can feed with literal dicts copied from a real cluster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 Obj = dict[str, Any]
@@ -18,11 +18,9 @@ class Observed:
 
     job: Obj | None = None
     pods: tuple[Obj, ...] = ()
-    events: tuple[Obj, ...] = ()
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
     adapter: Obj | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def job_condition(job: Obj | None, kind: str) -> Obj | None:

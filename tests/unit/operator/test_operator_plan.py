@@ -1,0 +1,199 @@
+"""Plan, Adapter status, metrics, settings and the operator's command line: small pure pieces."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus, Artifact
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.reconcile.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.reconcile.observed import Observed
+from kubetune.reconcile.plan import children_stale, plan
+from kubetune.settings import OperatorSettings
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SHA = "a" * 64
+RESULT = {"artifactUri": "s3://o/j/", "sha256": SHA, "sizeBytes": 1}
+COMPLETE = {"spec": {"suspend": False}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+
+def ftj(status: dict[str, Any] | None = None, generation: int = 1, **spec: Any) -> FineTuneJob:
+    body: dict[str, Any] = {
+        "baseModel": {"uri": "hf://org/model"},
+        "dataset": {"train": {"uri": "s3://d/t.jsonl"}},
+        "method": {"type": "lora", "lora": {}},
+        "objective": {"type": "sft"},
+        "output": {"uri": "s3://o/"},
+    }
+    body.update(spec)
+    return FineTuneJob.model_validate(
+        {"metadata": {"name": "j", "namespace": "ml", "generation": generation}, "spec": body, "status": status}
+    )
+
+
+def test_waits_for_inputs_before_creating_anything() -> None:
+    decided = plan(ftj(), Observed(missing_secrets=("hf",)), "j")
+    assert not decided.apply_children
+    assert plan(ftj(), Observed(), "j").apply_children
+
+
+def test_finished_runs_are_not_recreated() -> None:
+    done = ftj(status={"phase": "Succeeded", "observedGeneration": 1})
+    assert not plan(done, Observed(), "j").apply_children
+
+
+def test_children_applied_only_when_something_can_differ() -> None:
+    seen = ftj(status={"phase": "Running", "observedGeneration": 1})
+    running = {"spec": {"suspend": False}}
+    assert children_stale(seen, None, False)
+    assert not children_stale(seen, running, False)
+    assert children_stale(seen, running, True)
+    assert children_stale(ftj(status={"observedGeneration": 1}, generation=2), running, False)
+
+
+def test_publish_once_per_result() -> None:
+    with_result = ftj(status={"phase": "Succeeded", "observedGeneration": 1, "result": RESULT})
+    first = plan(with_result, Observed(job=COMPLETE), "j")
+    assert first.publish_adapter
+    assert first.adapter_ref == "j"
+    published = {"spec": {"artifact": {"sha256": SHA}, "source": {"fineTuneJob": {"name": "j"}}}}
+    again = plan(with_result, Observed(job=COMPLETE, adapter=published), "j")
+    assert not again.publish_adapter
+    assert again.adapter_ref == "j"
+    assert not plan(ftj(status={"phase": "Running"}), Observed(job=COMPLETE), "j").publish_adapter
+
+
+def test_adapter_of_another_run_is_not_overwritten() -> None:
+    with_result = ftj(status={"phase": "Succeeded", "result": RESULT})
+    foreign = {"spec": {"source": {"fineTuneJob": {"name": "someone-else"}}}}
+    decided = plan(with_result, Observed(job=COMPLETE, adapter=foreign), "j")
+    assert not decided.publish_adapter
+    assert "someone-else" in (decided.adapter_conflict or "")
+
+
+def adapter(name: str = "m", base: str = "hf://org/model", **spec: Any) -> Adapter:
+    body: dict[str, Any] = {"baseModel": {"uri": base}}
+    body.update(spec)
+    return Adapter.model_validate({"metadata": {"name": name, "namespace": "ml", "generation": 1}, "spec": body})
+
+
+def source(base: str = "hf://org/model", phase: str = "Ready", revision: str = "r1") -> dict[str, Any]:
+    return {"spec": {"baseModel": {"uri": base, "revision": revision}}, "status": {"phase": phase}}
+
+
+MERGED = adapter(merge={"sources": [{"name": "a"}, {"name": "b"}]})
+
+
+@pytest.mark.parametrize(
+    ("sources", "phase", "reason"),
+    [
+        ({"a": source(), "b": None}, "Pending", "SourceNotFound"),
+        ({"a": source(), "b": source(phase="Pending")}, "Pending", "SourceNotReady"),
+        ({"a": source(), "b": source(base="hf://org/other")}, "Failed", "BaseModelMismatch"),
+        ({"a": source(), "b": source(revision="r2")}, "Failed", "BaseModelMismatch"),
+    ],
+)
+def test_bad_merge_sources_are_conditions(sources: dict[str, Any], phase: str, reason: str) -> None:
+    problem = source_problem(MERGED, sources)
+    assert problem is not None
+    assert (problem.phase, problem.reason) == (phase, reason)
+    status = adapter_status(MERGED, NOW, verdict=merge_verdict(MERGED, sources, None, ()))
+    assert status.phase == phase
+    assert status.conditions[0].reason == reason
+
+
+def test_merge_job_lifecycle() -> None:
+    ok = {"a": source(), "b": source()}
+    assert source_problem(MERGED, ok) is None
+    running = {"status": {"active": 1}}
+    assert merge_verdict(MERGED, ok, running, ()).phase == "Merging"
+    assert merge_verdict(MERGED, ok, COMPLETE, ()).reason == "NoArtifact"
+    produced = MERGED.model_copy(update={"status": AdapterStatus(phase="Merging", artifact=Artifact(uri="s3://o/m/"))})
+    done = merge_verdict(produced, ok, COMPLETE, ())
+    assert (done.phase, done.reason) == ("Ready", "Merged")
+    failed_job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy"}]}}
+    pod = {
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {"name": "trainer", "state": {"terminated": {"exitCode": 78, "message": "config error: bad weights"}}}
+            ],
+        }
+    }
+    failed = merge_verdict(MERGED, ok, failed_job, (pod,))
+    assert (failed.phase, failed.reason, failed.message) == ("Failed", "ConfigError", "config error: bad weights")
+
+
+def test_published_adapter_validated_from_gate() -> None:
+    trained = adapter(name="t", artifact={"uri": "s3://o/t/"})
+    gated = adapter_status(trained, NOW, result=TrainResult.model_validate({**RESULT, "gatePassed": False}))
+    assert gated.phase == "Ready"
+    validated = next(c for c in gated.conditions if c.type == "Validated")
+    assert (validated.status, validated.reason) == ("False", "GateFailed")
+    kept = adapter_status(trained.model_copy(update={"status": gated}), NOW)
+    assert next(c for c in kept.conditions if c.type == "Validated") == validated
+
+
+def test_metrics_count_transitions_without_object_labels() -> None:
+    from kubetune import metrics
+
+    common = {"namespace": "m-ns", "method": "lora", "created": "2026-11-29T11:00:00Z", "completion_time": None}
+    metrics.record_finetunejob(
+        name="a", before=None, after="Running", reason="Training", start_time="2026-11-29T11:01:00Z", **common
+    )
+    metrics.record_finetunejob(
+        name="a", before="Running", after="Running", reason="Training", start_time="2026-11-29T11:01:00Z", **common
+    )
+    metrics.record_finetunejob(
+        name="b",
+        before="Running",
+        after="Failed",
+        reason="OOMKilled",
+        start_time=None,
+        **{**common, "completion_time": "2026-11-29T11:10:00Z"},
+    )
+    value = metrics.REGISTRY.get_sample_value
+    assert value("kubetune_finetunejobs", {"namespace": "m-ns", "phase": "Running"}) == 1
+    assert value("kubetune_finetunejobs", {"namespace": "m-ns", "phase": "Failed"}) == 1
+    assert value("kubetune_finetunejob_failures_total", {"reason": "OOMKilled"}) >= 1
+    assert value("kubetune_finetunejob_time_to_running_seconds_sum", {"method": "lora"}) >= 60
+    metrics.FINETUNEJOB_PHASES.set("m-ns", "a", None)
+    assert value("kubetune_finetunejobs", {"namespace": "m-ns", "phase": "Running"}) is None
+    exported = "".join(str(m) for m in metrics.REGISTRY.collect())
+    assert "'name':" not in exported
+
+
+def test_settings_from_env_mapping() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "KUBETUNE_TRAINER_IMAGE": "r/t:1",
+            "KUBETUNE_ERROR_BACKOFFS": "1, 2",
+            "KUBETUNE_METRICS_PORT": "0",
+            "KUBETUNE_POD_ANNOTATION_PREFIXES": "a/,b/",
+            "UNRELATED": "x",
+        }
+    )
+    assert settings.trainer_image == "r/t:1"
+    assert settings.error_backoffs == (1.0, 2.0)
+    assert settings.metrics_port == 0
+    assert settings.pod_annotation_prefixes == ("a/", "b/")
+    with pytest.raises(ValueError, match="metrics_port"):
+        OperatorSettings.from_env({"KUBETUNE_METRICS_PORT": "-1"})
+
+
+def test_operator_command_line() -> None:
+    from kubetune.handlers import parse_args
+
+    options = parse_args(["--standalone", "-n", "a", "-n", "b", "--liveness", "http://0.0.0.0:8081/healthz"])
+    assert options.standalone
+    assert options.namespace == ["a", "b"]
+    assert options.liveness == "http://0.0.0.0:8081/healthz"
+    ha = parse_args(["-A", "--peering", "kubetune", "--priority", "10"])
+    assert (ha.all_namespaces, ha.peering, ha.priority) == (True, "kubetune", 10)
+    with pytest.raises(SystemExit):
+        parse_args(["--standalone", "--peering", "x"])
