@@ -1,8 +1,9 @@
 """Datasets the spec names outside `dataset` (EWC reference, replay, evaluation suites), loaded alike.
 
 They go through the same URI resolution, cache and format normalisation as the training data, so a
-replay set or a suite can be any format the trainer reads; only prep is skipped, because these sets
-are curated references whose row counts must stay what the user chose.
+replay set or a suite can be any format the trainer reads. Prep is not applied here: EWC references
+and evaluation suites are curated sets whose rows must stay what the user chose, while replay rows,
+which are trained on, are prepped by `continual` like the training data.
 """
 
 from __future__ import annotations

@@ -147,10 +147,14 @@ def test_replay_mixes_the_requested_fraction() -> None:
 
 def test_replay_in_the_pipeline(run_job: RunJob, tasks: dict[str, Path]) -> None:
     spec = {"replay": {"dataset": {"uri": f"file://{tasks['old_new_task']}"}, "fraction": 0.5}}
-    ctx, _, _ = run_job(tasks["new"], job={"continual": spec}, training={"maxSteps": 1})
+    dataset = {"train": {"uri": f"file://{tasks['new']}"}, "prep": {"piiFilter": {"enabled": True, "action": "redact"}}}
+    ctx, _, _ = run_job(tasks["new"], job={"continual": spec, "dataset": dataset}, training={"maxSteps": 1})
     rows = ctx.train_dataset
     assert len(rows) == 60, "40 new rows + 20 replayed rows"
-    assert sum(1 for r in rows if r["prompt"].startswith("old:")) == 20
+    replayed = [r for r in rows if r["prompt"].startswith("old:")]
+    assert len(replayed) == 20
+    assert all(" mail " in r["completion"] for r in replayed), "rows are kept (redacted, not dropped)"
+    assert not any("@" in r["completion"] for r in replayed), "replay rows pass the same PII filter as train"
     assert any("replay: 20 rows" in note for note in ctx.notes)
 
 

@@ -84,7 +84,7 @@ def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:
         )
     if spec.replay is not None:
         before = len(ctx.train_dataset)
-        data = load_reference(ctx, spec.replay.dataset.uri)
+        data = _prepped(ctx, load_reference(ctx, spec.replay.dataset.uri))
         ctx.train_dataset = replay.mix(
             ctx.train_dataset, data, fraction=spec.replay.fraction, seed=ctx.spec.training.seed
         )
@@ -104,6 +104,20 @@ def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:
     if spec.lwf is not None:
         lwf_state = lwf.prepare(ctx.model, alpha=spec.lwf.alpha, temperature=spec.lwf.temperature, peft=ctx.is_peft)
     return ewc_state, lwf_state
+
+
+def _prepped(ctx: RunContext, dataset: Any) -> Any:
+    """Replay rows are trained on, so they pass the same dedup, PII, license and length rules as train."""
+    from kubetune_trainer.data.prep import prepare_from_spec
+
+    tokenizer = ctx.tokenizer
+
+    def token_length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    result = prepare_from_spec(dataset, ctx.spec.dataset.prep, token_length=token_length)
+    log.info("replay data: %s", result.report.summary())
+    return result.dataset
 
 
 def with_continual(build: ObjectiveBuilder) -> ObjectiveBuilder:
