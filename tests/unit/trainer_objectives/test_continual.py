@@ -56,7 +56,10 @@ def tasks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "reference": write_jsonl(root / "reference.jsonl", text_rows(24)),
         "old_new_task": write_jsonl(
             root / "old.jsonl",
-            [{"prompt": f"old: {r['instruction']}", "completion": r["output"]} for r in alpaca_rows(30)],
+            [
+                {"prompt": f"old: {r['instruction']}", "completion": f"{r['output']} mail user{i}@example.com"}
+                for i, r in enumerate(alpaca_rows(30))
+            ],
         ),
     }
 
