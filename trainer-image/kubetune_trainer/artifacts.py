@@ -64,22 +64,20 @@ def artifact_uri(ctx: RunContext) -> str:
 
 
 def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> str:
-    """Write the trained weights and tokenizer on rank 0; returns the artifact format name."""
-    full = ctx.method in {"full", "partial"}
-    if full:
-        # every rank must call this: Trainer.save_model gathers ZeRO-3 shards, then rank 0 writes
+    """Write the trained weights and tokenizer (rank 0 writes); returns the artifact format name."""
+    if ctx.method != "adapter":
+        # every rank must call this: Trainer.save_model gathers ZeRO-3/FSDP shards (PEFT adapters
+        # included), then rank 0 writes model.safetensors or adapter_model.safetensors
         trainer.save_model(str(directory))
     if not trainer.is_world_process_zero():
         return "none"
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
     if ctx.method == "adapter":
         bottleneck.save(ctx.model, ctx.extras["bottleneck_config"], directory)
         fmt = "kubetune-bottleneck-safetensors"
-    elif full:
-        fmt = "safetensors"
     else:
-        trainer.model.save_pretrained(str(directory), safe_serialization=True)
-        fmt = "peft-safetensors"
+        fmt = "peft-safetensors" if ctx.is_peft else "safetensors"
     ctx.tokenizer.save_pretrained(str(directory))
     return fmt
 

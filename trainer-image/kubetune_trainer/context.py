@@ -128,8 +128,19 @@ class RunContext:
             kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
         if self.deepspeed_config is not None:
             kwargs["deepspeed"] = self.deepspeed_config
+        if self.spec.distributed.strategy == "fsdp":
+            kwargs.update(self._fsdp_kwargs())
         kwargs.update(overrides)
         return kwargs
+
+    def _fsdp_kwargs(self) -> dict[str, Any]:
+        """Shard whole transformer blocks (the model's own `_no_split_modules`); offload maps to FSDP's."""
+        blocks = list(getattr(self.model, "_no_split_modules", None) or [])
+        options = "full_shard auto_wrap" + (" offload" if self.spec.distributed.offload == "cpu" else "")
+        config: dict[str, Any] = {"use_orig_params": True}  # adapters: frozen and trainable params share units
+        if blocks:
+            config["transformer_layer_cls_to_wrap"] = blocks
+        return {"fsdp": options, "fsdp_config": config}
 
 
 _OPTIMIZERS = {

@@ -63,8 +63,11 @@ def check_spec(spec: FineTuneJobSpec, caps: Capabilities) -> list[str]:
         raise ConfigError("method qlora needs bitsandbytes, which this trainer image lacks")
     if spec.distributed.strategy == "deepspeed" and not caps.deepspeed:
         raise ConfigError("distributed.strategy deepspeed: DeepSpeed is not installed in this trainer image")
-    if spec.distributed.strategy == "fsdp":
-        raise ConfigError("distributed.strategy fsdp is not supported by this trainer yet; use deepspeed or ddp")
+    if spec.distributed.strategy == "fsdp" and method in {"qlora", "adapter"}:
+        raise ConfigError(
+            f"distributed.strategy fsdp does not support method {method}; "
+            "use strategy ddp, or deepspeed with zeroStage <= 2"
+        )
     warnings = []
     if spec.training.optimizer.startswith("paged_") and not caps.cuda:
         warnings.append(f"optimizer {spec.training.optimizer} is not paged on CPU (bitsandbytes falls back)")

@@ -1,4 +1,4 @@
-"""Full fine-tuning with DeepSpeed ZeRO-2 and ZeRO-3 on CPU, one process and two (torchrun).
+"""Distributed training on CPU: DeepSpeed ZeRO-2/3 (one process and two), FSDP and DDP (two, torchrun).
 
 Each run is the real entrypoint in fresh processes: DeepSpeed owns a process group for the life of
 the interpreter, so it cannot share the pytest process. `TORCH_EXTENSIONS_DIR` points at the cache
@@ -76,20 +76,29 @@ def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: di
     return tmp / "out" / "job"
 
 
-@pytest.mark.parametrize(("stage", "processes"), [(2, 1), (3, 1), (2, 2), (3, 2)])
-def test_zero_full_fine_tuning(
-    stage: int, processes: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
+@pytest.mark.parametrize(
+    ("distributed", "processes"),
+    [
+        ({"strategy": "deepspeed", "zeroStage": 2}, 1),
+        ({"strategy": "deepspeed", "zeroStage": 3}, 1),
+        ({"strategy": "deepspeed", "zeroStage": 2}, 2),
+        ({"strategy": "deepspeed", "zeroStage": 3}, 2),
+        ({"strategy": "fsdp"}, 2),
+    ],
+    ids=["zero2-1proc", "zero3-1proc", "zero2-2proc", "zero3-2proc", "fsdp-2proc"],
+)
+def test_sharded_full_fine_tuning(
+    distributed: dict[str, Any], processes: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
 ) -> None:
     from safetensors.torch import load_file
 
-    distributed = {"strategy": "deepspeed", "zeroStage": stage}
     artifact = _run(tmp_path, model_dir, data_files["text"], "full", distributed=distributed, processes=processes)
     manifest = json.loads((artifact / MANIFEST).read_text())
     assert manifest["metrics"]["train.steps"] == 3
     assert manifest["format"] == "safetensors"
     trained = load_file(str(artifact / "model.safetensors"))
     base = load_file(str(model_dir / "model.safetensors"))
-    # ZeRO-3 must gather full (not partitioned, empty) tensors on save
+    # ZeRO-3 and FSDP must gather full (not partitioned, empty) tensors on save
     assert {k: v.shape for k, v in trained.items()} == {k: v.shape for k, v in base.items()}
     changed = [k for k in base if not torch.equal(base[k].float(), trained[k].float())]
     assert len(changed) == len(base), "every parameter is trained in full fine-tuning"
@@ -97,8 +106,8 @@ def test_zero_full_fine_tuning(
 
 @pytest.mark.parametrize(
     ("distributed", "processes"),
-    [({"strategy": "deepspeed", "zeroStage": 2}, 1), ({"strategy": "ddp"}, 2)],
-    ids=["lora-zero2", "lora-ddp-2proc"],
+    [({"strategy": "deepspeed", "zeroStage": 2}, 1), ({"strategy": "ddp"}, 2), ({"strategy": "fsdp"}, 2)],
+    ids=["lora-zero2", "lora-ddp-2proc", "lora-fsdp-2proc"],
 )
 def test_lora_distributed(
     distributed: dict[str, Any], processes: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
