@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.k8s.client import Kube, Obj, path
-from kubetune.reconcile.observed import Observed
+from kubetune.reconcile.observed import Observed, reward_adapter
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
@@ -32,4 +32,12 @@ def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_nam
             missing_secrets = (ref.name,)
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))
-    return Observed(job=job, pods=pods, missing_secrets=missing_secrets, missing_pvcs=missing_pvcs, adapter=adapter)
+    reward = reward_adapter(ftj.spec)
+    return Observed(
+        job=job,
+        pods=pods,
+        missing_secrets=missing_secrets,
+        missing_pvcs=missing_pvcs,
+        adapter=adapter,
+        reward_adapter=kube.get(path("Adapter", namespace, reward)) if reward else None,
+    )

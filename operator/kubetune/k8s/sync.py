@@ -7,7 +7,7 @@ own change, a Job or pod change, a timer tick, a restart) triggers it, the outco
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kubetune.api.problems import validate
@@ -18,7 +18,7 @@ from kubetune.k8s.observe import observe_finetunejob
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.reconcile.adapter_status import adapter_status
 from kubetune.reconcile.conditions import timestamp
-from kubetune.reconcile.observed import Observed
+from kubetune.reconcile.observed import adapter_artifact_uri
 from kubetune.reconcile.plan import children_stale, plan
 from kubetune.reconcile.status import compute_status, invalid_status, operator_fields
 from kubetune.render.adapter import adapter_name, published_adapter
@@ -30,6 +30,7 @@ from kubetune.settings import OperatorSettings
 log = logging.getLogger(__name__)
 WARNING_REASONS = frozenset(
     {
+        "AdapterNotFound",
         "Unschedulable",
         "ImagePullBackOff",
         "CreateContainerConfigError",
@@ -120,14 +121,9 @@ def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: da
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
-            stored = apply_all(kube, bundle(ftj, settings, current))
-            observed = Observed(
-                job=stored.get("Job", observed.job),
-                pods=observed.pods,
-                missing_secrets=observed.missing_secrets,
-                missing_pvcs=observed.missing_pvcs,
-                adapter=observed.adapter,
-            )
+            reward_uri = adapter_artifact_uri(observed.reward_adapter)
+            stored = apply_all(kube, bundle(ftj, settings, current, reward_uri))
+            observed = replace(observed, job=stored.get("Job", observed.job))
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
     status = compute_status(ftj, observed, now, job, decided.adapter_ref)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
+
 Obj = dict[str, Any]
 
 
@@ -20,7 +22,25 @@ class Observed:
     pods: tuple[Obj, ...] = ()
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
+    reward_adapter: Obj | None = None
+    """The rlhf reward-model Adapter, when the objective names one (None: absent or not named)."""
     adapter: Obj | None = None
+
+
+def reward_adapter(spec: FineTuneJobSpec) -> str | None:
+    """Name of the reward-model Adapter an rlhf objective refers to, if any."""
+    rlhf = getattr(spec.objective, "rlhf", None)
+    ref = rlhf.reward.adapter_ref if rlhf is not None else None
+    return ref.name if ref is not None else None
+
+
+def adapter_artifact_uri(adapter: Obj | None) -> str | None:
+    """The weights of a Ready Adapter (merged ones report theirs in status)."""
+    if adapter is None or adapter.get("status", {}).get("phase") != "Ready":
+        return None
+    artifact = adapter.get("status", {}).get("artifact") or adapter.get("spec", {}).get("artifact") or {}
+    uri = artifact.get("uri")
+    return str(uri) if uri else None
 
 
 def job_condition(job: Obj | None, kind: str) -> Obj | None:

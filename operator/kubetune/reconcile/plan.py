@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.reconcile.observed import Obj, Observed
+from kubetune.reconcile.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
 from kubetune.reconcile.status import TERMINAL
 
 
@@ -39,7 +39,8 @@ def _adapter_source(adapter: Obj) -> str | None:
 def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     status = ftj.status
     finished = status is not None and status.phase in TERMINAL and status.observed_generation == ftj.metadata.generation
-    waiting = observed.job is None and bool(observed.missing_secrets or observed.missing_pvcs)
+    reward_missing = reward_adapter(ftj.spec) is not None and adapter_artifact_uri(observed.reward_adapter) is None
+    waiting = observed.job is None and (bool(observed.missing_secrets or observed.missing_pvcs) or reward_missing)
     apply_children = not finished and not waiting
     result = status.result if status else None
     adapter = observed.adapter

@@ -17,11 +17,13 @@ from kubetune.reconcile.conditions import Conditions, Status, Verdict, timestamp
 from kubetune.reconcile.observed import (
     Obj,
     Observed,
+    adapter_artifact_uri,
     creation_order,
     is_active,
     is_disrupted,
     job_condition,
     pod_condition,
+    reward_adapter,
     terminated,
     waiting_reason,
 )
@@ -44,7 +46,7 @@ OPERATOR_OWNED = (
 )
 
 
-def missing_inputs(observed: Observed) -> Verdict | None:
+def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
     if observed.missing_secrets:
         names = ", ".join(observed.missing_secrets)
         return Verdict(
@@ -53,6 +55,16 @@ def missing_inputs(observed: Observed) -> Verdict | None:
             f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
             "or remove the reference; the run starts as soon as it exists",
         )
+    reward = reward_adapter(ftj.spec)
+    if reward is not None and observed.job is None and adapter_artifact_uri(observed.reward_adapter) is None:
+        if observed.reward_adapter is None:
+            return Verdict(
+                "Pending",
+                "AdapterNotFound",
+                f"reward Adapter {reward} (objective.rlhf.reward.adapterRef) not found: train it with objective "
+                "reward or fix the reference; the run starts as soon as it is Ready",
+            )
+        return Verdict("Pending", "AdapterNotReady", f"reward Adapter {reward} is not Ready yet: waiting for it")
     if observed.missing_pvcs:
         names = ", ".join(observed.missing_pvcs)
         return Verdict(
@@ -147,7 +159,7 @@ def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
 def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
     job = observed.job
     if job is None:
-        return missing_inputs(observed) or Verdict("Pending", "Creating", "creating the training Job")
+        return missing_inputs(ftj, observed) or Verdict("Pending", "Creating", "creating the training Job")
     if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
         return Verdict("Succeeded", "Completed", "training finished")
     failed = job_condition(job, "Failed") or job_condition(job, "FailureTarget")
@@ -163,7 +175,7 @@ def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
         )
     pods = _pod_verdict(ftj, observed)
     if pods.phase != "Running":
-        return missing_inputs(observed) or pods
+        return missing_inputs(ftj, observed) or pods
     return pods
 
 

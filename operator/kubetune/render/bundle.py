@@ -13,7 +13,7 @@ from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import pvc_claims, trainer_config
+from kubetune.render.trainer_config import REWARD_MODEL_URI_ENV, pvc_claims, trainer_config
 from kubetune.settings import OperatorSettings
 
 
@@ -30,7 +30,9 @@ def job_suspend(ftj: FineTuneJob, current: bool | None) -> bool:
     return False
 
 
-def training_pod_plan(ftj: FineTuneJob, settings: OperatorSettings, suspend: bool) -> job.PodPlan:
+def training_pod_plan(
+    ftj: FineTuneJob, settings: OperatorSettings, suspend: bool, reward_model_uri: str | None = None
+) -> job.PodPlan:
     name = ftj.metadata.name or ""
     spec = ftj.spec
     config = trainer_config(ftj, settings)
@@ -46,7 +48,7 @@ def training_pod_plan(ftj: FineTuneJob, settings: OperatorSettings, suspend: boo
         service_account=names.job_name(name),
         config_map=names.job_name(name),
         runtime=config.runtime,
-        pvc_claims=pvc_claims(spec.to_wire(), writable_uri=spec.output.uri),
+        pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uri=spec.output.uri),
         credentials=spec.base_model.credentials_secret_ref,
         gpus=spec.resources.gpus,
         cpu=spec.resources.cpu,
@@ -61,6 +63,7 @@ def training_pod_plan(ftj: FineTuneJob, settings: OperatorSettings, suspend: boo
         backoff_limit=spec.backoff_limit,
         active_deadline_seconds=spec.active_deadline_seconds,
         pod_annotations=propagated(ftj.metadata.annotations, settings.pod_annotation_prefixes),
+        extra_env={REWARD_MODEL_URI_ENV: reward_model_uri} if reward_model_uri else {},
     )
 
 
@@ -68,10 +71,19 @@ def owner_of(ftj: FineTuneJob) -> Owner:
     return Owner("FineTuneJob", ftj.metadata.name or "", ftj.metadata.namespace or "default", ftj.metadata.uid)
 
 
-def bundle(ftj: FineTuneJob, settings: OperatorSettings, current_suspend: bool | None = None) -> list[Manifest]:
-    """ServiceAccount, Role, RoleBinding, ConfigMap, [headless Service], Job."""
+def bundle(
+    ftj: FineTuneJob,
+    settings: OperatorSettings,
+    current_suspend: bool | None = None,
+    reward_model_uri: str | None = None,
+) -> list[Manifest]:
+    """ServiceAccount, Role, RoleBinding, ConfigMap, [headless Service], Job.
+
+    `reward_model_uri` is the resolved artifact of an rlhf reward Adapter (the cluster knows it;
+    `kubetune render` of a file does not, and then the variable is left out).
+    """
     owner = owner_of(ftj)
-    plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend))
+    plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), reward_model_uri)
     out = [
         *rbac.identity(plan.service_account, owner),
         configmap.config_map(plan.config_map, owner, trainer_config(ftj, settings)),

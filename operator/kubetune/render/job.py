@@ -50,6 +50,7 @@ class PodPlan:
     backoff_limit: int = 3
     active_deadline_seconds: int | None = None
     pod_annotations: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
@@ -87,6 +88,7 @@ def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
                 "valueFrom": {"secretKeyRef": {"name": plan.credentials.name, "key": plan.credentials.key}},
             }
         )
+    env += [{"name": name, "value": value} for name, value in sorted(plan.extra_env.items())]
     if plan.runtime.nodes > 1 and plan.service_name:
         env += [
             {

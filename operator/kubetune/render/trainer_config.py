@@ -14,6 +14,8 @@ from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, 
 from kubetune.settings import OperatorSettings
 
 MODEL_TOKEN_ENV = "KUBETUNE_MODEL_TOKEN"
+REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
+"""The trainer cannot read Adapters, so the operator resolves `rlhf.reward.adapterRef` into this variable."""
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "trainer.json"
 CACHE_DIR = "/var/cache/kubetune"

@@ -214,3 +214,22 @@ def test_missing_secret_waits_then_starts(operator: Any, cluster: Any, ftj_facto
     cluster.wait_phase("needs-secret", "Running")
     assert "s3cr3t" not in str(cluster.get("FineTuneJob", "needs-secret"))
     assert "s3cr3t" not in str(cluster.get("ConfigMap", "needs-secret-train"))
+
+
+def test_unknown_reward_adapter_is_a_condition_until_it_exists(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}}
+    ftj_factory(
+        "rl",
+        {"kwok.kubetune.io/keep-running": "true"},
+        objective=rlhf,
+        dataset={"train": {"uri": "s3://data/prompts.jsonl"}, "format": "prompt"},
+    )
+    status = wait_until(
+        "AdapterNotFound", lambda: cluster.status("rl").get("reason") == "AdapterNotFound" and cluster.status("rl")
+    )
+    assert "objective.rlhf.reward.adapterRef" in status["message"]
+    assert cluster.get("Job", "rl-train") is None
+    cluster.kube.create(cluster.url("Adapter"), adapter("rm", cluster.namespace))
+    cluster.wait_phase("rl", "Running")
+    env = cluster.get("Job", "rl-train")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "KUBETUNE_REWARD_MODEL_URI", "value": "s3://adapters/rm/"} in env

@@ -197,3 +197,35 @@ def test_operator_command_line() -> None:
     assert (ha.all_namespaces, ha.peering, ha.priority) == (True, "kubetune", 10)
     with pytest.raises(SystemExit):
         parse_args(["--standalone", "--peering", "x"])
+
+
+RLHF = {
+    "type": "rlhf",
+    "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}},
+}
+
+
+def test_unknown_reward_adapter_waits_with_a_condition() -> None:
+    from kubetune.reconcile.status import compute_status
+
+    model = ftj(objective=RLHF, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})
+    assert not plan(model, Observed(), "j").apply_children
+    missing = compute_status(model, Observed(), NOW, "j-train")
+    assert (missing.phase, missing.reason) == ("Pending", "AdapterNotFound")
+    assert "rm" in (missing.message or "")
+    not_ready = {"spec": {"artifact": {"uri": "s3://rm/"}}, "status": {"phase": "Pending"}}
+    assert compute_status(model, Observed(reward_adapter=not_ready), NOW, "j").reason == "AdapterNotReady"
+    ready = {"spec": {"artifact": {"uri": "pvc://models/rm/"}}, "status": {"phase": "Ready"}}
+    assert plan(model, Observed(reward_adapter=ready), "j").apply_children
+
+
+def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
+    from kubetune.render.bundle import bundle
+
+    model = ftj(objective=RLHF, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})
+    model = model.model_copy(update={"metadata": model.metadata.model_copy(update={"uid": "u"})})
+    job = bundle(model, OperatorSettings(), reward_model_uri="pvc://models/rm/")[-1]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBETUNE_REWARD_MODEL_URI"] == "pvc://models/rm/"
+    assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in container["volumeMounts"]
