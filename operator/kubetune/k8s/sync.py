@@ -122,8 +122,9 @@ def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: da
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
             reward_uri = adapter_artifact_uri(observed.reward_adapter)
-            stored = apply_all(kube, bundle(ftj, settings, current, reward_uri))
-            observed = replace(observed, job=stored.get("Job", observed.job))
+            started = ftj.status is not None and ftj.status.start_time is not None
+            stored = apply_all(kube, bundle(ftj, settings, current, reward_uri), started=started)
+            observed = replace(observed, job=stored.get("Job"))
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
     status = compute_status(ftj, observed, now, job, decided.adapter_ref)

@@ -12,11 +12,12 @@ from kubetune.settings import FIELD_MANAGER
 log = logging.getLogger(__name__)
 
 
-def apply_all(kube: Kube, manifests: list[Obj]) -> dict[str, Obj]:
+def apply_all(kube: Kube, manifests: list[Obj], *, started: bool = True) -> dict[str, Obj]:
     """Applies in order; returns the stored objects by kind.
 
-    A Job's pod template is immutable: if an operator upgrade changed it under a running Job, only
-    `suspend` is carried over (the run keeps the template it started with).
+    A Job's pod template is immutable. Before the run started (spec edits are allowed until then, e.g.
+    while queued) the Job is deleted and re-created by the next reconcile. After it started only
+    `suspend` is carried over: the run keeps the template it started with (e.g. across an upgrade).
     """
     stored: dict[str, Obj] = {}
     for manifest in manifests:
@@ -26,12 +27,18 @@ def apply_all(kube: Kube, manifests: list[Obj]) -> dict[str, Obj]:
             if manifest["kind"] != "Job" or error.status != 422:
                 raise
             meta = manifest["metadata"]
-            log.warning(
-                "Job %s/%s differs in immutable fields; only suspend is updated", meta["namespace"], meta["name"]
-            )
             url = path("Job", meta["namespace"], meta["name"])
+            if not started:
+                log.info("Job %s/%s changed before it started; re-creating it", meta["namespace"], meta["name"])
+                kube.request("DELETE", url, query={"propagationPolicy": "Background"})
+                continue
+            log.warning("Job %s/%s differs in immutable fields; only suspend is updated", *meta_key(meta))
             stored["Job"] = kube.merge_patch(url, {"spec": {"suspend": manifest["spec"]["suspend"]}})
     return stored
+
+
+def meta_key(meta: Obj) -> tuple[str, str]:
+    return str(meta["namespace"]), str(meta["name"])
 
 
 def write_status(kube: Kube, stored: Obj, desired: dict[str, Any]) -> bool:

@@ -158,3 +158,24 @@ def test_suspend_and_resume(operator: Any, cluster: Any, ftj_factory: Any) -> No
     cluster.kube.request("PATCH", url, body={"spec": {"suspend": False}}, content_type="application/merge-patch+json")
     status = cluster.wait_phase("pause", "Running")
     assert status["observedGeneration"] == 3
+
+
+def test_spec_edit_before_start_recreates_the_job(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory("edit", KEEP_RUNNING, resources={"gpus": 1, "queueName": "team-a"})
+    cluster.wait_phase("edit", "Queued")
+    first = cluster.get("Job", "edit-train")["metadata"]["uid"]
+    patch = {"spec": {"resources": {"gpus": 2, "queueName": "team-a"}}}
+    cluster.kube.request(
+        "PATCH", cluster.url("FineTuneJob", "edit"), body=patch, content_type="application/merge-patch+json"
+    )
+
+    def recreated() -> dict[str, Any] | None:
+        job = cluster.get("Job", "edit-train")
+        return job if job and job["metadata"]["uid"] != first else None
+
+    job = wait_until("the Job re-created with the new spec", recreated, timeout=60)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "2"
+    assert job["spec"]["suspend"] is True
+    status = cluster.wait_phase("edit", "Queued")
+    assert status["observedGeneration"] == 2
