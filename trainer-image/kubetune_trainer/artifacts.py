@@ -27,7 +27,7 @@ from typing import Any
 from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
-from kubetune_trainer.methods import bottleneck
+from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +65,14 @@ def artifact_uri(ctx: RunContext) -> str:
 
 def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> str:
     """Write the trained weights and tokenizer (rank 0 writes); returns the artifact format name."""
-    if ctx.method != "adapter":
-        # every rank must call this: Trainer.save_model gathers ZeRO-3/FSDP shards (PEFT adapters
-        # included), then rank 0 writes model.safetensors or adapter_model.safetensors
-        trainer.save_model(str(directory))
+    # every rank must call this: Trainer.save_model gathers ZeRO-3/FSDP shards (PEFT adapters
+    # included), then rank 0 writes model.safetensors or adapter_model.safetensors
+    trainer.save_model(str(directory))
     if not trainer.is_world_process_zero():
         return "none"
-    directory.mkdir(parents=True, exist_ok=True)
     (directory / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
-    if ctx.method == "adapter":
-        bottleneck.save(ctx.model, ctx.extras["bottleneck_config"], directory)
-        fmt = "kubetune-bottleneck-safetensors"
-    else:
-        fmt = "peft-safetensors" if ctx.is_peft else "safetensors"
     ctx.tokenizer.save_pretrained(str(directory))
-    return fmt
+    return "peft-safetensors" if ctx.is_peft else "safetensors"
 
 
 def save_merged(ctx: RunContext, adapter_dir: Path, directory: Path) -> None:
@@ -107,8 +100,6 @@ def load_trained(artifact_dir: Path, base_model_path: Path | None = None, *, dty
         raise ValueError(f"{artifact_dir} holds an adapter; pass the base model path")
     base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=torch_dtype)
     resize_embeddings(base, AutoTokenizer.from_pretrained(artifact_dir))
-    if bottleneck.is_bottleneck_dir(artifact_dir):
-        return bottleneck.load(base, artifact_dir)
     from peft import PeftModel
 
     return PeftModel.from_pretrained(base, str(artifact_dir))

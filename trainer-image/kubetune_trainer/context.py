@@ -78,7 +78,7 @@ class RunContext:
 
     @property
     def is_peft(self) -> bool:
-        return self.method in {"lora", "dora", "qlora", "prefix", "prompt", "ia3"}
+        return self.method in {"lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3"}
 
     def training_args_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `TrainingArguments` or any TRL `*Config` derived from it.

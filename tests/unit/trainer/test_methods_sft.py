@@ -161,7 +161,8 @@ def test_qlora_base_is_really_4bit(tmp_path: Path, model_dir: Path, data_files: 
     assert adapter_config["peft_type"] == "LORA"
 
 
-def test_added_tokens_round_trip(tmp_path: Path, model_dir: Path, data_files: dict[str, Path]) -> None:
+@pytest.mark.parametrize("method", ["lora", "adapter-pfeiffer"])
+def test_added_tokens_round_trip(method: str, tmp_path: Path, model_dir: Path) -> None:
     new_tokens = ["<statute>", "<case>"]
     recorder = Recorder()
     rows_before: dict[str, torch.Tensor] = {}
@@ -174,7 +175,7 @@ def test_added_tokens_round_trip(tmp_path: Path, model_dir: Path, data_files: di
     data = write_jsonl(tmp_path / "with-new-tokens.jsonl", rows)
     config = TrainerConfig.model_validate(
         trainer_config(
-            tmp_path, model_dir, data, "lora", job={"tokenizer": {"addTokens": new_tokens, "chatTemplate": TEMPLATE}}
+            tmp_path, model_dir, data, method, job={"tokenizer": {"addTokens": new_tokens, "chatTemplate": TEMPLATE}}
         )
     )
     hooks = recorder.hooks()
@@ -292,3 +293,26 @@ def test_auto_resolves_from_the_device_budget_and_records_it(
     assert (manifest["method"]["requested"], manifest["method"]["resolved"]) == ("auto", "lora")
     assert "method auto resolved to lora" in manifest["notes"]
     assert (_artifact(tmp_path) / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize(("style", "adapters"), [("houlsby", 4), ("pfeiffer", 2)])
+def test_bottleneck_adapter_is_a_registered_peft_tuner(
+    style: str, adapters: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
+) -> None:
+    from peft import PeftModel
+
+    from kubetune_trainer.methods.bottleneck import BottleneckLayer
+
+    method = {"type": "adapter", "adapter": {"style": style, "reductionFactor": 4}}
+    rec = _train(tmp_path, model_dir, data_files["text"], method, training={"maxSteps": 1})
+    assert rec.ctx is not None
+    assert isinstance(rec.ctx.model, PeftModel)
+    layers = [m for m in rec.ctx.model.modules() if isinstance(m, BottleneckLayer)]
+    assert len(layers) == adapters  # 2 blocks x (attention + FFN) for houlsby, FFN only for pfeiffer
+    trainable = sum(p.numel() for p in rec.ctx.model.parameters() if p.requires_grad)
+    assert trainable == adapters * (64 * 16 + 16 + 16 * 64 + 64)  # down (64 -> 16) and up (16 -> 64)
+    config = json.loads((_artifact(tmp_path) / "adapter_config.json").read_text())
+    assert (config["peft_type"], config["style"], config["reduction_factor"]) == ("KUBETUNE_BOTTLENECK", style, 4)
+    reloaded = load_trained(_artifact(tmp_path), model_dir)
+    with pytest.raises(ValueError, match="non-linear and cannot be merged"):
+        reloaded.merge_and_unload()

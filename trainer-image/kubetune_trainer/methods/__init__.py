@@ -108,9 +108,15 @@ def _partial(ctx: RunContext) -> Any:
 def _adapter(ctx: RunContext) -> Any:
     method = ctx.spec.method
     assert isinstance(method, AdapterMethod)
-    extra = _full_names(ctx.model, embedding_modules(ctx.model).names) if ctx.new_token_ids else []
-    ctx.extras["bottleneck_config"] = bottleneck.inject(ctx.model, method.adapter, extra_trainable=extra)
-    return ctx.model
+    names = [n for n, _ in ctx.model.named_modules()]
+    config = bottleneck.BottleneckConfig(
+        style=method.adapter.style,
+        reduction_factor=method.adapter.reduction_factor,
+        target_modules=bottleneck.target_names(names, method.adapter.style),
+        modules_to_save=embedding_modules(ctx.model).names if ctx.new_token_ids else None,
+        task_type=_task_type(ctx),
+    )
+    return _peft(ctx, config)
 
 
 def _full(ctx: RunContext) -> Any:
@@ -121,10 +127,6 @@ def _full(ctx: RunContext) -> Any:
 
 def _find(model: Any, leaf: str) -> Any:
     return next(m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == leaf)
-
-
-def _full_names(model: Any, leaves: list[str]) -> list[str]:
-    return [n for n, _ in model.named_modules() if n and n.rsplit(".", 1)[-1] in leaves]
 
 
 METHOD_APPLIERS: dict[str, Callable[[RunContext], Any]] = {

@@ -1,29 +1,33 @@
-"""Bottleneck adapters (Houlsby: after attention and FFN; Pfeiffer: after FFN only).
+"""Bottleneck adapters (Houlsby: after attention and FFN; Pfeiffer: after FFN only) as a PEFT tuner.
 
-Why not a PEFT tuner: PEFT's registry (`register_peft_method`) requires a member of the closed
-`PeftType` enum, which can only be added by mutating enum internals; and AdapterHub `adapters`
-pins transformers 4.57. So the adapter is a small module attached *inside* the existing output
-projection (`o_proj`/`down_proj` and their equivalents) and applied by a forward hook:
-`y = W x; y <- y + up(act(down(y)))`, the Houlsby placement (on the sub-layer output, before the
-residual add). Attaching rather than wrapping keeps every base state-dict key unchanged, so Trainer
-checkpoints and resume work as for full models, and the adapter alone saves as
-`adapter_model.safetensors` + `adapter_config.json` (same file names as PEFT). `up` starts at zero,
-so the untrained adapter is the identity. The adapter is non-linear, so it cannot be merged.
+Registered with PEFT (`register_peft_method`) so bottleneck adapters take the same paths as LoRA:
+`get_peft_model`, `save_pretrained` (`adapter_model.safetensors` + `adapter_config.json`),
+`PeftModel.from_pretrained`, `modules_to_save` for resized embeddings, Trainer checkpoints and
+resume. AdapterHub `adapters` would be the library choice but pins transformers 4.57 (see
+TRAINER-NOTES). PEFT's registry is keyed by the closed `PeftType` enum, so registration adds one
+member to it (`KUBETUNE_BOTTLENECK`) before calling the public `register_peft_method`.
+
+Each adapter wraps an output projection (`o_proj`/`down_proj` and their equivalents):
+`y = W x; y <- y + up(gelu(down(y)))`, the Houlsby placement (on the sub-layer output, before the
+residual add). `up` starts at zero, so the untrained adapter is the identity. The adapter is
+non-linear, so it cannot be merged into the base weights.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.api.v1alpha1.methods import BottleneckSettings
+import torch
+from peft.config import PeftConfig
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils import PeftType, register_peft_method
+from torch import nn
+
 from kubetune_trainer.errors import ConfigError
 
-ATTR = "kubetune_adapter"
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
-KIND = "kubetune-bottleneck"
+PEFT_NAME = "kubetune_bottleneck"
+PREFIX = "bottleneck_"
 _ATTENTION_OUT = ("self_attn.o_proj", "attn.c_proj", "attention.dense", "attn.out_proj", "self_attention.dense")
 _FFN_OUT = ("mlp.down_proj", "mlp.c_proj", "mlp.fc2", "mlp.dense_4h_to_h", "feed_forward.w2", "mlp.w2")
 
@@ -40,88 +44,109 @@ def target_names(module_names: list[str], style: str) -> list[str]:
     return found
 
 
-def _bottleneck(width: int, size: int) -> Any:
-    from torch import nn
+@dataclass
+class BottleneckConfig(PeftConfig):
+    """PEFT config of a bottleneck adapter; `target_modules` are full dotted module names."""
 
-    up = nn.Linear(size, width)
-    nn.init.zeros_(up.weight)
-    nn.init.zeros_(up.bias)
-    block = nn.Sequential()
-    block.add_module("down", nn.Linear(width, size))
-    block.add_module("act", nn.GELU())
-    block.add_module("up", up)
-    return block
+    style: str = field(default="houlsby", metadata={"help": "houlsby (attention + FFN) or pfeiffer (FFN)"})
+    reduction_factor: int = field(default=16, metadata={"help": "output width / bottleneck width"})
+    target_modules: list[str] | None = field(default=None, metadata={"help": "projections to adapt"})
+    modules_to_save: list[str] | None = field(default=None, metadata={"help": "modules trained and saved whole"})
 
-
-def _apply(module: Any, _args: Any, output: Any) -> Any:
-    adapter = getattr(module, ATTR)
-    return output + adapter(output.to(adapter.up.weight.dtype)).to(output.dtype)
+    def __post_init__(self) -> None:
+        super().__post_init__()  # type: ignore[no-untyped-call]
+        self.peft_type = PeftType.KUBETUNE_BOTTLENECK  # type: ignore[attr-defined]
 
 
-def inject(model: Any, settings: BottleneckSettings, *, extra_trainable: list[str] | None = None) -> dict[str, Any]:
-    """Freeze the base, attach adapters, unfreeze the adapters (and e.g. resized embeddings).
+class BottleneckLayer(nn.Module, BaseTunerLayer):
+    """A linear output projection followed by one bottleneck per adapter name."""
 
-    Returns the adapter config that `save` writes and `load` reads back.
-    """
-    names = [n for n, _ in model.named_modules()]
-    targets = target_names(names, settings.style)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    modules = dict(model.named_modules())
-    sizes = set()
-    for name in targets:
-        proj = modules[name]
-        width = proj.out_features if hasattr(proj, "out_features") else proj.weight.shape[-1]
-        size = max(1, width // settings.reduction_factor)
-        sizes.add(size)
-        adapter = _bottleneck(width, size).to(device=proj.weight.device)
-        proj.add_module(ATTR, adapter)
-        proj.register_forward_hook(_apply)
-    for name, param in model.named_parameters():
-        if f".{ATTR}." in name or any(name.startswith(m + ".") for m in extra_trainable or []):
-            param.requires_grad_(True)
-    return {
-        "kind": KIND,
-        "style": settings.style,
-        "reduction_factor": settings.reduction_factor,
-        "bottleneck_size": sorted(sizes),
-        "target_modules": targets,
-        "modules_to_save": list(extra_trainable or []),
-    }
+    adapter_layer_names = ("bottleneck_down", "bottleneck_up")
 
+    def __init__(self, base_layer: nn.Module, adapter_name: str, reduction_factor: int) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.bottleneck_down = nn.ModuleDict({})
+        self.bottleneck_up = nn.ModuleDict({})
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, reduction_factor)
 
-def adapter_state_dict(model: Any, config: dict[str, Any]) -> dict[str, Any]:
-    keep = tuple(m + "." for m in config["modules_to_save"])
-    return {
-        name: tensor.detach().contiguous().cpu()
-        for name, tensor in model.state_dict().items()
-        if f".{ATTR}." in name or name.startswith(keep)
-    }
+    def update_layer(self, adapter_name: str, reduction_factor: int, **_: Any) -> None:
+        base: Any = self.get_base_layer()
+        width = int(base.out_features)
+        size = max(1, width // reduction_factor)
+        down, up = nn.Linear(width, size), nn.Linear(size, width)
+        nn.init.zeros_(up.weight)
+        nn.init.zeros_(up.bias)
+        self.bottleneck_down[adapter_name] = down
+        self.bottleneck_up[adapter_name] = up
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters)
 
+    def merge(self, safe_merge: bool = False, adapter_names: list[str] | None = None) -> None:
+        raise ValueError("bottleneck adapters are non-linear and cannot be merged into the base weights")
 
-def save(model: Any, config: dict[str, Any], directory: Path) -> None:
-    from safetensors.torch import save_file
+    def unmerge(self) -> None:
+        raise ValueError("bottleneck adapters are never merged")
 
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(adapter_state_dict(model, config), str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True))
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        result: torch.Tensor = self.base_layer(x, *args, **kwargs)
+        if self.disable_adapters:
+            return result
+        for name in self.active_adapters:
+            if name not in self.bottleneck_down:
+                continue
+            down: Any = self.bottleneck_down[name]
+            up = self.bottleneck_up[name]
+            hidden = nn.functional.gelu(down(result.to(down.weight.dtype)))
+            result = result + up(hidden).to(result.dtype)
+        return result
 
 
-def is_bottleneck_dir(directory: Path) -> bool:
-    path = directory / CONFIG_NAME
-    return path.is_file() and json.loads(path.read_text()).get("kind") == KIND
+class BottleneckModel(BaseTuner):
+    """Wraps every target projection in a `BottleneckLayer`."""
+
+    prefix: str = PREFIX
+    tuner_layer_cls = BottleneckLayer
+    target_module_mapping: dict[str, list[str]] = {}
+
+    def _create_and_replace(  # noqa: PLR0917  (PEFT's positional signature)
+        self,
+        peft_config: PeftConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        parameter_name: str | None = None,
+    ) -> None:
+        assert isinstance(peft_config, BottleneckConfig)
+        if isinstance(target, BottleneckLayer):
+            target.update_layer(adapter_name, peft_config.reduction_factor)
+            return
+        if not isinstance(target, nn.Linear):
+            raise TypeError(f"bottleneck adapters need nn.Linear targets, {current_key} is {type(target).__name__}")
+        new = BottleneckLayer(target, adapter_name, peft_config.reduction_factor)
+        if adapter_name != self.active_adapter:
+            new.requires_grad_(False)
+        self._replace_module(parent, target_name, new, target)
 
 
-def load(model: Any, directory: Path) -> Any:
-    """Attach a saved adapter to a freshly loaded base model (resized to the saved vocabulary first)."""
-    from safetensors.torch import load_file
+def _register() -> None:
+    """Add the enum member PEFT's registry is keyed by, then register through PEFT's public API."""
+    name = PEFT_NAME.upper()
+    if name in PeftType.__members__:
+        return
+    member = str.__new__(PeftType, name)
+    member._name_ = name
+    member._value_ = name
+    type.__setattr__(PeftType, name, member)
+    PeftType._member_map_[name] = member
+    PeftType._value2member_map_[name] = member
+    PeftType._member_names_.append(name)
+    register_peft_method(name=PEFT_NAME, config_cls=BottleneckConfig, model_cls=BottleneckModel, prefix=PREFIX)
 
-    config = json.loads((directory / CONFIG_NAME).read_text())
-    settings = BottleneckSettings(style=config["style"], reduction_factor=config["reduction_factor"])
-    inject(model, settings, extra_trainable=config["modules_to_save"])
-    state = load_file(str(directory / WEIGHTS_NAME))
-    missing = set(adapter_state_dict(model, config)) - set(state)
-    if missing:
-        raise ValueError(f"adapter at {directory} lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
-    model.load_state_dict(state, strict=False)
-    return model
+
+_register()
