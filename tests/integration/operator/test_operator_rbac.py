@@ -1,0 +1,120 @@
+"""The operator runs as a ServiceAccount holding exactly the RBAC that docs/operator.md lists for the chart;
+a full run (children, status, Events, Adapter) must not get a single 403 (audit log scan)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pytest
+
+from kubetune.devcluster.pki import write_token_kubeconfig
+from kubetune.devcluster.testing import wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
+
+OPERATOR_SA = "kubetune-operator"
+NAMESPACED_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["kubetune.io"],
+        "resources": ["finetunejobs", "adapters"],
+        "verbs": ["get", "list", "watch", "patch", "create", "update"],
+    },
+    {"apiGroups": ["kubetune.io"], "resources": ["finetunejobs/status", "adapters/status"], "verbs": ["get", "patch"]},
+    {
+        "apiGroups": ["kubetune.io"],
+        "resources": ["finetunejobs/finalizers", "adapters/finalizers"],
+        "verbs": ["update"],
+    },
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps", "serviceaccounts", "services"],
+        "verbs": ["get", "create", "patch"],
+    },
+    {"apiGroups": [""], "resources": ["secrets", "persistentvolumeclaims"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["roles", "rolebindings"],
+        "verbs": ["get", "create", "patch"],
+    },
+]
+CLUSTER_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},  # kopf, even with -n
+]
+
+
+def test_operator_needs_no_more_than_documented_rbac(installed_crds: Any, cluster: Any, kubeconfig: Any) -> None:
+    from conftest import Operator, finetunejob
+
+    ns = cluster.namespace
+    kube = cluster.kube
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    kube.create(
+        cluster.url("ServiceAccount"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_SA}}
+    )
+    subject = [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": ns}]
+    kube.create(f"{rbac}/namespaces/{ns}/roles", {"metadata": {"name": OPERATOR_SA}, "rules": NAMESPACED_RULES})
+    kube.create(
+        f"{rbac}/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": OPERATOR_SA},
+            "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR_SA},
+        },
+    )
+    cluster_name = f"kubetune-operator-{ns}"
+    kube.create(f"{rbac}/clusterroles", {"metadata": {"name": cluster_name}, "rules": CLUSTER_RULES})
+    kube.create(
+        f"{rbac}/clusterrolebindings",
+        {
+            "metadata": {"name": cluster_name},
+            "subjects": subject,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
+        },
+    )
+    token = kube.create(
+        cluster.url("ServiceAccount", OPERATOR_SA, "token"),
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
+    )["status"]["token"]
+    identity = write_token_kubeconfig(
+        cluster.tmp / "operator.kubeconfig", cluster.plane.api_url, cluster.plane.pki.ca_cert, token
+    )
+    operator = Operator(ns, identity)
+    operator.start()
+    try:
+        body = finetunejob("rbac", ns)
+        kube.create(cluster.url("FineTuneJob"), body)
+        cluster.wait_phase("rbac", "Succeeded")
+        result = {"artifactUri": "s3://a/rbac/", "sha256": "1" * 64, "sizeBytes": 1, "gatePassed": True}
+        kube.request(
+            "PATCH",
+            cluster.url("FineTuneJob", "rbac", "status"),
+            query={"fieldManager": "kubetune-trainer", "force": "true"},
+            body={
+                "apiVersion": "kubetune.io/v1alpha1",
+                "kind": "FineTuneJob",
+                "metadata": {"name": "rbac", "namespace": ns},
+                "status": {"result": result},
+            },
+            content_type="application/apply-patch+yaml",
+        )
+        cluster.wait_phase("rbac", "Ready", kind="Adapter")
+        kube.request("DELETE", cluster.url("FineTuneJob", "rbac"))
+        wait_until("the FineTuneJob finalized", lambda: cluster.get("FineTuneJob", "rbac") is None, timeout=30)
+    finally:
+        operator.stop()
+        kube.request("DELETE", f"{rbac}/clusterrolebindings/{cluster_name}")
+        kube.request("DELETE", f"{rbac}/clusterroles/{cluster_name}")
+    user = f"system:serviceaccount:{ns}:{OPERATOR_SA}"
+    denied = []
+    for line in cluster.plane.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("user", {}).get("username") == user and entry.get("responseStatus", {}).get("code") == 403:
+            denied.append(f"{entry['verb']} {entry['requestURI']}")
+    assert denied == [], "the operator was denied:\n" + "\n".join(sorted(set(denied)))
+    assert os.environ["KUBECONFIG"] == str(identity)
