@@ -98,8 +98,9 @@ class RunContext:
             "num_train_epochs": t.epochs,
             "max_steps": t.max_steps if t.max_steps is not None else -1,
             "lr_scheduler_type": t.scheduler,
-            # transformers 5 takes a ratio through warmup_steps when it is < 1
-            "warmup_steps": t.warmup_ratio if t.warmup_ratio < 1 else 0.999,
+            # transformers 5 reads warmup_steps < 1 as a ratio of the total (a ratio of 1 would mean
+            # "1 step"), so an all-warmup schedule is expressed as just under 1
+            "warmup_steps": min(t.warmup_ratio, 0.999),
             "weight_decay": t.weight_decay,
             "seed": t.seed,
             "data_seed": t.seed,
@@ -110,7 +111,7 @@ class RunContext:
             "save_strategy": "steps",
             "save_steps": ckpt.every_steps,
             "save_total_limit": ckpt.keep_last,
-            "logging_steps": 1,
+            "logging_steps": 1,  # cheap on the step scale of fine-tuning; progress reporting reads every log
             # tokens/s for status.progress; set for every rank here because counting is a collective
             # (a callback turning it on for rank 0 alone deadlocks multi-process runs)
             "include_num_input_tokens_seen": "non_padding",
