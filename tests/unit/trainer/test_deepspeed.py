@@ -83,9 +83,10 @@ def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: di
         ({"strategy": "deepspeed", "zeroStage": 3}, 1),
         ({"strategy": "deepspeed", "zeroStage": 2}, 2),
         ({"strategy": "deepspeed", "zeroStage": 3}, 2),
+        ({"strategy": "deepspeed", "zeroStage": 3, "offload": "cpu"}, 1),
         ({"strategy": "fsdp"}, 2),
     ],
-    ids=["zero2-1proc", "zero3-1proc", "zero2-2proc", "zero3-2proc", "fsdp-2proc"],
+    ids=["zero2-1proc", "zero3-1proc", "zero2-2proc", "zero3-2proc", "zero3-offload-1proc", "fsdp-2proc"],
 )
 def test_sharded_full_fine_tuning(
     distributed: dict[str, Any], processes: int, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
