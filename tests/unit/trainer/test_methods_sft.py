@@ -153,10 +153,19 @@ def test_qlora_base_is_really_4bit(tmp_path: Path, model_dir: Path, data_files: 
         seen["head"] = type(ctx.model.get_output_embeddings()).__name__
 
     config = TrainerConfig.model_validate(
-        trainer_config(tmp_path, model_dir, data_files["text"], "qlora", training={"maxSteps": 1})
+        trainer_config(
+            tmp_path,
+            model_dir,
+            data_files["text"],
+            "qlora",
+            training={"maxSteps": 2, "optimizer": "paged_adamw_8bit", "precision": "bf16"},
+        )
     )
     run(config, hooks=Hooks(before_train=[inspect]))
     assert seen == {"count": 14, "uint8": True, "nf4": {"nf4"}, "nested": True, "head": "Linear"}
+    notes = json.loads((_artifact(tmp_path) / MANIFEST).read_text())["notes"]
+    assert "optimizer paged_adamw_8bit is not paged on CPU (bitsandbytes falls back)" in notes
+    assert "precision bf16 requested but no GPU is available: training in fp32" in notes
     adapter_config = json.loads((_artifact(tmp_path) / "adapter_config.json").read_text())
     assert adapter_config["peft_type"] == "LORA"
 
