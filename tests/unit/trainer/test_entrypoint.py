@@ -312,3 +312,15 @@ def test_pvc_output_with_eval_split_and_hooks(tmp_path: Path, model_dir: Path, d
     assert manifest["gate"] == {"passed": False, "message": "loss too high"}
     assert manifest["metrics"]["heldout.loss"] == result.metrics["heldout.loss"]
     assert sorted(p.name for p in published.parent.iterdir()) == ["ia3-run"]  # no temp dirs left behind
+
+
+@pytest.mark.usefixtures("no_model_load", "termination_log")
+def test_no_rows_left_after_prep_is_a_config_error(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_jsonl(tmp_path / "long.jsonl", [{"text": "count " * 40 + str(i)} for i in range(4)])
+    wire = trainer_config(tmp_path, model_dir, data, "lora")
+    wire["job"]["dataset"]["prep"]["maxSeqLength"] = 16
+    assert main(["--config", str(_write(tmp_path, wire))]) == CONFIG_ERROR_EXIT_CODE
+    message = _one_line(capsys.readouterr().err)
+    assert message.startswith("no rows left after dataset.prep (4 in, removed too_long=4)")
