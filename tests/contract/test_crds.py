@@ -81,7 +81,7 @@ def test_finetunejob_crd_names_columns_and_status() -> None:
 
 def test_defaults_are_published_for_the_api_server() -> None:
     spec = schema_of("finetunejobs.kubetune.io.yaml")["properties"]["spec"]["properties"]
-    assert spec["training"]["default"] == {}
+    assert spec["training"]["default"]["learningRate"] == 2e-4
     assert spec["training"]["properties"]["learningRate"]["default"] == 2e-4
     assert spec["dataset"]["properties"]["prep"]["properties"]["dedup"]["default"] == "exact"
     assert "default" not in spec["method"]["properties"]["lora"], "union blocks must not be defaulted"

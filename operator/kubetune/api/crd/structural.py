@@ -23,7 +23,8 @@ _DROPPED_KEYS = frozenset({"title", "discriminator", "propertyNames", "const"})
 class _DefaultsFromFactories(GenerateJsonSchema):
     """Also publish defaults made by `default_factory`, so the API server applies them too.
 
-    A nested model default becomes `{}`: the server then fills its fields from their own defaults.
+    A nested model default is published fully expanded: the API server checks CEL rules against
+    defaults as written, so `{}` would fail rules that read fields the server fills in later.
     """
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
@@ -32,7 +33,9 @@ class _DefaultsFromFactories(GenerateJsonSchema):
             return super().default_schema(schema)
         json_schema = self.generate_inner(schema["schema"])
         value = factory()  # type: ignore[call-arg]
-        json_schema["default"] = {} if isinstance(value, BaseModel) else to_jsonable_python(value)
+        json_schema["default"] = to_jsonable_python(
+            value.model_dump(mode="json", by_alias=True, exclude_none=True) if isinstance(value, BaseModel) else value
+        )
         return json_schema
 
 
@@ -68,6 +71,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], unions: tuple[TaggedUni
         if props is not None:
             node.pop("additionalProperties", None)
             node["properties"] = {k: _convert(v, defs, unions) for k, v in props.items()}
+        elif "patternProperties" in node:
+            (value_schema,) = node.pop("patternProperties").values()
+            node["additionalProperties"] = _convert(value_schema, defs, unions)
         elif isinstance(node.get("additionalProperties"), dict):
             node["additionalProperties"] = _convert(node["additionalProperties"], defs, unions)
         elif node.get("additionalProperties") in (True, None):

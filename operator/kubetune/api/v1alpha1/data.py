@@ -53,7 +53,6 @@ class LicensePolicy(KubeModel):
     """Only data under allowed licenses is used (per-row `license` column and the declared license)."""
 
     allow: Annotated[list[LicenseId], Field(max_length=64)] = Field(
-        default_factory=list,
         min_length=1,
         description="SPDX-style ids allowed, e.g. apache-2.0, mit, cc-by-4.0.",
     )
