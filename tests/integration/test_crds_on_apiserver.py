@@ -132,3 +132,20 @@ def test_explain_documents_spec_method(crds: list[dict[str, Any]], kubectl: Kube
     assert " ".join(method["description"].split()[:6]) in " ".join(out.split())
     for field in method["properties"]:
         assert re.search(rf"^\s+{field}\b", out, re.MULTILINE), f"field {field} not listed:\n{out}"
+
+
+def test_spec_is_immutable_once_started_except_suspend(
+    crds: list[dict[str, Any]], kubectl: Kubectl, namespace: str
+) -> None:
+    (doc,) = with_namespace(_docs(REPO / "examples" / "method-lora.yaml"), namespace)
+    name = doc["metadata"]["name"]
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
+    rank = '{"spec": {"method": {"type": "lora", "lora": {"rank": 64}}}}'
+    kubectl("patch", "ftj", name, "-n", namespace, "--type=merge", "-p", rank)  # not started: editable
+    started = '{"status": {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}}'
+    kubectl("patch", "ftj", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", started)
+    changed = kubectl("patch", "ftj", name, "-n", namespace, "--type=merge", "-p", rank.replace("64", "8"), check=False)
+    assert changed.returncode != 0
+    assert "spec is immutable once the job has started (only spec.suspend may change)" in changed.stderr
+    kubectl("patch", "ftj", name, "-n", namespace, "--type=merge", "-p", '{"spec": {"suspend": true}}')
+    assert kubectl.json("get", "ftj", name, "-n", namespace)["spec"]["suspend"] is True
