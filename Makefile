@@ -63,7 +63,7 @@ cluster-down: install ## stop the control plane started by cluster-up
 	$(PY) -m kubetune.devcluster down
 
 demo: install binaries ## apply a FineTuneJob on the local control plane, train a tiny model on CPU, get an Adapter
-	$(PY) -m kubetune.demo
+	$(PY) -m kubetune.devcluster.demo
 
 clean: ## remove the venv and caches in the tree (binaries stay cached in ~/.cache/kubetune)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -7,6 +7,7 @@ server uses, and prints one line per problem. Bad input never produces a traceba
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -90,20 +91,72 @@ def cmd_version() -> int:
     return 0
 
 
+def _single_finetunejob(path: Path) -> dict[str, Any] | None:
+    """The one FineTuneJob in `path`, or None after printing why not (one line per problem)."""
+    try:
+        documents = list(load_documents(path))
+    except InputError as error:
+        print(error)
+        return None
+    if len(documents) != 1 or documents[0][1].get("kind") != "FineTuneJob":
+        print(f"{path}: expected exactly one FineTuneJob document")
+        return None
+    label, document = documents[0]
+    _, problems = check_document(document)
+    for problem in problems:
+        print(problem.line(label))
+    return None if problems else document
+
+
+def cmd_render(path: Path) -> int:
+    from kubetune.render.bundle import render_bundle
+    from kubetune.settings import OperatorSettings
+
+    document = _single_finetunejob(path)
+    if document is None:
+        return 1
+    manifests = render_bundle(document, OperatorSettings.from_env(os.environ))
+    print(yaml.safe_dump_all(manifests, sort_keys=False, width=120), end="")
+    return 0
+
+
+def cmd_run(path: Path, workdir: Path, pvc_root: Path) -> int:
+    from kubetune.local_run import run_locally
+
+    document = _single_finetunejob(path)
+    return 1 if document is None else run_locally(document, workdir.resolve(), pvc_root.resolve())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune", description="Declarative LLM fine-tuning on Kubernetes.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     check = commands.add_parser("validate", help="validate FineTuneJob/Adapter manifests (exit 1 on problems)")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    render = commands.add_parser("render", help="print the manifests the operator would create (GitOps review)")
+    render.add_argument("file", type=Path, metavar="FILE")
+    run = commands.add_parser("run", help="train a FineTuneJob on this machine with the same trainer")
+    run.add_argument("file", type=Path, metavar="FILE")
+    run.add_argument("--workdir", type=Path, default=Path(".kubetune/run"), help="cache, scratch, checkpoints")
+    run.add_argument("--pvc-root", type=Path, default=Path(".kubetune/pvc"), help="pvc://CLAIM/PATH -> ROOT/CLAIM/PATH")
+    commands.add_parser("operator", help="run the operator (kopf); see `kubetune operator --help`", add_help=False)
     commands.add_parser("crds", help="print the CustomResourceDefinitions")
     commands.add_parser("version", help="print the version")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["operator"]:
+        from kubetune.handlers import run_operator
+
+        return run_operator(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "validate":
         return cmd_validate(args.files)
+    if args.command == "render":
+        return cmd_render(args.file)
+    if args.command == "run":
+        return cmd_run(args.file, args.workdir, args.pvc_root)
     if args.command == "crds":
         return cmd_crds()
     return cmd_version()

@@ -13,6 +13,22 @@ from kubetune.devcluster.local_node.volumes import Mount
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 
 
+def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
+    """Mounts whose target would hide another mount's source go last (e.g. /tmp over a sandbox in /tmp)."""
+    pending = list(mounts)
+    ordered: list[Mount] = []
+    while pending:
+        for mount in pending:
+            hides = any(other is not mount and other.source.is_relative_to(mount.target) for other in pending)
+            if not hides:
+                break
+        else:
+            mount = pending[0]
+        pending.remove(mount)
+        ordered.append(mount)
+    return ordered
+
+
 def mount_script(mounts: Sequence[Mount]) -> str:
     """Shell run inside `unshare --mount`: bind each volume at its mountPath, then exec the command.
 
@@ -20,7 +36,7 @@ def mount_script(mounts: Sequence[Mount]) -> str:
     the binds themselves are private to the pod's namespace.
     """
     lines = []
-    for mount in mounts:
+    for mount in mount_order(mounts):
         if mount.source.is_file():
             lines.append(f"touch {shlex.quote(mount.target)}")
         lines.append(f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}")

@@ -1,0 +1,262 @@
+"""`make demo`: the main job, end to end, on this machine.
+
+Starts the local control plane (Tier B), installs the CRDs, starts a local node that really runs
+pods, starts the operator, seeds a PVC with a tiny model and a learnable toy dataset, applies
+`examples/demo-tiny-lora.yaml`, prints live progress from `status`, and finishes with the published
+Adapter. Everything runs on loopback and is stopped by PID at the end (`--keep` leaves it running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import config as kube_config
+
+from kubetune.devcluster import LocalControlPlane, Tier
+from kubetune.devcluster.local_node.agent import LocalNode
+from kubetune.devcluster.local_node.pods import NodeRuntime
+from kubetune.devcluster.paths import find_kubectl
+from kubetune.devcluster.ports import free_ports
+
+REPO = Path(__file__).resolve().parents[3]
+MANIFEST = REPO / "examples" / "demo-tiny-lora.yaml"
+NAMESPACE = "demo"
+CLAIM = "demo-data"
+NODE_NAME = "kubetune-local"
+TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass
+class DemoResult:
+    finetunejob: dict[str, Any]
+    adapter: dict[str, Any] | None
+    claim_dir: Path
+
+
+def say(step: str) -> None:
+    print(f"==> {step}", flush=True)
+
+
+class Demo:
+    """Owns every process it starts; `close()` stops them by PID."""
+
+    def __init__(self, workdir: Path, log: Callable[[str], None] = say) -> None:
+        self.workdir = workdir
+        self.log = log
+        self.plane = LocalControlPlane(workdir / "control-plane")
+        self.node: LocalNode | None = None
+        self.operator: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_ports(1)[0]
+
+    @property
+    def claim_dir(self) -> Path:
+        return self.workdir / "local-node" / "claims" / NAMESPACE / CLAIM
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        command = [str(find_kubectl()), "--kubeconfig", str(self.plane.kubeconfig_path), *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def start(self) -> None:
+        self.log("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
+        self.plane.start(Tier.B)
+        self.log(f"control plane ready; kubeconfig: {self.plane.kubeconfig_path}")
+        self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.log("CRDs installed: finetunejobs.kubetune.io, adapters.kubetune.io")
+        self._start_node()
+        self._seed_storage()
+        self._start_operator()
+
+    def _start_node(self) -> None:
+        api = kube_config.new_client_from_config(str(self.plane.kubeconfig_path))
+        host, port = self.plane.api_url.removeprefix("https://").rsplit(":", 1)
+        runtime = NodeRuntime(
+            api_host=host, api_port=int(port), bin_dir=Path(sys.executable).parent, root=self.workdir / "local-node"
+        )
+        self.node = LocalNode(api, NODE_NAME, runtime)
+        self.node.start()
+        self.log(f"local node {NODE_NAME} registered: pods bound to it run as local processes")
+
+    def _seed_storage(self) -> None:
+        self.kubectl("create", "namespace", NAMESPACE)
+        volume = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{NAMESPACE}-{CLAIM}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "hostPath": {"path": str(self.claim_dir)},
+                "claimRef": {"namespace": NAMESPACE, "name": CLAIM},
+            },
+        }
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": CLAIM, "namespace": NAMESPACE},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume["metadata"]["name"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+        self.log(f"building a tiny Llama and a toy dataset into PVC {CLAIM} ({self.claim_dir})")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kubetune_trainer.tiny",
+                "--model",
+                str(self.claim_dir / "models" / "tiny-llama"),
+                "--data",
+                str(self.claim_dir / "datasets" / "counting.jsonl"),
+            ],
+            check=True,
+        )
+
+    def _start_operator(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.plane.kubeconfig_path),
+            "KUBETUNE_TRAINER_IMAGE": "kubetune-trainer:local",
+            "KUBETUNE_METRICS_PORT": str(self.metrics_port),
+            "KUBETUNE_RESYNC_SECONDS": "5",
+        }
+        log = (self.workdir / "operator.log").open("ab")
+        self.operator = subprocess.Popen(
+            [sys.executable, "-m", "kubetune.cli", "operator", "--standalone", "-n", NAMESPACE],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.log(
+            f"operator started (pid {self.operator.pid}, log {self.workdir / 'operator.log'}, "
+            f"metrics http://127.0.0.1:{self.metrics_port}/metrics)"
+        )
+
+    def run(self, timeout: float = 900) -> DemoResult:
+        self.log(f"kubectl apply -f {MANIFEST.relative_to(REPO)}")
+        self.kubectl("apply", "--server-side", "-f", str(MANIFEST))
+        name = yaml.safe_load(MANIFEST.read_text())["metadata"]["name"]
+        deadline = time.monotonic() + timeout
+        last = ""
+        ftj: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            ftj = yaml.safe_load(self.kubectl("get", "ftj", name, "-n", NAMESPACE, "-o", "yaml"))
+            line = progress_line(ftj)
+            if line != last:
+                self.log(line)
+                last = line
+            if ftj.get("status", {}).get("phase") in TERMINAL:
+                break
+            if self.operator is not None and self.operator.poll() is not None:
+                raise RuntimeError(
+                    f"the operator exited with {self.operator.returncode}; see {self.workdir}/operator.log"
+                )
+            time.sleep(2)
+        else:
+            raise TimeoutError(f"FineTuneJob {name} did not finish within {timeout:.0f}s: {last}")
+        adapter = self._wait_adapter(ftj) if ftj["status"]["phase"] == "Succeeded" else None
+        print(self.kubectl("get", "ftj,adp", "-n", NAMESPACE), flush=True)
+        return DemoResult(ftj, adapter, self.claim_dir)
+
+    def _wait_adapter(self, ftj: dict[str, Any], timeout: float = 60) -> dict[str, Any] | None:
+        name = ftj["spec"]["output"].get("adapterName") or ftj["metadata"]["name"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.kubectl("get", "adp", "-n", NAMESPACE, "--ignore-not-found", "-o", "yaml", name)
+            if found.strip():
+                adapter: dict[str, Any] = yaml.safe_load(found)
+                if adapter.get("status", {}).get("phase") in ("Ready", "Failed"):
+                    return adapter
+            time.sleep(1)
+        return None
+
+    def close(self) -> None:
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.terminate()
+            try:
+                self.operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+        if self.node is not None:
+            self.node.stop()
+        self.plane.stop()
+
+
+def progress_line(ftj: dict[str, Any]) -> str:
+    status = ftj.get("status", {})
+    parts = [f"phase={status.get('phase', 'Pending')}"]
+    if status.get("reason"):
+        parts.append(f"reason={status['reason']}")
+    progress = status.get("progress") or {}
+    if progress.get("totalSteps"):
+        parts.append(f"step {progress.get('step', 0)}/{progress['totalSteps']} ({progress.get('percent', 0)}%)")
+    if progress.get("loss") is not None:
+        parts.append(f"loss={progress['loss']:.3f}")
+    if progress.get("etaSeconds") is not None:
+        parts.append(f"eta={progress['etaSeconds']}s")
+    if status.get("message") and status.get("phase") in ("Failed", "Pending"):
+        parts.append(f"message={status['message']}")
+    return "  ".join(parts)
+
+
+def summarize(result: DemoResult) -> int:
+    status = result.finetunejob.get("status", {})
+    if status.get("phase") != "Succeeded":
+        say(f"FineTuneJob failed: {status.get('reason')}: {status.get('message')}")
+        return 1
+    outcome = status.get("result", {})
+    say(f"trained: metrics {outcome.get('metrics')}, gate passed: {outcome.get('gatePassed')}")
+    if result.adapter is None:
+        say("no Adapter was published")
+        return 1
+    artifact = result.adapter["spec"].get("artifact", {})
+    say(
+        f"Adapter {result.adapter['metadata']['name']}: {artifact.get('uri')} "
+        f"({artifact.get('sizeBytes')} bytes, sha256 {str(artifact.get('sha256'))[:19]}...)"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workdir", type=Path, default=REPO / ".kubetune" / "demo")
+    parser.add_argument("--keep", action="store_true", help="leave everything running (stop with Ctrl-C)")
+    args = parser.parse_args(argv)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    demo = Demo(args.workdir)
+    try:
+        demo.start()
+        code = summarize(demo.run())
+        if args.keep:
+            say(f"still running; KUBECONFIG={demo.plane.kubeconfig_path}; Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+        return code
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        say("stopping the operator, the local node and the control plane")
+        demo.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
