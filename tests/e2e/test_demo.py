@@ -1,0 +1,104 @@
+"""The main job end to end: operator + trainer on the local control plane, as `make demo` runs it.
+
+Real pods run the real trainer as local processes on the local node; nothing is faked between
+`kubectl apply` and the published Adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubetune.devcluster.demo import REPO, Demo, DemoResult
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    running = Demo(tmp_path_factory.mktemp("demo"), log=lambda line: print(line, flush=True))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
+
+
+@pytest.fixture(scope="module")
+def result(demo: Demo) -> DemoResult:
+    return demo.run(timeout=600)
+
+
+def test_finetunejob_trains_to_success_with_live_progress(result: DemoResult) -> None:
+    status = result.finetunejob["status"]
+    assert status["phase"] == "Succeeded", status
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Succeeded"]["status"] == "True"
+    assert conditions["Validated"]["status"] == "True"
+    progress = status["progress"]
+    assert progress["step"] == progress["totalSteps"] == 40
+    assert progress["percent"] == 100
+    assert progress["loss"] < 6.2, "loss starts near ln(vocab) = 6.24 and must go down"
+    assert status["result"]["gatePassed"] is True
+    assert status["result"]["metrics"]["heldout.perplexity"] < 400
+
+
+def test_adapter_is_published_with_lineage_and_files_on_the_claim(result: DemoResult) -> None:
+    adapter = result.adapter
+    assert adapter is not None
+    assert adapter["status"]["phase"] == "Ready"
+    spec = adapter["spec"]
+    outcome = result.finetunejob["status"]["result"]
+    assert spec["artifact"]["sha256"] == outcome["sha256"]
+    assert spec["artifact"]["uri"] == outcome["artifactUri"]
+    assert spec["source"]["fineTuneJob"]["name"] == result.finetunejob["metadata"]["name"]
+    assert spec["source"]["fineTuneJob"]["uid"] == result.finetunejob["metadata"]["uid"]
+    assert spec["method"]["type"] == "lora"
+    assert spec["method"]["rank"] == 8
+    assert spec["baseModel"]["uri"] == "pvc://demo-data/models/tiny-llama"
+    relative = outcome["artifactUri"].removeprefix("pvc://demo-data/").strip("/")
+    files = {p.name for p in (result.claim_dir / relative).iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "kubetune.json"} <= files
+    manifest = json.loads((result.claim_dir / relative / "kubetune.json").read_text())
+    assert manifest["method"]["resolved"] == "lora"
+    assert manifest["dataset"]["prepReport"]["rows_in"] > 0
+    assert manifest["baseModel"]["uri"] == "pvc://demo-data/models/tiny-llama"
+
+
+def test_operator_metrics_count_the_succeeded_job(demo: Demo, result: DemoResult) -> None:
+    assert result.finetunejob["status"]["phase"] == "Succeeded"
+    with urllib.request.urlopen(f"http://127.0.0.1:{demo.metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'kubetune_finetunejobs{namespace="demo",phase="Succeeded"} 1.0' in text
+
+
+def test_kubetune_run_trains_the_same_manifest_locally(tmp_path: Path, result: DemoResult) -> None:
+    claim = tmp_path / "pvc" / "demo-data"
+    for folder in ("models", "datasets"):
+        shutil.copytree(result.claim_dir / folder, claim / folder)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubetune.cli",
+            "run",
+            str(REPO / "examples/demo-tiny-lora.yaml"),
+            "--workdir",
+            str(tmp_path / "work"),
+            "--pvc-root",
+            str(tmp_path / "pvc"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert list((claim / "adapters").rglob("adapter_model.safetensors"))
