@@ -25,10 +25,10 @@ __all__ = [
     "VOCAB_SIZE",
     "alpaca_rows",
     "cache_root",
+    "main",
     "message_rows",
     "text_rows",
     "tiny_model_dir",
-    "main",
     "write_jsonl",
 ]
 

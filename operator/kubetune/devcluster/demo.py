@@ -81,7 +81,7 @@ class Demo:
         self._start_operator()
 
     def _start_node(self) -> None:
-        api = kube_config.new_client_from_config(str(self.plane.kubeconfig_path))
+        api = kube_config.new_client_from_config(str(self.plane.kubeconfig_path))  # type: ignore[no-untyped-call]
         host, port = self.plane.api_url.removeprefix("https://").rsplit(":", 1)
         runtime = NodeRuntime(
             api_host=host, api_port=int(port), bin_dir=Path(sys.executable).parent, root=self.workdir / "local-node"
@@ -92,7 +92,7 @@ class Demo:
 
     def _seed_storage(self) -> None:
         self.kubectl("create", "namespace", NAMESPACE)
-        volume = {
+        volume: dict[str, Any] = {
             "apiVersion": "v1",
             "kind": "PersistentVolume",
             "metadata": {"name": f"{NAMESPACE}-{CLAIM}"},
