@@ -6,11 +6,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 PYTEST := $(PY) -m pytest
+CACHE := $(or $(KUBETUNE_CACHE),$(HOME)/.cache/kubetune)
+include hack/versions.env
+HELM := $(CACHE)/bin/helm-$(HELM_NPM_VERSION)/helm
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
 
-.PHONY: help install generate verify lint test test-unit test-contract test-integration test-trainer \
-        test-e2e test-gpu demo bench binaries cluster-up cluster-down clean
+.PHONY: help install generate verify lint test test-fast test-integration test-trainer test-e2e \
+        demo bench binaries deepspeed-ops cluster-up cluster-down clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,29 +30,31 @@ generate: install ## write crds/ and charts/kubetune/crds/ from the pydantic mod
 verify: install ## fail when committed CRDs drift from the models
 	$(PY) -m kubetune.api.crd check
 
-lint: install ## ruff, mypy (strict for kubetune), import-linter
+lint: install binaries ## ruff, mypy (strict for kubetune), import-linter, hadolint, helm lint
 	$(BIN)/ruff check operator trainer-image tests
 	$(BIN)/ruff format --check operator trainer-image tests
 	$(BIN)/mypy operator/kubetune trainer-image/kubetune_trainer
 	$(BIN)/lint-imports
+	$(BIN)/hadolint Dockerfile trainer-image/Dockerfile
+	$(HELM) lint --strict charts/kubetune
 
-test: install verify lint test-unit test-contract test-integration test-trainer test-e2e ## everything, from a fresh clone
+test: install verify lint test-fast test-trainer test-integration test-e2e ## everything, from a fresh clone
 
-test-unit: install ## pure functions
-	$(PYTEST) tests/unit -m "not trainer"
+test-fast: install ## unit tests of pure code, contract tests (examples, fixtures, generated CRDs)
+	$(PYTEST) tests/unit tests/contract -m "not trainer"
 
-test-contract: install ## examples, fixtures and generated CRDs against the API contract
-	$(PYTEST) tests/contract
-
-test-trainer: install ## trainer tests that really train tiny models on CPU
+test-trainer: install deepspeed-ops ## trainer tests that really train tiny models on CPU (GPU tests skip on CPU)
 	$(PYTEST) tests/unit -m trainer
 	$(PYTEST) tests/gpu
 
-test-integration: install binaries ## against the real local control plane
+test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok)
 	$(PYTEST) tests/integration
 
-test-e2e: install binaries ## operator + trainer on the local control plane
+test-e2e: install binaries ## operator + trainer on the local control plane, as `make demo` runs it
 	$(PYTEST) tests/e2e
+
+deepspeed-ops: install ## compile DeepSpeed's CPU ops once into $(CACHE)/torch_extensions
+	hack/prebuild-deepspeed-ops.sh
 
 bench: install binaries ## benchmarks (ratios against a baseline measured in the same run)
 	$(PYTEST) tests/bench -p no:cacheprovider
