@@ -83,7 +83,7 @@ def test_progress_and_result_land_in_status_with_a_per_job_token(
     from kubetune_trainer.context import Hooks
     from kubetune_trainer.pipeline import run
     from kubetune_trainer.report import StatusWriter, attach_reporter, publish_result
-    from support.tiny_model import text_rows, tiny_model_dir, write_jsonl
+    from kubetune_trainer.tiny import text_rows, tiny_model_dir, write_jsonl
     from support.trainer_job import trainer_config
 
     job = _finetunejob(api, namespace, "reported")

@@ -19,7 +19,7 @@ from kubetune_trainer.continual import ContinualLoss, ewc, replay
 from kubetune_trainer.continual.lwf import distillation_loss
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate.scoring import heldout_pairs, nll_total
-from support.tiny_model import alpaca_rows, text_rows, write_jsonl
+from kubetune_trainer.tiny import alpaca_rows, text_rows, write_jsonl
 from unit.trainer_objectives.conftest import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]

@@ -16,7 +16,7 @@ from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook
 from kubetune_trainer.evaluate.scoring import heldout_pairs, multiple_choice_accuracy, nll_total
-from support.tiny_model import write_jsonl
+from kubetune_trainer.tiny import write_jsonl
 from unit.trainer_objectives.conftest import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]

@@ -13,7 +13,7 @@ import torch
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.merge import check_source, run
-from support.tiny_model import alpaca_rows, text_rows, write_jsonl
+from kubetune_trainer.tiny import alpaca_rows, text_rows, write_jsonl
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 

@@ -96,7 +96,7 @@ def test_reward_model_learns_preferences_and_serves_rlhf(
     assert accuracy[-1] >= 0.75, accuracy
     artifact = Path(result.artifact_uri.removeprefix("file://"))
     from kubetune_trainer.objectives.reward import load_reward_model
-    from support.tiny_model import tiny_model_dir
+    from kubetune_trainer.tiny import tiny_model_dir
 
     model, tokenizer = load_reward_model(artifact, tiny_model_dir())
     import torch
