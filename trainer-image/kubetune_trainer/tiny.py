@@ -108,7 +108,7 @@ def _build(target: Path, *, tie_embeddings: bool) -> None:
         ),
     )
     raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=raw,
         bos_token="<s>",
         eos_token="</s>",
