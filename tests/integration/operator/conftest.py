@@ -124,7 +124,7 @@ def delete_all(kube: Kube, namespace: str) -> None:
     wait_until(
         "kubetune objects to be finalized",
         lambda: not any(kube.list(path(kind, namespace)) for kind in ("FineTuneJob", "Adapter")),
-        timeout=30,
+        timeout=60,
     )
 
 
@@ -222,3 +222,14 @@ class Cluster:
 @pytest.fixture
 def cluster(kube: Kube, namespace: str, control_plane: LocalControlPlane, tmp_path: Path) -> Cluster:
     return Cluster(kube, namespace, control_plane, tmp_path)
+
+
+@pytest.fixture
+def make_operator(installed_crds: list[str]) -> type[Operator]:
+    """For tests that run the operator under another identity (its own kubeconfig)."""
+    return Operator
+
+
+@pytest.fixture
+def ftj_body() -> Callable[..., dict[str, Any]]:
+    return finetunejob

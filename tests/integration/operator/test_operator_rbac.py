@@ -48,9 +48,7 @@ CLUSTER_RULES: list[dict[str, Any]] = [
 ]
 
 
-def test_operator_needs_no_more_than_documented_rbac(installed_crds: Any, cluster: Any, kubeconfig: Any) -> None:
-    from conftest import Operator, finetunejob
-
+def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_body: Any, cluster: Any) -> None:
     ns = cluster.namespace
     kube = cluster.kube
     rbac = "/apis/rbac.authorization.k8s.io/v1"
@@ -84,10 +82,10 @@ def test_operator_needs_no_more_than_documented_rbac(installed_crds: Any, cluste
     identity = write_token_kubeconfig(
         cluster.tmp / "operator.kubeconfig", cluster.plane.api_url, cluster.plane.pki.ca_cert, token
     )
-    operator = Operator(ns, identity)
+    operator = make_operator(ns, identity)
     operator.start()
     try:
-        body = finetunejob("rbac", ns)
+        body = ftj_body("rbac", ns)
         kube.create(cluster.url("FineTuneJob"), body)
         cluster.wait_phase("rbac", "Succeeded")
         result = {"artifactUri": "s3://a/rbac/", "sha256": "1" * 64, "sizeBytes": 1, "gatePassed": True}
