@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from kubetune import metrics
-from kubetune.handlers.startup import ENV_SETTINGS, Runtime
+from kubetune.handlers.startup import RECONCILERS, Runtime
 from kubetune.k8s.client import KubeError
 from kubetune.k8s.sync_adapter import sync_adapter
+from kubetune.reconcile.plan import settled
 
 ADAPTER = ("kubetune.io", "v1alpha1", "adapters")
 
@@ -32,6 +34,9 @@ def reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     metrics.ADAPTER_PHASES.set(namespace, name, phase)
 
 
+RECONCILERS["Adapter"] = reconcile
+
+
 @kopf.on.resume(*ADAPTER)
 @kopf.on.create(*ADAPTER)
 @kopf.on.update(*ADAPTER, field="spec")
@@ -39,17 +44,13 @@ def adapter_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> No
     reconcile(memo.runtime, namespace or "", name)
 
 
-def _is_unfinished_merge(spec: Any, status: Any, **_: Any) -> bool:
-    return bool(spec.get("merge")) and status.get("phase") not in ("Ready", "Failed")
-
-
-@kopf.timer(*ADAPTER, interval=ENV_SETTINGS.resync_seconds, when=_is_unfinished_merge)
-def adapter_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """A merge waits for its sources (published later by other runs): poll until it can start."""
-    reconcile(memo.runtime, namespace or "", name)
-
-
-@kopf.on.delete(*ADAPTER, optional=True)
-def adapter_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    metrics.ADAPTER_PHASES.set(namespace or "", name, None)
-    memo.runtime.locks.forget("Adapter", namespace or "", name)
+@kopf.on.event(*ADAPTER)
+def adapter_seen(event: Mapping[str, Any], body: Any, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A merge waits for sources that other runs publish later: it stays in the resync set until done."""
+    runtime: Runtime = memo.runtime
+    gone = event.get("type") == "DELETED"
+    if runtime.resync is not None:
+        runtime.resync.track("Adapter", namespace or "", name, not gone and not settled("Adapter", body))
+    if gone:
+        metrics.ADAPTER_PHASES.set(namespace or "", name, None)
+        runtime.locks.forget("Adapter", namespace or "", name)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from kubetune import metrics
-from kubetune.handlers.startup import ENV_SETTINGS, Runtime
+from kubetune.handlers.startup import RECONCILERS, Runtime
 from kubetune.k8s.client import KubeError
 from kubetune.k8s.sync import sync_finetunejob
+from kubetune.reconcile.plan import settled
 
 FTJ = ("kubetune.io", "v1alpha1", "finetunejobs")
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ def reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         )
 
 
+RECONCILERS["FineTuneJob"] = reconcile
+
+
 @kopf.on.resume(*FTJ)
 @kopf.on.create(*FTJ)
 @kopf.on.update(*FTJ, field="spec")
@@ -53,14 +58,15 @@ def finetunejob_changed(namespace: str | None, name: str, memo: Any, **_: Any) -
     reconcile(memo.runtime, namespace or "", name)
 
 
-@kopf.timer(*FTJ, interval=ENV_SETTINGS.resync_seconds, initial_delay=ENV_SETTINGS.resync_seconds)
-def finetunejob_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Level-based safety net: converges even if a watch event was missed."""
-    reconcile(memo.runtime, namespace or "", name)
-
-
-@kopf.on.delete(*FTJ, optional=True)
-def finetunejob_deleted(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Children and DeleteWithJob Adapters go through garbage collection; only local state is dropped."""
-    metrics.FINETUNEJOB_PHASES.set(namespace or "", name, None)
-    memo.runtime.locks.forget("FineTuneJob", namespace or "", name)
+@kopf.on.event(*FTJ)
+def finetunejob_seen(
+    event: Mapping[str, Any], body: Any, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Keeps the resync set current; a deleted run only drops local state (children go through GC)."""
+    runtime: Runtime = memo.runtime
+    gone = event.get("type") == "DELETED"
+    if runtime.resync is not None:
+        runtime.resync.track("FineTuneJob", namespace or "", name, not gone and not settled("FineTuneJob", body))
+    if gone:
+        metrics.FINETUNEJOB_PHASES.set(namespace or "", name, None)
+        runtime.locks.forget("FineTuneJob", namespace or "", name)

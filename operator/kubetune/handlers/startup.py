@@ -3,23 +3,24 @@ the API client and the metrics endpoint."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from kubetune.handlers.resync import Resync
 from kubetune.k8s.client import Kube
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
 PREFIX = "kubetune.io"
 FINALIZER = "kubetune.io/finalizer"
-ENV_SETTINGS = OperatorSettings.from_env(os.environ)
-"""Read once at import: kopf needs some values (the resync interval) when handlers are declared."""
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ class Runtime:
     settings: OperatorSettings
     kube: Kube
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    resync: Resync | None = None
+
+
+RECONCILERS: dict[str, Callable[[Runtime, str, str], None]] = {}
+"""Filled by the FineTuneJob and Adapter handler modules, so the resync thread can call them."""
 
 
 _metrics_started = threading.Event()
@@ -74,11 +80,24 @@ def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     operator_settings = OperatorSettings.from_env(os.environ)
     configure_kopf(settings, operator_settings)
     kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-    memo.runtime = Runtime(settings=operator_settings, kube=Kube.from_environment(kubeconfig))
+    runtime = Runtime(settings=operator_settings, kube=Kube.from_environment(kubeconfig))
+    runtime.resync = Resync(
+        operator_settings.resync_seconds,
+        {kind: functools.partial(fn, runtime) for kind, fn in RECONCILERS.items()},
+    )
+    runtime.resync.start()
+    memo.runtime = runtime
     if operator_settings.metrics_port and not _metrics_started.is_set():
         start_http_server(operator_settings.metrics_port, registry=REGISTRY)
         _metrics_started.set()
         log.info("metrics on :%d/metrics", operator_settings.metrics_port)
+
+
+@kopf.on.cleanup()
+def cleanup(memo: Any, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None and runtime.resync is not None:
+        runtime.resync.stop()
 
 
 @kopf.on.login()

@@ -60,3 +60,21 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     publish = publish and (adapter is None or published_sha != (result.sha256 if result else None))
     ref = adapter_name if (publish or adapter is not None) else None
     return Plan(apply_children, publish_adapter=publish, adapter_ref=ref)
+
+
+def settled(kind: str, body: Obj) -> bool:
+    """Nothing more will happen to it without a change of its own (which its watch event brings).
+
+    Failed runs and succeeded runs that published (or have nothing to publish yet: the trainer's
+    result write is itself an event) are settled, as are trained Adapters and finished merges.
+    """
+    status = body.get("status") or {}
+    generation = body.get("metadata", {}).get("generation")
+    if status.get("observedGeneration") != generation:
+        return False
+    phase = status.get("phase")
+    if kind == "Adapter":
+        return "merge" not in (body.get("spec") or {}) or phase in ("Ready", "Failed")
+    if phase == "Failed":
+        return True
+    return phase == "Succeeded" and (bool(status.get("adapterRef")) or not status.get("result"))

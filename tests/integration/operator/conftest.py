@@ -30,17 +30,17 @@ def _free_port() -> int:
 
 
 METRICS_PORT = _free_port()
-os.environ.update(
-    {
-        "KUBETUNE_METRICS_PORT": str(METRICS_PORT),
-        "KUBETUNE_RESYNC_SECONDS": "2",
-        "KUBETUNE_HANDLER_BACKOFF": "1",
-        "KUBETUNE_WATCH_SERVER_TIMEOUT": "10",
-        "KUBETUNE_WATCH_CLIENT_TIMEOUT": "15",
-        "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
-        "KUBETUNE_TRAINER_IMAGE": "kubetune/trainer:test",
-    }
-)
+for _key, _value in {
+    "KUBETUNE_METRICS_PORT": str(METRICS_PORT),
+    "KUBETUNE_RESYNC_SECONDS": "2",
+    "KUBETUNE_HANDLER_BACKOFF": "1",
+    "KUBETUNE_WATCH_SERVER_TIMEOUT": "10",
+    "KUBETUNE_WATCH_CLIENT_TIMEOUT": "15",
+    "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
+    "KUBETUNE_TRAINER_IMAGE": "kubetune/trainer:test",
+}.items():
+    os.environ.setdefault(_key, _value)
+METRICS_PORT = int(os.environ["KUBETUNE_METRICS_PORT"])
 
 import kopf  # noqa: E402  (after the environment above)
 from kopf.testing import KopfRunner  # noqa: E402
@@ -84,9 +84,11 @@ class Operator:
         self.namespace = namespace
         self.kubeconfig = kubeconfig
         self.runner: KopfRunner | None = None
+        self.previous_kubeconfig: str | None = None
 
     def start(self) -> None:
-        os.environ["KUBECONFIG"] = str(self.kubeconfig)
+        self.previous_kubeconfig = os.environ.get("KUBECONFIG")
+        os.environ["KUBECONFIG"] = str(self.kubeconfig)  # kopf's login reads it when the operator starts
         args = ["run", "--standalone", "--namespace", self.namespace, "-m", "kubetune.handlers"]
         self.runner = KopfRunner(args, timeout=60, settings=kopf.OperatorSettings())
         self.runner.__enter__()  # kopf lists before it watches: objects created right after are not missed
@@ -96,6 +98,10 @@ class Operator:
         if runner is None:
             return
         runner.__exit__(None, None, None)
+        if self.previous_kubeconfig is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = self.previous_kubeconfig
         assert runner.exception is None, runner.exception
         assert runner.exit_code == 0, runner.output
         assert "Traceback" not in runner.output, runner.output

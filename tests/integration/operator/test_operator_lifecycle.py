@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -9,11 +10,12 @@ import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.devcluster.testing import wait_until
-from kubetune.handlers.startup import ENV_SETTINGS
 from kubetune.render.bundle import bundle
+from kubetune.settings import OperatorSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
+ENV_SETTINGS = OperatorSettings.from_env(os.environ)
 KEEP_RUNNING = {"kwok.kubetune.io/keep-running": "true"}
 
 
@@ -51,7 +53,7 @@ def test_children_equal_render_and_phases_follow_pods(operator: Any, cluster: An
         assert actual["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
     assert stored["metadata"]["annotations"].get("kubetune.io/last-handled-configuration")
     assert not [k for k in stored["metadata"].get("annotations", {}) if k.startswith("kopf.zalando.org")]
-    assert stored["metadata"]["finalizers"] == ["kubetune.io/finalizer"]  # timers need it; our own name
+    assert not stored["metadata"].get("finalizers")  # deletion never waits for the operator
     events = [e["reason"] for e in cluster.list("Event") if e["involvedObject"]["name"] == "run"]
     assert "Training" in events
 

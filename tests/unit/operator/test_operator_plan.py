@@ -229,3 +229,81 @@ def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBETUNE_REWARD_MODEL_URI"] == "pvc://models/rm/"
     assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in container["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "expected"),
+    [
+        (
+            "FineTuneJob",
+            {"metadata": {"generation": 1}, "status": {"phase": "Running", "observedGeneration": 1}},
+            False,
+        ),
+        ("FineTuneJob", {"metadata": {"generation": 1}, "status": {"phase": "Failed", "observedGeneration": 1}}, True),
+        ("FineTuneJob", {"metadata": {"generation": 2}, "status": {"phase": "Failed", "observedGeneration": 1}}, False),
+        (
+            "FineTuneJob",
+            {
+                "metadata": {"generation": 1},
+                "status": {"phase": "Succeeded", "observedGeneration": 1, "result": RESULT},
+            },
+            False,
+        ),
+        (
+            "FineTuneJob",
+            {
+                "metadata": {"generation": 1},
+                "status": {
+                    "phase": "Succeeded",
+                    "observedGeneration": 1,
+                    "result": RESULT,
+                    "adapterRef": {"name": "j"},
+                },
+            },
+            True,
+        ),
+        (
+            "Adapter",
+            {
+                "metadata": {"generation": 1},
+                "spec": {"merge": {}},
+                "status": {"phase": "Merging", "observedGeneration": 1},
+            },
+            False,
+        ),
+        (
+            "Adapter",
+            {"metadata": {"generation": 1}, "spec": {}, "status": {"phase": "Ready", "observedGeneration": 1}},
+            True,
+        ),
+        ("Adapter", {"metadata": {"generation": 1}}, False),
+    ],
+)
+def test_settled_objects_leave_the_resync(kind: str, body: dict[str, Any], expected: bool) -> None:
+    from kubetune.reconcile.plan import settled
+
+    assert settled(kind, body) is expected
+
+
+def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
+    import threading
+
+    from kubetune.handlers.resync import Resync
+
+    seen: list[tuple[str, str]] = []
+    called = threading.Event()
+
+    def reconcile(namespace: str, name: str) -> None:
+        seen.append((namespace, name))
+        called.set()
+        raise RuntimeError("one failure does not stop the loop")
+
+    resync = Resync(0.01, {"FineTuneJob": reconcile})
+    resync.track("FineTuneJob", "ns", "a", True)
+    resync.track("FineTuneJob", "ns", "b", True)
+    resync.track("FineTuneJob", "ns", "b", False)
+    resync.start()
+    assert called.wait(5)
+    resync.stop()
+    assert set(seen) == {("ns", "a")}
+    assert resync.tracked() == [("FineTuneJob", "ns", "a")]
