@@ -92,6 +92,7 @@ def _exit_detail(pod: Obj | None) -> tuple[int | None, str, str]:
 
 
 def failure(ftj: FineTuneJob, observed: Observed, job_reason: str, job_message: str) -> Verdict:
+    """Why the Job failed, from its condition and the last trainer container that was not disrupted."""
     pod = _last_failed(observed.pods)
     code, reason, message = _exit_detail(pod)
     if code == CONFIG_ERROR_EXIT_CODE or (job_reason == "PodFailurePolicy" and code is None):
@@ -126,6 +127,7 @@ def failure(ftj: FineTuneJob, observed: Observed, job_reason: str, job_message: 
 
 
 def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
+    """An active Job: blocked pods first (they need the user), then how many trainers run."""
     nodes = ftj.spec.resources.nodes
     active = [p for p in observed.pods if is_active(p)]
     for pod in active:
