@@ -121,17 +121,21 @@ def operator(installed_crds: list[str], namespace: str, kubeconfig: Path, kube: 
 
 
 def delete_all(kube: Kube, namespace: str) -> None:
-    """Delete kubetune objects while the operator still runs, so kopf releases its finalizer (pitfall 2)."""
-    from kubetune.k8s.client import path
+    """Delete kubetune objects while the operator still runs (an in-flight reconcile may publish an
+    Adapter once more as its run is deleted: `Retain` keeps it by design), so delete until none is left."""
+    from kubetune.k8s.client import KubeError, path
 
-    for kind in ("FineTuneJob", "Adapter"):
-        for item in kube.list(path(kind, namespace)):
-            kube.request("DELETE", path(kind, namespace, item["metadata"]["name"]))
-    wait_until(
-        "kubetune objects to be finalized",
-        lambda: not any(kube.list(path(kind, namespace)) for kind in ("FineTuneJob", "Adapter")),
-        timeout=60,
-    )
+    def remaining() -> bool:
+        left = [(kind, item) for kind in ("FineTuneJob", "Adapter") for item in kube.list(path(kind, namespace))]
+        for kind, item in left:
+            try:
+                kube.request("DELETE", path(kind, namespace, item["metadata"]["name"]))
+            except KubeError as error:
+                if error.status != 404:
+                    raise
+        return not left
+
+    wait_until("kubetune objects to be deleted", remaining, timeout=60, interval=1)
 
 
 def finetunejob(name: str, namespace: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
