@@ -181,3 +181,20 @@ def test_spec_edit_before_start_recreates_the_job(operator: Any, cluster: Any, f
     assert job["spec"]["suspend"] is True
     status = cluster.wait_phase("edit", "Queued")
     assert status["observedGeneration"] == 2
+
+
+def test_multi_node_indexed_job_runs_on_two_gpu_nodes(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+    ftj_factory(
+        "multi",
+        KEEP_RUNNING,
+        method={"type": "full"},
+        resources={"gpus": 8, "nodes": 2, "gpuProduct": "NVIDIA-H100-80GB-HBM3"},
+    )
+    status = cluster.wait_phase("multi", "Running")
+    assert "2/2" in status["message"]
+    service = cluster.get("Service", "multi-rdzv")
+    assert service["spec"]["clusterIP"] == "None"
+    pods = cluster.pods("multi-train")
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods) == ["0", "1"]
+    assert {p["spec"]["subdomain"] for p in pods} == {"multi-rdzv"}
+    assert len({p["spec"]["nodeName"] for p in pods}) == 2  # 8 GPUs each: one pod per fake node
