@@ -43,7 +43,7 @@ def quiet_libraries() -> None:
 def run_operator(args: Sequence[str]) -> int:
     """`kubetune operator`: kopf run with kubetune's handlers; returns the process exit code."""
     options = parse_args(args)
-    kopf.configure(verbose=options.verbose, debug=options.debug)
+    kopf.configure(verbose=options.verbose, debug=options.debug, log_prefix=True)  # [namespace/name] on lines
     quiet_libraries()
     kopf.run(
         standalone=options.standalone,
