@@ -9,7 +9,6 @@ copies into status); 1 for anything else (OOM, network, preemption), which is re
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ log = logging.getLogger("kubetune_trainer")
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 RETRYABLE_EXIT_CODE = 1
-MERGE_MODULE = "kubetune_trainer.merge"
 """Merge mode lives in its own package, which exposes `run(config: TrainerConfig) -> object`."""
 
 
@@ -63,11 +61,9 @@ def default_hooks() -> Hooks:
 
 
 def _run_merge(config: TrainerConfig) -> None:
-    try:
-        module = importlib.import_module(MERGE_MODULE)
-    except ModuleNotFoundError as exc:
-        raise ConfigError("mode merge is not available in this trainer build") from exc
-    module.run(config)
+    from kubetune_trainer import merge
+
+    merge.run(config)
 
 
 def _report_config_error(message: str) -> None:
