@@ -155,6 +155,9 @@ def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
         return Verdict("Running", "Training", f"{len(running)}/{nodes} trainer pod(s) running")
     if active:
         return Verdict("Initializing", "Initializing", f"{len(running)}/{nodes} trainer pod(s) running; starting")
+    if any(p.get("status", {}).get("phase") == "Succeeded" for p in observed.pods):
+        # The pods are done but the Job controller has not recorded Complete yet: not back to Pending.
+        return Verdict("Running", "Finishing", "the trainer finished; waiting for the Job to complete")
     return Verdict("Pending", "Creating", "waiting for the Job controller to create the trainer pods")
 
 

@@ -123,6 +123,14 @@ CASES: list[tuple[str, FineTuneJob, Observed, str, str, str]] = [
     ),
     ("running", ftj(), Observed(job=job(active=1), pods=(pod("Running"),)), "Running", "Training", "1/1"),
     (
+        "pods done, Job not yet complete",
+        ftj(),
+        Observed(job=job(succeeded=1), pods=(pod("Succeeded"),)),
+        "Running",
+        "Finishing",
+        "waiting for the Job to complete",
+    ),
+    (
         "multi-node partly running",
         ftj(resources={"gpus": 1, "nodes": 2}),
         Observed(job=job(active=2), pods=(pod("Running"), pod("Pending"))),
