@@ -57,7 +57,7 @@ deepspeed-ops: install ## compile DeepSpeed's CPU ops once into $(CACHE)/torch_e
 	hack/prebuild-deepspeed-ops.sh
 
 bench: install binaries ## benchmarks (ratios against a baseline measured in the same run)
-	$(PYTEST) tests/bench -p no:cacheprovider
+	$(PYTEST) tests/bench -s -p no:cacheprovider
 
 binaries: ## build or reuse the local control plane binaries (cached outside the tree)
 	hack/build-all.sh
