@@ -6,6 +6,7 @@ import base64
 import os
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +107,13 @@ def _field(pod: Any, path: str) -> str:
     return ""
 
 
+def visible_host_paths_kept(mounts: list[volumes.Mount], runtime: NodeRuntime) -> list[volumes.Mount]:
+    """Drops mounts that would hide the toolchain the pod runs with (e.g. an emptyDir at /tmp when the
+    checkout and its virtualenv live under /tmp): such a pod shares that host directory instead."""
+    needed = [runtime.bin_dir, *(Path(p) for p in sys.path if p)]
+    return [m for m in mounts if not any(path.is_relative_to(m.target) for path in needed)]
+
+
 def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime) -> RunningPod:
     if len(pod.spec.containers) != 1 or pod.spec.init_containers:
         raise ValueError("the local node runs pods with exactly one container and no init containers")
@@ -113,7 +121,7 @@ def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime) -> Running
     sandbox = runtime.root / "pods" / pod.metadata.namespace / f"{pod.metadata.name}-{pod.metadata.uid[:8]}"
     sandbox.mkdir(parents=True, exist_ok=True)
     host_volumes = volumes.materialize(core, pod, sandbox, runtime.root / "claims")
-    mounts = volumes.mounts_for(container, host_volumes)
+    mounts = visible_host_paths_kept(volumes.mounts_for(container, host_volumes), runtime)
     created = process.ensure_mount_points(mounts)
     env = container_env(core, pod, container, runtime, sandbox)
     command = [*(container.command or []), *(container.args or [])]
