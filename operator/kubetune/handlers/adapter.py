@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -10,8 +9,7 @@ from typing import Any
 import kopf
 
 from kubetune import metrics
-from kubetune.handlers.startup import RECONCILERS, Runtime
-from kubetune.k8s.client import KubeError
+from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync_adapter import sync_adapter
 from kubetune.reconcile.plan import settled
 
@@ -19,18 +17,13 @@ ADAPTER = ("kubetune.io", "v1alpha1", "adapters")
 
 
 def reconcile(runtime: Runtime, namespace: str, name: str) -> None:
-    started = time.monotonic()
-    metrics.RECONCILES.labels(kind="Adapter").inc()
-    try:
-        with runtime.locks.lock("Adapter", namespace, name):
-            phase = sync_adapter(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC))
-    except KubeError as error:
-        metrics.RECONCILE_ERRORS.labels(kind="Adapter").inc()
-        raise kopf.TemporaryError(
-            f"reconcile of {namespace}/{name}: {error}", delay=runtime.settings.handler_backoff
-        ) from None
-    finally:
-        metrics.RECONCILE_SECONDS.labels(kind="Adapter").observe(time.monotonic() - started)
+    phase = locked_and_metered(
+        runtime,
+        "Adapter",
+        namespace,
+        name,
+        lambda: sync_adapter(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC)),
+    )
     metrics.ADAPTER_PHASES.set(namespace, name, phase)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import kopf
 
 from kubetune import metrics
-from kubetune.handlers.startup import RECONCILERS, Runtime
-from kubetune.k8s.client import KubeError
+from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync import sync_finetunejob
 from kubetune.reconcile.plan import settled
 
@@ -22,18 +20,13 @@ log = logging.getLogger(__name__)
 
 def reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     """Serialized per object; API errors become a kopf retry after the configured backoff."""
-    started = time.monotonic()
-    metrics.RECONCILES.labels(kind="FineTuneJob").inc()
-    try:
-        with runtime.locks.lock("FineTuneJob", namespace, name):
-            outcome = sync_finetunejob(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC))
-    except KubeError as error:
-        metrics.RECONCILE_ERRORS.labels(kind="FineTuneJob").inc()
-        raise kopf.TemporaryError(
-            f"reconcile of {namespace}/{name}: {error}", delay=runtime.settings.handler_backoff
-        ) from None
-    finally:
-        metrics.RECONCILE_SECONDS.labels(kind="FineTuneJob").observe(time.monotonic() - started)
+    outcome = locked_and_metered(
+        runtime,
+        "FineTuneJob",
+        namespace,
+        name,
+        lambda: sync_finetunejob(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC)),
+    )
     if outcome is not None:
         metrics.record_finetunejob(
             namespace=outcome.namespace,

@@ -7,15 +7,17 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from prometheus_client import start_http_server
 
+from kubetune import metrics
 from kubetune.handlers.resync import Resync
-from kubetune.k8s.client import Kube
+from kubetune.k8s.client import Kube, KubeError
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
@@ -53,6 +55,25 @@ class Runtime:
 
 RECONCILERS: dict[str, Callable[[Runtime, str, str], None]] = {}
 """Filled by the FineTuneJob and Adapter handler modules, so the resync thread can call them."""
+
+T = TypeVar("T")
+
+
+def locked_and_metered(runtime: Runtime, kind: str, namespace: str, name: str, sync: Callable[[], T]) -> T:
+    """Runs one reconcile serialized per object and counted; API errors become a kopf retry after the
+    configured backoff, so every kind gets the same locking, metrics and retry behaviour."""
+    started = time.monotonic()
+    metrics.RECONCILES.labels(kind=kind).inc()
+    try:
+        with runtime.locks.lock(kind, namespace, name):
+            return sync()
+    except KubeError as error:
+        metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
+        raise kopf.TemporaryError(
+            f"reconcile of {namespace}/{name}: {error}", delay=runtime.settings.handler_backoff
+        ) from None
+    finally:
+        metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
 
 
 _metrics_started = threading.Event()
