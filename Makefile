@@ -31,9 +31,9 @@ verify: install ## fail when committed CRDs drift from the models
 	$(PY) -m kubetune.api.crd check
 
 lint: install binaries ## ruff, mypy (strict for kubetune), import-linter, hadolint, helm lint
-	$(BIN)/ruff check operator trainer-image tests
-	$(BIN)/ruff format --check operator trainer-image tests
-	$(BIN)/mypy operator/kubetune trainer-image/kubetune_trainer
+	$(BIN)/ruff check operator trainer-image dev tests
+	$(BIN)/ruff format --check operator trainer-image dev tests
+	$(BIN)/mypy operator/kubetune trainer-image/kubetune_trainer dev/kubetune_dev
 	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile trainer-image/Dockerfile
 	$(HELM) lint --strict charts/kubetune
@@ -63,13 +63,13 @@ binaries: ## build or reuse the local control plane binaries (cached outside the
 	hack/build-all.sh
 
 cluster-up: install binaries ## start a local control plane by hand; prints the kubeconfig path
-	$(PY) -m kubetune.devcluster up
+	$(PY) -m kubetune_dev.controlplane up
 
 cluster-down: install ## stop the control plane started by cluster-up
-	$(PY) -m kubetune.devcluster down
+	$(PY) -m kubetune_dev.controlplane down
 
 demo: install binaries ## apply a FineTuneJob on the local control plane, train a tiny model on CPU, get an Adapter
-	$(PY) -m kubetune.devcluster.demo
+	$(PY) -m kubetune_dev.demo
 
 clean: ## remove the venv and caches in the tree (binaries stay cached in ~/.cache/kubetune)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.devcluster.demo import REPO, Demo, DemoResult
+from kubetune_dev.demo import REPO, Demo, DemoResult
 
 pytestmark = pytest.mark.e2e
 

@@ -80,9 +80,9 @@ def test_paged_optimizer_pages_on_cuda() -> None:
 
 def test_qlora_trains_with_bf16_compute(tmp_path: Path) -> None:
     from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+    from kubetune_dev.tiny import text_rows, tiny_model_dir, write_jsonl
     from kubetune_trainer.context import Hooks, RunContext
     from kubetune_trainer.pipeline import run
-    from kubetune_trainer.tiny import text_rows, tiny_model_dir, write_jsonl
     from support.trainer_job import trainer_config
 
     data = write_jsonl(tmp_path / "text.jsonl", text_rows())

@@ -1,4 +1,4 @@
-"""Fixtures for tests against the real local control plane (kubetune.devcluster).
+"""Fixtures for tests against the real local control plane (kubetune_dev.controlplane).
 
 One control plane per test session: Tier B (controller-manager, scheduler, kwok fake GPU nodes) when any
 selected test is marked ``tier_b`` or KUBETUNE_TIER=B, otherwise Tier A (etcd + kube-apiserver), which
@@ -7,7 +7,7 @@ fails, the tail of every component log is attached to its report.
 
 Fixtures: ``control_plane`` (LocalControlPlane), ``kubeconfig`` (Path), ``api`` (AdminClient),
 ``kubectl`` (Kubectl: ``kubectl("get", "pods", "-n", ns, input=None, check=True)``), ``namespace`` (str),
-Helpers (``Kubectl``, ``wait_until``, ``with_namespace``) live in kubetune.devcluster.testing.
+Helpers (``Kubectl``, ``wait_until``, ``with_namespace``) live in kubetune_dev.controlplane.testing.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kubetune.devcluster import LocalControlPlane, Tier
-from kubetune.devcluster.client import AdminClient
-from kubetune.devcluster.testing import Kubectl
+from kubetune_dev.controlplane import LocalControlPlane, Tier
+from kubetune_dev.controlplane.client import AdminClient
+from kubetune_dev.controlplane.testing import Kubectl
 
 T = TypeVar("T")
 _PLANE_KEY = pytest.StashKey[LocalControlPlane]()

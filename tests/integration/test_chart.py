@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.devcluster import LocalControlPlane
-from kubetune.devcluster.testing import Kubectl
+from kubetune_dev.controlplane import LocalControlPlane
+from kubetune_dev.controlplane.testing import Kubectl
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 

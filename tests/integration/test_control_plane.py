@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.devcluster import LocalControlPlane
-from kubetune.devcluster.client import AdminClient, condition
-from kubetune.devcluster.kwok import (
+from kubetune_dev.controlplane import LocalControlPlane
+from kubetune_dev.controlplane.client import AdminClient, condition
+from kubetune_dev.controlplane.kwok import (
     ANNOTATION_EXIT_CODE,
     ANNOTATION_KEEP_RUNNING,
     ANNOTATION_RUN_FOR,
@@ -24,9 +24,9 @@ from kubetune.devcluster.kwok import (
     GPU_PRODUCT_LABEL,
     GPU_RESOURCE,
 )
-from kubetune.devcluster.paths import read_versions
-from kubetune.devcluster.pki import write_token_kubeconfig
-from kubetune.devcluster.testing import Kubectl, wait_until
+from kubetune_dev.controlplane.paths import read_versions
+from kubetune_dev.controlplane.pki import write_token_kubeconfig
+from kubetune_dev.controlplane.testing import Kubectl, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.devcluster import LocalControlPlane
-from kubetune.devcluster.client import AdminClient, condition
-from kubetune.devcluster.testing import Kubectl, wait_until, with_namespace
+from kubetune_dev.controlplane import LocalControlPlane
+from kubetune_dev.controlplane.client import AdminClient, condition
+from kubetune_dev.controlplane.testing import Kubectl, wait_until, with_namespace
 
 pytestmark = pytest.mark.integration
 

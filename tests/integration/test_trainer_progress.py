@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.devcluster import LocalControlPlane
-from kubetune.devcluster.client import AdminClient, condition
-from kubetune.devcluster.pki import write_token_kubeconfig
-from kubetune.devcluster.testing import Kubectl, wait_until
 from kubetune.render.meta import Owner
 from kubetune.render.rbac import identity
+from kubetune_dev.controlplane import LocalControlPlane
+from kubetune_dev.controlplane.client import AdminClient, condition
+from kubetune_dev.controlplane.pki import write_token_kubeconfig
+from kubetune_dev.controlplane.testing import Kubectl, wait_until
 
 TESTS_ROOT = Path(__file__).resolve().parents[1]
 if str(TESTS_ROOT) not in sys.path:
@@ -80,10 +80,10 @@ def test_progress_and_result_land_in_status_with_a_per_job_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from kubetune.api.v1alpha1.trainer_config import StatusTarget, TrainerConfig
+    from kubetune_dev.tiny import text_rows, tiny_model_dir, write_jsonl
     from kubetune_trainer.context import Hooks
     from kubetune_trainer.pipeline import run
     from kubetune_trainer.report import StatusWriter, attach_reporter, publish_result
-    from kubetune_trainer.tiny import text_rows, tiny_model_dir, write_jsonl
     from support.trainer_job import trainer_config
 
     job = _finetunejob(api, namespace, "reported")

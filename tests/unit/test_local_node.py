@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.devcluster.local_node.pods import NodeRuntime, visible_host_paths_kept
-from kubetune.devcluster.local_node.process import mount_order
-from kubetune.devcluster.local_node.volumes import Mount
+from kubetune_dev.local_node.pods import NodeRuntime, visible_host_paths_kept
+from kubetune_dev.local_node.process import mount_order
+from kubetune_dev.local_node.volumes import Mount
 
 pytestmark = pytest.mark.unit
 

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.devcluster import LocalControlPlane
-from kubetune.devcluster.client import condition
-from kubetune.devcluster.testing import Kubectl, wait_until
+from kubetune_dev.controlplane import LocalControlPlane
+from kubetune_dev.controlplane.client import condition
+from kubetune_dev.controlplane.testing import Kubectl, wait_until
 
 
 def _free_port() -> int:
@@ -208,7 +208,7 @@ class Cluster:
 
     def token_client(self, service_account: str) -> Kube:
         """A client that authenticates as the ServiceAccount with a TokenRequest token (no Secret)."""
-        from kubetune.devcluster.pki import write_token_kubeconfig
+        from kubetune_dev.controlplane.pki import write_token_kubeconfig
 
         minted = self.kube.create(
             self.url("ServiceAccount", service_account, "token"),

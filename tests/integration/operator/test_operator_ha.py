@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.devcluster.testing import wait_until
+from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.devcluster.testing import wait_until
 from kubetune.render.bundle import bundle
 from kubetune.settings import OperatorSettings
+from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from kubetune.devcluster.testing import wait_until
 from kubetune.k8s.client import APPLY, Kube, KubeError
 from kubetune.settings import TRAINER_FIELD_MANAGER
+from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from kubetune.devcluster.pki import write_token_kubeconfig
-from kubetune.devcluster.testing import wait_until
+from kubetune_dev.controlplane.pki import write_token_kubeconfig
+from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 

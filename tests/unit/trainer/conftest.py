@@ -16,7 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-from kubetune_trainer.tiny import alpaca_rows, text_rows, tiny_model_dir, write_jsonl  # noqa: E402
+from kubetune_dev.tiny import alpaca_rows, text_rows, tiny_model_dir, write_jsonl  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
+from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer import pipeline
 from kubetune_trainer.__main__ import main
 from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
-from kubetune_trainer.tiny import write_jsonl
 from support.s3server import S3Server, running_s3_server
 from support.trainer_job import trainer_config
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+from kubetune_dev.tiny import message_rows, text_rows, write_jsonl
 from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
 from kubetune_trainer.context import Hooks, RunContext
 from kubetune_trainer.pipeline import run
-from kubetune_trainer.tiny import message_rows, text_rows, write_jsonl
 from support.trainer_job import METHOD_BLOCKS, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]

@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-from kubetune_trainer.tiny import COLORS, NUMBERS, text_rows, tiny_model_dir, write_jsonl  # noqa: E402
+from kubetune_dev.tiny import COLORS, NUMBERS, text_rows, tiny_model_dir, write_jsonl  # noqa: E402
 
 
 def preference_rows(n: int = 48) -> list[dict[str, str]]:

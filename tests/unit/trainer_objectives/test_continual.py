@@ -14,12 +14,12 @@ import pytest
 import torch
 from datasets import Dataset
 
+from kubetune_dev.tiny import alpaca_rows, text_rows, write_jsonl
 from kubetune_trainer.context import Hooks, RunContext
 from kubetune_trainer.continual import ContinualLoss, ewc, replay
 from kubetune_trainer.continual.lwf import distillation_loss
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate.scoring import heldout_pairs, nll_total
-from kubetune_trainer.tiny import alpaca_rows, text_rows, write_jsonl
 from unit.trainer_objectives.conftest import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]

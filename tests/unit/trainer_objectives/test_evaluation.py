@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from kubetune.api.v1alpha1.training import Gate
+from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook
 from kubetune_trainer.evaluate.scoring import heldout_pairs, multiple_choice_accuracy, nll_total
-from kubetune_trainer.tiny import write_jsonl
 from unit.trainer_objectives.conftest import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]

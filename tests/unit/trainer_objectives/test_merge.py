@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+from kubetune_dev.tiny import alpaca_rows, text_rows, write_jsonl
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.merge import check_source, run
-from kubetune_trainer.tiny import alpaca_rows, text_rows, write_jsonl
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 

@@ -95,8 +95,8 @@ def test_reward_model_learns_preferences_and_serves_rlhf(
     assert mean(accuracy[-3:]) > mean(accuracy[:3]), accuracy
     assert accuracy[-1] >= 0.75, accuracy
     artifact = Path(result.artifact_uri.removeprefix("file://"))
+    from kubetune_dev.tiny import tiny_model_dir
     from kubetune_trainer.objectives.reward import load_reward_model
-    from kubetune_trainer.tiny import tiny_model_dir
 
     model, tokenizer = load_reward_model(artifact, tiny_model_dir())
     import torch

@@ -1,4 +1,4 @@
-"""``python -m kubetune.devcluster up|down|status``: a control plane started by hand for development.
+"""``python -m kubetune_dev.controlplane up|down|status``: a control plane started by hand for development.
 
 ``up`` detaches the components and records their PIDs in the state directory, so ``down`` from another
 shell stops exactly those processes and nothing else that happens to run the same binaries.
@@ -11,9 +11,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from kubetune.devcluster.cluster import LocalControlPlane
-from kubetune.devcluster.components import Tier
-from kubetune.devcluster.paths import default_state_dir
+from kubetune_dev.controlplane.cluster import LocalControlPlane
+from kubetune_dev.controlplane.components import Tier
+from kubetune_dev.controlplane.paths import default_state_dir
 
 
 def _up(state_dir: Path, tier: Tier) -> int:
@@ -60,7 +60,7 @@ def _status(state_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kubetune.devcluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m kubetune_dev.controlplane", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=default_state_dir())
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start and leave running; prints the kubeconfig path")

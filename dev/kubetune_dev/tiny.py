@@ -1,6 +1,6 @@
 """A tiny Llama and a locally trained tokenizer, built once and cached on disk, plus toy datasets.
 
-Used by the tests and by `make demo` (`python -m kubetune_trainer.tiny --model DIR --data FILE`), so
+Used by the tests and by `make demo` (`python -m kubetune_dev.tiny --model DIR --data FILE`), so
 the demo trains the same learnable toy task the tests prove.
 
 No hub access: the tokenizer is a byte-level BPE trained on the toy corpus (as in TRAINER-NOTES),

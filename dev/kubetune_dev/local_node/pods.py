@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
-from kubetune.devcluster.local_node import process, volumes
+from kubetune_dev.local_node import process, volumes
 
 MESSAGE_LIMIT = 4096
 

@@ -16,14 +16,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from kubetune.devcluster import components as comp
-from kubetune.devcluster.client import AdminClient, ApiError, condition, probe, wait_for
-from kubetune.devcluster.components import Layout, Ports, Tier
-from kubetune.devcluster.kwok import gpu_nodes, write_kwok_config
-from kubetune.devcluster.paths import Binaries, find_binaries
-from kubetune.devcluster.pki import Pki, generate_pki, write_kubeconfig
-from kubetune.devcluster.ports import free_ports
-from kubetune.devcluster.processes import Process, is_our_process, rss_mib, spawn, tail, terminate
+from kubetune_dev.controlplane import components as comp
+from kubetune_dev.controlplane.client import AdminClient, ApiError, condition, probe, wait_for
+from kubetune_dev.controlplane.components import Layout, Ports, Tier
+from kubetune_dev.controlplane.kwok import gpu_nodes, write_kwok_config
+from kubetune_dev.controlplane.paths import Binaries, find_binaries
+from kubetune_dev.controlplane.pki import Pki, generate_pki, write_kubeconfig
+from kubetune_dev.controlplane.ports import free_ports
+from kubetune_dev.controlplane.processes import Process, is_our_process, rss_mib, spawn, tail, terminate
 
 STATE_FILE = "state.json"
 _DEFAULT_SA = "/api/v1/namespaces/default/serviceaccounts/default"
@@ -141,7 +141,7 @@ class LocalControlPlane:
     ) -> None:
         self.stop()
 
-    # -- state file, for `python -m kubetune.devcluster down/status` from another process -------------
+    # -- state file, for `python -m kubetune_dev.controlplane down/status` from another process -------------
     def _write_state(self) -> None:
         state: dict[str, Any] = {
             "tier": str(self.tier),

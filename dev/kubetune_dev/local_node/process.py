@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from kubetune.devcluster.local_node.volumes import Mount
+from kubetune_dev.local_node.volumes import Mount
 
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 

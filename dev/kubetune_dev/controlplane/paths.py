@@ -99,5 +99,5 @@ def find_binaries(versions: Versions | None = None) -> Binaries:
 
 
 def default_state_dir() -> Path:
-    """The hand-started cluster (``python -m kubetune.devcluster up``) keeps its PIDs and kubeconfig here."""
+    """The hand-started cluster (``python -m kubetune_dev.controlplane up``) keeps its PIDs and kubeconfig here."""
     return cache_dir() / "devcluster"

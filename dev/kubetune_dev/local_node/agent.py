@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.devcluster.local_node import node, pods
+from kubetune_dev.local_node import node, pods
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from kubetune.devcluster.paths import Binaries
-from kubetune.devcluster.pki import Pki
+from kubetune_dev.controlplane.paths import Binaries
+from kubetune_dev.controlplane.pki import Pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs; must not overlap SERVICE_CIDR

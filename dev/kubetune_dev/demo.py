@@ -22,13 +22,13 @@ from typing import Any
 import yaml
 from kubernetes import config as kube_config
 
-from kubetune.devcluster import LocalControlPlane, Tier
-from kubetune.devcluster.local_node.agent import LocalNode
-from kubetune.devcluster.local_node.pods import NodeRuntime
-from kubetune.devcluster.paths import find_kubectl
-from kubetune.devcluster.ports import free_ports
+from kubetune_dev.controlplane import LocalControlPlane, Tier
+from kubetune_dev.controlplane.paths import find_kubectl
+from kubetune_dev.controlplane.ports import free_ports
+from kubetune_dev.local_node.agent import LocalNode
+from kubetune_dev.local_node.pods import NodeRuntime
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "examples" / "demo-tiny-lora.yaml"
 NAMESPACE = "demo"
 CLAIM = "demo-data"
@@ -121,7 +121,7 @@ class Demo:
             [
                 sys.executable,
                 "-m",
-                "kubetune_trainer.tiny",
+                "kubetune_dev.tiny",
                 "--model",
                 str(self.claim_dir / "models" / "tiny-llama"),
                 "--data",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubetune.devcluster.pki import Pki
+from kubetune_dev.controlplane.pki import Pki
 
 T = TypeVar("T")
 

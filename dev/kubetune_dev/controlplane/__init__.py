@@ -4,7 +4,7 @@ and kwok with fake GPU nodes) so tests, benchmarks and the demo never talk to a 
 Binaries come from ``make binaries`` (hack/build-all.sh); see docs/development.md.
 """
 
-from kubetune.devcluster.cluster import ControlPlaneError, LocalControlPlane
-from kubetune.devcluster.components import Tier
+from kubetune_dev.controlplane.cluster import ControlPlaneError, LocalControlPlane
+from kubetune_dev.controlplane.components import Tier
 
 __all__ = ["ControlPlaneError", "LocalControlPlane", "Tier"]
