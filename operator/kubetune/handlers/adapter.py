@@ -11,7 +11,7 @@ import kopf
 from kubetune import metrics
 from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync_adapter import sync_adapter
-from kubetune.reconcile.plan import settled
+from kubetune.decisions.plan import settled
 
 ADAPTER = ("kubetune.io", "v1alpha1", "adapters")
 

@@ -12,7 +12,7 @@ import kopf
 from kubetune import metrics
 from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync import sync_finetunejob
-from kubetune.reconcile.plan import settled
+from kubetune.decisions.plan import settled
 
 FTJ = ("kubetune.io", "v1alpha1", "finetunejobs")
 log = logging.getLogger(__name__)

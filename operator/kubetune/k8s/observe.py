@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.k8s.client import Kube, Obj, path
-from kubetune.reconcile.observed import Observed, reward_adapter
+from kubetune.decisions.observed import Observed, reward_adapter
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 

@@ -16,8 +16,8 @@ from kubetune.k8s.client import Kube, Obj, path
 from kubetune.k8s.observe import job_and_pods
 from kubetune.k8s.sync import lenient_status
 from kubetune.k8s.writes import apply_all, emit_event, write_status
-from kubetune.reconcile.adapter_status import adapter_status, merge_verdict, source_problem
-from kubetune.reconcile.conditions import Verdict, timestamp
+from kubetune.decisions.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
 from kubetune.settings import OperatorSettings

@@ -9,9 +9,9 @@ import pytest
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus, Artifact
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
-from kubetune.reconcile.adapter_status import adapter_status, merge_verdict, source_problem
-from kubetune.reconcile.observed import Observed
-from kubetune.reconcile.plan import children_stale, plan
+from kubetune.decisions.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.decisions.observed import Observed
+from kubetune.decisions.plan import children_stale, plan
 from kubetune.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
@@ -206,7 +206,7 @@ RLHF = {
 
 
 def test_unknown_reward_adapter_waits_with_a_condition() -> None:
-    from kubetune.reconcile.status import compute_status
+    from kubetune.decisions.status import compute_status
 
     model = ftj(objective=RLHF, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})
     assert not plan(model, Observed(), "j").apply_children
@@ -280,7 +280,7 @@ def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
     ],
 )
 def test_settled_objects_leave_the_resync(kind: str, body: dict[str, Any], expected: bool) -> None:
-    from kubetune.reconcile.plan import settled
+    from kubetune.decisions.plan import settled
 
     assert settled(kind, body) is expected
 

@@ -9,8 +9,8 @@ import pytest
 
 from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
-from kubetune.reconcile.observed import Observed
-from kubetune.reconcile.status import compute_status, invalid_status, operator_fields
+from kubetune.decisions.observed import Observed
+from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.reconcile.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
-from kubetune.reconcile.status import TERMINAL
+from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
+from kubetune.decisions.status import TERMINAL
 
 
 @dataclass(frozen=True)

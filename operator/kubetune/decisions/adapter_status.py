@@ -11,9 +11,9 @@ from datetime import datetime
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
-from kubetune.reconcile.conditions import Conditions, Verdict
-from kubetune.reconcile.observed import Obj, creation_order, job_condition, terminated
-from kubetune.reconcile.status import validated
+from kubetune.decisions.conditions import Conditions, Verdict
+from kubetune.decisions.observed import Obj, creation_order, job_condition, terminated
+from kubetune.decisions.status import validated
 
 CONTAINER = "trainer"
 

@@ -13,8 +13,8 @@ from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.common import LocalObjectRef
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, ResolvedInputs, TrainResult
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
-from kubetune.reconcile.conditions import Conditions, Status, Verdict, timestamp
-from kubetune.reconcile.observed import (
+from kubetune.decisions.conditions import Conditions, Status, Verdict, timestamp
+from kubetune.decisions.observed import (
     Obj,
     Observed,
     adapter_artifact_uri,

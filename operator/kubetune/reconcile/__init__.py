@@ -1,1 +1,0 @@
-"""Pure decisions: what was observed (plus the time) in, status and actions out."""
