@@ -19,7 +19,8 @@ from pydantic import BaseModel
 
 from kubetune.api.crd.build import all_crds
 from kubetune.api.problems import Problem, validate
-from kubetune.api.v1alpha1 import API_VERSION, Adapter, FineTuneJob
+from kubetune.api.resources import API_VERSION
+from kubetune.api.v1alpha1 import Adapter, FineTuneJob
 
 KINDS: dict[str, type[BaseModel]] = {"FineTuneJob": FineTuneJob, "Adapter": Adapter}
 

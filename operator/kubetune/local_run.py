@@ -15,18 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_FILE, TERMINATION_LOG_ENV
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.render.bundle import render_bundle
 from kubetune.settings import OperatorSettings
-
-CONFIG_KEY = "trainer.json"
 
 
 def local_trainer_config(document: dict[str, Any], workdir: Path, pvc_root: Path) -> TrainerConfig:
     """The rendered TrainerConfig with pod paths replaced by local ones (pure apart from nothing)."""
     manifests = render_bundle(document, OperatorSettings())
     (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
-    config = TrainerConfig.model_validate_json(config_map["data"][CONFIG_KEY])
+    config = TrainerConfig.model_validate_json(config_map["data"][CONFIG_FILE])
     runtime = config.runtime.model_copy(
         update={
             "cache_dir": str(workdir / "cache"),
@@ -48,10 +47,10 @@ def local_trainer_config(document: dict[str, Any], workdir: Path, pvc_root: Path
 def run_locally(document: dict[str, Any], workdir: Path, pvc_root: Path) -> int:
     config = local_trainer_config(document, workdir, pvc_root)
     workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / CONFIG_KEY
+    config_path = workdir / CONFIG_FILE
     config_path.write_text(json.dumps(config.to_wire(), indent=2))
     print(
         f"kubetune run: trainer config at {config_path}; artifacts go to {config.job.output.uri if config.job else '?'}"
     )
-    env = {**os.environ, "KUBETUNE_TERMINATION_LOG": str(workdir / "termination-log")}
+    env = {**os.environ, TERMINATION_LOG_ENV: str(workdir / "termination-log")}
     return subprocess.call([sys.executable, "-m", "kubetune_trainer", "--config", str(config_path)], env=env)

@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from kubetune.api.v1alpha1.pod_contract import TRAINER_METRICS_PORT
+
 ENV_PREFIX = "KUBETUNE_"
-FIELD_MANAGER = "kubetune-operator"
-TRAINER_FIELD_MANAGER = "kubetune-trainer"
 
 
 class OperatorSettings(BaseModel):
@@ -36,7 +36,7 @@ class OperatorSettings(BaseModel):
         default=None, description="Secret with AWS_* keys for s3:// URIs, passed as envFrom (optional)."
     )
     rendezvous_port: int = Field(default=29500, ge=1, le=65535)
-    trainer_metrics_port: int = Field(default=9400, ge=1, le=65535)
+    trainer_metrics_port: int = Field(default=TRAINER_METRICS_PORT, ge=1, le=65535)
     progress_interval_seconds: float = Field(default=10.0, gt=0)
     merge_output_prefix: str | None = Field(
         default=None, description="Where merged adapters go; next to the first source's artifact when unset."

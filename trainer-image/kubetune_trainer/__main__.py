@@ -18,13 +18,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
 
 log = logging.getLogger("kubetune_trainer")
 
-TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 RETRYABLE_EXIT_CODE = 1
 """Merge mode lives in its own package, which exposes `run(config: TrainerConfig) -> object`."""

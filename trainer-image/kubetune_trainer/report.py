@@ -27,16 +27,15 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from kubetune.api.resources import KUBETUNE_RESOURCES
 from kubetune.api.v1alpha1.finetunejob import Progress
+from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
 from kubetune.api.v1alpha1.trainer_config import StatusTarget
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.metrics import TrainerMetrics
 
 log = logging.getLogger(__name__)
 
-FIELD_MANAGER = "kubetune-trainer"
-GROUP, VERSION = "kubetune.io", "v1alpha1"
-PLURALS = {"FineTuneJob": "finetunejobs", "Adapter": "adapters"}
 SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 REQUEST_TIMEOUT_SECONDS = 5
 MAX_BACKOFF_DOUBLINGS = 5
@@ -80,21 +79,22 @@ class StatusWriter:
         return None
 
     def apply(self, status: dict[str, Any]) -> bool:
+        resource = KUBETUNE_RESOURCES[self.target.kind]
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": resource.api_version,
             "kind": self.target.kind,
             "metadata": {"name": self.target.name, "namespace": self.target.namespace},
             "status": status,
         }
         try:
             self._api.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
+                resource.group,
+                resource.version,
                 self.target.namespace,
-                PLURALS[self.target.kind],
+                resource.plural,
                 self.target.name,
                 body,
-                field_manager=FIELD_MANAGER,
+                field_manager=TRAINER_FIELD_MANAGER,
                 force=True,  # the trainer is the only writer of these fields
                 _content_type="application/apply-patch+yaml",
                 _request_timeout=REQUEST_TIMEOUT_SECONDS,

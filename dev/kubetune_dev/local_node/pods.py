@@ -14,6 +14,7 @@ from typing import Any
 
 from kubernetes import client
 
+from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune_dev.local_node import process, volumes
 
 MESSAGE_LIMIT = 4096
@@ -55,7 +56,7 @@ def container_env(
         "HOSTNAME": pod.metadata.name,
         "KUBERNETES_SERVICE_HOST": runtime.api_host,
         "KUBERNETES_SERVICE_PORT": str(runtime.api_port),
-        process.TERMINATION_LOG_ENV: str(sandbox / "termination-log"),
+        TERMINATION_LOG_ENV: str(sandbox / "termination-log"),
     }
     (sandbox / "home").mkdir(parents=True, exist_ok=True)
     for source in container.env_from or []:

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from kubetune_dev.local_node.volumes import Mount
 
-TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
-
 
 def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
     """Mounts whose target would hide another mount's source go last (e.g. /tmp over a sandbox in /tmp)."""

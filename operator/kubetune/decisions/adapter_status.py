@@ -10,12 +10,11 @@ from datetime import datetime
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import TrainResult
+from kubetune.api.v1alpha1.pod_contract import TRAINER_CONTAINER
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune.decisions.conditions import Conditions, Verdict
 from kubetune.decisions.observed import Obj, creation_order, job_condition, terminated
 from kubetune.decisions.status import validated
-
-CONTAINER = "trainer"
 
 
 def source_problem(adapter: Adapter, sources: dict[str, Obj | None]) -> Verdict | None:
@@ -62,7 +61,7 @@ def source_problem(adapter: Adapter, sources: dict[str, Obj | None]) -> Verdict 
 
 def _merge_failure(job: Obj, pods: tuple[Obj, ...]) -> Verdict:
     failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed"]
-    done = terminated(max(failed, key=creation_order), CONTAINER) if failed else None
+    done = terminated(max(failed, key=creation_order), TRAINER_CONTAINER) if failed else None
     message = str((done or {}).get("message") or "").strip().splitlines()
     line = message[-1] if message else ""
     if done and done.get("exitCode") == CONFIG_ERROR_EXIT_CODE:

@@ -12,6 +12,7 @@ from datetime import datetime
 from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.common import LocalObjectRef
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, ResolvedInputs, TrainResult
+from kubetune.api.v1alpha1.pod_contract import FINETUNEJOB_TRAINER_FIELDS, TRAINER_CONTAINER
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune.decisions.conditions import Conditions, Status, Verdict, timestamp
 from kubetune.decisions.observed import (
@@ -28,22 +29,8 @@ from kubetune.decisions.observed import (
     waiting_reason,
 )
 
-CONTAINER = "trainer"
 TERMINAL = ("Succeeded", "Failed")
 IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
-OPERATOR_OWNED = (
-    "phase",
-    "conditions",
-    "observedGeneration",
-    "jobName",
-    "attempts",
-    "startTime",
-    "completionTime",
-    "resolved",
-    "adapterRef",
-    "reason",
-    "message",
-)
 
 
 def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
@@ -83,7 +70,7 @@ def _last_failed(pods: tuple[Obj, ...]) -> Obj | None:
 
 def _exit_detail(pod: Obj | None) -> tuple[int | None, str, str]:
     """(exit code, reason, one-line termination message) of the trainer container."""
-    done = terminated(pod, CONTAINER) if pod else None
+    done = terminated(pod, TRAINER_CONTAINER) if pod else None
     if not done:
         return None, "", ""
     message = str(done.get("message") or "").strip()
@@ -289,6 +276,5 @@ def _build(
 
 
 def operator_fields(status: FineTuneJobStatus) -> dict[str, object]:
-    """The part of status the operator writes; progress and result stay with the trainer's field manager."""
-    wire = status.to_wire()
-    return {key: wire[key] for key in OPERATOR_OWNED if key in wire}
+    """The part of status the operator writes: all but the trainer's fields, which stay with its field manager."""
+    return {key: value for key, value in status.to_wire().items() if key not in FINETUNEJOB_TRAINER_FIELDS}

@@ -9,11 +9,12 @@ from typing import Any
 import kopf
 
 from kubetune import metrics
+from kubetune.api.resources import ADAPTER as RESOURCE
+from kubetune.decisions.plan import settled
 from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync_adapter import sync_adapter
-from kubetune.decisions.plan import settled
 
-ADAPTER = ("kubetune.io", "v1alpha1", "adapters")
+ADAPTER = (RESOURCE.group, RESOURCE.version, RESOURCE.plural)
 
 
 def reconcile(runtime: Runtime, namespace: str, name: str) -> None:

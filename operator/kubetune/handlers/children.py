@@ -8,11 +8,11 @@ from typing import Any
 
 import kopf
 
+from kubetune.api.v1alpha1.pod_contract import MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER, OWNER_ANNOTATION
 from kubetune.handlers import adapter, finetunejob
-from kubetune.render.meta import MANAGED_BY, OWNER_ANNOTATION
 
 log = logging.getLogger(__name__)
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+MANAGED = {MANAGED_BY_LABEL: OPERATOR_FIELD_MANAGER}
 
 
 def _owner(annotations: Mapping[str, str]) -> tuple[str, str] | None:

@@ -10,11 +10,12 @@ from typing import Any
 import kopf
 
 from kubetune import metrics
+from kubetune.api.resources import FINETUNEJOB
+from kubetune.decisions.plan import settled
 from kubetune.handlers.startup import RECONCILERS, Runtime, locked_and_metered
 from kubetune.k8s.sync import sync_finetunejob
-from kubetune.decisions.plan import settled
 
-FTJ = ("kubetune.io", "v1alpha1", "finetunejobs")
+FTJ = (FINETUNEJOB.group, FINETUNEJOB.version, FINETUNEJOB.plural)
 log = logging.getLogger(__name__)
 
 

@@ -16,13 +16,16 @@ import kopf
 from prometheus_client import start_http_server
 
 from kubetune import metrics
+from kubetune.api.resources import GROUP
+from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.handlers.resync import Resync
-from kubetune.k8s.client import Kube, KubeError
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import KubeError
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
-PREFIX = "kubetune.io"
-FINALIZER = "kubetune.io/finalizer"
+PREFIX = GROUP
+FINALIZER = f"{GROUP}/finalizer"
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,7 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.networking.error_backoffs = settings.error_backoffs
     kopf_settings.execution.default_backoff = settings.handler_backoff
     kopf_settings.posting.level = logging.WARNING
-    kopf_settings.posting.reporting_component = "kubetune-operator"
+    kopf_settings.posting.reporting_component = OPERATOR_FIELD_MANAGER
     kopf_settings.peering.name = settings.peering_name
 
 

@@ -10,65 +10,22 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import Any
-from urllib.parse import quote
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
-from kubetune.settings import FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
+from kubetune.k8s.interface import KubeError, Obj, path
 
-Obj = dict[str, Any]
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
-PLURALS: dict[str, str] = {
-    "ConfigMap": "configmaps",
-    "Event": "events",
-    "Job": "jobs",
-    "PersistentVolumeClaim": "persistentvolumeclaims",
-    "Pod": "pods",
-    "Role": "roles",
-    "RoleBinding": "rolebindings",
-    "Secret": "secrets",
-    "Service": "services",
-    "ServiceAccount": "serviceaccounts",
-    "FineTuneJob": "finetunejobs",
-    "Adapter": "adapters",
-}
-API_VERSIONS: dict[str, str] = {
-    "Job": "batch/v1",
-    "Role": "rbac.authorization.k8s.io/v1",
-    "RoleBinding": "rbac.authorization.k8s.io/v1",
-    "FineTuneJob": "kubetune.io/v1alpha1",
-    "Adapter": "kubetune.io/v1alpha1",
-}
-
-
-class KubeError(Exception):
-    """An API error with its HTTP status and the server's message (never a request body)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(f"{status} {reason}: {message}")
-
-
-def path(kind: str, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-    api_version = API_VERSIONS.get(kind, "v1")
-    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    out = f"{root}/namespaces/{quote(namespace)}/{PLURALS[kind]}"
-    if name:
-        out += f"/{quote(name)}"
-    if subresource:
-        out += f"/{subresource}"
-    return out
-
 
 class Kube:
-    """Thread-safe (urllib3 pools); one per operator process."""
+    """Thread-safe (urllib3 pools); one per operator process. Satisfies `KubeClient`, plus `request` for
+    anything else (the liveness probe, tests)."""
 
     def __init__(self, api_client: k8s_client.ApiClient) -> None:
         self.api = api_client
@@ -134,11 +91,15 @@ class Kube:
         """Server-side apply with the operator's field manager; force takes fields back from kubectl edits."""
         meta = manifest["metadata"]
         url = path(manifest["kind"], meta["namespace"], meta["name"], subresource)
-        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": OPERATOR_FIELD_MANAGER, "force": "true"}
         return self.request("PATCH", url, query=query, body=manifest, content_type=APPLY)
 
     def merge_patch(self, url: str, body: Obj) -> Obj:
-        return self.request("PATCH", url, query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE)
+        query = {"fieldManager": OPERATOR_FIELD_MANAGER}
+        return self.request("PATCH", url, query=query, body=body, content_type=MERGE)
 
     def create(self, url: str, body: Obj) -> Obj:
         return self.request("POST", url, body=body)
+
+    def delete(self, url: str) -> None:
+        self.request("DELETE", url, query={"propagationPolicy": "Background"})

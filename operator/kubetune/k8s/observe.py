@@ -4,10 +4,10 @@ operator never even receives a Secret's data."""
 from __future__ import annotations
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.k8s.client import Kube, Obj, path
+from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
 from kubetune.decisions.observed import Observed, reward_adapter
-
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import Obj, path
 
 
 def job_and_pods(kube: Kube, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:

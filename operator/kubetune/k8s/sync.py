@@ -13,14 +13,15 @@ from datetime import datetime
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.adapter import Adapter
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
-from kubetune.k8s.client import Kube, Obj, path
-from kubetune.k8s.observe import observe_finetunejob
-from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.decisions.adapter_status import adapter_status
 from kubetune.decisions.conditions import timestamp
 from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import Obj, path
+from kubetune.k8s.observe import observe_finetunejob
+from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import adapter_name, published_adapter
 from kubetune.render.bundle import bundle, job_suspend
 from kubetune.render.names import job_name

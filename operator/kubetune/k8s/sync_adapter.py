@@ -12,12 +12,13 @@ from datetime import datetime
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import TrainResult
-from kubetune.k8s.client import Kube, Obj, path
+from kubetune.decisions.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.decisions.conditions import Verdict, timestamp
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import Obj, path
 from kubetune.k8s.observe import job_and_pods
 from kubetune.k8s.sync import lenient_status
 from kubetune.k8s.writes import apply_all, emit_event, write_status
-from kubetune.decisions.adapter_status import adapter_status, merge_verdict, source_problem
-from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
 from kubetune.settings import OperatorSettings

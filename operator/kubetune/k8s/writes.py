@@ -6,8 +6,9 @@ import logging
 import socket
 from typing import Any
 
-from kubetune.k8s.client import API_VERSIONS, Kube, KubeError, Obj, path
-from kubetune.settings import FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import RESOURCES, KubeError, Obj, path
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def apply_all(kube: Kube, manifests: list[Obj], *, started: bool = True) -> dict
             url = path("Job", meta["namespace"], meta["name"])
             if not started:
                 log.info("Job %s/%s changed before it started; re-creating it", meta["namespace"], meta["name"])
-                kube.request("DELETE", url, query={"propagationPolicy": "Background"})
+                kube.delete(url)
                 continue
             log.warning("Job %s/%s differs in immutable fields; only suspend is updated", *meta_key(meta))
             stored["Job"] = kube.merge_patch(url, {"spec": {"suspend": manifest["spec"]["suspend"]}})
@@ -52,7 +53,7 @@ def write_status(kube: Kube, stored: Obj, desired: dict[str, Any]) -> bool:
     meta = stored["metadata"]
     kind = stored["kind"]
     body = {
-        "apiVersion": API_VERSIONS[kind],
+        "apiVersion": RESOURCES[kind].api_version,
         "kind": kind,
         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
         "status": desired,
@@ -81,8 +82,8 @@ def emit_event(kube: Kube, involved: Obj, *, event_type: str, reason: str, messa
         "firstTimestamp": timestamp,
         "lastTimestamp": timestamp,
         "count": 1,
-        "source": {"component": FIELD_MANAGER},
-        "reportingComponent": FIELD_MANAGER,
+        "source": {"component": OPERATOR_FIELD_MANAGER},
+        "reportingComponent": OPERATOR_FIELD_MANAGER,
         "reportingInstance": socket.gethostname()[:128],
     }
     try:

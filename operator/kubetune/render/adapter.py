@@ -11,11 +11,12 @@ from typing import Any
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.api.v1alpha1.pod_contract import BASE_MODEL_LABEL, CACHE_DIR, CHECKPOINT_DIR, PVC_ROOT, SCRATCH_DIR
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.render import configmap, job, names, rbac
-from kubetune.render.meta import BASE_MODEL_LABEL, Manifest, Owner, labels, owner_reference, propagated
+from kubetune.render.meta import Manifest, Owner, labels, owner_reference, propagated
 from kubetune.render.names import label_value
-from kubetune.render.trainer_config import CACHE_DIR, PVC_ROOT, SCRATCH_DIR, pvc_claims
+from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
 
 LORA_FAMILY = ("lora", "dora", "qlora")
@@ -127,7 +128,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
     runtime = RuntimeSettings(
         cache_dir=CACHE_DIR,
         work_dir=SCRATCH_DIR,
-        checkpoint_dir=f"{SCRATCH_DIR}/checkpoints",
+        checkpoint_dir=CHECKPOINT_DIR,
         pvc_mount_root=PVC_ROOT,
         metrics_port=settings.trainer_metrics_port,
         progress_interval_seconds=settings.progress_interval_seconds,

@@ -10,10 +10,11 @@ from typing import Any
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import REWARD_MODEL_URI_ENV, pvc_claims, trainer_config
+from kubetune.render.trainer_config import pvc_claims, trainer_config
 from kubetune.settings import OperatorSettings
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_FILE
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.render.meta import Manifest, Owner, metadata
-from kubetune.render.trainer_config import CONFIG_FILE
 
 
 def config_map(name: str, owner: Owner, config: TrainerConfig) -> Manifest:

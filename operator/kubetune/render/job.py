@@ -11,13 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune.api.v1alpha1.common import SecretKeyRef
+from kubetune.api.v1alpha1.pod_contract import (
+    CACHE_DIR,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    PVC_ROOT,
+    SCRATCH_DIR,
+    TRAINER_CONTAINER,
+)
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, RuntimeSettings
 from kubetune.render.meta import KUEUE_QUEUE_LABEL, Manifest, Owner, metadata
 from kubetune.render.names import pvc_volume_name
-from kubetune.render.trainer_config import CACHE_DIR, CONFIG_DIR, CONFIG_FILE, PVC_ROOT, SCRATCH_DIR
 from kubetune.settings import OperatorSettings
 
-CONTAINER = "trainer"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
@@ -143,7 +149,7 @@ def _resources(plan: PodPlan) -> dict[str, Any]:
 def _container(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
     _, mounts = _volumes(plan, settings)
     container: dict[str, Any] = {
-        "name": CONTAINER,
+        "name": TRAINER_CONTAINER,
         "image": plan.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": launcher_command(plan.runtime, settings.rendezvous_port),
@@ -202,7 +208,11 @@ def pod_failure_policy() -> dict[str, Any]:
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             {
                 "action": "FailJob",
-                "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [CONFIG_ERROR_EXIT_CODE]},
+                "onExitCodes": {
+                    "containerName": TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": [CONFIG_ERROR_EXIT_CODE],
+                },
             },
         ]
     }

@@ -5,17 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubetune.api.resources import KUBETUNE_RESOURCES
+from kubetune.api.v1alpha1.pod_contract import (
+    ADAPTER_LABEL,
+    COMPONENT_LABEL,
+    JOB_LABEL,
+    MANAGED_BY_LABEL,
+    OPERATOR_FIELD_MANAGER,
+    OWNER_ANNOTATION,
+)
 from kubetune.render.names import label_value
 
-API_VERSION = "kubetune.io/v1alpha1"
-JOB_LABEL = "kubetune.io/job"
-ADAPTER_LABEL = "kubetune.io/adapter"
-BASE_MODEL_LABEL = "kubetune.io/base-model"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-MANAGED_BY = "kubetune-operator"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-OWNER_ANNOTATION = "kubetune.io/owner"
-"""KIND/NAME of the owning kubetune object, so Job and pod events map back to it without a lookup."""
 
 Manifest = dict[str, Any]
 
@@ -28,7 +29,7 @@ def labels(owner_name: str, component: str, owner_label: str = JOB_LABEL) -> dic
         "app.kubernetes.io/instance": value,
         COMPONENT_LABEL: component,
         "app.kubernetes.io/part-of": "kubetune",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: OPERATOR_FIELD_MANAGER,
         owner_label: value,
     }
 
@@ -36,7 +37,7 @@ def labels(owner_name: str, component: str, owner_label: str = JOB_LABEL) -> dic
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
     """Controller reference: children are garbage-collected with the owner and map back to it."""
     return {
-        "apiVersion": API_VERSION,
+        "apiVersion": KUBETUNE_RESOURCES[kind].api_version,
         "kind": kind,
         "name": name,
         "uid": uid,

@@ -6,9 +6,8 @@ nor read Secrets; the integration tests prove this with a real TokenRequest toke
 
 from __future__ import annotations
 
+from kubetune.api.resources import KUBETUNE_RESOURCES
 from kubetune.render.meta import Manifest, Owner, metadata
-
-PLURALS = {"FineTuneJob": "finetunejobs", "Adapter": "adapters"}
 
 
 def service_account(name: str, owner: Owner) -> Manifest:
@@ -22,19 +21,20 @@ def service_account(name: str, owner: Owner) -> Manifest:
 
 
 def role(name: str, owner: Owner) -> Manifest:
-    plural = PLURALS[owner.kind]
+    resource = KUBETUNE_RESOURCES[owner.kind]
+    plural = resource.plural
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": metadata(name, owner, "rbac"),
         "rules": [
             {
-                "apiGroups": ["kubetune.io"],
+                "apiGroups": [resource.group],
                 "resources": [f"{plural}/status"],
                 "resourceNames": [owner.name],
                 "verbs": ["get", "patch"],
             },
-            {"apiGroups": ["kubetune.io"], "resources": [plural], "resourceNames": [owner.name], "verbs": ["get"]},
+            {"apiGroups": [resource.group], "resources": [plural], "resourceNames": [owner.name], "verbs": ["get"]},
         ],
     }
 

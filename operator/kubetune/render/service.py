@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
 from kubetune.render.meta import Manifest, Owner, metadata
-
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def headless_service(name: str, owner: Owner, job_name: str, port: int) -> Manifest:

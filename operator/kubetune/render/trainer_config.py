@@ -10,17 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
+from kubetune.api.v1alpha1.pod_contract import CACHE_DIR, CHECKPOINT_DIR, MODEL_TOKEN_ENV, PVC_ROOT, SCRATCH_DIR
 from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.settings import OperatorSettings
-
-MODEL_TOKEN_ENV = "KUBETUNE_MODEL_TOKEN"
-REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
-"""The trainer cannot read Adapters, so the operator resolves `rlhf.reward.adapterRef` into this variable."""
-CONFIG_DIR = "/etc/kubetune"
-CONFIG_FILE = "trainer.json"
-CACHE_DIR = "/var/cache/kubetune"
-SCRATCH_DIR = "/scratch"
-PVC_ROOT = "/mnt/pvc"
 
 Strategy = Literal["single", "ddp", "deepspeed", "fsdp"]
 
@@ -61,7 +53,7 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> Runtim
         world_size=world,
         cache_dir=CACHE_DIR,
         work_dir=SCRATCH_DIR,
-        checkpoint_dir=f"{SCRATCH_DIR}/checkpoints",
+        checkpoint_dir=CHECKPOINT_DIR,
         pvc_mount_root=PVC_ROOT,
         metrics_port=settings.trainer_metrics_port,
         progress_interval_seconds=settings.progress_interval_seconds,

@@ -123,7 +123,7 @@ def operator(installed_crds: list[str], namespace: str, kubeconfig: Path, kube: 
 def delete_all(kube: Kube, namespace: str) -> None:
     """Delete kubetune objects while the operator still runs (an in-flight reconcile may publish an
     Adapter once more as its run is deleted: `Retain` keeps it by design), so delete until none is left."""
-    from kubetune.k8s.client import KubeError, path
+    from kubetune.k8s.interface import KubeError, path
 
     def remaining() -> bool:
         left = [(kind, item) for kind in ("FineTuneJob", "Adapter") for item in kube.list(path(kind, namespace))]
@@ -179,7 +179,7 @@ class Cluster:
         self.tmp = tmp
 
     def url(self, kind: str, name: str | None = None, sub: str | None = None) -> str:
-        from kubetune.k8s.client import path
+        from kubetune.k8s.interface import path
 
         return path(kind, self.namespace, name, sub)
 

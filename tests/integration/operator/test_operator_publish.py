@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from kubetune.k8s.client import APPLY, Kube, KubeError
-from kubetune.settings import TRAINER_FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
+from kubetune.k8s.client import APPLY, Kube
+from kubetune.k8s.interface import KubeError
 from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
+from kubetune.api.v1alpha1.pod_contract import PVC_ROOT
 from kubetune_trainer.errors import UriError
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PVC_ROOT = Path("/mnt/pvc")
+DEFAULT_PVC_ROOT = Path(PVC_ROOT)
 """Where the operator mounts each claim named in a `pvc://CLAIM/...` URI (as `/mnt/pvc/CLAIM`)."""
 
 _HF_PART = re.compile(r"^[A-Za-z0-9][\w.\-]*$")

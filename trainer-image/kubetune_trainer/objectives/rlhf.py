@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.objectives import RlhfObjective
+from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.objectives import reward as reward_objective
@@ -25,8 +26,6 @@ from kubetune_trainer.objectives.rewards import builtin_rewards
 
 if TYPE_CHECKING:
     from transformers import Trainer
-
-REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
 
 
 def get_rl_config(

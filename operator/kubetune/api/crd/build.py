@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from kubetune.api.base import CelRule
 from kubetune.api.crd.structural import structural_schema
 from kubetune.api.problems import UNIONS
-from kubetune.api.v1alpha1 import GROUP, VERSION, Adapter, FineTuneJob
+from kubetune.api.resources import ADAPTER, API_VERSION, FINETUNEJOB, ResourceId
+from kubetune.api.v1alpha1 import Adapter, FineTuneJob
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
 
 CATEGORY = "kubetune"
@@ -50,39 +51,39 @@ def _column(name: str, path: str, kind: str = "string", priority: int = 0) -> di
 
 def _crd(
     model: type[BaseModel],
-    plural: str,
+    resource: ResourceId,
     short_names: list[str],
     columns: list[dict[str, Any]],
     root_rules: list[CelRule],
 ) -> dict[str, Any]:
     schema = structural_schema(model, UNIONS)
     props = schema["properties"]
-    props["apiVersion"] = {"type": "string", "description": "kubetune.io/v1alpha1"}
-    props["kind"] = {"type": "string", "description": model.__name__}
+    props["apiVersion"] = {"type": "string", "description": API_VERSION}
+    props["kind"] = {"type": "string", "description": resource.kind}
     props["metadata"] = {"type": "object"}
     schema["required"] = ["spec"]
     schema.pop("default", None)
     if root_rules:
         schema["x-kubernetes-validations"] = [r.as_crd() for r in root_rules]
-    kind = model.__name__
+    kind = resource.kind
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "kubetune"}},
+        "metadata": {"name": resource.crd_name, "labels": {"app.kubernetes.io/part-of": "kubetune"}},
         "spec": {
-            "group": GROUP,
+            "group": resource.group,
             "scope": "Namespaced",
             "names": {
                 "kind": kind,
                 "listKind": f"{kind}List",
-                "plural": plural,
+                "plural": resource.plural,
                 "singular": kind.lower(),
                 "shortNames": short_names,
                 "categories": [CATEGORY],
             },
             "versions": [
                 {
-                    "name": VERSION,
+                    "name": resource.version,
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
@@ -97,7 +98,7 @@ def _crd(
 def finetunejob_crd() -> dict[str, Any]:
     return _crd(
         FineTuneJob,
-        "finetunejobs",
+        FINETUNEJOB,
         ["ftj", "ftjs"],
         [
             _column("Phase", ".status.phase"),
@@ -114,7 +115,7 @@ def finetunejob_crd() -> dict[str, Any]:
 def adapter_crd() -> dict[str, Any]:
     return _crd(
         Adapter,
-        "adapters",
+        ADAPTER,
         ["adp"],
         [
             _column("Phase", ".status.phase"),
@@ -129,4 +130,4 @@ def adapter_crd() -> dict[str, Any]:
 
 def all_crds() -> dict[str, dict[str, Any]]:
     """File name -> CRD, in install order."""
-    return {"finetunejobs.kubetune.io.yaml": finetunejob_crd(), "adapters.kubetune.io.yaml": adapter_crd()}
+    return {f"{FINETUNEJOB.crd_name}.yaml": finetunejob_crd(), f"{ADAPTER.crd_name}.yaml": adapter_crd()}

@@ -4,14 +4,7 @@ from kubetune.api.v1alpha1.adapter import Adapter, AdapterSpec, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec, FineTuneJobStatus
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 
-GROUP = "kubetune.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
 __all__ = [
-    "API_VERSION",
-    "GROUP",
-    "VERSION",
     "Adapter",
     "AdapterSpec",
     "AdapterStatus",

@@ -13,12 +13,10 @@ OUTPUT_URI_PATTERN = r"^((s3|pvc)://[a-z0-9][a-z0-9.\-]*(/\S*)?|file:///\S*)$"
 
 ModelUri = Annotated[str, StringConstraints(max_length=512, pattern=MODEL_URI_PATTERN)]
 OutputUri = Annotated[str, StringConstraints(max_length=512, pattern=OUTPUT_URI_PATTERN)]
-DnsLabel = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 ResourceName = Annotated[
     str,
     StringConstraints(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
 ]
-ShortText = Annotated[str, StringConstraints(max_length=256)]
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Quantity = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")]
 Timestamp = Annotated[str, StringConstraints(max_length=64)]

@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.adapter import AdapterBaseModel, AdapterMethodSummary, Combination
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
+from kubetune.api.v1alpha1.pod_contract import CACHE_DIR, CHECKPOINT_DIR, PVC_ROOT, SCRATCH_DIR, TRAINER_METRICS_PORT
 
 Path = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 EnvName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Z_][A-Z0-9_]*$")]
@@ -38,15 +39,14 @@ class RuntimeSettings(KubeModel):
     nodes: int = Field(default=1, ge=1)
     processes_per_node: int = Field(default=1, ge=1)
     world_size: int = Field(default=1, ge=1)
-    cache_dir: Path = "/var/cache/kubetune"
-    work_dir: Path = "/scratch"
-    checkpoint_dir: Path = "/scratch/checkpoints"
-    pvc_mount_root: Path = "/mnt/pvc"
-    metrics_port: int = Field(default=9400, ge=0, le=65535)
+    cache_dir: Path = CACHE_DIR
+    work_dir: Path = SCRATCH_DIR
+    checkpoint_dir: Path = CHECKPOINT_DIR
+    pvc_mount_root: Path = PVC_ROOT
+    metrics_port: int = Field(default=TRAINER_METRICS_PORT, ge=0, le=65535)
     progress_interval_seconds: float = Field(default=10.0, gt=0)
     report_status: bool = True
     model_token_env: EnvName | None = None
-    storage_env_prefix: EnvName | None = None
 
 
 class MergeInput(KubeModel):

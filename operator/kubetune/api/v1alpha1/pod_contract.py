@@ -1,0 +1,55 @@
+"""The contract between the operator and the pods it runs, written once for both sides.
+
+The operator renders these names into Jobs and pods and reads them back from pods and status; the
+trainer (which may import only `kubetune.api`) finds its config, mounts and environment by them and
+writes its status fields under its own field manager. Changing a value here changes both sides.
+"""
+
+from __future__ import annotations
+
+from kubetune.api.resources import GROUP
+
+TRAINER_CONTAINER = "trainer"
+"""The container that runs the trainer (or the merge); the pod failure policy and status read its exit code
+(`trainer_config.CONFIG_ERROR_EXIT_CODE` for bad configuration or data)."""
+
+OPERATOR_FIELD_MANAGER = "kubetune-operator"
+"""Field manager of everything the operator applies; also its Events' reporting component and the
+`app.kubernetes.io/managed-by` value of its children."""
+TRAINER_FIELD_MANAGER = "kubetune-trainer"
+"""Field manager of the trainer's status writes (server-side apply on the status subresource)."""
+FINETUNEJOB_TRAINER_FIELDS = ("progress", "result")
+"""FineTuneJob status fields only the trainer writes; the operator writes every other status field."""
+ADAPTER_TRAINER_FIELDS = ("artifact",)
+"""Adapter status fields the trainer writes for a merged Adapter (merge mode); the operator writes the rest."""
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+JOB_LABEL = f"{GROUP}/job"
+"""On every child of a FineTuneJob (and its pods): the owner's name as a label value."""
+ADAPTER_LABEL = f"{GROUP}/adapter"
+"""On every child of a merged Adapter (and its pods): the owner's name as a label value."""
+BASE_MODEL_LABEL = f"{GROUP}/base-model"
+"""On a published Adapter: its base model, to select adapters by base."""
+OWNER_ANNOTATION = f"{GROUP}/owner"
+"""KIND/NAME of the owning kubetune object, so Job and pod events map back to it without a lookup."""
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+"""Set by the Job controller on its pods: selects a run's pods and the rendezvous Service's endpoints."""
+
+CONFIG_DIR = "/etc/kubetune"
+CONFIG_FILE = "trainer.json"
+"""The TrainerConfig, mounted from the run's ConfigMap at CONFIG_DIR/CONFIG_FILE."""
+CACHE_DIR = "/var/cache/kubetune"
+SCRATCH_DIR = "/scratch"
+CHECKPOINT_DIR = f"{SCRATCH_DIR}/checkpoints"
+PVC_ROOT = "/mnt/pvc"
+"""Each claim named in a `pvc://CLAIM/...` URI is mounted at PVC_ROOT/CLAIM."""
+TRAINER_METRICS_PORT = 9400
+"""Default port of the trainer's `/metrics` (the `metrics` container port)."""
+
+MODEL_TOKEN_ENV = "KUBETUNE_MODEL_TOKEN"
+"""Holds the base model credential (from the Secret in baseModel.credentialsSecretRef)."""
+REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
+"""The trainer cannot read Adapters, so the operator resolves `rlhf.reward.adapterRef` into this variable."""
+TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
+"""Where the trainer writes its one-line failure reason (default: the pod's /dev/termination-log)."""
