@@ -10,7 +10,7 @@ from datetime import datetime
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import TrainResult
-from kubetune.api.v1alpha1.pod_contract import TRAINER_CONTAINER
+from kubetune.api.v1alpha1.pod_contract import ADAPTER_TRAINER_FIELDS, TRAINER_CONTAINER
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune.decisions.conditions import Conditions, Verdict
 from kubetune.decisions.observed import Obj, creation_order, job_condition, terminated
@@ -112,3 +112,9 @@ def adapter_status(
             "message": found.message[:2048],
         }
     )
+
+
+def operator_fields(status: AdapterStatus, *, merged: bool) -> dict[str, object]:
+    """The part of an Adapter's status the operator writes: all of it, except `artifact` of a merged
+    Adapter, which the merge Job's trainer writes (one writer per field, as for FineTuneJobs)."""
+    return {k: v for k, v in status.to_wire().items() if not (merged and k in ADAPTER_TRAINER_FIELDS)}

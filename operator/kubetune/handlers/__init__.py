@@ -1,4 +1,9 @@
-"""Thin kopf glue. Importing this package registers every handler; `run_operator` runs them.
+"""Thin kopf glue; `run_operator` runs it.
+
+kopf finds handlers in a registry. `register_operator` fills one explicitly: each kind in `KINDS`
+through the one registration helper, the Job/pod watchers and the lifecycle handlers. kopf's
+`run -m MODULE` only imports a module, so importing this package registers into kopf's default
+registry, once, by that one call.
 
 Entry points: `kubetune operator [ARGS]` calls `run_operator(ARGS)`; tests use
 `kopf.testing.KopfRunner(["run", "--standalone", "-n", NS, "-m", "kubetune.handlers"])`.
@@ -12,9 +17,20 @@ from collections.abc import Sequence
 
 import kopf
 
-from kubetune.handlers import adapter, children, finetunejob, startup
+from kubetune.handlers.children import register_children
+from kubetune.handlers.kinds import KINDS
+from kubetune.handlers.registration import register_kind
+from kubetune.handlers.startup import register_lifecycle
 
-__all__ = ["adapter", "children", "finetunejob", "run_operator", "startup"]
+
+def register_operator(registry: kopf.OperatorRegistry) -> None:
+    for kind in KINDS:
+        register_kind(registry, kind)
+    register_children(registry)
+    register_lifecycle(registry, KINDS)
+
+
+register_operator(kopf.get_default_registry())
 
 
 def parse_args(args: Sequence[str]) -> argparse.Namespace:

@@ -9,36 +9,36 @@ from typing import Any
 import kopf
 
 from kubetune.api.v1alpha1.pod_contract import MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER, OWNER_ANNOTATION
-from kubetune.handlers import adapter, finetunejob
+from kubetune.handlers.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
 MANAGED = {MANAGED_BY_LABEL: OPERATOR_FIELD_MANAGER}
 
 
-def _owner(annotations: Mapping[str, str]) -> tuple[str, str] | None:
+def owner_of(annotations: Mapping[str, str]) -> tuple[str, str] | None:
     kind, _, name = str(annotations.get(OWNER_ANNOTATION, "")).partition("/")
     return (kind, name) if kind and name else None
 
 
-def _requeue(namespace: str, annotations: Mapping[str, str], memo: Any) -> None:
-    owner = _owner(annotations)
+def requeue_owner(runtime: Runtime, namespace: str, annotations: Mapping[str, str]) -> None:
+    """Reconciles the owning kubetune object now; a failure is left to the resync loop."""
+    owner = owner_of(annotations)
     if owner is None:
         return
     kind, name = owner
+    reconcile = runtime.reconcilers.get(kind)
+    if reconcile is None:
+        return
     try:
-        if kind == "FineTuneJob":
-            finetunejob.reconcile(memo.runtime, namespace, name)
-        elif kind == "Adapter":
-            adapter.reconcile(memo.runtime, namespace, name)
+        reconcile(namespace, name)
     except kopf.TemporaryError as error:
         log.warning("%s (the timer will retry)", error)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(namespace: str | None, annotations: Mapping[str, str], memo: Any, **_: Any) -> None:
-    _requeue(namespace or "", annotations, memo)
+def child_event(namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    requeue_owner(runtime_of(memo), namespace or "", annotations)
 
 
-@kopf.on.event("", "v1", "pods", labels=MANAGED)
-def pod_event(namespace: str | None, annotations: Mapping[str, str], memo: Any, **_: Any) -> None:
-    _requeue(namespace or "", annotations, memo)
+def register_children(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.event("batch", "v1", "jobs", labels=MANAGED, id="job_event", registry=registry)(child_event)
+    kopf.on.event("", "v1", "pods", labels=MANAGED, id="pod_event", registry=registry)(child_event)

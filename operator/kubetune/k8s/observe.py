@@ -6,22 +6,23 @@ from __future__ import annotations
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
 from kubetune.decisions.observed import Observed, reward_adapter
-from kubetune.k8s.client import Kube
-from kubetune.k8s.interface import Obj, path
+from kubetune.k8s.interface import KubeClient, Obj, path
 
 
-def job_and_pods(kube: Kube, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:
+def job_and_pods(kube: KubeClient, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:
     job = kube.get(path("Job", namespace, job_name))
     if job is None:
         return None, ()
     return job, tuple(kube.list(path("Pod", namespace), label_selector=f"{JOB_NAME_LABEL}={job_name}"))
 
 
-def missing_claims(kube: Kube, namespace: str, claims: list[str]) -> tuple[str, ...]:
+def missing_claims(kube: KubeClient, namespace: str, claims: list[str]) -> tuple[str, ...]:
     return tuple(c for c in claims if kube.get(path("PersistentVolumeClaim", namespace, c), metadata_only=True) is None)
 
 
-def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]) -> Observed:
+def observe_finetunejob(
+    kube: KubeClient, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]
+) -> Observed:
     namespace = ftj.metadata.namespace or "default"
     job, pods = job_and_pods(kube, namespace, job_name)
     missing_secrets: tuple[str, ...] = ()

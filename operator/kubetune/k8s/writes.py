@@ -7,13 +7,12 @@ import socket
 from typing import Any
 
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
-from kubetune.k8s.client import Kube
-from kubetune.k8s.interface import RESOURCES, KubeError, Obj, path
+from kubetune.k8s.interface import RESOURCES, KubeClient, KubeError, Obj, path
 
 log = logging.getLogger(__name__)
 
 
-def apply_all(kube: Kube, manifests: list[Obj], *, started: bool = True) -> dict[str, Obj]:
+def apply_all(kube: KubeClient, manifests: list[Obj], *, started: bool = True) -> dict[str, Obj]:
     """Applies in order; returns the stored objects by kind.
 
     A Job's pod template is immutable. Before the run started (spec edits are allowed until then, e.g.
@@ -42,7 +41,7 @@ def meta_key(meta: Obj) -> tuple[str, str]:
     return str(meta["namespace"]), str(meta["name"])
 
 
-def write_status(kube: Kube, stored: Obj, desired: dict[str, Any]) -> bool:
+def write_status(kube: KubeClient, stored: Obj, desired: dict[str, Any]) -> bool:
     """One server-side apply of the operator's status fields, skipped when nothing changed.
 
     Fields the operator does not send (progress, result) stay owned by the trainer's field manager.
@@ -62,7 +61,7 @@ def write_status(kube: Kube, stored: Obj, desired: dict[str, Any]) -> bool:
     return True
 
 
-def emit_event(kube: Kube, involved: Obj, *, event_type: str, reason: str, message: str, timestamp: str) -> None:
+def emit_event(kube: KubeClient, involved: Obj, *, event_type: str, reason: str, message: str, timestamp: str) -> None:
     """A core/v1 Event on the object; failures are logged, never raised (Events are best effort)."""
     meta = involved["metadata"]
     event = {

@@ -2,6 +2,7 @@
 
 The object is re-read here rather than taken from the triggering event, so whichever event (its
 own change, a Job or pod change, a timer tick, a restart) triggers it, the outcome is the same.
+Publishing applies the Adapter object only: its status is written by the Adapter controller alone.
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from kubetune.api.problems import validate
-from kubetune.api.v1alpha1.adapter import Adapter
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
-from kubetune.decisions.adapter_status import adapter_status
 from kubetune.decisions.conditions import timestamp
 from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
-from kubetune.k8s.client import Kube
-from kubetune.k8s.interface import Obj, path
+from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import observe_finetunejob
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import adapter_name, published_adapter
@@ -69,9 +67,10 @@ def lenient_status(body: Obj) -> FineTuneJobStatus | None:
         return None
 
 
-def sync_finetunejob(
-    kube: Kube, namespace: str, name: str, settings: OperatorSettings, now: datetime
+def reconcile_finetunejob(
+    kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
 ) -> Outcome | None:
+    """Returns what happened for metrics and logs; None when the object is gone or being deleted."""
     body = kube.get(path("FineTuneJob", namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
@@ -112,7 +111,7 @@ def sync_finetunejob(
     )
 
 
-def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: datetime) -> FineTuneJobStatus:
+def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, now: datetime) -> FineTuneJobStatus:
     name = ftj.metadata.name or ""
     job = job_name(name)
     target = adapter_name(ftj)
@@ -134,16 +133,12 @@ def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: da
     return status
 
 
-def _publish(kube: Kube, ftj: FineTuneJob, now: datetime) -> None:
-    """Creates or updates the Adapter, then its status (Ready, and Validated from the eval gate)."""
+def _publish(kube: KubeClient, ftj: FineTuneJob, now: datetime) -> None:
+    """Creates or updates the Adapter; its watch event brings the Adapter reconcile, which writes its status."""
     result = ftj.status.result if ftj.status else None
     if result is None:
         return
-    manifest = published_adapter(ftj, result)
-    stored = kube.apply(manifest)
-    adapter = Adapter.model_validate(stored)
-    status = adapter_status(adapter, now, result=result)
-    write_status(kube, stored, status.to_wire())
+    stored = kube.apply(published_adapter(ftj, result))
     emit_event(
         kube,
         stored,

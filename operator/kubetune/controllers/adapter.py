@@ -2,6 +2,8 @@
 
 Bad merge input (missing, not Ready, or different-base sources) ends in a condition on the Adapter
 and an Event, and the merge Job is simply not created, so nothing retries in a loop.
+This is the only operator code that writes an Adapter's status; the merge Job's trainer writes
+`status.artifact` of a merged Adapter, and the operator never re-sends it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ from datetime import datetime
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
 from kubetune.api.v1alpha1.finetunejob import TrainResult
-from kubetune.decisions.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.controllers.finetunejob import lenient_status
+from kubetune.decisions.adapter_status import adapter_status, merge_verdict, operator_fields, source_problem
 from kubetune.decisions.conditions import Verdict, timestamp
-from kubetune.k8s.client import Kube
-from kubetune.k8s.interface import Obj, path
+from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import job_and_pods
-from kubetune.k8s.sync import lenient_status
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
@@ -26,7 +27,9 @@ from kubetune.settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 
-def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettings, now: datetime) -> str | None:
+def reconcile_adapter(
+    kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
+) -> str | None:
     """Returns the Adapter's phase after the reconcile (None if it is gone)."""
     body = kube.get(path("Adapter", namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -42,7 +45,7 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
     else:
         status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
     before = (body.get("status") or {}).get("phase")
-    wrote = write_status(kube, body, status.to_wire())
+    wrote = write_status(kube, body, operator_fields(status, merged="merge" in (body.get("spec") or {})))
     if wrote and status.phase != before:
         kind = "Warning" if status.phase == "Failed" else "Normal"
         reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase)
@@ -57,7 +60,7 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
     return status.phase
 
 
-def _producing_result(kube: Kube, adapter: Adapter) -> TrainResult | None:
+def _producing_result(kube: KubeClient, adapter: Adapter) -> TrainResult | None:
     """Validated follows the producing run's eval gate; None (keep what is there) once that run is gone."""
     source = adapter.spec.source
     job_ref = source.fine_tune_job if source else None
@@ -68,13 +71,13 @@ def _producing_result(kube: Kube, adapter: Adapter) -> TrainResult | None:
     return status.result if status else None
 
 
-def _sources(kube: Kube, adapter: Adapter) -> dict[str, Obj | None]:
+def _sources(kube: KubeClient, adapter: Adapter) -> dict[str, Obj | None]:
     namespace = adapter.metadata.namespace or "default"
     merge = adapter.spec.merge
     return {ref.name: kube.get(path("Adapter", namespace, ref.name)) for ref in (merge.sources if merge else [])}
 
 
-def _merge(kube: Kube, adapter: Adapter, settings: OperatorSettings) -> Verdict:
+def _merge(kube: KubeClient, adapter: Adapter, settings: OperatorSettings) -> Verdict:
     namespace = adapter.metadata.namespace or "default"
     name = adapter.metadata.name or ""
     job, pods = job_and_pods(kube, namespace, merge_job_name(name))

@@ -1,0 +1,65 @@
+"""The kinds the operator reconciles: for each, its resource, its controller and what its outcome records.
+
+Adding a kind is one `Kind` here and one controller; `registration.register_kind` gives it the same
+handlers, locking, metrics, retries and resync as the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from kubetune import metrics
+from kubetune.api.resources import ADAPTER, FINETUNEJOB, ResourceId
+from kubetune.controllers.adapter import reconcile_adapter
+from kubetune.controllers.finetunejob import Outcome, reconcile_finetunejob
+from kubetune.handlers.runtime import Runtime, locked_and_metered
+from kubetune.k8s.interface import KubeClient
+from kubetune.settings import OperatorSettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    resource: ResourceId
+    controller: Callable[[KubeClient, str, str, OperatorSettings, datetime], T]
+    record: Callable[[str, str, T], None]
+    """Metrics of one reconcile's result (namespace, name, result)."""
+    phases: metrics.PhaseIndex
+    """The phase gauge, from which a deleted object is dropped."""
+
+    def reconcile(self, runtime: Runtime, namespace: str, name: str) -> None:
+        kind = self.resource.kind
+
+        def sync() -> T:
+            return self.controller(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC))
+
+        self.record(namespace, name, locked_and_metered(runtime, kind, namespace, name, sync))
+
+
+def record_finetunejob(namespace: str, name: str, outcome: Outcome | None) -> None:
+    if outcome is not None:
+        metrics.record_finetunejob(
+            namespace=outcome.namespace,
+            name=outcome.name,
+            method=outcome.method,
+            before=outcome.before,
+            after=outcome.after,
+            reason=outcome.reason,
+            created=outcome.created,
+            start_time=outcome.start_time,
+            completion_time=outcome.completion_time,
+        )
+
+
+def record_adapter(namespace: str, name: str, phase: str | None) -> None:
+    metrics.ADAPTER_PHASES.set(namespace, name, phase)
+
+
+KINDS: tuple[Kind[Any], ...] = (
+    Kind(FINETUNEJOB, reconcile_finetunejob, record_finetunejob, metrics.FINETUNEJOB_PHASES),
+    Kind(ADAPTER, reconcile_adapter, record_adapter, metrics.ADAPTER_PHASES),
+)
