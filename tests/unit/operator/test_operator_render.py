@@ -286,3 +286,13 @@ def test_published_adapter_lineage_and_retention(retention: str, owned: bool) ->
         "objective": "sft",
     }
     assert spec["metrics"] == {"heldout.perplexity": 3.1}
+
+
+def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
+    rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}}
+    model = ftj(objective=rlhf, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})
+    job = bundle(model, SETTINGS, reward_model_uri="pvc://models/rm/")[-1]
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBETUNE_REWARD_MODEL_URI"] == "pvc://models/rm/"
+    assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in container["volumeMounts"]

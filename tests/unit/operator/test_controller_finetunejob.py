@@ -1,0 +1,215 @@
+"""The FineTuneJob controller's flow against the in-memory API server: what one reconcile reads and writes.
+
+The decisions themselves (every phase and reason) are table-tested in test_operator_status.py; here the
+question is which objects and fields end up where, under which field manager, and that a second
+reconcile of an unchanged world writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
+from kubetune.controllers.adapter import reconcile_adapter
+from kubetune.controllers.finetunejob import reconcile_finetunejob
+from kubetune.k8s.interface import path
+from kubetune.settings import OperatorSettings
+from support.fake_kube import JOB_CONTROLLER, FakeKube
+
+pytestmark = pytest.mark.unit
+
+NS = "ml"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SETTINGS = OperatorSettings()
+SHA = "c" * 64
+CHILDREN = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")
+
+
+def finetunejob(name: str = "j", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "baseModel": {"uri": "hf://org/model"},
+        "dataset": {"train": {"uri": "s3://d/train.jsonl"}},
+        "method": {"type": "lora", "lora": {"rank": 8}},
+        "objective": {"type": "sft"},
+        "resources": {"gpus": 1},
+        "output": {"uri": f"s3://o/{name}/"},
+    }
+    body.update(spec)
+    return {"apiVersion": "kubetune.io/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name}, "spec": body}
+
+
+def reconcile(kube: FakeKube, name: str = "j") -> Any:
+    return reconcile_finetunejob(kube, NS, name, SETTINGS, NOW)
+
+
+def status(kube: FakeKube, name: str = "j") -> dict[str, Any]:
+    return dict((kube.stored("FineTuneJob", NS, name) or {}).get("status") or {})
+
+
+def start_pod(kube: FakeKube, job: str, phase: str = "Running") -> None:
+    """The Job controller creates a pod and the kubelet runs it."""
+    pod = {"metadata": {"name": f"{job}-abcde", "labels": {JOB_NAME_LABEL: job}}, "spec": {"containers": []}}
+    kube.create(path("Pod", NS), pod)
+    kube.apply_status("Pod", NS, f"{job}-abcde", {"phase": phase}, "kubelet")
+    kube.apply_status("Job", NS, job, {"active": 1}, JOB_CONTROLLER)
+
+
+def complete(kube: FakeKube, job: str) -> None:
+    conditions = [{"type": "Complete", "status": "True", "reason": "CompletionsReached"}]
+    kube.apply_status("Job", NS, job, {"succeeded": 1, "conditions": conditions}, JOB_CONTROLLER)
+    kube.apply_status("Pod", NS, f"{job}-abcde", {"phase": "Succeeded"}, "kubelet")
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+def test_a_new_run_gets_its_children_and_a_pending_status(kube: FakeKube) -> None:
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    outcome = reconcile(kube)
+    for kind in CHILDREN:
+        child = kube.stored(kind, NS, "j-train")
+        assert child is not None, kind
+        assert child["metadata"]["annotations"]["kubetune.io/owner"] == "FineTuneJob/j"
+        assert child["metadata"]["ownerReferences"][0]["kind"] == "FineTuneJob"
+    assert kube.stored("Job", NS, "j-train")["spec"]["suspend"] is False
+    assert (status(kube)["phase"], status(kube)["reason"]) == ("Pending", "Creating")
+    assert status(kube)["observedGeneration"] == 1
+    assert (outcome.before, outcome.after, outcome.method) == (None, "Pending", "lora")
+    assert [e["reason"] for e in kube.events(NS)] == ["Creating"]
+    assert kube.status_owners("FineTuneJob", NS, "j")[OPERATOR_FIELD_MANAGER] >= {"phase", "conditions"}
+
+
+def test_a_second_reconcile_of_an_unchanged_world_writes_nothing(kube: FakeKube) -> None:
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    reconcile(kube)
+    writes = len(kube.writes)
+    reconcile(kube)
+    assert kube.writes[writes:] == []
+
+
+def test_observed_pods_move_the_phase_and_the_trainers_fields_stay_its_own(kube: FakeKube) -> None:
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    reconcile(kube)
+    start_pod(kube, "j-train")
+    kube.trainer_reports("FineTuneJob", NS, "j", {"progress": {"step": 5, "totalSteps": 10, "percent": 50}})
+    outcome = reconcile(kube)
+    running = status(kube)
+    assert (running["phase"], running["reason"]) == ("Running", "Training")
+    assert running["startTime"] == "2026-11-29T12:00:00Z"
+    assert running["progress"]["step"] == 5
+    assert (outcome.before, outcome.after) == ("Pending", "Running")
+    owners = kube.status_owners("FineTuneJob", NS, "j")
+    assert owners[TRAINER_FIELD_MANAGER] == {"progress"}
+    assert not owners[OPERATOR_FIELD_MANAGER] & {"progress", "result"}
+    assert [e["reason"] for e in kube.events(NS)] == ["Creating", "Training"]
+
+
+def test_success_publishes_the_adapter_whose_status_the_adapter_controller_writes(kube: FakeKube) -> None:
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    reconcile(kube)
+    start_pod(kube, "j-train")
+    reconcile(kube)
+    result = {"artifactUri": "s3://o/j/final/", "sha256": SHA, "sizeBytes": 10, "gatePassed": False}
+    kube.trainer_reports("FineTuneJob", NS, "j", {"result": {**result, "baseModelRevision": "abc"}})
+    complete(kube, "j-train")
+    reconcile(kube)
+    done = status(kube)
+    assert (done["phase"], done["adapterRef"]) == ("Succeeded", {"name": "j"})
+    adapter = kube.stored("Adapter", NS, "j")
+    assert adapter is not None
+    assert adapter["spec"]["artifact"]["sha256"] == SHA
+    assert adapter["spec"]["baseModel"] == {"uri": "hf://org/model", "revision": "abc"}
+    assert adapter["spec"]["source"]["fineTuneJob"]["name"] == "j"
+    assert "status" not in adapter  # one writer: the Adapter controller, on the Adapter's own event
+    assert "Published" in [e["reason"] for e in kube.events(NS)]
+
+    assert reconcile_adapter(kube, NS, "j", SETTINGS, NOW) == "Ready"
+    adapter_status = kube.stored("Adapter", NS, "j")["status"]
+    validated = next(c for c in adapter_status["conditions"] if c["type"] == "Validated")
+    assert (validated["status"], validated["reason"]) == ("False", "GateFailed")
+    assert set(kube.status_owners("Adapter", NS, "j")) == {OPERATOR_FIELD_MANAGER}
+
+    writes = len(kube.writes)
+    reconcile(kube)
+    assert kube.writes[writes:] == []  # published once per result
+
+
+def test_an_invalid_spec_fails_with_its_problem_and_creates_nothing(kube: FakeKube) -> None:
+    # The API server's schema would refuse this; an operator newer than the installed CRD can still see it.
+    kube.create(path("FineTuneJob", NS), finetunejob(method={"type": "lora", "lora": {"rank": 0}}))
+    outcome = reconcile(kube)
+    failed = status(kube)
+    assert (failed["phase"], failed["reason"]) == ("Failed", "InvalidSpec")
+    assert "method.lora.rank" in failed["message"]
+    assert outcome.method == "lora"
+    assert [kind for kind, _, _ in kube.objects if kind in CHILDREN] == []
+    assert [(e["type"], e["reason"]) for e in kube.events(NS)] == [("Warning", "InvalidSpec")]
+
+
+def test_a_missing_secret_waits_without_children_until_it_exists(kube: FakeKube) -> None:
+    base = {"uri": "hf://org/model", "credentialsSecretRef": {"name": "hf-token"}}
+    kube.create(path("FineTuneJob", NS), finetunejob(baseModel=base))
+    reconcile(kube)
+    assert status(kube)["reason"] == "SecretNotFound"
+    assert kube.stored("Job", NS, "j-train") is None
+    assert [(e["type"], e["reason"]) for e in kube.events(NS)] == [("Warning", "SecretNotFound")]
+    kube.create(path("Secret", NS), {"metadata": {"name": "hf-token"}, "data": {"token": "czNjcjN0"}})
+    reconcile(kube)
+    env = kube.stored("Job", NS, "j-train")["spec"]["template"]["spec"]["containers"][0]["env"]
+    token = next(e for e in env if e["name"] == "KUBETUNE_MODEL_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    assert "czNjcjN0" not in str(kube.stored("FineTuneJob", NS, "j"))
+
+
+def test_a_spec_change_before_the_start_recreates_the_job(kube: FakeKube) -> None:
+    """A queued Job's pod template is immutable: it is deleted, and the next reconcile creates the new one."""
+    kube.create(path("FineTuneJob", NS), finetunejob(resources={"gpus": 1, "queueName": "team"}))
+    reconcile(kube)
+    assert kube.stored("Job", NS, "j-train")["spec"]["suspend"] is True
+    assert status(kube)["phase"] == "Queued"
+    kube.merge_patch(path("FineTuneJob", NS, "j"), {"spec": {"resources": {"gpus": 2}}}, field_manager="kubectl")
+    reconcile(kube)
+    assert kube.stored("Job", NS, "j-train") is None
+    reconcile(kube)
+    job = kube.stored("Job", NS, "j-train")
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "2"
+    assert status(kube)["observedGeneration"] == 2
+
+
+def test_an_adapter_of_another_run_is_not_overwritten(kube: FakeKube) -> None:
+    foreign = {
+        "apiVersion": "kubetune.io/v1alpha1",
+        "kind": "Adapter",
+        "metadata": {"name": "j"},
+        "spec": {
+            "baseModel": {"uri": "hf://org/model"},
+            "artifact": {"uri": "s3://o/other/"},
+            "source": {"fineTuneJob": {"name": "other"}},
+        },
+    }
+    kube.create(path("Adapter", NS), foreign)
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    kube.trainer_reports(
+        "FineTuneJob", NS, "j", {"result": {"artifactUri": "s3://o/j/", "sha256": SHA, "sizeBytes": 1}}
+    )
+    reconcile(kube)
+    start_pod(kube, "j-train")
+    complete(kube, "j-train")
+    reconcile(kube)
+    assert status(kube)["reason"] == "AdapterConflict"
+    assert "spec.output.adapterName" in status(kube)["message"]
+    assert kube.stored("Adapter", NS, "j")["spec"]["source"]["fineTuneJob"]["name"] == "other"
+
+
+def test_a_deleted_run_is_not_reconciled(kube: FakeKube) -> None:
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    reconcile(kube)
+    kube.delete(path("FineTuneJob", NS, "j"))
+    assert kube.stored("Job", NS, "j-train") is None  # children follow through their owner reference
+    assert reconcile(kube) is None
