@@ -18,7 +18,7 @@ from kubetune.controllers.finetunejob import lenient_status
 from kubetune.decisions.adapter_status import adapter_status, merge_verdict, operator_fields, source_problem
 from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.k8s.interface import KubeClient, Obj, path
-from kubetune.k8s.observe import job_and_pods
+from kubetune.k8s.observe import job_and_pods, live_object
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
@@ -31,8 +31,8 @@ def reconcile_adapter(
     kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
 ) -> str | None:
     """Returns the Adapter's phase after the reconcile (None if it is gone)."""
-    body = kube.get(path("Adapter", namespace, name))
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    body = live_object(kube, "Adapter", namespace, name)
+    if body is None:
         return None
     adapter, problems = validate(Adapter, body)
     if adapter is None:

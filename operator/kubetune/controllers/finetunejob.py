@@ -17,8 +17,8 @@ from kubetune.decisions.conditions import timestamp
 from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
-from kubetune.k8s.interface import KubeClient, Obj, path
-from kubetune.k8s.observe import observe_finetunejob
+from kubetune.k8s.interface import KubeClient, Obj
+from kubetune.k8s.observe import live_object, observe_finetunejob
 from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import adapter_name, published_adapter
 from kubetune.render.bundle import bundle, job_suspend
@@ -71,8 +71,8 @@ def reconcile_finetunejob(
     kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
 ) -> Outcome | None:
     """Returns what happened for metrics and logs; None when the object is gone or being deleted."""
-    body = kube.get(path("FineTuneJob", namespace, name))
-    if body is None or body["metadata"].get("deletionTimestamp"):
+    body = live_object(kube, "FineTuneJob", namespace, name)
+    if body is None:
         return None
     previous = lenient_status(body)
     document = {k: v for k, v in body.items() if k != "status"}

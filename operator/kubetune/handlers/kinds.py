@@ -7,7 +7,7 @@ handlers, locking, metrics, retries and resync as the others.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -42,17 +42,7 @@ class Kind(Generic[T]):
 
 def record_finetunejob(namespace: str, name: str, outcome: Outcome | None) -> None:
     if outcome is not None:
-        metrics.record_finetunejob(
-            namespace=outcome.namespace,
-            name=outcome.name,
-            method=outcome.method,
-            before=outcome.before,
-            after=outcome.after,
-            reason=outcome.reason,
-            created=outcome.created,
-            start_time=outcome.start_time,
-            completion_time=outcome.completion_time,
-        )
+        metrics.record_finetunejob(**asdict(outcome))
 
 
 def record_adapter(namespace: str, name: str, phase: str | None) -> None:

@@ -9,6 +9,12 @@ from kubetune.decisions.observed import Observed, reward_adapter
 from kubetune.k8s.interface import KubeClient, Obj, path
 
 
+def live_object(kube: KubeClient, kind: str, namespace: str, name: str) -> Obj | None:
+    """The object, or None when it is gone or being deleted (nothing left to reconcile)."""
+    body = kube.get(path(kind, namespace, name))
+    return None if body is None or body["metadata"].get("deletionTimestamp") else body
+
+
 def job_and_pods(kube: KubeClient, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:
     job = kube.get(path("Job", namespace, job_name))
     if job is None:
