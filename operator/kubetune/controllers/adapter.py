@@ -8,7 +8,6 @@ This is the only operator code that writes an Adapter's status; the merge Job's 
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from kubetune.api.problems import validate
@@ -23,8 +22,6 @@ from kubetune.k8s.writes import apply_all, emit_event, write_status
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
 from kubetune.settings import OperatorSettings
-
-log = logging.getLogger(__name__)
 
 
 def reconcile_adapter(
