@@ -37,6 +37,8 @@ WARNING_REASONS = frozenset(
         "SecretNotFound",
         "PVCNotFound",
         "AdapterConflict",
+        "AdapterGateFailed",
+        "GateFailed",
     }
 )
 
@@ -127,21 +129,18 @@ def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: da
             observed = replace(observed, job=stored.get("Job"))
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
-    status = compute_status(ftj, observed, now, job, decided.adapter_ref)
-    if decided.adapter_conflict:
-        status = status.model_copy(update={"message": decided.adapter_conflict, "reason": "AdapterConflict"})
-    return status
+    return compute_status(ftj, observed, now, job, decided.adapter_ref, conflict=decided.adapter_conflict)
 
 
 def _publish(kube: Kube, ftj: FineTuneJob, now: datetime) -> None:
-    """Creates or updates the Adapter, then its status (Ready, and Validated from the eval gate)."""
+    """Creates or updates the Adapter, then its status (Ready and Validated from the eval gate in its spec)."""
     result = ftj.status.result if ftj.status else None
     if result is None:
         return
     manifest = published_adapter(ftj, result)
     stored = kube.apply(manifest)
     adapter = Adapter.model_validate(stored)
-    status = adapter_status(adapter, now, result=result)
+    status = adapter_status(adapter, now)
     write_status(kube, stored, status.to_wire())
     emit_event(
         kube,

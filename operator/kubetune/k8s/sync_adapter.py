@@ -1,6 +1,7 @@
-"""One level-based reconcile of an Adapter: published ones are Ready; merged ones run a merge Job.
+"""One level-based reconcile of an Adapter: published ones are Ready unless their evaluation gate rejected
+them; merged ones run a merge Job.
 
-Bad merge input (missing, not Ready, or different-base sources) ends in a condition on the Adapter
+Bad merge input (missing, not Ready, gate-rejected or different-base sources) ends in a condition on the Adapter
 and an Event, and the merge Job is simply not created, so nothing retries in a loop.
 """
 
@@ -10,13 +11,11 @@ import logging
 from datetime import datetime
 
 from kubetune.api.problems import validate
-from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
-from kubetune.api.v1alpha1.finetunejob import TrainResult
+from kubetune.api.v1alpha1.adapter import Adapter
 from kubetune.k8s.client import Kube, Obj, path
 from kubetune.k8s.observe import job_and_pods
-from kubetune.k8s.sync import lenient_status
 from kubetune.k8s.writes import apply_all, emit_event, write_status
-from kubetune.reconcile.adapter_status import adapter_status, merge_verdict, source_problem
+from kubetune.reconcile.adapter_status import adapter_status, invalid_adapter_status, merge_verdict, source_problem
 from kubetune.reconcile.conditions import Verdict, timestamp
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
@@ -34,10 +33,9 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
     if adapter is None:
         adapter, _ = validate(Adapter, {k: v for k, v in body.items() if k != "status"})
     if adapter is None:
-        message = "; ".join(f"{p.path}: {p.message}" for p in problems)
-        status = AdapterStatus(phase="Failed", message=f"invalid Adapter: {message}"[:2048])
+        status = invalid_adapter_status(body["metadata"].get("generation"), problems, now)
     elif adapter.spec.merge is None:
-        status = adapter_status(adapter, now, result=_producing_result(kube, adapter))
+        status = adapter_status(adapter, now)
     else:
         status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
     before = (body.get("status") or {}).get("phase")
@@ -54,17 +52,6 @@ def sync_adapter(kube: Kube, namespace: str, name: str, settings: OperatorSettin
             timestamp=timestamp(now),
         )
     return status.phase
-
-
-def _producing_result(kube: Kube, adapter: Adapter) -> TrainResult | None:
-    """Validated follows the producing run's eval gate; None (keep what is there) once that run is gone."""
-    source = adapter.spec.source
-    job_ref = source.fine_tune_job if source else None
-    if job_ref is None:
-        return None
-    body = kube.get(path("FineTuneJob", adapter.metadata.namespace or "default", job_ref.name))
-    status = lenient_status(body) if body else None
-    return status.result if status else None
 
 
 def _sources(kube: Kube, adapter: Adapter) -> dict[str, Obj | None]:
