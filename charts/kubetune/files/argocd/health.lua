@@ -25,17 +25,14 @@ if status.observedGeneration == nil or status.observedGeneration ~= obj.metadata
   hs.message = "waiting for the kubetune operator to observe this generation"
   return hs
 end
-local stalled, stalled_condition = is_true("Stalled")
-if stalled then
-  hs.status = "Degraded"
-  hs.message = stalled_condition.message
-  return hs
-end
-local reconciling, reconciling_condition = is_true("Reconciling")
-if reconciling then
-  hs.status = "Progressing"
-  hs.message = reconciling_condition.message
-  return hs
+-- Stalled (kstatus: Failed) before Reconciling (kstatus: InProgress); the operator never sets both True.
+for _, rule in ipairs({{"Stalled", "Degraded"}, {"Reconciling", "Progressing"}}) do
+  local on, found = is_true(rule[1])
+  if on then
+    hs.status = rule[2]
+    hs.message = found.message
+    return hs
+  end
 end
 local ready, ready_condition = is_true("Ready")
 if status.phase == "Suspended" then
