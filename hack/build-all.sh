@@ -7,4 +7,5 @@ H=$(cd "$(dirname "$0")" && pwd)
 "$H/install-helm.sh"
 "$H/build-etcd.sh"
 "$H/build-kwok.sh"
+"$H/build-kstatus.sh"
 "$H/build-k8s.sh"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from kubetune_dev.demo import REPO, Demo, DemoResult
+from support.gitops_health import argocd_health, kstatus
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +71,14 @@ def test_adapter_is_published_with_lineage_and_files_on_the_claim(result: DemoRe
     assert manifest["method"]["resolved"] == "lora"
     assert manifest["dataset"]["prepReport"]["rows_in"] > 0
     assert manifest["baseModel"]["uri"] == "pvc://demo-data/models/tiny-llama"
+
+
+def test_gitops_tools_read_the_trained_run_and_its_adapter_as_healthy(result: DemoResult) -> None:
+    """kstatus (the real library) and the chart's Argo CD check, on the objects of a run with the real trainer."""
+    assert result.adapter is not None
+    objects = [result.finetunejob, result.adapter]
+    assert [v["status"] for v in kstatus(objects)] == ["Current", "Current"]
+    assert [argocd_health(o)["status"] for o in objects] == ["Healthy", "Healthy"]
 
 
 def test_operator_metrics_count_the_succeeded_job(demo: Demo, result: DemoResult) -> None:

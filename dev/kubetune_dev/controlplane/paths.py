@@ -6,6 +6,7 @@ directories it looks in can never drift from the ones hack/build-*.sh writes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -27,6 +28,7 @@ class Versions:
     etcd: str
     kwok: str
     helm_npm: str
+    kstatus: str
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
@@ -44,6 +46,7 @@ def read_versions(path: Path = VERSIONS_ENV) -> Versions:
         etcd=values["ETCD_VERSION"],
         kwok=values["KWOK_VERSION"],
         helm_npm=values["HELM_NPM_VERSION"],
+        kstatus=values["KSTATUS_CLI_UTILS_VERSION"],
     )
 
 
@@ -96,6 +99,14 @@ def find_binaries(versions: Versions | None = None) -> Binaries:
         kubectl=find_kubectl(),
         helm=_complete(bin_dir / f"helm-{v.helm_npm}") / "helm",
     )
+
+
+def find_kstatus(versions: Versions | None = None) -> Path:
+    """hack/kstatus, built by hack/build-kstatus.sh into a directory keyed by the same digest of its sources."""
+    v = versions or read_versions()
+    sources = REPO_ROOT / "hack" / "kstatus"
+    digest = hashlib.sha256(b"".join((sources / name).read_bytes() for name in ("main.go", "go.mod", "go.sum")))
+    return _complete(cache_dir() / "bin" / f"kstatus-{v.kstatus}-{digest.hexdigest()[:12]}") / "kstatus"
 
 
 def default_state_dir() -> Path:

@@ -1,6 +1,7 @@
-"""One level-based reconcile of an Adapter: published ones are Ready; merged ones run a merge Job.
+"""One level-based reconcile of an Adapter: published ones are Ready unless their evaluation gate rejected
+them; merged ones run a merge Job.
 
-Bad merge input (missing, not Ready, or different-base sources) ends in a condition on the Adapter
+Bad merge input (missing, not Ready, gate-rejected or different-base sources) ends in a condition on the Adapter
 and an Event, and the merge Job is simply not created, so nothing retries in a loop.
 This is the only operator code that writes an Adapter's status; the merge Job's trainer writes
 `status.artifact` of a merged Adapter, and the operator never re-sends it.
@@ -11,10 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from kubetune.api.problems import validate
-from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
-from kubetune.api.v1alpha1.finetunejob import TrainResult
-from kubetune.controllers.finetunejob import lenient_status
-from kubetune.decisions.adapter_status import adapter_status, merge_verdict, operator_fields, source_problem
+from kubetune.api.v1alpha1.adapter import Adapter
+from kubetune.decisions.adapter_status import (
+    adapter_status,
+    invalid_adapter_status,
+    merge_verdict,
+    operator_fields,
+    source_problem,
+)
 from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import job_and_pods, live_object
@@ -35,10 +40,9 @@ def reconcile_adapter(
     if adapter is None:
         adapter, _ = validate(Adapter, {k: v for k, v in body.items() if k != "status"})
     if adapter is None:
-        message = "; ".join(f"{p.path}: {p.message}" for p in problems)
-        status = AdapterStatus(phase="Failed", message=f"invalid Adapter: {message}"[:2048])
+        status = invalid_adapter_status(body["metadata"].get("generation"), problems, now)
     elif adapter.spec.merge is None:
-        status = adapter_status(adapter, now, result=_producing_result(kube, adapter))
+        status = adapter_status(adapter, now)
     else:
         status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
     before = (body.get("status") or {}).get("phase")
@@ -55,17 +59,6 @@ def reconcile_adapter(
             timestamp=timestamp(now),
         )
     return status.phase
-
-
-def _producing_result(kube: KubeClient, adapter: Adapter) -> TrainResult | None:
-    """Validated follows the producing run's eval gate; None (keep what is there) once that run is gone."""
-    source = adapter.spec.source
-    job_ref = source.fine_tune_job if source else None
-    if job_ref is None:
-        return None
-    body = kube.get(path("FineTuneJob", adapter.metadata.namespace or "default", job_ref.name))
-    status = lenient_status(body) if body else None
-    return status.result if status else None
 
 
 def _sources(kube: KubeClient, adapter: Adapter) -> dict[str, Obj | None]:

@@ -36,6 +36,8 @@ WARNING_REASONS = frozenset(
         "SecretNotFound",
         "PVCNotFound",
         "AdapterConflict",
+        "AdapterGateFailed",
+        "GateFailed",
     }
 )
 
@@ -127,10 +129,7 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
             observed = replace(observed, job=stored.get("Job"))
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
-    status = compute_status(ftj, observed, now, job, decided.adapter_ref)
-    if decided.adapter_conflict:
-        status = status.model_copy(update={"message": decided.adapter_conflict, "reason": "AdapterConflict"})
-    return status
+    return compute_status(ftj, observed, now, job, decided.adapter_ref, conflict=decided.adapter_conflict)
 
 
 def _publish(kube: KubeClient, ftj: FineTuneJob, now: datetime) -> None:

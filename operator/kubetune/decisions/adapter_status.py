@@ -1,20 +1,24 @@
-"""Adapter status: published adapters are Ready at once; merged ones follow their sources and merge Job.
+"""Adapter status: published adapters are Ready at once unless their evaluation gate rejected them;
+merged ones follow their sources and merge Job.
 
-Bad merge input (a missing or not-Ready source, or sources on another base model) becomes a
-condition with a message, never an exception, so one wrong Adapter cannot crash-loop the operator.
+The gate's outcome is read from the Adapter's own spec (written when it was published), so it holds
+after the FineTuneJob is gone. Bad merge input (a missing, not-Ready or gate-rejected source, or
+sources on another base model) becomes a condition with a message, never an exception, so one wrong
+Adapter cannot crash-loop the operator.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus
-from kubetune.api.v1alpha1.finetunejob import TrainResult
+from kubetune.api.problems import Problem
+from kubetune.api.v1alpha1.adapter import Adapter, AdapterStatus, GateOutcome
 from kubetune.api.v1alpha1.pod_contract import ADAPTER_TRAINER_FIELDS, TRAINER_CONTAINER
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
-from kubetune.decisions.conditions import Conditions, Verdict
-from kubetune.decisions.observed import Obj, creation_order, job_condition, terminated
-from kubetune.decisions.status import validated
+from kubetune.decisions.conditions import Conditions, Status, Verdict
+from kubetune.decisions.health import GATE_FAILED, health_conditions
+from kubetune.decisions.observed import Obj, creation_order, gate_failure, job_condition, terminated
+from kubetune.decisions.status import gate_validated
 
 
 def source_problem(adapter: Adapter, sources: dict[str, Obj | None]) -> Verdict | None:
@@ -41,6 +45,14 @@ def source_problem(adapter: Adapter, sources: dict[str, Obj | None]) -> Verdict 
                 "adapters can only be merged on the same base model; remove it from merge.sources",
             )
         revisions[ref.name] = str(base.get("revision") or "")
+        rejected = gate_failure(source)
+        if rejected is not None:
+            return Verdict(
+                "Failed",
+                "SourceGateFailed",
+                f"merge source Adapter {ref.name} failed its evaluation gate ({rejected}): remove it from "
+                "merge.sources, or retrain it (or publish it with evaluation.gate.publishUnvalidated: true)",
+            )
         phase = source.get("status", {}).get("phase")
         if phase != "Ready":
             return Verdict(
@@ -84,24 +96,40 @@ def merge_verdict(adapter: Adapter, sources: dict[str, Obj | None], job: Obj | N
     return Verdict("Merging", "Merging", "the merge Job is running")
 
 
+def published_verdict(gate: GateOutcome | None) -> Verdict:
+    """A trained adapter is Ready unless its gate rejected it and its run did not opt to publish it anyway."""
+    if gate is None or gate.passed:
+        return Verdict("Ready", "ArtifactPublished", "the adapter weights are published")
+    detail = gate.message or "the adapter missed the evaluation gate thresholds"
+    if gate.publish_unvalidated:
+        return Verdict(
+            "Ready",
+            "PublishedUnvalidated",
+            f"published although it missed the evaluation gate ({detail}): its run set "
+            "evaluation.gate.publishUnvalidated",
+        )
+    return Verdict(
+        "Failed",
+        GATE_FAILED,
+        f"not Ready: {detail}; no merge or reward adapterRef uses it. Retrain, or set "
+        "evaluation.gate.publishUnvalidated: true on the FineTuneJob to publish it anyway",
+    )
+
+
+def _validated(gate: GateOutcome | None) -> tuple[Status, str, str]:
+    if gate is None:
+        return "Unknown", "NotEvaluated", "no evaluation gate was applied"
+    return gate_validated(gate.passed, gate.message)
+
+
 def adapter_status(
-    adapter: Adapter,
-    now: datetime,
-    *,
-    verdict: Verdict | None = None,
-    job_name: str | None = None,
-    result: TrainResult | None = None,
+    adapter: Adapter, now: datetime, *, verdict: Verdict | None = None, job_name: str | None = None
 ) -> AdapterStatus:
-    """Status of a published adapter (no verdict: Ready) or a merged one (its merge verdict)."""
+    """Status of a published adapter (no verdict: from its gate) or a merged one (its merge verdict)."""
     previous = adapter.status or AdapterStatus()
-    found = verdict or Verdict("Ready", "ArtifactPublished", "the adapter weights are published")
+    found = verdict or published_verdict(adapter.spec.gate)
     book = Conditions(previous.conditions, adapter.metadata.generation, now)
-    if result is not None:
-        gate = book.make("Validated", *validated(result))
-    else:
-        kept = next((c for c in previous.conditions if c.type == "Validated"), None)
-        gate = kept or book.make("Validated", "Unknown", "NotEvaluated", "no evaluation gate was applied")
-    conditions = [book.make("Ready", "True" if found.phase == "Ready" else "False", found.reason, found.message), gate]
+    conditions = [*health_conditions(book, found), book.make("Validated", *_validated(adapter.spec.gate))]
     return previous.model_copy(
         update={
             "phase": found.phase,
@@ -118,3 +146,16 @@ def operator_fields(status: AdapterStatus, *, merged: bool) -> dict[str, object]
     """The part of an Adapter's status the operator writes: all of it, except `artifact` of a merged
     Adapter, which the merge Job's trainer writes (one writer per field, as for FineTuneJobs)."""
     return {k: v for k, v in status.to_wire().items() if not (merged and k in ADAPTER_TRAINER_FIELDS)}
+
+
+def invalid_adapter_status(generation: int | None, problems: list[Problem], now: datetime) -> AdapterStatus:
+    """An Adapter the API server accepted but the operator cannot read: Failed and Stalled, for the user to fix."""
+    detail = "; ".join(f"{p.path}: {p.message}" for p in problems)
+    found = Verdict("Failed", "InvalidSpec", f"invalid Adapter: {detail}"[:2048])
+    book = Conditions((), generation, now)
+    return AdapterStatus(
+        phase="Failed",
+        conditions=health_conditions(book, found),
+        observed_generation=generation,
+        message=found.message,
+    )

@@ -34,9 +34,18 @@ def reward_adapter(spec: FineTuneJobSpec) -> str | None:
     return ref.name if ref is not None else None
 
 
+def gate_failure(adapter: Obj | None) -> str | None:
+    """Why the evaluation gate rejected this Adapter, unless its run chose to publish it anyway."""
+    gate = (adapter or {}).get("spec", {}).get("gate") or {}
+    if gate.get("passed", True) or gate.get("publishUnvalidated"):
+        return None
+    return str(gate.get("message") or "it missed the evaluation gate thresholds")
+
+
 def adapter_artifact_uri(adapter: Obj | None) -> str | None:
-    """The weights of a Ready Adapter (merged ones report theirs in status)."""
-    if adapter is None or adapter.get("status", {}).get("phase") != "Ready":
+    """The weights of a Ready Adapter (merged ones report theirs in status); never one its gate rejected,
+    whatever a stale status says."""
+    if adapter is None or adapter.get("status", {}).get("phase") != "Ready" or gate_failure(adapter) is not None:
         return None
     artifact = adapter.get("status", {}).get("artifact") or adapter.get("spec", {}).get("artifact") or {}
     uri = artifact.get("uri")

@@ -15,11 +15,13 @@ from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, Re
 from kubetune.api.v1alpha1.pod_contract import FINETUNEJOB_TRAINER_FIELDS, TRAINER_CONTAINER
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune.decisions.conditions import Conditions, Status, Verdict, timestamp
+from kubetune.decisions.health import GATE_FAILED, health_conditions
 from kubetune.decisions.observed import (
     Obj,
     Observed,
     adapter_artifact_uri,
     creation_order,
+    gate_failure,
     is_active,
     is_disrupted,
     job_condition,
@@ -50,6 +52,14 @@ def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
                 "AdapterNotFound",
                 f"reward Adapter {reward} (objective.rlhf.reward.adapterRef) not found: train it with objective "
                 "reward or fix the reference; the run starts as soon as it is Ready",
+            )
+        rejected = gate_failure(observed.reward_adapter)
+        if rejected is not None:
+            return Verdict(
+                "Pending",
+                "AdapterGateFailed",
+                f"reward Adapter {reward} failed its evaluation gate ({rejected}): point "
+                "objective.rlhf.reward.adapterRef at a validated reward Adapter, or retrain it",
             )
         return Verdict("Pending", "AdapterNotReady", f"reward Adapter {reward} is not Ready yet: waiting for it")
     if observed.missing_pvcs:
@@ -183,16 +193,50 @@ def attempts(job: Obj | None, phase: str, previous: int) -> int:
     return max(previous, failed + current)
 
 
+def gate_validated(passed: bool, message: str | None) -> tuple[Status, str, str]:
+    """The Validated condition of a run or Adapter whose gate was checked."""
+    if passed:
+        return "True", "GatePassed", "the adapter passed the evaluation gate"
+    return "False", GATE_FAILED, message or "the adapter missed the evaluation gate thresholds"
+
+
 def validated(result: TrainResult | None) -> tuple[Status, str, str]:
     if result is None:
         return "Unknown", "AwaitingEvaluation", "the evaluation gate is checked when training finishes"
-    if result.gate_passed:
-        return "True", "GatePassed", "the adapter passed the evaluation gate"
-    return "False", "GateFailed", result.gate_message or "the adapter missed the evaluation gate thresholds"
+    return gate_validated(result.gate_passed, result.gate_message)
+
+
+def delivered(ftj: FineTuneJob, found: Verdict, result: TrainResult | None, conflict: str | None) -> Verdict:
+    """What the run delivers, for Ready, Stalled and status.reason: a finished run whose adapter cannot
+    be used (its name is taken, or it missed the gate) is not Ready, although training Succeeded."""
+    if conflict and found.phase != "Failed":
+        return Verdict(found.phase, "AdapterConflict", conflict)
+    if found.phase != "Succeeded" or result is None or result.gate_passed:
+        return found
+    detail = result.gate_message or "the adapter missed the evaluation gate thresholds"
+    gate = ftj.spec.evaluation.gate
+    if gate is not None and gate.publish_unvalidated:
+        return Verdict(
+            "Succeeded",
+            "PublishedUnvalidated",
+            f"training finished; {detail}; the Adapter is published Ready anyway (evaluation.gate.publishUnvalidated)",
+        )
+    return Verdict(
+        "Succeeded",
+        GATE_FAILED,
+        f"training finished but the adapter is not published Ready: {detail}; retrain, or set "
+        "evaluation.gate.publishUnvalidated: true to publish it anyway",
+    )
 
 
 def compute_status(
-    ftj: FineTuneJob, observed: Observed, now: datetime, job_name: str, adapter_ref: str | None = None
+    ftj: FineTuneJob,
+    observed: Observed,
+    now: datetime,
+    job_name: str,
+    adapter_ref: str | None = None,
+    *,
+    conflict: str | None = None,
 ) -> FineTuneJobStatus:
     previous = ftj.status or FineTuneJobStatus()
     found = verdict(ftj, observed)
@@ -200,6 +244,7 @@ def compute_status(
     return _build(
         previous,
         found,
+        delivered(ftj, found, previous.result, conflict),
         ftj.metadata.generation,
         now,
         job=job,
@@ -219,6 +264,7 @@ def invalid_status(
     return _build(
         before,
         found,
+        found,
         generation,
         now,
         job=None,
@@ -231,6 +277,7 @@ def invalid_status(
 def _build(
     previous: FineTuneJobStatus,
     found: Verdict,
+    outcome: Verdict,
     generation: int | None,
     now: datetime,
     *,
@@ -249,7 +296,7 @@ def _build(
     book = Conditions(previous.conditions, generation, now)
     result = previous.result
     conditions = [
-        book.make("Ready", "True" if phase == "Running" else "False", found.reason, found.message),
+        *health_conditions(book, outcome),
         book.flag("Succeeded", phase == "Succeeded", found),
         book.flag("Failed", phase == "Failed", found),
         book.flag("Suspended", phase in ("Suspended", "Queued"), found),
@@ -269,8 +316,8 @@ def _build(
             "completion_time": done,
             "resolved": resolved,
             "adapter_ref": LocalObjectRef(name=adapter_ref) if adapter_ref else previous.adapter_ref,
-            "reason": found.reason,
-            "message": found.message[:2048],
+            "reason": outcome.reason,
+            "message": outcome.message[:2048],
         }
     )
 

@@ -78,6 +78,11 @@ def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
                     "objective": spec.objective.type,
                 },
                 "metrics": dict(result.metrics),
+                "gate": {
+                    "passed": result.gate_passed,
+                    "message": result.gate_message,
+                    "publishUnvalidated": bool(spec.evaluation.gate and spec.evaluation.gate.publish_unvalidated),
+                },
             },
         }
     )

@@ -6,42 +6,11 @@ from typing import Any
 
 import pytest
 
-from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
-from kubetune.k8s.client import APPLY, Kube
 from kubetune.k8s.interface import KubeError
 from kubetune_dev.controlplane.testing import wait_until
+from support.operator_objects import DIGEST, SHA, adapter, result, trainer_apply
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
-
-SHA = "e" * 64
-DIGEST = "sha256:" + "f" * 64
-
-
-def trainer_apply(client: Kube, cluster: Any, kind: str, name: str, status: dict[str, Any]) -> None:
-    """What the trainer does: server-side apply of its own status fields under its own field manager."""
-    url = cluster.url(kind, name, "status")
-    body = {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": cluster.namespace},
-        "status": status,
-    }
-    client.request(
-        "PATCH", url, query={"fieldManager": TRAINER_FIELD_MANAGER, "force": "true"}, body=body, content_type=APPLY
-    )
-
-
-def result(name: str, gate: bool = True) -> dict[str, Any]:
-    return {
-        "artifactUri": f"s3://adapters/{name}/{name}/",
-        "sha256": SHA,
-        "sizeBytes": 123,
-        "metrics": {"heldout.perplexity": 3.5},
-        "gatePassed": gate,
-        "baseModelRevision": "c0ffee",
-        "datasetDigest": DIGEST,
-        "method": "lora",
-    }
 
 
 def test_trainer_token_progress_result_and_published_adapter(operator: Any, cluster: Any, ftj_factory: Any) -> None:
@@ -135,21 +104,6 @@ def test_delete_with_both_retention_modes(operator: Any, cluster: Any, ftj_facto
     wait_until("the DeleteWithJob Adapter collected", lambda: cluster.get("Adapter", "drop") is None, timeout=60)
     wait_until("the Jobs collected", lambda: not cluster.list("Job"), timeout=60)
     assert cluster.get("Adapter", "keep") is not None
-
-
-def adapter(name: str, namespace: str, base: str = "hf://org/tiny", **extra: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {"baseModel": {"uri": base, "revision": "c0ffee"}}
-    if "merge" not in extra:
-        spec["method"] = {"type": "lora", "rank": 8, "alpha": 16}
-        spec["artifact"] = {"uri": f"s3://adapters/{name}/", "sha256": SHA, "sizeBytes": 1}
-    spec.update(extra.pop("spec", {}))
-    spec.update(extra)
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Adapter",
-        "metadata": {"name": name, "namespace": namespace, "annotations": {"kwok.kubetune.io/run-for": "6s"}},
-        "spec": spec,
-    }
 
 
 def test_merge_flow_and_bad_sources(operator: Any, cluster: Any) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from kubetune.api.resources import API_VERSION
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import reconcile_finetunejob
@@ -25,6 +26,9 @@ NS = "ml"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 SETTINGS = OperatorSettings()
 SHA = "c" * 64
+GATE = {"suites": [{"name": "heldout", "metric": "perplexity"}], "gate": {"minScores": {"heldout": 3.0}}}
+OPT_IN = {**GATE, "gate": {**GATE["gate"], "publishUnvalidated": True}}
+MISSED = "gate failed: heldout.perplexity 3.5 is above the limit 3"
 CHILDREN = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")
 
 
@@ -109,15 +113,20 @@ def test_observed_pods_move_the_phase_and_the_trainers_fields_stay_its_own(kube:
     assert [e["reason"] for e in kube.events(NS)] == ["Creating", "Training"]
 
 
+def run_to_success(kube: FakeKube, name: str, result: dict[str, Any], **spec: Any) -> None:
+    """A run from creation to a completed Job whose trainer reported `result`, one reconcile per step."""
+    kube.create(path("FineTuneJob", NS), finetunejob(name, **spec))
+    reconcile(kube, name)
+    start_pod(kube, f"{name}-train")
+    reconcile(kube, name)
+    kube.trainer_reports("FineTuneJob", NS, name, {"result": result})
+    complete(kube, f"{name}-train")
+    reconcile(kube, name)
+
+
 def test_success_publishes_the_adapter_whose_status_the_adapter_controller_writes(kube: FakeKube) -> None:
-    kube.create(path("FineTuneJob", NS), finetunejob())
-    reconcile(kube)
-    start_pod(kube, "j-train")
-    reconcile(kube)
     result = {"artifactUri": "s3://o/j/final/", "sha256": SHA, "sizeBytes": 10, "gatePassed": False}
-    kube.trainer_reports("FineTuneJob", NS, "j", {"result": {**result, "baseModelRevision": "abc"}})
-    complete(kube, "j-train")
-    reconcile(kube)
+    run_to_success(kube, "j", {**result, "baseModelRevision": "abc"}, evaluation=OPT_IN)
     done = status(kube)
     assert (done["phase"], done["adapterRef"]) == ("Succeeded", {"name": "j"})
     adapter = kube.stored("Adapter", NS, "j")
@@ -213,3 +222,59 @@ def test_a_deleted_run_is_not_reconciled(kube: FakeKube) -> None:
     kube.delete(path("FineTuneJob", NS, "j"))
     assert kube.stored("Job", NS, "j-train") is None  # children follow through their owner reference
     assert reconcile(kube) is None
+
+
+def conditions(body: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in (body.get("status") or {}).get("conditions") or []}
+
+
+def trained(name: str, passed: bool) -> dict[str, Any]:
+    """The trainer's result of a run that passed its evaluation gate or missed it."""
+    result = {"artifactUri": f"s3://o/{name}/", "sha256": SHA, "sizeBytes": 10, "baseModelRevision": "abc"}
+    return {**result, "gatePassed": True} if passed else {**result, "gatePassed": False, "gateMessage": MISSED}
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "phase", "reason", "usable"),
+    [(GATE, "Failed", "GateFailed", False), (OPT_IN, "Ready", "PublishedUnvalidated", True)],
+    ids=["gate failed", "publishUnvalidated"],
+)
+def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
+    kube: FakeKube, evaluation: dict[str, Any], phase: str, reason: str, usable: bool
+) -> None:
+    run_to_success(kube, "good", trained("good", True), evaluation=GATE)
+    run_to_success(kube, "weak", trained("weak", False), evaluation=evaluation)
+    run = kube.stored("FineTuneJob", NS, "weak")
+    assert (run["status"]["phase"], run["status"]["reason"]) == ("Succeeded", reason)
+    assert conditions(run)["Stalled"][0] == ("False" if usable else "True")
+    gate = kube.stored("Adapter", NS, "weak")["spec"]["gate"]
+    assert gate == {"passed": False, "message": MISSED, "publishUnvalidated": usable}
+
+    assert [reconcile_adapter(kube, NS, name, SETTINGS, NOW) for name in ("good", "weak")] == ["Ready", phase]
+    weak = kube.stored("Adapter", NS, "weak")
+    assert conditions(weak)["Ready"] == ("True" if usable else "False", reason)
+    assert conditions(weak)["Stalled"][0] == ("False" if usable else "True")
+    assert conditions(weak)["Validated"] == ("False", "GateFailed")
+    assert MISSED in weak["status"]["message"]
+    posted = [(e["type"], e["reason"]) for e in kube.events(NS) if e["involvedObject"]["name"] == "weak"]
+    assert posted[-1] == ("Normal" if usable else "Warning", reason)
+
+    merge = {"sources": [{"name": "good"}, {"name": "weak"}]}
+    blend = {"apiVersion": API_VERSION, "kind": "Adapter", "metadata": {"name": "blend"}}
+    kube.create(path("Adapter", NS), {**blend, "spec": {"baseModel": {"uri": "hf://org/model"}, "merge": merge}})
+    assert reconcile_adapter(kube, NS, "blend", SETTINGS, NOW) == ("Merging" if usable else "Failed")
+    assert (kube.stored("Job", NS, "blend-merge") is not None) is usable
+    refused = kube.stored("Adapter", NS, "blend")
+    if not usable:
+        assert conditions(refused)["Stalled"] == ("True", "SourceGateFailed")
+        assert f"merge source Adapter weak failed its evaluation gate ({MISSED})" in refused["status"]["message"]
+
+    rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "weak"}}}}
+    prompts = {"train": {"uri": "s3://d/prompts.jsonl"}, "format": "prompt"}
+    kube.create(path("FineTuneJob", NS), finetunejob("rl", objective=rlhf, dataset=prompts))
+    reconcile(kube, "rl")
+    assert (kube.stored("Job", NS, "rl-train") is not None) is usable
+    waiting = status(kube, "rl")
+    assert (waiting["phase"], waiting["reason"]) == ("Pending", "Creating" if usable else "AdapterGateFailed")
+    if not usable:
+        assert MISSED in waiting["message"]

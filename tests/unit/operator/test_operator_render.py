@@ -286,6 +286,7 @@ def test_published_adapter_lineage_and_retention(retention: str, owned: bool) ->
         "objective": "sft",
     }
     assert spec["metrics"] == {"heldout.perplexity": 3.1}
+    assert spec["gate"] == {"passed": True, "publishUnvalidated": False}
 
 
 def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
@@ -296,3 +297,14 @@ def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["KUBETUNE_REWARD_MODEL_URI"] == "pvc://models/rm/"
     assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in container["volumeMounts"]
+
+
+def test_published_adapter_records_a_failed_gate_and_the_opt_in() -> None:
+    gate = {"suites": [{"name": "heldout", "metric": "perplexity"}], "gate": {"minScores": {"heldout": 9.0}}}
+    result = TrainResult(
+        artifact_uri="s3://b/j/", sha256=SHA, size_bytes=1, gate_passed=False, gate_message="gate failed: too high"
+    )
+    rejected = published_adapter(ftj(evaluation=gate), result)["spec"]["gate"]
+    assert rejected == {"passed": False, "message": "gate failed: too high", "publishUnvalidated": False}
+    opted = {**gate, "gate": {**gate["gate"], "publishUnvalidated": True}}
+    assert published_adapter(ftj(evaluation=opted), result)["spec"]["gate"]["publishUnvalidated"] is True

@@ -9,7 +9,8 @@ import pytest
 
 from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
-from kubetune.decisions.observed import Observed
+from kubetune.decisions.observed import Observed, adapter_artifact_uri
+from kubetune.decisions.plan import plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 
 pytestmark = pytest.mark.unit
@@ -219,15 +220,51 @@ CASES: list[tuple[str, FineTuneJob, Observed, str, str, str]] = [
 ]
 
 
+# (Ready, Reconciling, Stalled) per case: what kstatus and the Argo CD health Lua read (decisions/health.py).
+IN_PROGRESS = ("False", "True", "False")
+RUNNING = ("True", "True", "False")
+SETTLED = ("True", "False", "False")
+STALLED = ("False", "False", "True")
+HEALTH = {
+    "no job yet": IN_PROGRESS,
+    "missing secret": IN_PROGRESS,
+    "missing pvc": IN_PROGRESS,
+    "no pods yet": IN_PROGRESS,
+    "unschedulable": IN_PROGRESS,
+    "image pull": STALLED,
+    "secret key missing at start": STALLED,
+    "container creating": IN_PROGRESS,
+    "running": RUNNING,
+    "pods done, Job not yet complete": RUNNING,
+    "multi-node partly running": IN_PROGRESS,
+    "running after eviction": RUNNING,
+    "suspended": SETTLED,
+    "queued by kueue": IN_PROGRESS,
+    "succeeded": SETTLED,
+    "config error": STALLED,
+    "backoff": STALLED,
+    "oom": STALLED,
+    "deadline": STALLED,
+    "failure target first": STALLED,
+}
+
+
+def health(status: FineTuneJobStatus) -> tuple[str, str, str]:
+    return cond(status, "Ready")[0], cond(status, "Reconciling")[0], cond(status, "Stalled")[0]
+
+
 @pytest.mark.parametrize("row", CASES, ids=[c[0] for c in CASES])
 def test_phase_reason_message(row: tuple[str, FineTuneJob, Observed, str, str, str]) -> None:
     case, model, observed, phase, reason, message = row
     status = compute_status(model, observed, NOW, "j-train")
     assert (status.phase, status.reason) == (phase, reason), case
     assert message in (status.message or "")
+    assert health(status) == HEALTH[case]
     ready = cond(status, "Ready")
-    assert ready[0] == ("True" if phase == "Running" else "False")
     assert ready[1] == reason
+    assert ready[2] == status.message
+    true_one = [c for c in status.conditions if c.type in ("Reconciling", "Stalled") and c.status == "True"]
+    assert [c.reason for c in true_one] == ([] if HEALTH[case] == SETTLED else [reason])
     assert cond(status, "Succeeded")[0] == ("True" if phase == "Succeeded" else "False")
     assert cond(status, "Failed")[0] == ("True" if phase == "Failed" else "False")
     assert cond(status, "Suspended")[0] == ("True" if phase in ("Suspended", "Queued") else "False")
@@ -260,10 +297,13 @@ def test_times_and_transition_times_are_stable() -> None:
         "j",
     )
     assert done.completion_time == "2026-11-29T12:04:00Z"
-    assert cond(done, "Ready")[0] == "False"
-    ready_before = next(c for c in again.conditions if c.type == "Ready")
-    ready_after = next(c for c in done.conditions if c.type == "Ready")
-    assert ready_after.last_transition_time != ready_before.last_transition_time
+    assert health(done) == SETTLED
+
+    def transition(status: FineTuneJobStatus, kind: str) -> str | None:
+        return next(c.last_transition_time for c in status.conditions if c.type == kind)
+
+    assert transition(done, "Ready") == transition(again, "Ready")  # still True: the time stays
+    assert transition(done, "Reconciling") != transition(again, "Reconciling")
 
 
 def test_progress_and_result_are_carried_but_never_written() -> None:
@@ -301,6 +341,7 @@ def test_invalid_spec_is_a_failed_condition_not_an_exception() -> None:
     status = invalid_status(None, 3, [Problem("spec.method.type", 'Unsupported value: "x"')], NOW)
     assert status.phase == "Failed"
     assert status.reason == "InvalidSpec"
+    assert health(status) == STALLED
     assert "spec.method.type" in (status.message or "")
     assert status.observed_generation == 3
 
@@ -309,3 +350,87 @@ def test_secrets_never_reach_status() -> None:
     model = ftj(baseModel={"uri": "hf://org/model", "credentialsSecretRef": {"name": "hf-token", "key": "tok"}})
     status = compute_status(model, Observed(job=job(active=1), pods=(pod("Running"),)), NOW, "j")
     assert "credentials" not in str(operator_fields(status))
+
+
+GATED = {"suites": [{"name": "heldout", "metric": "perplexity"}], "gate": {"minScores": {"heldout": 9.0}}}
+MISSED = {
+    "result": {
+        "artifactUri": "s3://o/j/",
+        "sha256": SHA,
+        "sizeBytes": 1,
+        "gatePassed": False,
+        "gateMessage": "gate failed: heldout.perplexity 12 is above the limit 9",
+    }
+}
+DONE = Observed(job=job(("Complete", "", ""), succeeded=1))
+
+
+def test_a_missed_gate_is_a_stalled_run_whose_training_succeeded() -> None:
+    status = compute_status(ftj(status=MISSED, evaluation=GATED), DONE, NOW, "j", "j")
+    assert (status.phase, status.reason) == ("Succeeded", "GateFailed")
+    assert "heldout.perplexity 12 is above the limit 9" in (status.message or "")
+    assert "publishUnvalidated" in (status.message or "")
+    assert health(status) == STALLED
+    assert cond(status, "Succeeded")[:2] == ("True", "Completed")
+    assert cond(status, "Validated")[:2] == ("False", "GateFailed")
+
+
+def test_publish_unvalidated_opts_in_to_a_ready_run() -> None:
+    opted = {**GATED, "gate": {**GATED["gate"], "publishUnvalidated": True}}
+    status = compute_status(ftj(status=MISSED, evaluation=opted), DONE, NOW, "j", "j")
+    assert (status.phase, status.reason) == ("Succeeded", "PublishedUnvalidated")
+    assert health(status) == SETTLED
+    assert cond(status, "Validated")[:2] == ("False", "GateFailed")
+
+
+def test_an_adapter_name_conflict_stalls_the_run_but_not_a_failure() -> None:
+    conflict = "Adapter j already exists and was produced by FineTuneJob other"
+    running = compute_status(ftj(), Observed(job=job(active=1), pods=(pod("Running"),)), NOW, "j", conflict=conflict)
+    assert (running.phase, running.reason, running.message) == ("Running", "AdapterConflict", conflict)
+    assert health(running) == STALLED
+    failed = compute_status(ftj(), Observed(job=job(("Failed", "DeadlineExceeded", ""))), NOW, "j", conflict=conflict)
+    assert failed.reason == "DeadlineExceeded"
+
+
+RLHF = {
+    "objective": {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}},
+    "dataset": {"train": {"uri": "s3://d/prompts.jsonl"}, "format": "prompt"},
+}
+
+
+def reward_adapter(gate: dict[str, Any] | None, phase: str = "Ready") -> dict[str, Any]:
+    spec: dict[str, Any] = {"artifact": {"uri": "s3://o/rm/"}}
+    if gate is not None:
+        spec["gate"] = gate
+    return {"spec": spec, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize(
+    ("gate", "phase", "reason", "usable"),
+    [
+        (None, "Ready", None, True),
+        ({"passed": True}, "Ready", None, True),
+        ({"passed": False, "message": "too weak", "publishUnvalidated": True}, "Ready", None, True),
+        # A status written before the gate was read (or by hand) does not make a rejected adapter usable.
+        ({"passed": False, "message": "too weak"}, "Ready", "AdapterGateFailed", False),
+        ({"passed": False, "message": "too weak"}, "Failed", "AdapterGateFailed", False),
+        ({"passed": True}, "Pending", "AdapterNotReady", False),
+    ],
+)
+def test_a_reward_adapter_its_gate_rejected_is_never_used(
+    gate: dict[str, Any] | None, phase: str, reason: str | None, usable: bool
+) -> None:
+    model = ftj(**RLHF)
+    observed = Observed(reward_adapter=reward_adapter(gate, phase))
+    assert (adapter_artifact_uri(observed.reward_adapter) is not None) is usable
+    assert plan(model, observed, "j").apply_children is usable
+    status = compute_status(model, observed, NOW, "j")
+    if usable:
+        assert status.reason == "Creating"
+        return
+    assert (status.phase, status.reason) == ("Pending", reason)
+    if reason == "AdapterGateFailed":
+        assert "too weak" in (status.message or "")
+        assert health(status) == STALLED
+    else:
+        assert health(status) == IN_PROGRESS

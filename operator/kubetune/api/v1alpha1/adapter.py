@@ -62,6 +62,18 @@ class AdapterSource(KubeModel):
     objective: Annotated[str, StringConstraints(max_length=32)] | None = Field(default=None, description="Objective.")
 
 
+class GateOutcome(KubeModel):
+    """The producing run's evaluation gate, kept with the weights so the verdict outlives the FineTuneJob."""
+
+    passed: bool = Field(description="Whether the adapter met every threshold of the run's evaluation.gate.")
+    message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="The thresholds it missed, with the measured scores."
+    )
+    publish_unvalidated: bool = Field(
+        default=False, description="Ready despite a failed gate (the run set evaluation.gate.publishUnvalidated)."
+    )
+
+
 class MergeSource(KubeModel):
     """One adapter to combine, with its weight."""
 
@@ -109,6 +121,11 @@ class AdapterSpec(KubeModel):
     artifact: Artifact | None = Field(default=None, description="The weights (absent for merge until produced).")
     source: AdapterSource | None = Field(default=None, description="Lineage.")
     metrics: MetricMap = Field(default_factory=dict, description="Evaluation metrics of the producing run.")
+    gate: GateOutcome | None = Field(
+        default=None,
+        description="Outcome of the producing run's evaluation gate. An adapter that failed it is not Ready "
+        "(reason GateFailed) unless publishUnvalidated is set; absent for merged or hand-made adapters.",
+    )
     merge: MergeSpec | None = Field(default=None, description="Build this adapter by combining others.")
 
 

@@ -112,13 +112,19 @@ class EvalSuite(KubeModel):
 
 
 class Gate(KubeModel):
-    """The adapter is published as Validated only when every threshold holds."""
+    """The adapter is Validated, and Ready to merge or serve as a reward model, only when every threshold holds."""
 
     max_regression: float | None = Field(
         default=None, ge=0, le=1, description="Largest allowed drop versus the base on compareToBase suites."
     )
     min_scores: Annotated[dict[SuiteName, float], Field(max_length=16)] = Field(
         default_factory=dict, description="Minimum score per suite name."
+    )
+    publish_unvalidated: bool = Field(
+        default=False,
+        description="Publish the Adapter Ready even when it misses the gate (Validated stays False). By default an "
+        "adapter that misses the gate is published with phase Failed and reason GateFailed: no merge and no "
+        "rlhf reward.adapterRef accepts it.",
     )
 
 
