@@ -50,8 +50,15 @@ def test_failed_gate_is_not_ready_not_mergeable_and_not_a_reward_model(
     assert MISSED in rejected["message"]
     gate = {"passed": False, "message": MISSED, "publishUnvalidated": False}
     assert cluster.get("Adapter", "gated")["spec"]["gate"] == gate
-    warnings = [e for e in cluster.list("Event") if e["reason"] == "GateFailed" and e["type"] == "Warning"]
-    assert [e["involvedObject"]["name"] for e in warnings] == ["gated"]
+
+    # A Warning on the run and one on the Adapter, each posted by its own controller right after its status write.
+    def gate_warnings() -> list[tuple[str, str]] | None:
+        events = [e for e in cluster.list("Event") if e["reason"] == "GateFailed" and e["type"] == "Warning"]
+        found = sorted((e["involvedObject"]["kind"], e["involvedObject"]["name"]) for e in events)
+        return found if len(found) >= 2 else None
+
+    warned = wait_until("GateFailed Warnings on the run and its Adapter", gate_warnings, timeout=30)
+    assert warned == [("Adapter", "gated"), ("FineTuneJob", "gated")]
 
     opted = wait_reason(cluster, "Adapter", "opted", "PublishedUnvalidated")
     assert opted["phase"] == "Ready"
