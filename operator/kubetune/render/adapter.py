@@ -11,15 +11,13 @@ from typing import Any
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.api.v1alpha1.methods import METHOD_FACTS
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.render import configmap, job, names, rbac
 from kubetune.render.meta import BASE_MODEL_LABEL, Manifest, Owner, labels, owner_reference, propagated
 from kubetune.render.names import label_value
 from kubetune.render.trainer_config import CACHE_DIR, PVC_ROOT, SCRATCH_DIR, pvc_claims
 from kubetune.settings import OperatorSettings
-
-LORA_FAMILY = ("lora", "dora", "qlora")
-FULL_WEIGHTS = ("full", "partial")
 
 
 def adapter_name(ftj: FineTuneJob) -> str:
@@ -31,7 +29,8 @@ def method_summary(ftj: FineTuneJob, result: TrainResult) -> AdapterMethodSummar
     method = ftj.spec.method
     kind = result.method or (method.type if method.type != "auto" else "lora")
     lora = getattr(method, "lora", None)
-    if kind in LORA_FAMILY and lora is not None:
+    facts = METHOD_FACTS.get(kind)
+    if facts is not None and facts.family == "lora" and lora is not None:
         return AdapterMethodSummary.model_validate(
             {
                 "type": kind,
@@ -67,7 +66,7 @@ def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
                 "method": summary.to_wire(),
                 "artifact": {
                     "uri": result.artifact_uri,
-                    "format": "full-safetensors" if summary.type in FULL_WEIGHTS else "peft-safetensors",
+                    "format": "peft-safetensors" if METHOD_FACTS[summary.type].peft else "full-safetensors",
                     "sha256": result.sha256,
                     "sizeBytes": result.size_bytes,
                 },
