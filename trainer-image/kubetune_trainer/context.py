@@ -28,7 +28,6 @@ class Capabilities:
     """What the machine can do, probed once before any model is loaded."""
 
     cuda: bool
-    gpu_count: int
     gpu_memory_bytes: int
     bf16: bool
     bitsandbytes: bool

@@ -80,7 +80,6 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     overhead: int = OVERHEAD_BYTES
-    trainable_params: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -145,7 +144,7 @@ def full_weights(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEst
             grads //= n
         if stage == 3:
             weights = 0 if setup.offload != "none" else weights // n
-    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup), trainable_params=trainable)
+    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
 
 
 def adapter_weights(
@@ -154,7 +153,7 @@ def adapter_weights(
     """A frozen base of `weights` bytes plus `trainable` adapter parameters kept in fp32 with AdamW."""
     grads = trainable * ADAPTER_PARAM_BYTES
     optim = trainable * (ADAM_STATE_BYTES + ADAPTER_PARAM_BYTES)
-    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup), trainable_params=trainable)
+    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
 
 
 def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:

@@ -33,7 +33,6 @@ class ModelInfo:
     num_params: int
     hidden_size: int
     num_layers: int
-    vocab_size: int
     linear_shapes: dict[str, tuple[int, int]]
     """Leaf module name (e.g. `q_proj`) -> (in_features, out_features) of one instance."""
     linear_counts: dict[str, int]
@@ -97,7 +96,6 @@ def inspect_model(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
         num_params=sum(p.numel() for p in model.parameters()),
         hidden_size=int(getattr(text_config, "hidden_size", 0)),
         num_layers=int(getattr(text_config, "num_hidden_layers", 0)),
-        vocab_size=int(getattr(text_config, "vocab_size", 0)),
         linear_shapes=shapes,
         linear_counts=counts,
         module_names=frozenset(n for n, _ in model.named_modules() if n),

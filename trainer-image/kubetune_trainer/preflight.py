@@ -38,11 +38,9 @@ def probe_capabilities() -> Capabilities:
     import torch
 
     cuda = torch.cuda.is_available()
-    count = torch.cuda.device_count() if cuda else 0
     memory = torch.cuda.get_device_properties(0).total_memory if cuda else 0
     return Capabilities(
         cuda=cuda,
-        gpu_count=count,
         gpu_memory_bytes=int(memory),
         bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,

@@ -31,8 +31,8 @@ from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
-CPU = Capabilities(cuda=False, gpu_count=0, gpu_memory_bytes=0, bf16=False, bitsandbytes=True, deepspeed=True)
-NO_BNB = Capabilities(cuda=False, gpu_count=0, gpu_memory_bytes=0, bf16=False, bitsandbytes=False, deepspeed=True)
+CPU = Capabilities(cuda=False, gpu_memory_bytes=0, bf16=False, bitsandbytes=True, deepspeed=True)
+NO_BNB = Capabilities(cuda=False, gpu_memory_bytes=0, bf16=False, bitsandbytes=False, deepspeed=True)
 BILLION = 10**9
 # a 1B-parameter shape: 16 layers of 7 projections (2048 wide, MLP 8192) plus embeddings
 SHAPE = ModelShape(
@@ -175,9 +175,7 @@ def test_capability_fallbacks_and_static_refusals(tmp_path: Path, model_dir: Pat
         "fp32",
         "precision bf16 requested but no GPU is available: training in fp32",
     )
-    gpu_no_bf16 = Capabilities(
-        cuda=True, gpu_count=1, gpu_memory_bytes=GIB, bf16=False, bitsandbytes=True, deepspeed=True
-    )
+    gpu_no_bf16 = Capabilities(cuda=True, gpu_memory_bytes=GIB, bf16=False, bitsandbytes=True, deepspeed=True)
     assert effective_precision("bf16", gpu_no_bf16)[0] == "fp16"
 
     def spec(method: dict[str, object], **job: object) -> object:
