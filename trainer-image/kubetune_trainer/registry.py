@@ -1,4 +1,4 @@
-"""A registry of the trainer's plug-ins (methods, objectives), keyed by the API `type` they serve.
+"""The trainer's plug-ins (methods, objectives): units that each serve one variant of an API union.
 
 Like PEFT's tuner registry and TRL's trainers, each unit declares what it serves and the registry
 is built from an explicit list. Building it fails at import when a variant of the API union has no
@@ -8,19 +8,34 @@ unit, or a unit serves no variant, so a method or objective cannot be half added
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel
+
+from kubetune.api.unions import TaggedUnion
 from kubetune_trainer.errors import ConfigError
 
+T = TypeVar("T")
 
-class Unit(Protocol):
+
+class VariantUnit:
+    """Serves one variant of `union`; its `name` is the variant's `type`."""
+
+    union: ClassVar[TaggedUnion]
+    variant: ClassVar[type[BaseModel]]
+
     @property
     def name(self) -> str:
-        """The API `type` this unit serves."""
-        ...
+        return self.union.tag_of(self.variant)
 
 
-U = TypeVar("U", bound=Unit)
+def as_variant(block: object, variant: type[T]) -> T:
+    """The job's `block` as `variant`: a registry only hands a unit the jobs of its own variant."""
+    assert isinstance(block, variant), f"{type(block).__name__} is not {variant.__name__}"
+    return block
+
+
+U = TypeVar("U", bound=VariantUnit)
 
 
 class Registry(Generic[U]):

@@ -7,6 +7,7 @@ listings and downloads go through the same s3fs/boto3 paths as in production.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,17 +24,21 @@ from support.trainer_job import trainer_config
 pytestmark = [pytest.mark.integration, pytest.mark.trainer]
 
 
+@pytest.fixture
+def s3_client(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 client of the server, with the trainer's S3 environment pointing at it."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    return s3_server.client()
+
+
 def test_artifact_published_to_s3(
     tmp_path: Path,
     model_dir: Path,
     data_files: dict[str, Path],
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
+    s3_client: Any,
 ) -> None:
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client = s3_server.client()
-    client.create_bucket(Bucket="adapters")
+    s3_client.create_bucket(Bucket="adapters")
     wire = trainer_config(
         tmp_path,
         model_dir,
@@ -45,7 +50,7 @@ def test_artifact_published_to_s3(
     )
     result = run(TrainerConfig.model_validate(wire))
     assert result.artifact_uri == "s3://adapters/team-a/legal-lora/"
-    listed = client.list_objects_v2(Bucket="adapters", Prefix="team-a/legal-lora/")["Contents"]
+    listed = s3_client.list_objects_v2(Bucket="adapters", Prefix="team-a/legal-lora/")["Contents"]
     keys = sorted(o["Key"].removeprefix("team-a/legal-lora/") for o in listed)
     assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", MANIFEST_FILE} <= set(keys)
 
@@ -53,7 +58,7 @@ def test_artifact_published_to_s3(
     for key in keys:
         target = download / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file("adapters", f"team-a/legal-lora/{key}", str(target))
+        s3_client.download_file("adapters", f"team-a/legal-lora/{key}", str(target))
     assert tree_digest(download) == (result.sha256, result.size_bytes)
     manifest = read_manifest(download)
     assert manifest is not None
@@ -69,16 +74,12 @@ def test_artifact_published_to_s3(
 def test_s3_base_model_is_downloaded_once_into_the_cache(
     tmp_path: Path,
     model_dir: Path,
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
+    s3_client: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client = s3_server.client()
-    client.create_bucket(Bucket="models")
+    s3_client.create_bucket(Bucket="models")
     for file in model_dir.iterdir():
-        client.upload_file(str(file), "models", f"tiny/{file.name}")
+        s3_client.upload_file(str(file), "models", f"tiny/{file.name}")
     ref = BaseModelRef(uri="s3://models/tiny/")
     first = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
     assert (first.path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()

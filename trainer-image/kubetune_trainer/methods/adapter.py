@@ -4,27 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.api.v1alpha1.methods import AdapterMethod, BottleneckSettings
+from kubetune.api.v1alpha1.methods import AdapterMethod
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import bottleneck
 from kubetune_trainer.methods.unit import MethodUnit, peft_model, saved_embeddings, task_type
-
-
-def _settings(ctx: RunContext) -> BottleneckSettings:
-    method = ctx.spec.method
-    assert isinstance(method, AdapterMethod)
-    return method.adapter
+from kubetune_trainer.registry import as_variant
 
 
 class AdapterUnit(MethodUnit):
     variant = AdapterMethod
 
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
-        bottleneck.target_names(sorted(info.module_names), _settings(ctx).style)
+        bottleneck.target_names(sorted(info.module_names), as_variant(ctx.spec.method, AdapterMethod).adapter.style)
 
     def apply(self, ctx: RunContext) -> Any:
-        settings = _settings(ctx)
+        settings = as_variant(ctx.spec.method, AdapterMethod).adapter
         config = bottleneck.BottleneckConfig(
             style=settings.style,
             reduction_factor=settings.reduction_factor,

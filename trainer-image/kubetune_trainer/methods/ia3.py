@@ -7,7 +7,14 @@ from typing import Any
 from kubetune.api.v1alpha1.methods import IA3Method, IA3Settings
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.loading import ModelInfo
-from kubetune_trainer.methods.unit import MethodUnit, check_linear_targets, peft_model, saved_embeddings, task_type
+from kubetune_trainer.methods.unit import (
+    MethodUnit,
+    check_linear_targets,
+    peft_model,
+    saved_embeddings,
+    task_type,
+)
+from kubetune_trainer.registry import as_variant
 
 
 def ia3_config(settings: IA3Settings, *, task_type: str, modules_to_save: list[str] | None = None) -> Any:
@@ -23,20 +30,16 @@ def ia3_config(settings: IA3Settings, *, task_type: str, modules_to_save: list[s
     )
 
 
-def _settings(ctx: RunContext) -> IA3Settings:
-    method = ctx.spec.method
-    assert isinstance(method, IA3Method)
-    return method.ia3
-
-
 class IA3Unit(MethodUnit):
     variant = IA3Method
 
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
-        check_linear_targets(info, list(_settings(ctx).target_modules), "method.ia3.targetModules")
+        targets = list(as_variant(ctx.spec.method, IA3Method).ia3.target_modules)
+        check_linear_targets(info, targets, "method.ia3.targetModules")
 
     def apply(self, ctx: RunContext) -> Any:
-        config = ia3_config(_settings(ctx), task_type=task_type(ctx), modules_to_save=saved_embeddings(ctx))
+        settings = as_variant(ctx.spec.method, IA3Method).ia3
+        config = ia3_config(settings, task_type=task_type(ctx), modules_to_save=saved_embeddings(ctx))
         return peft_model(ctx, config)
 
 

@@ -10,6 +10,7 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods.unit import MethodUnit, saved_embeddings
+from kubetune_trainer.registry import as_variant
 
 _BLOCK = re.compile(r"^(?P<stack>.*\.(?:layers|h|blocks|block|layer))\.(?P<index>\d+)(?:\.|$)")
 
@@ -39,22 +40,17 @@ def trainable_parameter_names(names: list[str], settings: PartialSettings) -> se
     return selected
 
 
-def _settings(ctx: RunContext) -> PartialSettings:
-    method = ctx.spec.method
-    assert isinstance(method, PartialMethod)
-    return method.partial
-
-
 class PartialUnit(MethodUnit):
     variant = PartialMethod
 
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
-        trainable_parameter_names(sorted(info.module_names), _settings(ctx))
+        trainable_parameter_names(sorted(info.module_names), as_variant(ctx.spec.method, PartialMethod).partial)
 
     def apply(self, ctx: RunContext) -> Any:
         """New tokens also unfreeze the embedding modules, so their rows can learn."""
         model = ctx.model
-        keep = trainable_parameter_names([n for n, _ in model.named_parameters()], _settings(ctx))
+        names = [n for n, _ in model.named_parameters()]
+        keep = trainable_parameter_names(names, as_variant(ctx.spec.method, PartialMethod).partial)
         for name, param in model.named_parameters():
             param.requires_grad_(name in keep)
         for leaf in saved_embeddings(ctx) or []:

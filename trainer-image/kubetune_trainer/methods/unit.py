@@ -15,17 +15,15 @@ from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
+from kubetune_trainer.registry import VariantUnit
 from kubetune_trainer.tokenizer_align import embedding_modules
 
 
-class MethodUnit:
+class MethodUnit(VariantUnit):
     """One method in the trainer, registered in `kubetune_trainer.methods.METHODS` by its API `type`."""
 
+    union = METHOD_UNION
     variant: ClassVar[type[MethodVariant]]
-
-    @property
-    def name(self) -> str:
-        return METHOD_UNION.tag_of(self.variant)
 
     @property
     def facts(self) -> MethodFacts:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune.api.v1alpha1.objectives import KtoObjective
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -42,8 +43,7 @@ class KtoUnit(ObjectiveUnit):
     def build(self, ctx: RunContext) -> Trainer:
         from trl import KTOConfig, KTOTrainer  # type: ignore[attr-defined]
 
-        objective = ctx.spec.objective
-        assert isinstance(objective, KtoObjective)
+        objective = as_variant(ctx.spec.objective, KtoObjective)
         config = get_kto_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
         return trl_trainer(
             ctx,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune.api.v1alpha1.objectives import OrpoObjective
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -27,8 +28,7 @@ class OrpoUnit(ObjectiveUnit):
     def build(self, ctx: RunContext) -> Trainer:
         from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-        objective = ctx.spec.objective
-        assert isinstance(objective, OrpoObjective)
+        objective = as_variant(ctx.spec.objective, OrpoObjective)
         config = get_orpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
         return trl_trainer(ctx, ORPOTrainer, ORPOConfig, config)
 

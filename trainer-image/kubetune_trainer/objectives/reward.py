@@ -16,6 +16,7 @@ from kubetune.api.v1alpha1.objectives import RewardObjective
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.manifest import read_manifest
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -35,8 +36,7 @@ class RewardUnit(ObjectiveUnit):
     def build(self, ctx: RunContext) -> Trainer:
         from trl import RewardConfig, RewardTrainer  # type: ignore[attr-defined]
 
-        objective = ctx.spec.objective
-        assert isinstance(objective, RewardObjective)
+        objective = as_variant(ctx.spec.objective, RewardObjective)
         if ctx.model.config.pad_token_id is None:  # the score head pools at the last non-pad token
             ctx.model.config.pad_token_id = ctx.tokenizer.pad_token_id
         config = get_reward_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)

@@ -23,6 +23,7 @@ from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.objectives import reward as reward_objective
 from kubetune_trainer.objectives.rewards import builtin_rewards
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -52,8 +53,7 @@ def get_rl_config(
 
 def reward_functions(ctx: RunContext) -> tuple[list[Any], list[Any] | None]:
     """(reward functions or models, their tokenizers) for the trainer, from the spec's reward source."""
-    objective = ctx.spec.objective
-    assert isinstance(objective, RlhfObjective)
+    objective = as_variant(ctx.spec.objective, RlhfObjective)
     source = objective.rlhf.reward
     funcs: list[Any] = []
     tokenizers: list[Any] = []
@@ -98,8 +98,7 @@ class RlhfUnit(ObjectiveUnit):
     def build(self, ctx: RunContext) -> Trainer:
         from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # type: ignore[attr-defined]
 
-        objective = ctx.spec.objective
-        assert isinstance(objective, RlhfObjective)
+        objective = as_variant(ctx.spec.objective, RlhfObjective)
         training = ctx.spec.training
         config = get_rl_config(
             objective,

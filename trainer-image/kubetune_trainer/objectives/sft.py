@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from kubetune.api.v1alpha1.objectives import SftObjective
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -24,8 +25,7 @@ class SftUnit(ObjectiveUnit):
     def build(self, ctx: RunContext) -> Trainer:
         from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
 
-        objective = ctx.spec.objective
-        assert isinstance(objective, SftObjective)
+        objective = as_variant(ctx.spec.objective, SftObjective)
         prep = ctx.spec.dataset.prep
         columns = set(ctx.train_dataset.column_names)
         conversational = "messages" in columns

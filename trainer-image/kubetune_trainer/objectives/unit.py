@@ -13,19 +13,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from kubetune.api.v1alpha1.objectives import OBJECTIVE_UNION, ObjectiveVariant
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.registry import VariantUnit
 
 if TYPE_CHECKING:
     from transformers import Trainer
 
 
-class ObjectiveUnit:
+class ObjectiveUnit(VariantUnit):
     """One objective in the trainer, registered in `kubetune_trainer.objectives.OBJECTIVES` by its API `type`."""
 
+    union = OBJECTIVE_UNION
     variant: ClassVar[type[ObjectiveVariant]]
-
-    @property
-    def name(self) -> str:
-        return OBJECTIVE_UNION.tag_of(self.variant)
 
     def build(self, ctx: RunContext) -> Trainer:
         """A ready-to-train trainer for the filled context (model wrapped by the method, data prepared)."""

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import torch
 
+from kubetune.api.v1alpha1.artifact import ArtifactManifest
 from kubetune.api.v1alpha1.training import DistributedSpec, TrainingSpec
 from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.manifest import read_manifest
@@ -52,7 +53,10 @@ def _env(**extra: str) -> dict[str, str]:
     )
 
 
-def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: dict[str, Any], processes: int) -> Path:
+def _run(
+    tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: dict[str, Any], processes: int
+) -> tuple[Path, ArtifactManifest]:
+    """(artifact directory, its manifest) of a run of the real entrypoint in fresh processes."""
     strategy = distributed["strategy"]
     wire = trainer_config(
         tmp,
@@ -75,7 +79,10 @@ def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: di
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     assert proc.stdout.count("training done: 3 steps") == 1, "rank 0 logs once; other ranks stay quiet"
-    return tmp / "out" / "job"
+    artifact = tmp / "out" / "job"
+    manifest = read_manifest(artifact)
+    assert manifest is not None
+    return artifact, manifest
 
 
 @pytest.mark.parametrize(
@@ -95,9 +102,8 @@ def test_sharded_full_fine_tuning(
 ) -> None:
     from safetensors.torch import load_file
 
-    artifact = _run(tmp_path, model_dir, data_files["text"], "full", distributed=distributed, processes=processes)
-    manifest = read_manifest(artifact)
-    assert manifest is not None
+    data = data_files["text"]
+    artifact, manifest = _run(tmp_path, model_dir, data, "full", distributed=distributed, processes=processes)
     assert manifest.metrics is not None
     assert manifest.metrics["train.steps"] == 3
     assert manifest.format == "safetensors"
@@ -119,9 +125,8 @@ def test_lora_distributed(
 ) -> None:
     from safetensors.torch import load_file
 
-    artifact = _run(tmp_path, model_dir, data_files["text"], "lora", distributed=distributed, processes=processes)
-    manifest = read_manifest(artifact)
-    assert manifest is not None
+    data = data_files["text"]
+    artifact, manifest = _run(tmp_path, model_dir, data, "lora", distributed=distributed, processes=processes)
     assert manifest.format == "peft-safetensors"
     adapter = load_file(str(artifact / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
