@@ -30,7 +30,7 @@ generate: install ## write crds/ and charts/kubetune/crds/ from the pydantic mod
 verify: install ## fail when committed CRDs drift from the models
 	$(PY) -m kubetune.api.crd check
 
-lint: install binaries ## ruff, mypy (strict for kubetune), import-linter, hadolint, helm lint
+lint: install binaries ## ruff, mypy (strict for kubetune and the trainer), import-linter, hadolint, helm lint
 	$(BIN)/ruff check operator trainer-image dev tests
 	$(BIN)/ruff format --check operator trainer-image dev tests
 	$(BIN)/mypy operator/kubetune trainer-image/kubetune_trainer dev/kubetune_dev

@@ -25,8 +25,11 @@ __all__ = [
     "VOCAB_SIZE",
     "alpaca_rows",
     "cache_root",
+    "kto_rows",
     "main",
     "message_rows",
+    "preference_rows",
+    "prompt_rows",
     "text_rows",
     "tiny_model_dir",
     "write_jsonl",
@@ -78,6 +81,30 @@ def message_rows(n: int = 48) -> list[dict[str, Any]]:
             {"messages": [{"role": "user", "content": f"echo {a} {b}"}, {"role": "assistant", "content": f"{a} {b}"}]}
         )
     return rows
+
+
+def preference_rows(n: int = 48) -> list[dict[str, str]]:
+    """Echo the two colours (chosen) versus an unrelated pair of numbers (rejected)."""
+    rows = []
+    for i in range(n):
+        a, b = COLORS[i % len(COLORS)], COLORS[(i // len(COLORS) + i + 1) % len(COLORS)]
+        x, y = NUMBERS[i % len(NUMBERS)], NUMBERS[(i + 5) % len(NUMBERS)]
+        rows.append({"prompt": f"repeat {a} {b}", "chosen": f" {a} {b} {a} {b}", "rejected": f" {x} {y} {x} {y}"})
+    return rows
+
+
+def kto_rows(n: int = 48) -> list[dict[str, Any]]:
+    """The preference pairs unpaired: each chosen answer desirable, each rejected one not."""
+    rows = []
+    for row in preference_rows(n // 2):
+        rows.append({"prompt": row["prompt"], "completion": row["chosen"], "label": True})
+        rows.append({"prompt": row["prompt"], "completion": row["rejected"], "label": False})
+    return rows
+
+
+def prompt_rows(n: int = 32) -> list[dict[str, str]]:
+    """Distinct prompts (prep's exact dedup would otherwise shrink the set below one generation batch)."""
+    return [{"prompt": f"count {NUMBERS[i % 6]} {NUMBERS[i % 6 + 1]} {COLORS[i // 6 % len(COLORS)]}"} for i in range(n)]
 
 
 def _corpus() -> list[str]:

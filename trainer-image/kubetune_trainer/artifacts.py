@@ -14,7 +14,6 @@ Adapter) treat a prefix without `kubetune.json` as absent.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -24,14 +23,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.v1alpha1.artifact import (
+    ArtifactManifest,
+    FileDigest,
+    ManifestBaseModel,
+    ManifestDataset,
+    ManifestFormat,
+    ManifestGate,
+    ManifestMethod,
+    ManifestTokenizer,
+)
 from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
+from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "kubetune.json"
 MERGED_DIR = "merged"
 _LIBRARIES = ("kubetune", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "deepspeed")
 
@@ -63,13 +72,13 @@ def artifact_uri(ctx: RunContext) -> str:
     return ctx.spec.output.uri.rstrip("/") + "/" + artifact_name(ctx) + "/"
 
 
-def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> str:
+def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> ManifestFormat | None:
     """Write the trained weights and tokenizer (rank 0 writes); returns the artifact format name."""
     # every rank must call this: Trainer.save_model gathers ZeRO-3/FSDP shards (PEFT adapters
     # included), then rank 0 writes model.safetensors or adapter_model.safetensors
     trainer.save_model(str(directory))
     if not trainer.is_world_process_zero():
-        return "none"
+        return None
     (directory / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
     ctx.tokenizer.save_pretrained(str(directory))
     return "peft-safetensors" if ctx.is_peft else "safetensors"
@@ -105,14 +114,14 @@ def load_trained(artifact_dir: Path, base_model_path: Path | None = None, *, dty
     return PeftModel.from_pretrained(base, str(artifact_dir))
 
 
-def file_digests(root: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def file_digests(root: Path) -> dict[str, FileDigest]:
+    out: dict[str, FileDigest] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         digest = hashlib.sha256()
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        out[path.relative_to(root).as_posix()] = {"sha256": digest.hexdigest(), "size": path.stat().st_size}
+        out[path.relative_to(root).as_posix()] = FileDigest(sha256=digest.hexdigest(), size=path.stat().st_size)
     return out
 
 
@@ -121,8 +130,8 @@ def tree_digest(root: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     total = 0
     for rel, info in sorted(file_digests(root).items()):
-        digest.update(f"{rel}\0{info['sha256']}\n".encode())
-        total += info["size"]
+        digest.update(f"{rel}\0{info.sha256}\n".encode())
+        total += info.size
     return digest.hexdigest(), total
 
 
@@ -136,28 +145,27 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def write_manifest(ctx: RunContext, root: Path, *, fmt: str, gate: tuple[bool, str | None]) -> None:
+def training_manifest(
+    ctx: RunContext, root: Path, *, fmt: ManifestFormat, gate: tuple[bool, str | None]
+) -> ArtifactManifest:
     spec = ctx.spec
-    manifest = {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Artifact",
-        "name": artifact_name(ctx),
-        "format": fmt,
-        "method": {"requested": spec.method.type, "resolved": ctx.method, "settings": spec.method.to_wire()},
-        "objective": spec.objective.to_wire(),
-        "precision": ctx.precision,
-        "baseModel": {"uri": spec.base_model.uri, "revision": ctx.base_revision},
-        "dataset": {"digest": ctx.data_digest, "prepReport": ctx.extras.get("prep_report", ctx.prep_report)},
-        "tokenizer": {"addedTokenIds": ctx.new_token_ids},
-        "metrics": ctx.metrics,
-        "gate": {"passed": gate[0], "message": gate[1]},
-        "merged": (root / MERGED_DIR).is_dir(),
-        "notes": ctx.notes,
-        "libraries": library_versions(),
-        "files": file_digests(root),
-        "config": ctx.config.to_wire(),
-    }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    return ArtifactManifest(
+        name=artifact_name(ctx),
+        format=fmt,
+        method=ManifestMethod(requested=spec.method.type, resolved=ctx.method, settings=spec.method.to_wire()),
+        objective=spec.objective.to_wire(),
+        precision=ctx.precision,
+        base_model=ManifestBaseModel(uri=spec.base_model.uri, revision=ctx.base_revision),
+        dataset=ManifestDataset(digest=ctx.data_digest, prep_report=ctx.extras.get("prep_report", ctx.prep_report)),
+        tokenizer=ManifestTokenizer(added_token_ids=ctx.new_token_ids),
+        metrics=ctx.metrics,
+        gate=ManifestGate(passed=gate[0], message=gate[1]),
+        merged=(root / MERGED_DIR).is_dir(),
+        notes=ctx.notes,
+        libraries=library_versions(),
+        files=file_digests(root),
+        config=ctx.config.to_wire(),
+    )
 
 
 def publish(staging: Path, uri: str, *, pvc_root: Path) -> None:
@@ -184,10 +192,10 @@ def publish(staging: Path, uri: str, *, pvc_root: Path) -> None:
 def _publish_s3(staging: Path, uri: S3Uri) -> None:
     fs = s3_filesystem()
     prefix = f"{uri.bucket}/{uri.key.strip('/')}".rstrip("/")
-    if fs.exists(f"{prefix}/{MANIFEST}"):
-        fs.rm_file(f"{prefix}/{MANIFEST}")  # unpublish the old artifact before overwriting its files
+    if fs.exists(f"{prefix}/{MANIFEST_FILE}"):
+        fs.rm_file(f"{prefix}/{MANIFEST_FILE}")  # unpublish the old artifact before overwriting its files
     files = sorted(p for p in staging.rglob("*") if p.is_file())
-    for path in sorted(files, key=lambda p: p.name == MANIFEST):
+    for path in sorted(files, key=lambda p: p.name == MANIFEST_FILE):
         fs.put_file(str(path), f"{prefix}/{path.relative_to(staging).as_posix()}")
     log.info("published artifact to s3://%s/", prefix)
 
@@ -198,11 +206,11 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
     if root.exists() and trainer.is_world_process_zero():
         shutil.rmtree(root)
     fmt = save_weights(ctx, trainer, root)
-    if not trainer.is_world_process_zero():
+    if fmt is None:  # not rank 0
         return RunResult(artifact_uri=artifact_uri(ctx), sha256="0" * 64, size_bytes=0, method=ctx.method)
     if ctx.spec.output.merge_weights and ctx.is_peft:
         save_merged(ctx, root, root / MERGED_DIR)
-    write_manifest(ctx, root, fmt=fmt, gate=gate)
+    write_manifest(root, training_manifest(ctx, root, fmt=fmt, gate=gate))
     sha, size = tree_digest(root)
     publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)
     return RunResult(

@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
+from kubetune.api.v1alpha1.methods import METHOD_FACTS, MethodFacts, TrainedMethod
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+from kubetune.api.v1alpha1.training import Precision
 
 if TYPE_CHECKING:
     from transformers import Trainer, TrainerCallback
-
-Precision = Literal["bf16", "fp16", "fp32"]
-MethodName = Literal["full", "partial", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,6 @@ class Capabilities:
     """What the machine can do, probed once before any model is loaded."""
 
     cuda: bool
-    gpu_count: int
     gpu_memory_bytes: int
     bf16: bool
     bitsandbytes: bool
@@ -56,7 +54,7 @@ class RunContext:
     capabilities: Capabilities
     precision: Precision
     """The precision actually used (bf16/fp16 requested on a CPU falls back to fp32)."""
-    method: MethodName
+    method: TrainedMethod
     """The method actually used (`auto` is resolved by the estimator before loading)."""
     paths: RunPaths
     model: Any = None
@@ -77,8 +75,13 @@ class RunContext:
     """Free slot for hooks (EWC Fisher, reference models) so they need no new fields here."""
 
     @property
+    def method_facts(self) -> MethodFacts:
+        """The facts of the method actually used."""
+        return METHOD_FACTS[self.method]
+
+    @property
     def is_peft(self) -> bool:
-        return self.method in {"lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3"}
+        return self.method_facts.peft
 
     def training_args_kwargs(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments for `TrainingArguments` or any TRL `*Config` derived from it.
@@ -150,9 +153,6 @@ _OPTIMIZERS = {
     "paged_adamw_32bit": "paged_adamw_32bit",
     "adafactor": "adafactor",
 }
-
-ObjectiveBuilder = Callable[[RunContext], "Trainer"]
-"""Builds a ready-to-train `transformers.Trainer` (usually a TRL trainer) from a filled context."""
 
 EvaluationHook = Callable[[RunContext, "Trainer"], Mapping[str, float]]
 """Runs after training on the trained model; returns metrics named `SUITE.METRIC`."""

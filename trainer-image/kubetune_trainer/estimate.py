@@ -1,4 +1,4 @@
-"""Memory estimate per device, and the `auto` method choice that follows from it.
+"""Memory estimate per device: the terms each method unit adds up (`MethodUnit.memory`).
 
 Pure arithmetic on parameter counts so it can run before any weights are read. The formulas (bytes):
 
@@ -24,22 +24,19 @@ Pure arithmetic on parameter counts so it can run before any weights are read. T
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
-from kubetune_trainer.errors import ConfigError
+from kubetune.api.v1alpha1.training import Precision
 
 GIB = 1024**3
 OVERHEAD_BYTES = GIB
 ADAM_STATE_BYTES = 8
 MASTER_BYTES = 4
-ADAPTER_TRAIN_BYTES = 16
+ADAPTER_PARAM_BYTES = 4
 ACTIVATION_BYTES_PER_ELEMENT = 34
 QUANT_BLOCK = 64
 NESTED_BLOCK = 256
-AUTO_ORDER = ("full", "lora", "qlora")
-
-Precision = Literal["bf16", "fp16", "fp32"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +70,6 @@ class TrainSetup:
     lora_targets: tuple[str, ...] = ("all-linear",)
     quant_bits: Literal[4, 8] = 4
     double_quant: bool = True
-    trainable_params: int | None = None
-    """For methods whose trainable count is not a formula of the shape (partial, prefix, adapters)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +80,6 @@ class MemoryEstimate:
     optimizer: int
     activations: int
     overhead: int = OVERHEAD_BYTES
-    trainable_params: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -131,81 +125,39 @@ def activation_bytes(shape: ModelShape, setup: TrainSetup) -> int:
     return scale * ACTIVATION_BYTES_PER_ELEMENT * tokens * shape.num_layers
 
 
-def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-    """Bytes per device for one method; see the module docstring for every term."""
+def full_weights(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """Every base weight trains (AdamW, fp32 master copy under mixed precision), sharded by ZeRO."""
     wb = weight_bytes(setup.precision)
-    acts = activation_bytes(shape, setup)
-    if method in {"full", "partial"}:
-        trainable = shape.num_params if method == "full" else (setup.trainable_params or 0)
-        mixed = setup.precision != "fp32"
-        weights = shape.num_params * wb
-        grads = trainable * wb
-        optim = trainable * (ADAM_STATE_BYTES + (MASTER_BYTES if mixed else 0))
-        stage = setup.zero_stage
-        n = setup.world_size
-        if stage is not None:
-            if setup.offload != "none":
-                optim = 0
-            elif stage >= 1:
-                optim //= n
-            if stage >= 2:
-                grads //= n
-            if stage == 3:
-                weights = 0 if setup.offload != "none" else weights // n
-        return MemoryEstimate(method, weights, grads, optim, acts, trainable_params=trainable)
-    if method in {"lora", "dora", "qlora"}:
-        trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=method == "dora")
-        if method == "qlora":
-            quantized = shape.linear_params
-            per = quantized_bytes_per_param(setup.quant_bits, setup.double_quant)
-            weights = int(quantized * per) + (shape.num_params - quantized) * wb
-        else:
-            weights = shape.num_params * wb
-    else:
-        trainable = setup.trainable_params or 0
-        weights = shape.num_params * wb
-    grads = trainable * 4
-    optim = trainable * (ADAM_STATE_BYTES + 4)
-    return MemoryEstimate(method, weights, grads, optim, acts, trainable_params=trainable)
+    trainable = shape.num_params
+    mixed = setup.precision != "fp32"
+    weights = shape.num_params * wb
+    grads = trainable * wb
+    optim = trainable * (ADAM_STATE_BYTES + (MASTER_BYTES if mixed else 0))
+    stage = setup.zero_stage
+    n = setup.world_size
+    if stage is not None:
+        if setup.offload != "none":
+            optim = 0
+        elif stage >= 1:
+            optim //= n
+        if stage >= 2:
+            grads //= n
+        if stage == 3:
+            weights = 0 if setup.offload != "none" else weights // n
+    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
 
 
-def choose_auto(
-    shape: ModelShape, setup: TrainSetup, budget_bytes: int, *, quantization_available: bool
-) -> tuple[str, MemoryEstimate]:
-    """The most capable method that fits: full, then lora, then qlora; else a config error with numbers."""
-    tried: list[MemoryEstimate] = []
-    for method in AUTO_ORDER:
-        if method == "qlora" and not quantization_available:
-            continue
-        result = estimate(method, shape, setup)
-        if result.total <= budget_bytes:
-            return method, result
-        tried.append(result)
-    raise ConfigError(
-        f"model with {shape.num_params:,} parameters does not fit {budget_bytes / GIB:.2f} GiB per device with any "
-        f"method: {'; '.join(t.summary() for t in tried)}; request GPUs with more memory, more GPUs with "
-        "distributed.strategy deepspeed, or a smaller batchSize / maxSeqLength"
-    )
+def adapter_weights(
+    method: str, shape: ModelShape, setup: TrainSetup, *, trainable: int, weights: int
+) -> MemoryEstimate:
+    """A frozen base of `weights` bytes plus `trainable` adapter parameters kept in fp32 with AdamW."""
+    grads = trainable * ADAPTER_PARAM_BYTES
+    optim = trainable * (ADAM_STATE_BYTES + ADAPTER_PARAM_BYTES)
+    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
 
 
-def check_fits(method: str, shape: ModelShape, setup: TrainSetup, budget_bytes: int) -> MemoryEstimate:
-    """Fail fast with a suggestion when an explicitly chosen method will not fit."""
-    result = estimate(method, shape, setup)
-    if result.total <= budget_bytes:
-        return result
-    hints = []
-    for other in AUTO_ORDER:
-        if other != method and estimate(other, shape, setup).total <= budget_bytes:
-            hints.append(f"method {other}")
-    if method in {"full", "partial"}:
-        for n in (2, 4, 8, 16, 32, 64):
-            if n > setup.world_size and estimate(method, shape, replace(setup, world_size=n, zero_stage=3)).total <= (
-                budget_bytes
-            ):
-                hints.append(f"{n} GPUs with deepspeed zeroStage 3")
-                break
-    hint = "; try " + " or ".join(hints) if hints else "; no method fits, use bigger GPUs"
-    raise ConfigError(
-        f"method {method} needs about {result.total / GIB:.2f} GiB per device but {budget_bytes / GIB:.2f} GiB "
-        f"is available ({result.summary()}){hint}"
-    )
+def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
+    """Quantized linear weights (output head excluded) plus everything else in the compute dtype."""
+    quantized = shape.linear_params
+    per = quantized_bytes_per_param(setup.quant_bits, setup.double_quant)
+    return int(quantized * per) + (shape.num_params - quantized) * weight_bytes(setup.precision)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.data import BaseModelRef
+from kubetune.api.v1alpha1.objectives import TrainedModel
 from kubetune_trainer.data.uris import HfUri, ResolvedSource, parse_uri, resolve
 from kubetune_trainer.errors import ConfigError
 
@@ -32,7 +33,6 @@ class ModelInfo:
     num_params: int
     hidden_size: int
     num_layers: int
-    vocab_size: int
     linear_shapes: dict[str, tuple[int, int]]
     """Leaf module name (e.g. `q_proj`) -> (in_features, out_features) of one instance."""
     linear_counts: dict[str, int]
@@ -96,7 +96,6 @@ def inspect_model(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
         num_params=sum(p.numel() for p in model.parameters()),
         hidden_size=int(getattr(text_config, "hidden_size", 0)),
         num_layers=int(getattr(text_config, "num_hidden_layers", 0)),
-        vocab_size=int(getattr(text_config, "vocab_size", 0)),
         linear_shapes=shapes,
         linear_counts=counts,
         module_names=frozenset(n for n, _ in model.named_modules() if n),
@@ -118,20 +117,20 @@ def load_model(
     path: Path,
     *,
     precision: str,
-    objective: str,
+    trained_model: TrainedModel = "causal-lm",
     extra_kwargs: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
 ) -> Any:
     """Load weights with the method's keyword arguments (quantization, device map) applied.
 
-    `reward` trains a one-logit sequence classifier on the same base, everything else a causal LM.
+    A `sequence-classifier` (the reward objective) is a one-logit classifier head on the same base.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, _DTYPES[precision]), "trust_remote_code": trust_remote_code}
     kwargs.update(extra_kwargs or {})
-    if objective == "reward":
+    if trained_model == "sequence-classifier":
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -7,7 +7,7 @@ for ties/dare), so a merged adapter loads and merges exactly like a trained one.
 written with the same layout, manifest, digest and publish-then-appear semantics as a training
 artifact, and reported in the Adapter's `status.artifact`.
 
-Every source must come from the same base model: the `kubetune.json` manifest of each artifact
+Every source must come from the same base model: the manifest (`kubetune.json`) of each artifact
 records the base URI and resolved revision, which must match the merge's base. Merging deltas
 trained on different weights is silently meaningless, so it is a config error, not a warning.
 """
@@ -21,18 +21,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.v1alpha1.artifact import (
+    ArtifactManifest,
+    ManifestBaseModel,
+    ManifestFormat,
+    ManifestMerge,
+    ManifestMergeSource,
+)
 from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.trainer_config import MergeTask, TrainerConfig
-from kubetune_trainer.artifacts import MANIFEST, file_digests, library_versions, publish, tree_digest
+from kubetune_trainer.artifacts import file_digests, library_versions, publish, tree_digest
 from kubetune_trainer.data.uris import resolve
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import resolve_base_model
+from kubetune_trainer.manifest import MANIFEST_FILE, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
 
 MERGED_ADAPTER = "default"
 """PEFT saves an adapter named `default` at the directory root (others go to a subdirectory)."""
-ARTIFACT_FORMAT = "peft-safetensors"
+ARTIFACT_FORMAT: ManifestFormat = "peft-safetensors"
 
 
 @dataclass(frozen=True)
@@ -66,16 +74,16 @@ def check_source(name: str, directory: Path, base_uri: str, base_revision: str |
     peft_type = json.loads(config_path.read_text()).get("peft_type")
     if peft_type != "LORA":
         raise ConfigError(f"merge source {name} is a {peft_type} adapter; only LoRA/DoRA/QLoRA adapters can be merged")
-    manifest_path = directory / MANIFEST
-    if not manifest_path.is_file():
-        raise ConfigError(f"merge source {name} has no {MANIFEST}; its base model cannot be verified")
-    base = json.loads(manifest_path.read_text()).get("baseModel") or {}
-    if base.get("uri") != base_uri:
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise ConfigError(f"merge source {name} has no {MANIFEST_FILE}; its base model cannot be verified")
+    base = manifest.base_model
+    if base.uri != base_uri:
         raise ConfigError(
-            f"merge source {name} was trained on base model {base.get('uri')}, not {base_uri}: "
+            f"merge source {name} was trained on base model {base.uri}, not {base_uri}: "
             "all merge sources must share the merge's base model"
         )
-    trained_on = base.get("revision")
+    trained_on = base.revision
     if trained_on and base_revision and trained_on != base_revision:
         raise ConfigError(
             f"merge source {name} was trained on {base_uri} at revision {trained_on}, but the base resolves to "
@@ -112,28 +120,27 @@ def combine(base_path: Path, sources: list[MergeSource], task: MergeTask) -> tup
     return model, tokenizers[0]
 
 
-def write_manifest(root: Path, config: TrainerConfig, sources: list[MergeSource], base_revision: str | None) -> None:
+def merge_manifest(
+    root: Path, config: TrainerConfig, sources: list[MergeSource], base_revision: str | None
+) -> ArtifactManifest:
     task = config.merge
     assert task is not None
-    manifest = {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "Artifact",
-        "name": config.target.name,
-        "format": ARTIFACT_FORMAT,
-        "baseModel": {"uri": task.base_model.uri, "revision": base_revision},
-        "merge": {
-            "sources": [
-                {"name": s.name, "weight": s.weight, "uri": i.artifact_uri}
+    return ArtifactManifest(
+        name=config.target.name,
+        format=ARTIFACT_FORMAT,
+        base_model=ManifestBaseModel(uri=task.base_model.uri, revision=base_revision),
+        merge=ManifestMerge(
+            sources=[
+                ManifestMergeSource(name=s.name, weight=s.weight, uri=i.artifact_uri)
                 for s, i in zip(sources, task.sources, strict=True)
             ],
-            "combination": task.combination,
-            "density": task.density,
-        },
-        "libraries": library_versions(),
-        "files": file_digests(root),
-        "config": config.to_wire(),
-    }
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            combination=task.combination,
+            density=task.density,
+        ),
+        libraries=library_versions(),
+        files=file_digests(root),
+        config=config.to_wire(),
+    )
 
 
 def run(config: TrainerConfig) -> MergeResult:
@@ -160,7 +167,7 @@ def run(config: TrainerConfig) -> MergeResult:
         shutil.rmtree(root)
     model.save_pretrained(str(root), safe_serialization=True)
     tokenizer.save_pretrained(str(root))
-    write_manifest(root, config, sources, base.revision)
+    write_manifest(root, merge_manifest(root, config, sources, base.revision))
     sha, size = tree_digest(root)
     publish(root, task.output_uri, pvc_root=pvc_root)
     result = MergeResult(artifact_uri=task.output_uri, sha256=sha, size_bytes=size)

@@ -3,9 +3,10 @@
 Order: validate and probe the machine -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer and data prep -> distributed setup
--> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> objective builder ->
-train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts ->
-`Hooks.after_result`. Objectives plug in through `OBJECTIVE_BUILDERS`, everything else through `Hooks`.
+-> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
+objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
+-> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
+`OBJECTIVES`, everything else through `Hooks`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, data_stage, methods, preflight, tokenizer_align
+from kubetune_trainer import artifacts, continual, data_stage, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
+from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
-from kubetune_trainer.methods.deepspeed import deepspeed_config
-from kubetune_trainer.objectives import OBJECTIVE_BUILDERS
+from kubetune_trainer.methods import METHODS
+from kubetune_trainer.objectives import OBJECTIVES
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,6 @@ def build_context(config: TrainerConfig, capabilities: Capabilities | None = Non
     spec = config.job
     caps = capabilities or preflight.probe_capabilities()
     notes = preflight.check_spec(spec, caps)
-    if spec.objective.type not in OBJECTIVE_BUILDERS:
-        raise ConfigError(
-            f"objective {spec.objective.type} is not available in this trainer; available: "
-            f"{', '.join(sorted(OBJECTIVE_BUILDERS))}"
-        )
     precision, note = preflight.effective_precision(spec.training.precision, caps)
     if note:
         notes.append(note)
@@ -76,7 +73,7 @@ def inspect_base(ctx: RunContext) -> None:
         ctx.notes.append(f"memory estimate {estimate.summary()}")
     if ctx.spec.method.type == "auto":
         ctx.notes.append(f"method auto resolved to {ctx.method}")
-    methods.check_targets(ctx, info)
+    METHODS[ctx.method].check_targets(ctx, info)
     log.info("base model %s at %s (revision %s), method %s", ref.uri, source.path, source.revision, ctx.method)
 
 
@@ -103,8 +100,8 @@ def load_weights(ctx: RunContext) -> None:
     ctx.model = load_model(
         ctx.base_model_path,
         precision=_load_precision(ctx),
-        objective=ctx.spec.objective.type,
-        extra_kwargs=methods.load_kwargs(ctx),
+        trained_model=ctx.spec.objective.facts.model,
+        extra_kwargs=METHODS[ctx.method].load_kwargs(ctx),
         trust_remote_code=ctx.spec.base_model.trust_remote_code,
     )
     if ctx.model.config.pad_token_id is None:
@@ -114,7 +111,7 @@ def load_weights(ctx: RunContext) -> None:
 
 def _load_precision(ctx: RunContext) -> str:
     """Trained weights load in fp32 (the optimizer's master copy); frozen adapter bases in 16-bit."""
-    if ctx.method in {"full", "partial"} and ctx.deepspeed_config is None:
+    if not ctx.is_peft and ctx.deepspeed_config is None:
         return "fp32"
     return ctx.precision
 
@@ -167,11 +164,12 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     data_stage.prepare(ctx)
     setup_distributed(ctx)
     load_weights(ctx)
-    methods.apply_method(ctx)
+    ctx.model = METHODS[ctx.method].apply(ctx)
     ctx.callbacks.append(log_progress_callback())
     for hook in hooks.before_train:
         hook(ctx)
-    trainer = OBJECTIVE_BUILDERS[ctx.spec.objective.type](ctx)
+    ewc_state, lwf_state = continual.prepare(ctx)
+    trainer = continual.attach(OBJECTIVES[ctx.spec.objective.type].build(ctx), ewc_state=ewc_state, lwf_state=lwf_state)
     train(ctx, trainer)
     ctx.metrics.update(hooks.evaluate(ctx, trainer))
     gate = hooks.gate(ctx, ctx.metrics)

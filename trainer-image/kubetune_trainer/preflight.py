@@ -1,30 +1,34 @@
 """Checks that run before any weights are loaded, so a bad spec fails in seconds and never holds a GPU.
 
 Three kinds: static combinations the API schema cannot express (e.g. merging an unmergeable method),
-capabilities of this machine (bf16, bitsandbytes, DeepSpeed), and the memory estimate against the
-devices, which is also what resolves `method: auto`.
+read from the method's facts; capabilities of this machine (bf16, bitsandbytes, DeepSpeed); and the
+memory estimate against the devices (the method unit's `memory`), which is also what resolves
+`method: auto` to the first of `AutoMethod.candidates` that fits.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
-from kubetune.api.v1alpha1.methods import AutoMethod, DoraMethod, LoraMethod, QloraMethod
-from kubetune_trainer.context import Capabilities, MethodName, Precision
+from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, QloraMethod, TrainedMethod
+from kubetune.api.v1alpha1.training import Precision
+from kubetune_trainer.context import Capabilities
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup, check_fits, choose_auto
+from kubetune_trainer.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
+from kubetune_trainer.methods import METHODS
+from kubetune_trainer.methods.lora import lora_block
 
 log = logging.getLogger(__name__)
 
 CPU_BUDGET_ENV = "KUBETUNE_CPU_MEMORY_BYTES"
 DEFAULT_CPU_BUDGET = 16 * GIB
 GPU_MEMORY_ENV = "KUBETUNE_GPU_MEMORY_BYTES"
-UNMERGEABLE = frozenset({"adapter", "prefix", "prompt"})
-NO_EMBEDDING_TRAINING = frozenset({"prefix", "prompt"})
+ZERO3_WORLD_SIZES = (2, 4, 8, 16, 32, 64)
 
 
 def probe_capabilities() -> Capabilities:
@@ -34,11 +38,9 @@ def probe_capabilities() -> Capabilities:
     import torch
 
     cuda = torch.cuda.is_available()
-    count = torch.cuda.device_count() if cuda else 0
     memory = torch.cuda.get_device_properties(0).total_memory if cuda else 0
     return Capabilities(
         cuda=cuda,
-        gpu_count=count,
         gpu_memory_bytes=int(memory),
         bf16=bool(cuda and torch.cuda.is_bf16_supported()),
         bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
@@ -46,24 +48,31 @@ def probe_capabilities() -> Capabilities:
     )
 
 
+def _methods_where(test: Callable[[MethodFacts], bool]) -> str:
+    names = [name for name, facts in METHOD_FACTS.items() if test(facts)]
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def check_spec(spec: FineTuneJobSpec, caps: Capabilities) -> list[str]:
     """Static checks; returns warnings for capability fallbacks the run survives."""
     method = spec.method.type
-    if spec.output.merge_weights and method in UNMERGEABLE:
+    facts = spec.method.facts
+    if facts is not None and spec.output.merge_weights and not facts.mergeable:
         raise ConfigError(
             f"output.mergeWeights: method {method} cannot be merged into the base weights; "
-            "set mergeWeights: false or use lora, dora, qlora, ia3, full or partial"
+            f"set mergeWeights: false or use {_methods_where(lambda f: f.mergeable)}"
         )
-    if spec.tokenizer.add_tokens and method in NO_EMBEDDING_TRAINING:
+    if facts is not None and spec.tokenizer.add_tokens and not facts.trains_embeddings:
         raise ConfigError(
             f"tokenizer.addTokens: method {method} cannot train embeddings for new tokens; "
-            "use lora, dora, qlora, ia3, adapter, full or partial"
+            f"use {_methods_where(lambda f: f.trains_embeddings)}"
         )
-    if method == "qlora" and not caps.bitsandbytes:
-        raise ConfigError("method qlora needs bitsandbytes, which this trainer image lacks")
+    problem = METHODS[method].machine_problem(caps) if facts is not None else None
+    if problem:
+        raise ConfigError(problem)
     if spec.distributed.strategy == "deepspeed" and not caps.deepspeed:
         raise ConfigError("distributed.strategy deepspeed: DeepSpeed is not installed in this trainer image")
-    if spec.distributed.strategy == "fsdp" and method in {"qlora", "adapter"}:
+    if spec.distributed.strategy == "fsdp" and facts is not None and not facts.fsdp:
         raise ConfigError(
             f"distributed.strategy fsdp does not support method {method}; "
             "use strategy ddp, or deepspeed with zeroStage <= 2"
@@ -95,7 +104,7 @@ def device_budget(caps: Capabilities, env: Mapping[str, str] | None = None) -> i
 
 def train_setup(spec: FineTuneJobSpec, precision: Precision, world_size: int) -> TrainSetup:
     method = spec.method
-    lora = method.lora if isinstance(method, LoraMethod | DoraMethod | QloraMethod | AutoMethod) else None
+    lora = lora_block(method)
     quant = method.quantization if isinstance(method, QloraMethod) else None
     deepspeed = spec.distributed.strategy == "deepspeed"
     return TrainSetup(
@@ -123,6 +132,53 @@ def shape_of(info: ModelInfo) -> ModelShape:
     )
 
 
+def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate | None:
+    """Bytes per device for `method` (its unit's formula); None when it has none."""
+    return METHODS[method].memory(shape, setup)
+
+
+def choose_auto(
+    shape: ModelShape, setup: TrainSetup, budget_bytes: int, caps: Capabilities
+) -> tuple[str, MemoryEstimate]:
+    """The first of `AutoMethod.candidates` this machine runs and that fits; else a config error with numbers."""
+    tried: list[MemoryEstimate] = []
+    for method in AutoMethod.candidates:
+        if METHODS[method].machine_problem(caps):
+            continue
+        result = estimate(method, shape, setup)
+        assert result is not None, f"auto candidate {method} has no memory formula"
+        if result.total <= budget_bytes:
+            return method, result
+        tried.append(result)
+    raise ConfigError(
+        f"model with {shape.num_params:,} parameters does not fit {budget_bytes / GIB:.2f} GiB per device with any "
+        f"method: {'; '.join(t.summary() for t in tried)}; request GPUs with more memory, more GPUs with "
+        "distributed.strategy deepspeed, or a smaller batchSize / maxSeqLength"
+    )
+
+
+def check_fits(method: str, result: MemoryEstimate, shape: ModelShape, setup: TrainSetup, budget_bytes: int) -> None:
+    """Fail fast with a suggestion when an explicitly chosen method will not fit."""
+    if result.total <= budget_bytes:
+        return
+    hints = []
+    for other in AutoMethod.candidates:
+        fits = estimate(other, shape, setup)
+        if other != method and fits is not None and fits.total <= budget_bytes:
+            hints.append(f"method {other}")
+    if METHOD_FACTS[method].family == "full":  # the base's own weights train: ZeRO-3 shards them
+        for n in ZERO3_WORLD_SIZES:
+            sharded = estimate(method, shape, replace(setup, world_size=n, zero_stage=3))
+            if n > setup.world_size and sharded is not None and sharded.total <= budget_bytes:
+                hints.append(f"{n} GPUs with deepspeed zeroStage 3")
+                break
+    hint = "; try " + " or ".join(hints) if hints else "; no method fits, use bigger GPUs"
+    raise ConfigError(
+        f"method {method} needs about {result.total / GIB:.2f} GiB per device but {budget_bytes / GIB:.2f} GiB "
+        f"is available ({result.summary()}){hint}"
+    )
+
+
 def resolve_method(
     spec: FineTuneJobSpec,
     info: ModelInfo,
@@ -131,16 +187,17 @@ def resolve_method(
     precision: Precision,
     world_size: int,
     env: Mapping[str, str] | None = None,
-) -> tuple[MethodName, MemoryEstimate | None]:
-    """Resolve `auto` and check that formula-estimable methods fit the device budget."""
+) -> tuple[TrainedMethod, MemoryEstimate | None]:
+    """Resolve `auto` and check that methods with a memory formula fit the device budget."""
     budget = device_budget(caps, env)
     setup = train_setup(spec, precision, world_size)
     shape = shape_of(info)
     if isinstance(spec.method, AutoMethod):
-        method, result = choose_auto(shape, setup, budget, quantization_available=caps.bitsandbytes)
+        method, result = choose_auto(shape, setup, budget, caps)
         log.info("method auto resolved to %s (%s of %.2f GiB)", method, result.summary(), budget / GIB)
-        return method, result  # type: ignore[return-value]
-    name: MethodName = spec.method.type
-    if name in {"full", "lora", "dora", "qlora"}:
-        return name, check_fits(name, shape, setup, budget)
-    return name, None
+        return method, result
+    name: TrainedMethod = spec.method.type
+    needed = estimate(name, shape, setup)
+    if needed is not None:
+        check_fits(name, needed, shape, setup, budget)
+    return name, needed

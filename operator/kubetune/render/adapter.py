@@ -11,6 +11,7 @@ from typing import Any
 
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.api.v1alpha1.methods import METHOD_FACTS
 from kubetune.api.v1alpha1.pod_contract import BASE_MODEL_LABEL, CACHE_DIR, CHECKPOINT_DIR, PVC_ROOT, SCRATCH_DIR
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.render import configmap, job, names, rbac
@@ -18,9 +19,6 @@ from kubetune.render.meta import Manifest, Owner, labels, owner_reference, propa
 from kubetune.render.names import label_value
 from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
-
-LORA_FAMILY = ("lora", "dora", "qlora")
-FULL_WEIGHTS = ("full", "partial")
 
 
 def adapter_name(ftj: FineTuneJob) -> str:
@@ -32,7 +30,8 @@ def method_summary(ftj: FineTuneJob, result: TrainResult) -> AdapterMethodSummar
     method = ftj.spec.method
     kind = result.method or (method.type if method.type != "auto" else "lora")
     lora = getattr(method, "lora", None)
-    if kind in LORA_FAMILY and lora is not None:
+    facts = METHOD_FACTS.get(kind)
+    if facts is not None and facts.family == "lora" and lora is not None:
         return AdapterMethodSummary.model_validate(
             {
                 "type": kind,
@@ -68,7 +67,7 @@ def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
                 "method": summary.to_wire(),
                 "artifact": {
                     "uri": result.artifact_uri,
-                    "format": "full-safetensors" if summary.type in FULL_WEIGHTS else "peft-safetensors",
+                    "format": "peft-safetensors" if METHOD_FACTS[summary.type].peft else "full-safetensors",
                     "sha256": result.sha256,
                     "sizeBytes": result.size_bytes,
                 },

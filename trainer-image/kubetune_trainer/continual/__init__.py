@@ -1,12 +1,12 @@
-"""Continual learning (`spec.continual`): replay, EWC and LwF around any objective builder.
+"""Continual learning (`spec.continual`): replay, EWC and LwF around any objective's trainer.
 
-`with_continual(build)` wraps an objective builder: before the trainer exists it mixes replay rows
-into the training set, estimates the EWC Fisher on the untouched starting model and prepares the
-LwF teacher; after the builder returns it gives the trainer a `compute_loss` that adds the EWC
-penalty and the LwF distillation term. The trainer's class is swapped for a subclass with
-`ContinualLoss` in front, because the builders instantiate TRL classes directly and one mixin then
-serves every objective. LwF needs token logits of a causal LM on the training batch, so it applies
-to `sft` only.
+The pipeline calls `prepare` before the objective builds its trainer: it mixes replay rows into the
+training set, estimates the EWC Fisher on the untouched starting model and prepares the LwF
+teacher. `attach` then gives the built trainer a `compute_loss` that adds the EWC penalty and the
+LwF distillation term. The trainer's class is swapped for a subclass with `ContinualLoss` in front,
+because the objectives instantiate TRL classes directly and one mixin then serves every objective.
+LwF needs token logits of a causal LM on the training batch, so it applies only to objectives whose
+facts say `distillable`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kubetune_trainer.context import ObjectiveBuilder, RunContext
+from kubetune.api.v1alpha1.objectives import OBJECTIVE_FACTS
+from kubetune_trainer.context import RunContext
 from kubetune_trainer.continual import ewc, lwf, replay
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.evaluate.scoring import heldout_pairs
@@ -77,9 +78,10 @@ def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:
     spec = ctx.spec.continual
     if spec is None:
         return None, None
-    if spec.lwf is not None and ctx.spec.objective.type != "sft":
+    if spec.lwf is not None and not ctx.spec.objective.facts.distillable:
+        distillable = " or ".join(name for name, facts in OBJECTIVE_FACTS.items() if facts.distillable)
         raise ConfigError(
-            f"continual.lwf distils token distributions and works with objective sft only, not "
+            f"continual.lwf distils token distributions and works with objective {distillable} only, not "
             f"{ctx.spec.objective.type}: remove lwf or use ewc/replay"
         )
     if spec.replay is not None:
@@ -118,14 +120,3 @@ def _prepped(ctx: RunContext, dataset: Any) -> Any:
     result = prepare_from_spec(dataset, ctx.spec.dataset.prep, token_length=token_length)
     log.info("replay data: %s", result.report.summary())
     return result.dataset
-
-
-def with_continual(build: ObjectiveBuilder) -> ObjectiveBuilder:
-    """An objective builder that also applies `spec.continual` (identical when it is unset)."""
-
-    def continual_build(ctx: RunContext) -> Any:
-        ewc_state, lwf_state = prepare(ctx)
-        return attach(build(ctx), ewc_state=ewc_state, lwf_state=lwf_state)
-
-    continual_build.__doc__ = build.__doc__
-    return continual_build

@@ -13,7 +13,8 @@ Input formats are those of `spec.dataset.format`; each normalises to one TRL lay
 | prompt     | prompt (+ any extra columns)                | prompt + extras, passed to reward functions (GRPO/RLOO) |
 
 A `license` column is carried through so prep can apply the allow-list. Anything that does not fit
-raises `DataFormatError` with the columns found and the columns wanted, so the fix is obvious.
+raises `DataFormatError` with the columns found and the columns wanted, so the fix is obvious. Which
+formats an objective trains on is one of its facts (`ObjectiveFacts.data_formats` in the API).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from kubetune.api.v1alpha1.data import DataFormat, DatasetFormat
+from kubetune.api.v1alpha1.objectives import OBJECTIVE_FACTS
 from kubetune_trainer.errors import DataFormatError
 
 if TYPE_CHECKING:
@@ -31,7 +34,6 @@ __all__ = [
     "ALPACA_PROMPT_TEMPLATE",
     "FORMATS",
     "LICENSE_COLUMN",
-    "OBJECTIVE_FORMATS",
     "Format",
     "FormatSetting",
     "Normalized",
@@ -42,26 +44,14 @@ __all__ = [
     "row_text",
 ]
 
-Format = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
-FormatSetting = Format | Literal["auto"]
-FORMATS: tuple[Format, ...] = get_args(Format)
+Format = DataFormat
+FormatSetting = DatasetFormat
+FORMATS: tuple[Format, ...] = get_args(DataFormat)
 LICENSE_COLUMN = "license"
 
 ALPACA_PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
 ALPACA_PROMPT_WITH_INPUT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 """The Alpaca layout, minus its preamble, so the prompt marks where the completion (the loss) starts."""
-
-OBJECTIVE_FORMATS: Mapping[str, frozenset[Format]] = {
-    "sft": frozenset({"text", "alpaca", "sharegpt", "messages"}),
-    "dpo": frozenset({"preference"}),
-    "ipo": frozenset({"preference"}),
-    "orpo": frozenset({"preference"}),
-    "reward": frozenset({"preference"}),
-    # paired preference data can be unpaired for KTO with trl.data_utils.unpair_preference_dataset
-    "kto": frozenset({"kto", "preference"}),
-    "rlhf": frozenset({"prompt"}),
-}
-"""Which normalised formats each objective can train on."""
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _SHAREGPT_ROLES: Mapping[str, str] = {
@@ -142,9 +132,10 @@ def normalize(dataset: Dataset, fmt: FormatSetting = "auto") -> Normalized:
 
 def check_objective_format(fmt: Format, objective: str) -> None:
     """Fail fast when the data cannot train the objective (e.g. DPO on plain text)."""
-    allowed = OBJECTIVE_FORMATS.get(objective)
-    if allowed is None:
-        raise DataFormatError(f"unknown objective {objective!r}; known: {', '.join(sorted(OBJECTIVE_FORMATS))}")
+    facts = OBJECTIVE_FACTS.get(objective)
+    if facts is None:
+        raise DataFormatError(f"unknown objective {objective!r}; known: {', '.join(sorted(OBJECTIVE_FACTS))}")
+    allowed = facts.data_formats
     if fmt not in allowed:
         raise DataFormatError(
             f"objective {objective!r} needs a dataset in format {' or '.join(sorted(allowed))}, "

@@ -63,8 +63,11 @@ def evaluate_suites(ctx: RunContext, trainer: Any) -> Mapping[str, float]:
     suites = ctx.spec.evaluation.suites
     if not suites:
         return {}
-    if ctx.spec.objective.type == "reward":
-        ctx.notes.append("evaluation suites skipped: a reward model is a classifier, not a language model")
+    trained = ctx.spec.objective.facts.model
+    if trained != "causal-lm":
+        ctx.notes.append(
+            f"evaluation suites skipped: objective {ctx.spec.objective.type} trains a {trained}, not a language model"
+        )
         return {}
     model, tokenizer = trainer.model, ctx.tokenizer
     max_length = ctx.spec.dataset.prep.max_seq_length

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.api.v1alpha1.methods import IA3Settings
+from kubetune.api.v1alpha1.methods import IA3Method, IA3Settings
+from kubetune_trainer.context import RunContext
+from kubetune_trainer.loading import ModelInfo
+from kubetune_trainer.methods.unit import (
+    MethodUnit,
+    check_linear_targets,
+    peft_model,
+    saved_embeddings,
+    task_type,
+)
+from kubetune_trainer.registry import as_variant
 
 
 def ia3_config(settings: IA3Settings, *, task_type: str, modules_to_save: list[str] | None = None) -> Any:
@@ -18,3 +28,19 @@ def ia3_config(settings: IA3Settings, *, task_type: str, modules_to_save: list[s
         task_type=task_type,
         modules_to_save=modules_to_save or None,
     )
+
+
+class IA3Unit(MethodUnit):
+    variant = IA3Method
+
+    def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
+        targets = list(as_variant(ctx.spec.method, IA3Method).ia3.target_modules)
+        check_linear_targets(info, targets, "method.ia3.targetModules")
+
+    def apply(self, ctx: RunContext) -> Any:
+        settings = as_variant(ctx.spec.method, IA3Method).ia3
+        config = ia3_config(settings, task_type=task_type(ctx), modules_to_save=saved_embeddings(ctx))
+        return peft_model(ctx, config)
+
+
+IA3 = IA3Unit()

@@ -1,10 +1,39 @@
-"""LoRA (and, with `use_dora`, DoRA): map `method.lora` onto `peft.LoraConfig`."""
+"""LoRA: a low-rank update W' = W + (alpha / rank) * B A on the target modules, through `peft.LoraConfig`.
+
+DoRA and QLoRA are the same unit with one thing changed (`dora.py`, `qlora.py`), and `auto`
+resolves to lora or qlora with its own `lora` block.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from kubetune.api.v1alpha1.methods import LoraSettings
+from kubetune.api.v1alpha1.methods import (
+    AutoMethod,
+    DoraMethod,
+    LoraMethod,
+    LoraSettings,
+    MethodVariant,
+    QloraMethod,
+)
+from kubetune_trainer.context import RunContext
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, adapter_weights, lora_params, weight_bytes
+from kubetune_trainer.loading import ModelInfo
+from kubetune_trainer.methods.unit import MethodUnit, check_linear_targets, peft_model, task_type
+from kubetune_trainer.tokenizer_align import new_token_training
+
+
+def lora_block(method: MethodVariant) -> LoraSettings | None:
+    """The `lora` block of lora, dora, qlora and auto (which may resolve to lora or qlora)."""
+    return method.lora if isinstance(method, LoraMethod | DoraMethod | QloraMethod | AutoMethod) else None
+
+
+def lora_settings(ctx: RunContext) -> LoraSettings:
+    settings = lora_block(ctx.spec.method)
+    if settings is None:
+        raise ConfigError(f"method {ctx.spec.method.type} has no lora block")
+    return settings
 
 
 def lora_config(
@@ -33,3 +62,41 @@ def lora_config(
         # a tied output head must keep sharing the (now trainable) embedding copy
         ensure_weight_tying=bool(modules_to_save),
     )
+
+
+class LoraUnit(MethodUnit):
+    variant: ClassVar[type[MethodVariant]] = LoraMethod
+    use_dora = False
+
+    def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
+        targets = [t for t in lora_settings(ctx).target_modules if t != "all-linear"]
+        check_linear_targets(info, targets, "method.lora.targetModules")
+
+    def base_weight_bytes(self, shape: ModelShape, setup: TrainSetup) -> int:
+        return shape.num_params * weight_bytes(setup.precision)
+
+    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+        trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=self.use_dora)
+        return adapter_weights(
+            self.name, shape, setup, trainable=trainable, weights=self.base_weight_bytes(shape, setup)
+        )
+
+    def prepare_base(self, ctx: RunContext) -> Any:
+        """The base model the adapter wraps (QLoRA prepares its quantized base here)."""
+        return ctx.model
+
+    def apply(self, ctx: RunContext) -> Any:
+        """New tokens: LoRA trains just their input rows, and saves an untied output head whole."""
+        tokens, save = new_token_training(ctx.model, ctx.new_token_ids)
+        ctx.model = self.prepare_base(ctx)
+        config = lora_config(
+            lora_settings(ctx),
+            task_type=task_type(ctx),
+            use_dora=self.use_dora,
+            trainable_token_indices=tokens,
+            modules_to_save=save,
+        )
+        return peft_model(ctx, config)
+
+
+LORA = LoraUnit()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kubetune.api.v1alpha1.methods import PartialSettings
+from kubetune.api.v1alpha1.methods import PartialMethod, PartialSettings
+from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.loading import ModelInfo
+from kubetune_trainer.methods.unit import MethodUnit, saved_embeddings
+from kubetune_trainer.registry import as_variant
 
 _BLOCK = re.compile(r"^(?P<stack>.*\.(?:layers|h|blocks|block|layer))\.(?P<index>\d+)(?:\.|$)")
 
@@ -36,9 +40,22 @@ def trainable_parameter_names(names: list[str], settings: PartialSettings) -> se
     return selected
 
 
-def apply(model: Any, settings: PartialSettings) -> Any:
-    names = [n for n, _ in model.named_parameters()]
-    keep = trainable_parameter_names(names, settings)
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in keep)
-    return model
+class PartialUnit(MethodUnit):
+    variant = PartialMethod
+
+    def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
+        trainable_parameter_names(sorted(info.module_names), as_variant(ctx.spec.method, PartialMethod).partial)
+
+    def apply(self, ctx: RunContext) -> Any:
+        """New tokens also unfreeze the embedding modules, so their rows can learn."""
+        model = ctx.model
+        names = [n for n, _ in model.named_parameters()]
+        keep = trainable_parameter_names(names, as_variant(ctx.spec.method, PartialMethod).partial)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in keep)
+        for leaf in saved_embeddings(ctx) or []:
+            next(m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == leaf).requires_grad_(True)
+        return model
+
+
+PARTIAL = PartialUnit()

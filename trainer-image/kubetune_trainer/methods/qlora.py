@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.api.v1alpha1.methods import QuantizationSettings
+from kubetune.api.v1alpha1.methods import QloraMethod, QuantizationSettings
+from kubetune_trainer.context import Capabilities, RunContext
+from kubetune_trainer.estimate import ModelShape, TrainSetup, quantized_weights
+from kubetune_trainer.methods.lora import LoraUnit
+
+_COMPUTE_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 
 def bnb_config(settings: QuantizationSettings, *, compute_dtype: str) -> Any:
@@ -35,11 +40,32 @@ def load_kwargs(settings: QuantizationSettings, *, compute_dtype: str, cuda: boo
     return {"quantization_config": bnb_config(settings, compute_dtype=compute_dtype), "device_map": device}
 
 
-def prepare(model: Any, *, gradient_checkpointing: bool) -> Any:
-    from peft import prepare_model_for_kbit_training
+class QloraUnit(LoraUnit):
+    variant = QloraMethod
 
-    return prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
-        model,
-        use_gradient_checkpointing=gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-    )
+    def machine_problem(self, caps: Capabilities) -> str | None:
+        return None if caps.bitsandbytes else "method qlora needs bitsandbytes, which this trainer image lacks"
+
+    def base_weight_bytes(self, shape: ModelShape, setup: TrainSetup) -> int:
+        return quantized_weights(shape, setup)
+
+    def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
+        """`auto` resolved to qlora quantizes with the defaults; bf16 compute falls back without bf16."""
+        method = ctx.spec.method
+        settings = method.quantization if isinstance(method, QloraMethod) else QuantizationSettings()
+        compute: str = settings.compute_dtype
+        if compute == "bfloat16" and not ctx.capabilities.bf16:
+            compute = _COMPUTE_DTYPE[ctx.precision]
+        return load_kwargs(settings, compute_dtype=compute, cuda=ctx.capabilities.cuda)
+
+    def prepare_base(self, ctx: RunContext) -> Any:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+            ctx.model,
+            use_gradient_checkpointing=ctx.spec.training.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+
+
+QLORA = QloraUnit()

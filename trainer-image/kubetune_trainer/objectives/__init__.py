@@ -1,25 +1,25 @@
-"""Objective registry: `objective.type` -> a builder that turns a filled `RunContext` into a Trainer.
+"""Objectives: how it is trained. One unit per objective, registered in `OBJECTIVES` by its API `type`.
 
-One module per TRL trainer family. To add an objective, write `objectives/<name>.py` with a
-`build(ctx: RunContext) -> transformers.Trainer` function and add one line to `OBJECTIVE_BUILDERS`
-below; the pipeline, checkpointing, artifacts and reporting need no change.
+An objective's static facts (data formats, the model it trains, whether LwF can distil it) are
+declared on its API variant (`kubetune.api.v1alpha1.objectives`); its unit here
+(`unit.ObjectiveUnit`) builds a TRL trainer from a filled `RunContext` with `unit.trl_trainer`.
+The pipeline, continual learning, checkpointing, artifacts and reporting need no change for a new
+objective: add its API variant with its facts, one module here with its unit, and one entry below
+(the registry refuses to build when a variant has no unit).
 """
 
 from __future__ import annotations
 
-from kubetune_trainer.context import ObjectiveBuilder
-from kubetune_trainer.continual import with_continual
-from kubetune_trainer.objectives import dpo, kto, orpo, reward, rlhf, sft
+from kubetune.api.v1alpha1.objectives import OBJECTIVE_FACTS
+from kubetune_trainer.objectives.dpo import DPO, IPO
+from kubetune_trainer.objectives.kto import KTO
+from kubetune_trainer.objectives.orpo import ORPO
+from kubetune_trainer.objectives.reward import REWARD
+from kubetune_trainer.objectives.rlhf import RLHF
+from kubetune_trainer.objectives.sft import SFT
+from kubetune_trainer.objectives.unit import ObjectiveUnit
+from kubetune_trainer.registry import Registry
 
-# with_continual applies spec.continual (replay, EWC, LwF) around any builder; a no-op when unset
-OBJECTIVE_BUILDERS: dict[str, ObjectiveBuilder] = {
-    "sft": with_continual(sft.build),
-    "dpo": with_continual(dpo.build),
-    "ipo": with_continual(dpo.build),
-    "kto": with_continual(kto.build),
-    "orpo": with_continual(orpo.build),
-    "reward": with_continual(reward.build),
-    "rlhf": with_continual(rlhf.build),
-}
+OBJECTIVES = Registry[ObjectiveUnit]("objective", [SFT, DPO, IPO, KTO, ORPO, REWARD, RLHF], OBJECTIVE_FACTS)
 
-__all__ = ["OBJECTIVE_BUILDERS"]
+__all__ = ["OBJECTIVES", "ObjectiveUnit"]

@@ -7,10 +7,11 @@ reference copy is made: TRL scores the reference by disabling the adapter, which
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from kubetune.api.v1alpha1.objectives import DpoObjective, IpoObjective
+from kubetune.api.v1alpha1.objectives import DpoObjective, IpoObjective, ObjectiveVariant
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -23,18 +24,21 @@ def get_dpo_config(objective: DpoObjective | IpoObjective, *, max_length: int) -
     return {"beta": objective.beta, "loss_type": [LOSS_TYPES[objective.type]], "max_length": max_length}
 
 
-def build(ctx: RunContext) -> Trainer:
-    from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined]
+class DpoUnit(ObjectiveUnit):
+    variant: ClassVar[type[ObjectiveVariant]] = DpoObjective
 
-    objective = ctx.spec.objective
-    assert isinstance(objective, DpoObjective | IpoObjective)
-    mapped = get_dpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
-    args = DPOConfig(**ctx.training_args_kwargs(**mapped))
-    return DPOTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        callbacks=list(ctx.callbacks),
-    )
+    def build(self, ctx: RunContext) -> Trainer:
+        from trl import DPOConfig, DPOTrainer  # type: ignore[attr-defined]
+
+        objective = ctx.spec.objective
+        assert isinstance(objective, DpoObjective | IpoObjective)
+        config = get_dpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
+        return trl_trainer(ctx, DPOTrainer, DPOConfig, config)
+
+
+class IpoUnit(DpoUnit):
+    variant = IpoObjective
+
+
+DPO = DpoUnit()
+IPO = IpoUnit()

@@ -1,8 +1,8 @@
 """KTO through TRL's `KTOTrainer` (top-level in TRL 1.16; `trl.experimental.kto` is a deprecated alias).
 
-KTO learns from unpaired desirable/undesirable completions. The data package also accepts paired
-preference rows for KTO; those are split here into one desirable and one undesirable row each, so a
-preference dataset can be reused without a separate export.
+KTO learns from unpaired desirable/undesirable completions. The objective also accepts paired
+preference rows (`KtoObjective.facts`); those are split here into one desirable and one undesirable
+row each, so a preference dataset can be reused without a separate export.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.objectives import KtoObjective
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -35,18 +37,22 @@ def unpaired(dataset: Any) -> Any:
     return unpair_preference_dataset(dataset)
 
 
-def build(ctx: RunContext) -> Trainer:
-    from trl import KTOConfig, KTOTrainer  # type: ignore[attr-defined]
+class KtoUnit(ObjectiveUnit):
+    variant = KtoObjective
 
-    objective = ctx.spec.objective
-    assert isinstance(objective, KtoObjective)
-    mapped = get_kto_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
-    args = KTOConfig(**ctx.training_args_kwargs(**mapped))
-    return KTOTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=unpaired(ctx.train_dataset),
-        eval_dataset=unpaired(ctx.eval_dataset),
-        processing_class=ctx.tokenizer,
-        callbacks=list(ctx.callbacks),
-    )
+    def build(self, ctx: RunContext) -> Trainer:
+        from trl import KTOConfig, KTOTrainer  # type: ignore[attr-defined]
+
+        objective = as_variant(ctx.spec.objective, KtoObjective)
+        config = get_kto_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
+        return trl_trainer(
+            ctx,
+            KTOTrainer,
+            KTOConfig,
+            config,
+            train_dataset=unpaired(ctx.train_dataset),
+            eval_dataset=unpaired(ctx.eval_dataset),
+        )
+
+
+KTO = KtoUnit()

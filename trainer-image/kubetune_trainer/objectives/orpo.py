@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.objectives import OrpoObjective
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -20,18 +22,15 @@ def get_orpo_config(objective: OrpoObjective, *, max_length: int) -> dict[str, A
     return {"beta": objective.beta, "max_length": max_length}
 
 
-def build(ctx: RunContext) -> Trainer:
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+class OrpoUnit(ObjectiveUnit):
+    variant = OrpoObjective
 
-    objective = ctx.spec.objective
-    assert isinstance(objective, OrpoObjective)
-    mapped = get_orpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
-    args = ORPOConfig(**ctx.training_args_kwargs(**mapped))
-    return ORPOTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        callbacks=list(ctx.callbacks),
-    )
+    def build(self, ctx: RunContext) -> Trainer:
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        objective = as_variant(ctx.spec.objective, OrpoObjective)
+        config = get_orpo_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
+        return trl_trainer(ctx, ORPOTrainer, ORPOConfig, config)
+
+
+ORPO = OrpoUnit()

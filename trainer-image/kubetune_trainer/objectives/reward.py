@@ -1,19 +1,22 @@
 """Reward modelling through TRL's `RewardTrainer` (Bradley-Terry loss on chosen/rejected pairs).
 
-The pipeline loads the base as `AutoModelForSequenceClassification(num_labels=1)` for this objective
-and PEFT methods use task type `SEQ_CLS`, which saves the new score head with the adapter. The
-artifact is therefore a complete reward model (or adapter + head) that `objectives.rlhf` can load as
-`rlhf.reward.adapterRef` through `load_reward_model`.
+The objective's facts say it trains a sequence classifier, so the pipeline loads the base as
+`AutoModelForSequenceClassification(num_labels=1)` and PEFT methods use task type `SEQ_CLS`, which
+saves the new score head with the adapter. The artifact is therefore a complete reward model (or
+adapter + head) that `objectives.rlhf` can load as `rlhf.reward.adapterRef` through
+`load_reward_model`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.objectives import RewardObjective
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.manifest import read_manifest
+from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -27,32 +30,28 @@ def get_reward_config(_objective: RewardObjective, *, max_length: int) -> dict[s
     return {"max_length": max_length, "center_rewards_coefficient": CENTER_REWARDS_COEFFICIENT}
 
 
-def build(ctx: RunContext) -> Trainer:
-    from trl import RewardConfig, RewardTrainer  # type: ignore[attr-defined]
+class RewardUnit(ObjectiveUnit):
+    variant = RewardObjective
 
-    objective = ctx.spec.objective
-    assert isinstance(objective, RewardObjective)
-    if ctx.model.config.pad_token_id is None:  # the score head pools at the last non-pad token
-        ctx.model.config.pad_token_id = ctx.tokenizer.pad_token_id
-    mapped = get_reward_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
-    args = RewardConfig(**ctx.training_args_kwargs(**mapped))
-    return RewardTrainer(
-        model=ctx.model,
-        args=args,
-        train_dataset=ctx.train_dataset,
-        eval_dataset=ctx.eval_dataset,
-        processing_class=ctx.tokenizer,
-        callbacks=list(ctx.callbacks),
-    )
+    def build(self, ctx: RunContext) -> Trainer:
+        from trl import RewardConfig, RewardTrainer  # type: ignore[attr-defined]
+
+        objective = as_variant(ctx.spec.objective, RewardObjective)
+        if ctx.model.config.pad_token_id is None:  # the score head pools at the last non-pad token
+            ctx.model.config.pad_token_id = ctx.tokenizer.pad_token_id
+        config = get_reward_config(objective, max_length=ctx.spec.dataset.prep.max_seq_length)
+        return trl_trainer(ctx, RewardTrainer, RewardConfig, config)
+
+
+REWARD = RewardUnit()
 
 
 def artifact_base_uri(artifact_dir: Path) -> tuple[str, str | None] | None:
-    """(uri, revision) of the base a reward artifact was trained on, from its `kubetune.json` manifest."""
-    manifest = artifact_dir / "kubetune.json"
-    if not manifest.is_file():
+    """(uri, revision) of the base a reward artifact was trained on, from its manifest."""
+    manifest = read_manifest(artifact_dir)
+    if manifest is None or not manifest.base_model.uri:
         return None
-    base = json.loads(manifest.read_text()).get("baseModel") or {}
-    return (base["uri"], base.get("revision")) if base.get("uri") else None
+    return manifest.base_model.uri, manifest.base_model.revision
 
 
 def load_reward_model(artifact_dir: Path, base_model_path: Path | None) -> tuple[Any, Any]:

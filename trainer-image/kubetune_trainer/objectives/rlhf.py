@@ -23,6 +23,8 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.objectives import reward as reward_objective
 from kubetune_trainer.objectives.rewards import builtin_rewards
+from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
+from kubetune_trainer.registry import as_variant
 
 if TYPE_CHECKING:
     from transformers import Trainer
@@ -50,8 +52,7 @@ def get_rl_config(
 
 def reward_functions(ctx: RunContext) -> tuple[list[Any], list[Any] | None]:
     """(reward functions or models, their tokenizers) for the trainer, from the spec's reward source."""
-    objective = ctx.spec.objective
-    assert isinstance(objective, RlhfObjective)
+    objective = as_variant(ctx.spec.objective, RlhfObjective)
     source = objective.rlhf.reward
     funcs: list[Any] = []
     tokenizers: list[Any] = []
@@ -90,29 +91,32 @@ def _reward_artifact(ctx: RunContext, name: str) -> tuple[Path, Path | None]:
     return directory, source.path
 
 
-def build(ctx: RunContext) -> Trainer:
-    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # type: ignore[attr-defined]
+class RlhfUnit(ObjectiveUnit):
+    variant = RlhfObjective
 
-    objective = ctx.spec.objective
-    assert isinstance(objective, RlhfObjective)
-    training = ctx.spec.training
-    mapped = get_rl_config(
-        objective,
-        batch_size=training.batch_size,
-        gradient_accumulation=training.gradient_accumulation,
-        world_size=ctx.config.runtime.world_size,
-    )
-    funcs, reward_tokenizers = reward_functions(ctx)
-    common: dict[str, Any] = {
-        "model": ctx.model,
-        "reward_funcs": funcs,
-        "train_dataset": ctx.train_dataset,
-        "eval_dataset": ctx.eval_dataset,
-        "processing_class": ctx.tokenizer,
-        "reward_processing_classes": reward_tokenizers,
-        "callbacks": list(ctx.callbacks),
-    }
-    kwargs = ctx.training_args_kwargs(**mapped)
-    if objective.rlhf.algorithm == "grpo":
-        return GRPOTrainer(args=GRPOConfig(**kwargs), **common)
-    return RLOOTrainer(args=RLOOConfig(**kwargs), **common)
+    def build(self, ctx: RunContext) -> Trainer:
+        from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer  # type: ignore[attr-defined]
+
+        objective = as_variant(ctx.spec.objective, RlhfObjective)
+        training = ctx.spec.training
+        config = get_rl_config(
+            objective,
+            batch_size=training.batch_size,
+            gradient_accumulation=training.gradient_accumulation,
+            world_size=ctx.config.runtime.world_size,
+        )
+        funcs, reward_tokenizers = reward_functions(ctx)
+        trainer_cls, config_cls = (
+            (GRPOTrainer, GRPOConfig) if objective.rlhf.algorithm == "grpo" else (RLOOTrainer, RLOOConfig)
+        )
+        return trl_trainer(
+            ctx,
+            trainer_cls,
+            config_cls,
+            config,
+            reward_funcs=funcs,
+            reward_processing_classes=reward_tokenizers,
+        )
+
+
+RLHF = RlhfUnit()

@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, ObjectMeta, ResourceName, Sha256
-from kubetune.api.v1alpha1.methods import QuantizationSettings
+from kubetune.api.v1alpha1.methods import QuantizationSettings, TrainedMethod
 
 ArtifactFormat = Literal["peft-safetensors", "merged-safetensors", "full-safetensors"]
 Combination = Literal["linear", "cat", "ties", "dare_linear", "dare_ties", "svd"]
@@ -27,9 +27,7 @@ class AdapterBaseModel(KubeModel):
 class AdapterMethodSummary(KubeModel):
     """How the adapter was trained, enough to load and merge it."""
 
-    type: Literal["full", "partial", "lora", "dora", "qlora", "adapter", "prefix", "prompt", "ia3"] = Field(
-        description="Method that produced the weights."
-    )
+    type: TrainedMethod = Field(description="Method that produced the weights.")
     rank: int | None = Field(default=None, ge=1, le=1024, description="LoRA rank, for lora/dora/qlora.")
     alpha: float | None = Field(default=None, gt=0, description="LoRA alpha.")
     target_modules: Annotated[list[Annotated[str, StringConstraints(max_length=128)]], Field(max_length=64)] = Field(

@@ -9,7 +9,9 @@ from pydantic import Field, StringConstraints
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DataSource, ModelUri, SecretKeyRef
 
-DatasetFormat = Literal["auto", "text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
+DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
+"""The layouts the trainer reads (each normalised to a TRL layout)."""
+DatasetFormat = Literal["auto", DataFormat]
 LicenseId = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9.+\-]+$")]
 
 

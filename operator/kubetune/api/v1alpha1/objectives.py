@@ -1,7 +1,15 @@
-"""HOW it is trained: one variant per TRL trainer family, discriminated on `type`."""
+"""HOW it is trained: one variant per TRL trainer family, discriminated on `type`.
+
+Each variant also declares its static facts (`ObjectiveFacts`: the data it trains on, the model it
+trains), so the CRD rules, the trainer's data check, model loading and evaluation read one
+declaration. How the trainer is built lives in `kubetune_trainer.objectives`, one module per
+objective. A new objective is a variant here plus one trainer module.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -9,9 +17,33 @@ from pydantic import Field
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.unions import TaggedUnion, variant_classes
 from kubetune.api.v1alpha1.common import LocalObjectRef
+from kubetune.api.v1alpha1.data import DataFormat
 
 Beta = Annotated[float, Field(gt=0, le=100, description="Strength of the pull towards the reference policy.")]
 BuiltinReward = Literal["length", "format", "keyword-match", "non-repetition"]
+TrainedModel = Literal["causal-lm", "sequence-classifier"]
+
+
+@dataclass(frozen=True)
+class ObjectiveFacts:
+    """What is known about an objective before anything runs."""
+
+    data_formats: frozenset[DataFormat]
+    """The dataset formats (after detection) it trains on."""
+    model: TrainedModel = "causal-lm"
+    """causal-lm: a language model (evaluation suites score it); sequence-classifier: a one-logit
+    classifier head on the base (a reward model)."""
+    distillable: bool = False
+    """`continual.lwf` can distil its training batches (token sequences of a causal LM)."""
+
+
+PREFERENCE = frozenset[DataFormat]({"preference"})
+
+
+class ObjectiveVariant(KubeModel):
+    """Base of the objective variants."""
+
+    facts: ClassVar[ObjectiveFacts]
 
 
 class RewardSource(KubeModel):
@@ -46,8 +78,12 @@ class RlhfSettings(KubeModel):
     max_completion_length: int = Field(default=64, ge=1, le=8192, description="Tokens generated per completion.")
 
 
-class SftObjective(KubeModel):
+class SftObjective(ObjectiveVariant):
     """Supervised fine-tuning on text, instructions or conversations."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(
+        data_formats=frozenset({"text", "alpaca", "sharegpt", "messages"}), distillable=True
+    )
 
     type: Literal["sft"] = Field(description="Objective discriminator.")
     completion_only_loss: bool = Field(
@@ -55,22 +91,29 @@ class SftObjective(KubeModel):
     )
 
 
-class DpoObjective(KubeModel):
+class DpoObjective(ObjectiveVariant):
     """Direct preference optimization on (prompt, chosen, rejected) pairs."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=PREFERENCE)
 
     type: Literal["dpo"] = Field(description="Objective discriminator.")
     beta: Beta = 0.1
 
 
-class IpoObjective(KubeModel):
+class IpoObjective(ObjectiveVariant):
     """IPO: DPO with a squared loss that resists overfitting to deterministic preferences."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=PREFERENCE)
 
     type: Literal["ipo"] = Field(description="Objective discriminator.")
     beta: Beta = 0.1
 
 
-class KtoObjective(KubeModel):
+class KtoObjective(ObjectiveVariant):
     """KTO: unpaired good/bad examples (prompt, completion, label)."""
+
+    # paired preference rows are unpaired into desirable/undesirable ones by the trainer
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=frozenset({"kto", "preference"}))
 
     type: Literal["kto"] = Field(description="Objective discriminator.")
     beta: Beta = 0.1
@@ -78,21 +121,27 @@ class KtoObjective(KubeModel):
     undesirable_weight: float = Field(default=1.0, gt=0, le=100, description="Loss weight of undesirable examples.")
 
 
-class OrpoObjective(KubeModel):
+class OrpoObjective(ObjectiveVariant):
     """ORPO: SFT plus an odds-ratio preference term, no reference model."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=PREFERENCE)
 
     type: Literal["orpo"] = Field(description="Objective discriminator.")
     beta: Beta = 0.1
 
 
-class RewardObjective(KubeModel):
+class RewardObjective(ObjectiveVariant):
     """Train a reward model (sequence classifier) on preference pairs, for later RLHF."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=PREFERENCE, model="sequence-classifier")
 
     type: Literal["reward"] = Field(description="Objective discriminator.")
 
 
-class RlhfObjective(KubeModel):
+class RlhfObjective(ObjectiveVariant):
     """Online RL (GRPO or RLOO) with a KL penalty `beta` towards the starting policy."""
+
+    facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(data_formats=frozenset({"prompt"}))
 
     type: Literal["rlhf"] = Field(description="Objective discriminator.")
     beta: Beta = 0.04
@@ -106,4 +155,12 @@ Objective = Annotated[
 
 OBJECTIVE_UNION = TaggedUnion("objective", variant_classes(Objective))
 
-PAIRWISE_PREFERENCE = ("dpo", "ipo", "orpo", "reward")
+OBJECTIVE_FACTS: Mapping[str, ObjectiveFacts] = {
+    OBJECTIVE_UNION.tag_of(variant): variant.facts
+    for variant in OBJECTIVE_UNION.variants
+    if issubclass(variant, ObjectiveVariant)
+}
+"""The facts of every objective, by `type`."""
+
+PAIRWISE_PREFERENCE = tuple(tag for tag, facts in OBJECTIVE_FACTS.items() if facts.data_formats == PREFERENCE)
+"""The objectives that train on (prompt, chosen, rejected) pairs only."""

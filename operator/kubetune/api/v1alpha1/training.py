@@ -14,6 +14,9 @@ LabelKey = Annotated[str, StringConstraints(max_length=317)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 
 
+Precision = Literal["bf16", "fp16", "fp32"]
+
+
 class TrainingSpec(KubeModel):
     """Optimization hyperparameters (per-device batch size; effective = batch x accumulation x devices)."""
 
@@ -22,7 +25,7 @@ class TrainingSpec(KubeModel):
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Peak learning rate (> 0).")
     batch_size: int = Field(default=8, ge=1, le=4096, description="Per-device micro batch size.")
     gradient_accumulation: int = Field(default=1, ge=1, le=1024, description="Micro batches per optimizer step.")
-    precision: Literal["bf16", "fp16", "fp32"] = Field(default="bf16", description="bf16, fp16 or fp32 training.")
+    precision: Precision = Field(default="bf16", description="bf16, fp16 or fp32 training.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
     optimizer: Literal["adamw", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor"] = Field(
         default="adamw", description="adamw, paged_adamw_8bit, paged_adamw_32bit (bitsandbytes) or adafactor."

@@ -22,7 +22,7 @@ from kubetune_trainer.objectives.rewards import (
     non_repetition_score,
 )
 from kubetune_trainer.objectives.rlhf import REWARD_MODEL_URI_ENV, get_rl_config
-from unit.trainer_objectives.conftest import RunJob
+from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 

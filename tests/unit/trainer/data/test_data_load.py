@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, DatasetDict
 
+from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer.data.load import dataset_digest, detect_source_kind, load_dataset_path, load_dataset_uri
 from kubetune_trainer.errors import DataFormatError, UriError
-from support.data_files import write_jsonl, write_parquet
+from support.data_files import write_parquet
 
 pytestmark = pytest.mark.unit
 

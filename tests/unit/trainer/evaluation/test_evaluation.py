@@ -17,7 +17,7 @@ from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook
 from kubetune_trainer.evaluate.scoring import heldout_pairs, multiple_choice_accuracy, nll_total
-from unit.trainer_objectives.conftest import RunJob
+from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 

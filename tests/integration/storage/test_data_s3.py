@@ -15,7 +15,7 @@ from kubetune_trainer.errors import UriError
 from support.data_files import write_parquet
 from support.s3server import S3Server
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.integration
 
 ROWS = [{"text": f"row number {i}"} for i in range(4)]
 

@@ -18,12 +18,15 @@ from typing import Any
 import pytest
 import torch
 
-from kubetune_trainer.artifacts import MANIFEST
+from kubetune.api.v1alpha1.artifact import ArtifactManifest
+from kubetune.api.v1alpha1.training import DistributedSpec, TrainingSpec
+from kubetune_trainer.deepspeed_config import deepspeed_config
+from kubetune_trainer.manifest import read_manifest
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 EXTENSIONS = Path(os.environ.get("KUBETUNE_CACHE", Path.home() / ".cache" / "kubetune")) / "torch_extensions"
 
 
@@ -50,7 +53,10 @@ def _env(**extra: str) -> dict[str, str]:
     )
 
 
-def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: dict[str, Any], processes: int) -> Path:
+def _run(
+    tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: dict[str, Any], processes: int
+) -> tuple[Path, ArtifactManifest]:
+    """(artifact directory, its manifest) of a run of the real entrypoint in fresh processes."""
     strategy = distributed["strategy"]
     wire = trainer_config(
         tmp,
@@ -73,7 +79,10 @@ def _run(tmp: Path, model_dir: Path, data: Path, method: str, *, distributed: di
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     assert proc.stdout.count("training done: 3 steps") == 1, "rank 0 logs once; other ranks stay quiet"
-    return tmp / "out" / "job"
+    artifact = tmp / "out" / "job"
+    manifest = read_manifest(artifact)
+    assert manifest is not None
+    return artifact, manifest
 
 
 @pytest.mark.parametrize(
@@ -93,10 +102,11 @@ def test_sharded_full_fine_tuning(
 ) -> None:
     from safetensors.torch import load_file
 
-    artifact = _run(tmp_path, model_dir, data_files["text"], "full", distributed=distributed, processes=processes)
-    manifest = json.loads((artifact / MANIFEST).read_text())
-    assert manifest["metrics"]["train.steps"] == 3
-    assert manifest["format"] == "safetensors"
+    data = data_files["text"]
+    artifact, manifest = _run(tmp_path, model_dir, data, "full", distributed=distributed, processes=processes)
+    assert manifest.metrics is not None
+    assert manifest.metrics["train.steps"] == 3
+    assert manifest.format == "safetensors"
     trained = load_file(str(artifact / "model.safetensors"))
     base = load_file(str(model_dir / "model.safetensors"))
     # ZeRO-3 and FSDP must gather full (not partitioned, empty) tensors on save
@@ -115,10 +125,26 @@ def test_lora_distributed(
 ) -> None:
     from safetensors.torch import load_file
 
-    artifact = _run(tmp_path, model_dir, data_files["text"], "lora", distributed=distributed, processes=processes)
-    manifest = json.loads((artifact / MANIFEST).read_text())
-    assert manifest["format"] == "peft-safetensors"
+    data = data_files["text"]
+    artifact, manifest = _run(tmp_path, model_dir, data, "lora", distributed=distributed, processes=processes)
+    assert manifest.format == "peft-safetensors"
     adapter = load_file(str(artifact / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b
     assert all(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero; training must move it"
+
+
+def test_deepspeed_config_from_spec() -> None:
+    training = TrainingSpec()
+    stage3 = deepspeed_config(DistributedSpec(strategy="deepspeed", zero_stage=3), training, nvme_path="/n")
+    assert stage3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
+    assert stage3["optimizer"]["params"]["torch_adam"] is True
+    assert stage3["train_micro_batch_size_per_gpu"] == "auto"
+    offload = deepspeed_config(
+        DistributedSpec(strategy="deepspeed", zero_stage=3, offload="cpu"), training, nvme_path="/n"
+    )
+    assert offload["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
+    assert offload["zero_optimization"]["offload_param"]["device"] == "cpu"
+    assert "torch_adam" not in offload["optimizer"]["params"]  # DeepSpeedCPUAdam does the offloaded step
+    paged = deepspeed_config(DistributedSpec(strategy="deepspeed"), TrainingSpec(optimizer="adafactor"), nvme_path="/n")
+    assert "optimizer" not in paged

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer.data.load import load_dataset_uri
 from kubetune_trainer.data.uris import (
     FileUri,
@@ -18,7 +19,6 @@ from kubetune_trainer.data.uris import (
     s3_filesystem,
 )
 from kubetune_trainer.errors import ConfigError, UriError
-from support.data_files import write_jsonl
 
 pytestmark = pytest.mark.unit
 

@@ -1,51 +1,32 @@
-"""Fixtures for objective, continual, evaluation and merge tests: tiny model, toy data, a pipeline runner.
+"""Fixtures for every test that trains: the cached tiny model, toy data files and a pipeline runner.
 
-Every test here runs in one process and shares one tiny model build, so the transformers import and
-the model build are paid once per session, not per test.
+Conftests import the fixtures they need from here (tests/unit/trainer, tests/integration/storage),
+so there is one definition of each. Every test of a session shares one tiny model build, so the
+transformers import and the model build are paid once, not per test.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TESTS_ROOT = Path(__file__).resolve().parents[2]
-if str(TESTS_ROOT) not in sys.path:
-    sys.path.insert(0, str(TESTS_ROOT))
+from kubetune_dev.tiny import (
+    alpaca_rows,
+    kto_rows,
+    preference_rows,
+    prompt_rows,
+    text_rows,
+    tiny_model_dir,
+    write_jsonl,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-
-from kubetune_dev.tiny import COLORS, NUMBERS, text_rows, tiny_model_dir, write_jsonl  # noqa: E402
-
-
-def preference_rows(n: int = 48) -> list[dict[str, str]]:
-    """Echo the two colours (chosen) versus an unrelated pair of numbers (rejected)."""
-    rows = []
-    for i in range(n):
-        a, b = COLORS[i % len(COLORS)], COLORS[(i // len(COLORS) + i + 1) % len(COLORS)]
-        x, y = NUMBERS[i % len(NUMBERS)], NUMBERS[(i + 5) % len(NUMBERS)]
-        rows.append({"prompt": f"repeat {a} {b}", "chosen": f" {a} {b} {a} {b}", "rejected": f" {x} {y} {x} {y}"})
-    return rows
-
-
-def kto_rows(n: int = 48) -> list[dict[str, Any]]:
-    rows = []
-    for row in preference_rows(n // 2):
-        rows.append({"prompt": row["prompt"], "completion": row["chosen"], "label": True})
-        rows.append({"prompt": row["prompt"], "completion": row["rejected"], "label": False})
-    return rows
-
-
-def prompt_rows(n: int = 32) -> list[dict[str, str]]:
-    """Distinct prompts (prep's exact dedup would otherwise shrink the set below one generation batch)."""
-    return [{"prompt": f"count {NUMBERS[i % 6]} {NUMBERS[i % 6 + 1]} {COLORS[i // 6 % len(COLORS)]}"} for i in range(n)]
 
 
 @pytest.fixture(scope="session")
@@ -55,13 +36,24 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("objective-data")
-    return {
-        "text": write_jsonl(root / "text.jsonl", text_rows()),
-        "preference": write_jsonl(root / "preference.jsonl", preference_rows()),
-        "kto": write_jsonl(root / "kto.jsonl", kto_rows()),
-        "prompt": write_jsonl(root / "prompt.jsonl", prompt_rows()),
+    """One JSONL file per toy format the objectives train on."""
+    root = tmp_path_factory.mktemp("data")
+    rows = {
+        "text": text_rows(),
+        "alpaca": alpaca_rows(),
+        "preference": preference_rows(),
+        "kto": kto_rows(),
+        "prompt": prompt_rows(),
     }
+    return {name: write_jsonl(root / f"{name}.jsonl", data) for name, data in rows.items()}
+
+
+@pytest.fixture
+def pvc_root(tmp_path: Path) -> Path:
+    """Stands in for /mnt/pvc, where the operator mounts each claim."""
+    root = tmp_path / "mnt-pvc"
+    root.mkdir()
+    return root
 
 
 class LogRecorder:

@@ -1,4 +1,4 @@
-"""Memory estimator formulas, `auto` choice, and the small pure mappers (partial, DeepSpeed, preflight)."""
+"""Preflight: the methods' memory formulas, the `auto` choice, and the checks that run before any weights load."""
 
 from __future__ import annotations
 
@@ -6,30 +6,33 @@ from pathlib import Path
 
 import pytest
 
-from kubetune.api.v1alpha1.methods import PartialSettings
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune.api.v1alpha1.training import DistributedSpec, TrainingSpec
+from kubetune_trainer import preflight
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.estimate import (
     GIB,
     OVERHEAD_BYTES,
+    MemoryEstimate,
     ModelShape,
     TrainSetup,
-    check_fits,
-    choose_auto,
-    estimate,
     lora_params,
     quantized_bytes_per_param,
 )
-from kubetune_trainer.methods.deepspeed import deepspeed_config
-from kubetune_trainer.methods.partial import trainable_parameter_names
-from kubetune_trainer.preflight import check_spec, effective_precision, resolve_method, shape_of
+from kubetune_trainer.preflight import (
+    check_fits,
+    check_spec,
+    choose_auto,
+    effective_precision,
+    resolve_method,
+    shape_of,
+)
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
-CPU = Capabilities(cuda=False, gpu_count=0, gpu_memory_bytes=0, bf16=False, bitsandbytes=True, deepspeed=True)
+CPU = Capabilities(cuda=False, gpu_memory_bytes=0, bf16=False, bitsandbytes=True, deepspeed=True)
+NO_BNB = Capabilities(cuda=False, gpu_memory_bytes=0, bf16=False, bitsandbytes=False, deepspeed=True)
 BILLION = 10**9
 # a 1B-parameter shape: 16 layers of 7 projections (2048 wide, MLP 8192) plus embeddings
 SHAPE = ModelShape(
@@ -50,6 +53,18 @@ SHAPE = ModelShape(
     | {"lm_head": 1},
 )
 NO_ACTIVATIONS = TrainSetup(precision="bf16", batch_size=1, seq_len=0)
+
+
+def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """The method unit's formula; every method `auto` chooses between has one."""
+    result = preflight.estimate(method, shape, setup)
+    assert result is not None
+    return result
+
+
+def test_methods_without_a_formula_are_not_estimated() -> None:
+    for method in ("partial", "adapter", "prefix", "prompt", "ia3"):
+        assert preflight.estimate(method, SHAPE, NO_ACTIVATIONS) is None
 
 
 def test_full_mixed_precision_adamw_is_16_bytes_per_parameter() -> None:
@@ -103,13 +118,16 @@ def test_auto_picks_full_then_lora_then_qlora_then_refuses() -> None:
     lora = estimate("lora", SHAPE, NO_ACTIVATIONS).total
     qlora = estimate("qlora", SHAPE, NO_ACTIVATIONS).total
     assert full > lora > qlora
-    assert choose_auto(SHAPE, NO_ACTIVATIONS, full, quantization_available=True)[0] == "full"
-    assert choose_auto(SHAPE, NO_ACTIVATIONS, full - 1, quantization_available=True)[0] == "lora"
-    assert choose_auto(SHAPE, NO_ACTIVATIONS, lora - 1, quantization_available=True)[0] == "qlora"
+    assert choose_auto(SHAPE, NO_ACTIVATIONS, full, CPU)[0] == "full"
+    assert choose_auto(SHAPE, NO_ACTIVATIONS, full - 1, CPU)[0] == "lora"
+    assert choose_auto(SHAPE, NO_ACTIVATIONS, lora - 1, CPU)[0] == "qlora"
     with pytest.raises(ConfigError, match=r"does not fit .* GiB per device with any method: full: "):
-        choose_auto(SHAPE, NO_ACTIVATIONS, lora - 1, quantization_available=False)
+        choose_auto(SHAPE, NO_ACTIVATIONS, lora - 1, NO_BNB)
     with pytest.raises(ConfigError, match=r"method full needs about .* GiB .* try method lora"):
-        check_fits("full", SHAPE, NO_ACTIVATIONS, 8 * GIB)
+        check_fits("full", estimate("full", SHAPE, NO_ACTIVATIONS), SHAPE, NO_ACTIVATIONS, 8 * GIB)
+    # full needs ~15.9 GiB; at 3.1 GiB lora (~3.0), qlora (~1.7) and full sharded over 8 GPUs (~2.9) fit
+    with pytest.raises(ConfigError, match=r"try method lora or method qlora or 8 GPUs with deepspeed zeroStage 3$"):
+        check_fits("full", estimate("full", SHAPE, NO_ACTIVATIONS), SHAPE, NO_ACTIVATIONS, int(3.1 * GIB))
 
 
 @pytest.fixture(scope="module")
@@ -152,39 +170,12 @@ def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path
         resolve_method(spec, tiny_info, CPU, precision="fp32", world_size=1, env={"KUBETUNE_CPU_MEMORY_BYTES": "1000"})
 
 
-def test_partial_keeps_the_last_blocks_and_named_modules() -> None:
-    names = [f"model.layers.{i}.{p}.weight" for i in range(4) for p in ("self_attn.q_proj", "mlp.up_proj")]
-    names += ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
-    keep = trainable_parameter_names(names, PartialSettings(trainable_layers=2, trainable_modules=["lm_head"]))
-    assert keep == {n for n in names if ".layers.2." in n or ".layers.3." in n} | {"lm_head.weight"}
-    with pytest.raises(ConfigError, match="no parameter name contains 'nope'"):
-        trainable_parameter_names(names, PartialSettings(trainable_layers=1, trainable_modules=["nope"]))
-
-
-def test_deepspeed_config_from_spec() -> None:
-    training = TrainingSpec()
-    stage3 = deepspeed_config(DistributedSpec(strategy="deepspeed", zero_stage=3), training, nvme_path="/n")
-    assert stage3["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] is True
-    assert stage3["optimizer"]["params"]["torch_adam"] is True
-    assert stage3["train_micro_batch_size_per_gpu"] == "auto"
-    offload = deepspeed_config(
-        DistributedSpec(strategy="deepspeed", zero_stage=3, offload="cpu"), training, nvme_path="/n"
-    )
-    assert offload["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
-    assert offload["zero_optimization"]["offload_param"]["device"] == "cpu"
-    assert "torch_adam" not in offload["optimizer"]["params"]  # DeepSpeedCPUAdam does the offloaded step
-    paged = deepspeed_config(DistributedSpec(strategy="deepspeed"), TrainingSpec(optimizer="adafactor"), nvme_path="/n")
-    assert "optimizer" not in paged
-
-
 def test_capability_fallbacks_and_static_refusals(tmp_path: Path, model_dir: Path) -> None:
     assert effective_precision("bf16", CPU) == (
         "fp32",
         "precision bf16 requested but no GPU is available: training in fp32",
     )
-    gpu_no_bf16 = Capabilities(
-        cuda=True, gpu_count=1, gpu_memory_bytes=GIB, bf16=False, bitsandbytes=True, deepspeed=True
-    )
+    gpu_no_bf16 = Capabilities(cuda=True, gpu_memory_bytes=GIB, bf16=False, bitsandbytes=True, deepspeed=True)
     assert effective_precision("bf16", gpu_no_bf16)[0] == "fp16"
 
     def spec(method: dict[str, object], **job: object) -> object:
@@ -196,9 +187,8 @@ def test_capability_fallbacks_and_static_refusals(tmp_path: Path, model_dir: Pat
         check_spec(prefix, CPU)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="addTokens: method prompt cannot train embeddings"):
         check_spec(spec({"type": "prompt"}, tokenizer={"addTokens": ["<x>"]}), CPU)  # type: ignore[arg-type]
-    no_bnb = Capabilities(cuda=False, gpu_count=0, gpu_memory_bytes=0, bf16=False, bitsandbytes=False, deepspeed=True)
     qlora = spec({"type": "qlora", "lora": {}})
     with pytest.raises(ConfigError, match="qlora needs bitsandbytes"):
-        check_spec(qlora, no_bnb)  # type: ignore[arg-type]
+        check_spec(qlora, NO_BNB)  # type: ignore[arg-type]
     paged = spec({"type": "lora", "lora": {}}, training={"optimizer": "paged_adamw_8bit"})
     assert check_spec(paged, CPU) == ["optimizer paged_adamw_8bit is not paged on CPU (bitsandbytes falls back)"]  # type: ignore[arg-type]

@@ -1,5 +1,8 @@
 """Every method trains with SFT through the real pipeline, learns, and its artifact reloads identically.
 
+The artifact's layout follows the method's facts (PEFT adapter or complete model), so the facts the
+operator publishes from are the ones the trainer really acted on.
+
 One process, one model build: each case runs `pipeline.run` in-process and measures the model
 through the pipeline's own hooks (before training and after publishing), so the assertions are on
 the model the trainer really trained and the files it really wrote.
@@ -14,10 +17,15 @@ from typing import Any
 import pytest
 import torch
 
+from kubetune.api.v1alpha1.artifact import ArtifactManifest
+from kubetune.api.v1alpha1.methods import METHOD_FACTS, PartialSettings
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_dev.tiny import message_rows, text_rows, write_jsonl
-from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
+from kubetune_trainer.artifacts import load_trained, tree_digest
 from kubetune_trainer.context import Hooks, RunContext
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.manifest import read_manifest
+from kubetune_trainer.methods.partial import trainable_parameter_names
 from kubetune_trainer.pipeline import run
 from support.trainer_job import METHOD_BLOCKS, trainer_config
 
@@ -69,6 +77,12 @@ def _artifact(tmp: Path, name: str = "job") -> Path:
     return tmp / "out" / name
 
 
+def _manifest(tmp: Path) -> ArtifactManifest:
+    manifest = read_manifest(_artifact(tmp))
+    assert manifest is not None
+    return manifest
+
+
 @pytest.mark.parametrize("method", sorted(METHOD_BLOCKS))
 def test_method_learns_and_artifact_reloads(
     method: str, tmp_path: Path, model_dir: Path, data_files: dict[str, Path]
@@ -83,9 +97,13 @@ def test_method_learns_and_artifact_reloads(
 
     artifact = _artifact(tmp_path)
     tolerance = 1e-5
-    manifest = json.loads((artifact / MANIFEST).read_text())
-    assert manifest["method"]["resolved"] == rec.ctx.method
-    assert manifest["baseModel"]["revision"] == rec.result.base_model_revision
+    manifest = _manifest(tmp_path)
+    assert manifest.method is not None
+    assert manifest.method.resolved == rec.ctx.method
+    assert manifest.base_model.revision == rec.result.base_model_revision
+    peft = METHOD_FACTS[rec.ctx.method].peft
+    assert manifest.format == ("peft-safetensors" if peft else "safetensors")
+    assert (artifact / "adapter_config.json").is_file() is peft
     assert rec.result.sha256 == tree_digest(artifact)[0]
     assert rec.result.size_bytes == sum(p.stat().st_size for p in artifact.rglob("*") if p.is_file())
     assert not list((tmp_path / "out").glob(".*")), "temporary publish directories must not remain"
@@ -104,7 +122,7 @@ def test_method_learns_and_artifact_reloads(
         merged = load_trained(artifact / "merged")
         _, merged_logits = _probe(merged, rec.ctx.tokenizer)
         torch.testing.assert_close(merged_logits, logits, atol=1e-4, rtol=1e-3)
-        assert manifest["merged"] is True
+        assert manifest.merged is True
 
 
 def _assert_same_adapter_weights(trained: Any, reloaded: Any) -> None:
@@ -163,7 +181,7 @@ def test_qlora_base_is_really_4bit(tmp_path: Path, model_dir: Path, data_files: 
     )
     run(config, hooks=Hooks(before_train=[inspect]))
     assert seen == {"count": 14, "uint8": True, "nf4": {"nf4"}, "nested": True, "head": "Linear"}
-    notes = json.loads((_artifact(tmp_path) / MANIFEST).read_text())["notes"]
+    notes = _manifest(tmp_path).notes or []
     assert "optimizer paged_adamw_8bit is not paged on CPU (bitsandbytes falls back)" in notes
     assert "precision bf16 requested but no GPU is available: training in fp32" in notes
     adapter_config = json.loads((_artifact(tmp_path) / "adapter_config.json").read_text())
@@ -286,21 +304,24 @@ def test_sft_formats_and_completion_only_loss(
 def test_auto_resolves_from_the_device_budget_and_records_it(
     tmp_path: Path, model_dir: Path, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubetune_trainer.estimate import TrainSetup, estimate
+    from kubetune_trainer.estimate import TrainSetup
     from kubetune_trainer.loading import inspect_model
-    from kubetune_trainer.preflight import shape_of
+    from kubetune_trainer.preflight import estimate, shape_of
 
     shape = shape_of(inspect_model(model_dir))
     setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_rank=8, lora_targets=("all-linear",))
-    monkeypatch.setenv("KUBETUNE_CPU_MEMORY_BYTES", str(estimate("full", shape, setup).total - 1))
+    full = estimate("full", shape, setup)
+    assert full is not None
+    monkeypatch.setenv("KUBETUNE_CPU_MEMORY_BYTES", str(full.total - 1))
     method = {"type": "auto", "lora": {"rank": 8, "targetModules": ["all-linear"]}}
     rec = _train(tmp_path, model_dir, data_files["text"], method, training={"maxSteps": 2})
     assert rec.ctx is not None
     assert rec.ctx.method == "lora"
     assert rec.result.method == "lora"
-    manifest = json.loads((_artifact(tmp_path) / MANIFEST).read_text())
-    assert (manifest["method"]["requested"], manifest["method"]["resolved"]) == ("auto", "lora")
-    assert "method auto resolved to lora" in manifest["notes"]
+    manifest = _manifest(tmp_path)
+    assert manifest.method is not None
+    assert (manifest.method.requested, manifest.method.resolved) == ("auto", "lora")
+    assert "method auto resolved to lora" in (manifest.notes or [])
     assert (_artifact(tmp_path) / "adapter_config.json").is_file()
 
 
@@ -325,3 +346,12 @@ def test_bottleneck_adapter_is_a_registered_peft_tuner(
     reloaded = load_trained(_artifact(tmp_path), model_dir)
     with pytest.raises(ValueError, match="non-linear and cannot be merged"):
         reloaded.merge_and_unload()
+
+
+def test_partial_keeps_the_last_blocks_and_named_modules() -> None:
+    names = [f"model.layers.{i}.{p}.weight" for i in range(4) for p in ("self_attn.q_proj", "mlp.up_proj")]
+    names += ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"]
+    keep = trainable_parameter_names(names, PartialSettings(trainable_layers=2, trainable_modules=["lm_head"]))
+    assert keep == {n for n in names if ".layers.2." in n or ".layers.3." in n} | {"lm_head.weight"}
+    with pytest.raises(ConfigError, match="no parameter name contains 'nope'"):
+        trainable_parameter_names(names, PartialSettings(trainable_layers=1, trainable_modules=["nope"]))

@@ -13,6 +13,7 @@ import torch
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_dev.tiny import alpaca_rows, text_rows, write_jsonl
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.manifest import read_manifest, write_manifest
 from kubetune_trainer.merge import check_source, run
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -98,9 +99,11 @@ def test_every_combination_loads_and_differs_from_its_inputs(
     result = run(_merge_config(tmp_path, model_dir, adapters, combination, density))
     artifact = Path(result.artifact_uri.removeprefix("file://"))
     assert (artifact / "adapter_model.safetensors").is_file()
-    manifest = json.loads((artifact / "kubetune.json").read_text())
-    assert manifest["merge"]["combination"] == combination
-    assert [s["name"] for s in manifest["merge"]["sources"]] == ["counting", "echo"]
+    manifest = read_manifest(artifact)
+    assert manifest is not None
+    assert manifest.merge is not None
+    assert manifest.merge.combination == combination
+    assert [s.name for s in manifest.merge.sources] == ["counting", "echo"]
     assert result.status_artifact()["format"] == "peft-safetensors"
     assert len(result.sha256) == 64
     assert result.size_bytes > 0
@@ -128,9 +131,9 @@ def test_cat_is_the_exact_sum_of_the_deltas(adapters: dict[str, Path], model_dir
 
 def _with_manifest(src: Path, dest: Path, **base: str) -> Path:
     shutil.copytree(src, dest)
-    manifest = json.loads((dest / "kubetune.json").read_text())
-    manifest["baseModel"] |= base
-    (dest / "kubetune.json").write_text(json.dumps(manifest))
+    manifest = read_manifest(dest)
+    assert manifest is not None
+    write_manifest(dest, manifest.model_copy(update={"base_model": manifest.base_model.model_copy(update=base)}))
     return dest
 
 

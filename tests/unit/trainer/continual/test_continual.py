@@ -20,7 +20,7 @@ from kubetune_trainer.continual import ContinualLoss, ewc, replay
 from kubetune_trainer.continual.lwf import distillation_loss
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate.scoring import heldout_pairs, nll_total
-from unit.trainer_objectives.conftest import RunJob
+from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 

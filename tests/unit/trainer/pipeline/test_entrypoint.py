@@ -1,4 +1,4 @@
-"""The entrypoint's exit-code contract, fail-fast ordering, and publishing to a real S3 server.
+"""The entrypoint's exit-code contract, fail-fast ordering, and publishing to a volume.
 
 One case runs the real `python -m kubetune_trainer` in a subprocess; the rest call `main()` in this
 process (same code path, without paying the transformers import per case).
@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,14 @@ from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer import pipeline
 from kubetune_trainer.__main__ import main
-from kubetune_trainer.artifacts import MANIFEST, load_trained, tree_digest
-from support.s3server import S3Server, running_s3_server
+from kubetune_trainer.artifacts import tree_digest
+from kubetune_trainer.manifest import read_manifest
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
 PREFIX = "kubetune-trainer: config error: "
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def _write(tmp: Path, config: dict[str, Any]) -> Path:
@@ -166,55 +165,6 @@ def test_corrupt_weights_are_a_retryable_failure(
     assert not (tmp_path / "termination-log").exists()
 
 
-@pytest.fixture(scope="module")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
-
-
-def test_artifact_published_to_s3(
-    tmp_path: Path,
-    model_dir: Path,
-    data_files: dict[str, Path],
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client = s3_server.client()
-    client.create_bucket(Bucket="adapters")
-    wire = trainer_config(
-        tmp_path,
-        model_dir,
-        data_files["alpaca"],
-        "lora",
-        name="s3-job",
-        training={"maxSteps": 2},
-        output={"uri": "s3://adapters/team-a/", "adapterName": "legal-lora"},
-    )
-    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-
-    result = pipeline.run(TrainerConfig.model_validate(wire))
-    assert result.artifact_uri == "s3://adapters/team-a/legal-lora/"
-    listed = client.list_objects_v2(Bucket="adapters", Prefix="team-a/legal-lora/")["Contents"]
-    keys = sorted(o["Key"].removeprefix("team-a/legal-lora/") for o in listed)
-    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json", MANIFEST} <= set(keys)
-
-    download = tmp_path / "download"
-    for key in keys:
-        target = download / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file("adapters", f"team-a/legal-lora/{key}", str(target))
-    assert tree_digest(download) == (result.sha256, result.size_bytes)
-    manifest = json.loads((download / MANIFEST).read_text())
-    assert manifest["dataset"]["digest"] == result.dataset_digest
-    assert manifest["dataset"]["prepReport"]["rows_out"] == 48
-    assert manifest["dataset"]["prepReport"]["removed"]["duplicate"] == 0
-    assert set(manifest["libraries"]) >= {"torch", "transformers", "peft", "trl"}
-    assert result.to_train_result().sha256 == result.sha256
-    assert load_trained(download, model_dir) is not None
-
-
 def _hf_cache(cache: Path, model_dir: Path, repo: str, commit: str) -> None:
     """The on-disk layout huggingface_hub reads in offline mode (refs/<branch> -> snapshots/<commit>)."""
     root = cache / f"models--{repo.replace('/', '--')}"
@@ -244,35 +194,6 @@ def test_hf_base_model_revision_is_pinned_from_the_cache(
         resolve_base_model(
             BaseModelRef(uri="hf://acme/other"), cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None
         )
-
-
-def test_s3_base_model_is_downloaded_once_into_the_cache(
-    tmp_path: Path,
-    model_dir: Path,
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from kubetune.api.v1alpha1.data import BaseModelRef
-    from kubetune_trainer.loading import resolve_base_model
-
-    for key, value in s3_server.env().items():
-        monkeypatch.setenv(key, value)
-    client = s3_server.client()
-    client.create_bucket(Bucket="models")
-    for file in model_dir.iterdir():
-        client.upload_file(str(file), "models", f"tiny/{file.name}")
-    ref = BaseModelRef(uri="s3://models/tiny/")
-    first = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
-    assert (first.path / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
-    assert first.revision is not None
-    assert first.revision.startswith("sha256:")
-    caplog.clear()
-    with caplog.at_level("INFO"):
-        second = resolve_base_model(ref, cache_dir=tmp_path / "cache", pvc_root=tmp_path, token_env=None)
-    assert second == first
-    assert "downloading" not in caplog.text
-    assert caplog.text.count("s3 cache hit") == len(list(model_dir.iterdir()))
 
 
 def test_pvc_output_with_eval_split_and_hooks(tmp_path: Path, model_dir: Path, data_files: dict[str, Path]) -> None:
@@ -308,9 +229,12 @@ def test_pvc_output_with_eval_split_and_hooks(tmp_path: Path, model_dir: Path, d
     published = tmp_path / "pvc" / "adapters" / "team-a" / "ia3-run"
     assert result.artifact_uri == "pvc://adapters/team-a/ia3-run/"
     assert tree_digest(published) == (result.sha256, result.size_bytes)
-    manifest = json.loads((published / MANIFEST).read_text())
-    assert manifest["gate"] == {"passed": False, "message": "loss too high"}
-    assert manifest["metrics"]["heldout.loss"] == result.metrics["heldout.loss"]
+    manifest = read_manifest(published)
+    assert manifest is not None
+    assert manifest.gate is not None
+    assert (manifest.gate.passed, manifest.gate.message) == (False, "loss too high")
+    assert manifest.metrics is not None
+    assert manifest.metrics["heldout.loss"] == result.metrics["heldout.loss"]
     assert sorted(p.name for p in published.parent.iterdir()) == ["ia3-run"]  # no temp dirs left behind
 
 
