@@ -3,11 +3,15 @@ operator never even receives a Secret's data."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.k8s.client import Kube, Obj, path
-from kubetune.reconcile.observed import Observed, reward_adapter
+from kubetune.k8s.client import Kube, KubeError, Obj, path
+from kubetune.reconcile.observed import Observed, creation_order, reward_adapter
+from kubetune.reconcile.queueing import WORKLOAD_JOB_UID_LABEL
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+KUEUE_WORKLOADS = "/apis/kueue.x-k8s.io/v1beta2/namespaces/{namespace}/workloads"
 
 
 def job_and_pods(kube: Kube, namespace: str, job_name: str) -> tuple[Obj | None, tuple[Obj, ...]]:
@@ -19,6 +23,18 @@ def job_and_pods(kube: Kube, namespace: str, job_name: str) -> tuple[Obj | None,
 
 def missing_claims(kube: Kube, namespace: str, claims: list[str]) -> tuple[str, ...]:
     return tuple(c for c in claims if kube.get(path("PersistentVolumeClaim", namespace, c), metadata_only=True) is None)
+
+
+def kueue_workload(kube: Kube, namespace: str, job: Obj) -> Obj | None:
+    """The newest Workload Kueue made for this Job; None when there is none yet or Kueue is not installed."""
+    url = KUEUE_WORKLOADS.format(namespace=quote(namespace))
+    try:
+        found = kube.list(url, label_selector=f"{WORKLOAD_JOB_UID_LABEL}={job['metadata']['uid']}")
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+    return max(found, key=creation_order) if found else None
 
 
 def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]) -> Observed:
@@ -33,6 +49,9 @@ def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_nam
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))
     reward = reward_adapter(ftj.spec)
+    workload = None
+    if job is not None and ftj.spec.resources.queue_name and job.get("spec", {}).get("suspend"):
+        workload = kueue_workload(kube, namespace, job)  # only a queued run waits on Kueue's word
     return Observed(
         job=job,
         pods=pods,
@@ -40,4 +59,5 @@ def observe_finetunejob(kube: Kube, ftj: FineTuneJob, job_name: str, adapter_nam
         missing_pvcs=missing_pvcs,
         adapter=adapter,
         reward_adapter=kube.get(path("Adapter", namespace, reward)) if reward else None,
+        workload=workload,
     )

@@ -14,6 +14,7 @@ BASE_MODEL_LABEL = "kubetune.io/base-model"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY = "kubetune-operator"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 OWNER_ANNOTATION = "kubetune.io/owner"
 """KIND/NAME of the owning kubetune object, so Job and pod events map back to it without a lookup."""
 
