@@ -17,8 +17,8 @@ from kubetune_dev.controlplane.client import AdminClient, condition, object_path
 from kubetune_dev.controlplane.kueue import (
     CLUSTER_QUEUE,
     LOCAL_QUEUE,
-    NAMESPACE,
     NAME_PREFIX,
+    NAMESPACE,
     cluster_queue,
     local_queue,
 )
@@ -70,7 +70,9 @@ def test_webhooks_are_called_on_loopback_with_the_dev_clusters_certificate(
     assert setup is not None
     ours = base64.b64encode(setup.pki.ca_cert.read_bytes()).decode()
     for kind in ("mutating", "validating"):
-        config = api.get(f"/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations/{NAME_PREFIX}{kind}-webhook-configuration")
+        config = api.get(
+            f"/apis/admissionregistration.k8s.io/v1/{kind}webhookconfigurations/{NAME_PREFIX}{kind}-webhook-configuration"
+        )
         assert config["webhooks"], kind
         for hook in config["webhooks"]:
             assert hook["clientConfig"]["url"].startswith(f"https://127.0.0.1:{setup.webhook_port}/")
