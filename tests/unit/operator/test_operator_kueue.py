@@ -107,6 +107,13 @@ def test_queued_status_says_what_kueue_says(workload: dict[str, Any] | None, rea
     assert (status.phase, status.reason) == ("Queued", reason)
     assert words in (status.message or "")
     assert queued("team-a", workload).message == status.message
+    health = {c.type: c.status for c in status.conditions}  # it resumes by itself: kstatus InProgress
+    assert (health["Ready"], health["Reconciling"], health["Stalled"], health["Suspended"]) == (
+        "False",
+        "True",
+        "False",
+        "True",
+    )
 
 
 def test_preempted_message_keeps_why_it_still_waits() -> None:
