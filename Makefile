@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
 
-.PHONY: help install generate verify lint test test-fast test-integration test-trainer test-e2e \
+.PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e \
         demo bench binaries deepspeed-ops cluster-up cluster-down clean
 
 help: ## list targets
@@ -47,8 +47,11 @@ test-trainer: install deepspeed-ops ## trainer tests that really train tiny mode
 	$(PYTEST) tests/unit -m trainer
 	$(PYTEST) tests/gpu
 
-test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok)
+test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok, Kueue)
 	$(PYTEST) tests/integration
+
+test-kueue: install binaries ## only the tests against real Kueue (part of test-integration)
+	$(PYTEST) tests/integration -m kueue
 
 test-e2e: install binaries ## operator + trainer on the local control plane, as `make demo` runs it
 	$(PYTEST) tests/e2e
@@ -62,8 +65,8 @@ bench: install binaries ## benchmarks (ratios against a baseline measured in the
 binaries: ## build or reuse the local control plane binaries (cached outside the tree)
 	hack/build-all.sh
 
-cluster-up: install binaries ## start a local control plane by hand; prints the kubeconfig path
-	$(PY) -m kubetune_dev.controlplane up
+cluster-up: install binaries ## start a local control plane by hand (KUEUE=1 adds Kueue); prints the kubeconfig path
+	$(PY) -m kubetune_dev.controlplane up $(if $(KUEUE),--kueue)
 
 cluster-down: install ## stop the control plane started by cluster-up
 	$(PY) -m kubetune_dev.controlplane down

@@ -9,3 +9,4 @@ H=$(cd "$(dirname "$0")" && pwd)
 "$H/build-kwok.sh"
 "$H/build-kstatus.sh"
 "$H/build-k8s.sh"
+"$H/build-kueue.sh"

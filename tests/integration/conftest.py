@@ -2,7 +2,8 @@
 
 One control plane per test session: Tier B (controller-manager, scheduler, kwok fake GPU nodes) when any
 selected test is marked ``tier_b`` or KUBETUNE_TIER=B, otherwise Tier A (etcd + kube-apiserver), which
-starts about three times faster. Each test gets its own namespace. When a test that used the control plane
+starts about three times faster. Kueue runs too when any selected test is marked ``kueue`` (those are
+marked ``tier_b`` as well). Each test gets its own namespace. When a test that used the control plane
 fails, the tail of every component log is attached to its report.
 
 Fixtures: ``control_plane`` (LocalControlPlane), ``kubeconfig`` (Path), ``api`` (AdminClient),
@@ -27,11 +28,13 @@ from kubetune_dev.controlplane.testing import Kubectl
 T = TypeVar("T")
 _PLANE_KEY = pytest.StashKey[LocalControlPlane]()
 _TIER_KEY = pytest.StashKey[Tier]()
+_KUEUE_KEY = pytest.StashKey[bool]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     # After deselection (-m, -k), so `-m "not tier_b"` really gets the cheaper Tier A.
     config, items = session.config, session.items
+    config.stash[_KUEUE_KEY] = any(i.get_closest_marker("kueue") for i in items)
     wanted = os.environ.get("KUBETUNE_TIER")
     if wanted:
         config.stash[_TIER_KEY] = Tier(wanted.upper())
@@ -66,7 +69,7 @@ def control_plane(
     tier = request.config.stash.get(_TIER_KEY, Tier.B)
     # Under pytest's basetemp, so the logs of the last runs stay around for a post-mortem.
     plane = LocalControlPlane(tmp_path_factory.mktemp("controlplane"))
-    plane.start(tier)
+    plane.start(tier, kueue=request.config.stash.get(_KUEUE_KEY, False))
     request.config.stash[_PLANE_KEY] = plane
     yield plane
     plane.final_rss = plane.rss_mib()

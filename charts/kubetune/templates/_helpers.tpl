@@ -47,4 +47,8 @@ app.kubernetes.io/component: operator
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
+# Kueue's Workload of a queued run says why it waits or that it was preempted (read only).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list, watch]
 {{- end -}}

@@ -13,20 +13,24 @@ from pathlib import Path
 
 from kubetune_dev.controlplane.cluster import LocalControlPlane
 from kubetune_dev.controlplane.components import Tier
+from kubetune_dev.controlplane.kueue import CLUSTER_QUEUE
 from kubetune_dev.controlplane.paths import default_state_dir
 
 
-def _up(state_dir: Path, tier: Tier) -> int:
+def _up(state_dir: Path, tier: Tier, kueue: bool) -> int:
     running = LocalControlPlane.attach(state_dir)
     if running is not None and running.processes:
         print(f"already running (tier {running.tier}), stop it with `make cluster-down`", file=sys.stderr)
         print(running.state["kubeconfig"])
         return 0
     shutil.rmtree(state_dir, ignore_errors=True)
-    plane = LocalControlPlane(state_dir, detach=True).start(tier)
+    plane = LocalControlPlane(state_dir, detach=True).start(tier, kueue=kueue)
     for name, seconds in plane.timings.items():
         print(f"  {name:<26} ready after {seconds:5.1f}s", file=sys.stderr)
-    print(f"control plane up (tier {tier}); use: export KUBECONFIG={plane.kubeconfig_path}", file=sys.stderr)
+    with_kueue = f", Kueue ClusterQueue {CLUSTER_QUEUE}" if kueue else ""
+    print(
+        f"control plane up (tier {tier}{with_kueue}); use: export KUBECONFIG={plane.kubeconfig_path}", file=sys.stderr
+    )
     print(plane.kubeconfig_path)
     return 0
 
@@ -65,11 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start and leave running; prints the kubeconfig path")
     up.add_argument("--tier", choices=[t.value for t in Tier], default=Tier.B.value)
+    up.add_argument("--kueue", action="store_true", help="also run Kueue, with a ClusterQueue over the fake GPUs")
     sub.add_parser("down", help="stop the processes recorded by `up`")
     sub.add_parser("status", help="show recorded processes and whether they run")
     args = parser.parse_args(argv)
     if args.command == "up":
-        return _up(args.state_dir, Tier(args.tier))
+        return _up(args.state_dir, Tier(args.tier), args.kueue)
     if args.command == "down":
         return _down(args.state_dir)
     return _status(args.state_dir)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from kubetune_dev.controlplane.pki import Pki
 
 T = TypeVar("T")
+FIELD_MANAGER = "kubetune-dev"
 
 
 class ApiError(RuntimeError):
@@ -56,12 +57,14 @@ class AdminClient:
         self._context = ssl.create_default_context(cafile=str(pki.ca_cert))
         self._context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, content_type: str = "application/json"
+    ) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"{self.api_url}{path}", data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
-            req.add_header("Content-Type", "application/json")
+            req.add_header("Content-Type", content_type)
         try:
             with urllib.request.urlopen(req, timeout=30, context=self._context) as response:
                 payload = response.read()
@@ -84,6 +87,11 @@ class AdminClient:
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body)
 
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply (JSON is YAML), so installing twice or over an older version just converges."""
+        path = f"{object_path(obj)}?fieldManager={FIELD_MANAGER}&force=true"
+        return self.request("PATCH", path, obj, content_type="application/apply-patch+yaml")
+
     def delete(self, path: str) -> dict[str, Any] | None:
         try:
             return self.request("DELETE", path)
@@ -91,6 +99,16 @@ class AdminClient:
             if err.status == 404:
                 return None
             raise
+
+
+def object_path(obj: dict[str, Any]) -> str:
+    """REST path of a manifest. The plural is the lower-case kind plus s (es after an s), which holds for every
+    kind the dev cluster installs (Namespace, Secret, CRDs, webhook configurations, Kueue's queues)."""
+    api_version, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
+    root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    namespace = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
+    plural = kind.lower() + ("es" if kind.endswith("s") else "s")
+    return f"{root}{namespace}/{plural}/{meta['name']}"
 
 
 def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """``LocalControlPlane``: start, wait for and stop one real control plane.
 
 Readiness is checked in dependency order (etcd, apiserver, controller-manager, scheduler, the ``default``
-ServiceAccount, kwok, fake GPU nodes Ready) so a failure names the first broken piece and carries its log.
+ServiceAccount, kwok, fake GPU nodes Ready, and with ``kueue=True`` the Kueue manager and its ClusterQueue
+Active) so a failure names the first broken piece and carries its log.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from types import TracebackType
 from typing import Any
 
 from kubetune_dev.controlplane import components as comp
-from kubetune_dev.controlplane.client import AdminClient, ApiError, condition, probe, wait_for
+from kubetune_dev.controlplane import kueue as kueue_parts
+from kubetune_dev.controlplane.client import AdminClient, ApiError, condition, object_path, probe, wait_for
 from kubetune_dev.controlplane.components import Layout, Ports, Tier
 from kubetune_dev.controlplane.kwok import gpu_nodes, write_kwok_config
-from kubetune_dev.controlplane.paths import Binaries, find_binaries
+from kubetune_dev.controlplane.paths import Binaries, KueueFiles, find_binaries, find_kueue
 from kubetune_dev.controlplane.pki import Pki, generate_pki, write_kubeconfig
 from kubetune_dev.controlplane.ports import free_ports
 from kubetune_dev.controlplane.processes import Process, is_our_process, rss_mib, spawn, tail, terminate
@@ -48,6 +50,7 @@ class LocalControlPlane:
         # Filled by callers right before stop(), so the RSS after a workload can still be reported.
         self.final_rss: dict[str, float | None] = {}
         self._layout: Layout | None = None
+        self.kueue: kueue_parts.KueueLayout | None = None
         self._client: AdminClient | None = None
         self._state: dict[str, Any] | None = None
 
@@ -84,10 +87,16 @@ class LocalControlPlane:
             self._client = AdminClient(self.api_url, self.pki)
         return self._client
 
-    def start(self, tier: Tier | str = Tier.A, timeout: float = DEFAULT_TIMEOUT) -> LocalControlPlane:
+    def start(
+        self, tier: Tier | str = Tier.A, timeout: float = DEFAULT_TIMEOUT, *, kueue: bool = False
+    ) -> LocalControlPlane:
+        """``kueue`` adds the Kueue manager (Tier B only: it admits Jobs, which need controllers and nodes)."""
         self.tier = Tier(tier)
+        if kueue and self.tier is not Tier.B:
+            raise ControlPlaneError("Kueue needs Tier B: it admits Jobs, whose pods need the controllers and kwok")
         begin = time.monotonic()
         binaries = self._binaries or find_binaries()
+        kueue_files = find_kueue() if kueue else None  # fail on a missing build before anything starts
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = generate_pki(self.workdir / "pki")
         layout = Layout(self.workdir, binaries, pki, Ports.from_list(free_ports(6)))
@@ -108,6 +117,8 @@ class LocalControlPlane:
             if self.tier is Tier.B:
                 self._create_gpu_nodes(timeout)
                 self.timings["gpu-nodes-ready"] = time.monotonic() - begin
+            if kueue_files is not None:
+                self._start_kueue(layout, kueue_files, timeout, begin)
         except BaseException:
             self.stop(remove_workdir=False)
             raise
@@ -145,6 +156,7 @@ class LocalControlPlane:
     def _write_state(self) -> None:
         state: dict[str, Any] = {
             "tier": str(self.tier),
+            "kueue": self.kueue is not None,
             "kubeconfig": str(self.kubeconfig_path),
             "api_url": self.api_url,
             "started_at": time.time(),
@@ -210,16 +222,56 @@ class LocalControlPlane:
                 if err.status != 409:
                     raise
         for node in gpu_nodes():
-            name = node["metadata"]["name"]
+            self._wait_condition(f"/api/v1/nodes/{node['metadata']['name']}", "Ready", timeout)
 
-            def ready(name: str = name) -> bool:
-                ready_cond = condition(self.client.get_or_none(f"/api/v1/nodes/{name}"), "Ready")
-                return bool(ready_cond and ready_cond.get("status") == "True")
+    def _start_kueue(self, layout: Layout, files: KueueFiles, timeout: float, begin: float) -> None:
+        """CRDs, the certificate Secret and webhook configurations first (the manager's certificate bootstrap
+        waits for them), then the manager, then the queues, which go through its webhooks."""
+        pki = kueue_parts.generate_pki(layout.pki.directory / "kueue")
+        setup = kueue_parts.KueueLayout(layout.workdir / "kueue", files, pki, layout.kubeconfig, *free_ports(3))
+        kueue_parts.write_files(setup)
+        installed = kueue_parts.crds(setup)
+        for crd in installed:
+            self.client.apply(crd)
+        for crd in installed:
+            self._wait_condition(object_path(crd), "Established", timeout)
+        self.client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": kueue_parts.NAMESPACE}})
+        for obj in (kueue_parts.certificate_secret(pki), *kueue_parts.webhook_configurations(setup)):
+            self.client.apply(obj)
+        self.kueue = setup
+        self._start_component(kueue_parts.component(setup), layout, timeout)
+        self.timings["kueue"] = time.monotonic() - begin
+        for obj in (kueue_parts.resource_flavor(), kueue_parts.cluster_queue()):
+            self._apply_through_webhooks(obj, timeout)
+        self._wait_condition(object_path(kueue_parts.cluster_queue()), "Active", timeout)
+        self.timings["kueue-clusterqueue-active"] = time.monotonic() - begin
 
+    def _apply_through_webhooks(self, obj: dict[str, Any], timeout: float) -> None:
+        """The apiserver may still see the webhook as unreachable for a moment after readyz; nothing else is
+        retried, so a wrong certificate or URL fails with the apiserver's own message."""
+
+        def applied() -> dict[str, Any] | None:
             try:
-                wait_for(f"node {name} Ready (kwok)", ready, timeout)
-            except TimeoutError as err:
-                raise ControlPlaneError(f"{err}\n" + self._format_logs()) from err
+                return self.client.apply(obj)
+            except ApiError as err:
+                if err.status == 500 and "failed calling webhook" in err.body and "connection refused" in err.body:
+                    return None
+                raise
+
+        try:
+            wait_for(f"{obj['kind']} {obj['metadata']['name']} accepted by Kueue's webhooks", applied, timeout)
+        except TimeoutError as err:
+            raise ControlPlaneError(f"{err}\n" + self._format_logs()) from err
+
+    def _wait_condition(self, path: str, kind: str, timeout: float) -> None:
+        def true() -> bool:
+            found = condition(self.client.get_or_none(path), kind)
+            return bool(found and found.get("status") == "True")
+
+        try:
+            wait_for(f"{path} {kind}", true, timeout)
+        except TimeoutError as err:
+            raise ControlPlaneError(f"{err}\n" + self._format_logs()) from err
 
     def _format_logs(self, lines: int = 40) -> str:
         return "\n".join(f"--- {name} ---\n{text}" for name, text in self.logs(lines).items())

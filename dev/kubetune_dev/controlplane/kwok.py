@@ -40,6 +40,8 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 GPU_NODE_COUNT = 2
 GPUS_PER_NODE = 8
+NODE_CPU = 32
+NODE_MEMORY_GI = 256
 
 _UPSTREAM_STAGES = (
     "node/fast/node-initialize.yaml",
@@ -148,7 +150,12 @@ def write_kwok_config(path: Path, upstream_stage_dir: Path) -> Path:
 def gpu_node(index: int) -> dict[str, Any]:
     """kwok's node-initialize stage keeps a capacity we supply and only fills defaults when absent."""
     name = f"kwok-gpu-{index}"
-    resources = {"cpu": "32", "memory": "256Gi", "pods": "110", GPU_RESOURCE: str(GPUS_PER_NODE)}
+    resources = {
+        "cpu": str(NODE_CPU),
+        "memory": f"{NODE_MEMORY_GI}Gi",
+        "pods": "110",
+        GPU_RESOURCE: str(GPUS_PER_NODE),
+    }
     return {
         "apiVersion": "v1",
         "kind": "Node",

@@ -29,6 +29,7 @@ class Versions:
     kwok: str
     helm_npm: str
     kstatus: str
+    kueue: str
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
@@ -47,6 +48,7 @@ def read_versions(path: Path = VERSIONS_ENV) -> Versions:
         kwok=values["KWOK_VERSION"],
         helm_npm=values["HELM_NPM_VERSION"],
         kstatus=values["KSTATUS_CLI_UTILS_VERSION"],
+        kueue=values["KUEUE_VERSION"],
     )
 
 
@@ -107,6 +109,23 @@ def find_kstatus(versions: Versions | None = None) -> Path:
     sources = REPO_ROOT / "hack" / "kstatus"
     digest = hashlib.sha256(b"".join((sources / name).read_bytes() for name in ("main.go", "go.mod", "go.sum")))
     return _complete(cache_dir() / "bin" / f"kstatus-{v.kstatus}-{digest.hexdigest()[:12]}") / "kstatus"
+
+
+@dataclass(frozen=True)
+class KueueFiles:
+    """The manager and the kustomize inputs of the same sigs.k8s.io/kueue module version."""
+
+    manager: Path
+    crd_dir: Path
+    webhook_dir: Path
+
+
+def find_kueue(versions: Versions | None = None) -> KueueFiles:
+    """Built by hack/build-kueue.sh (part of ``make binaries``)."""
+    v = versions or read_versions()
+    root = _complete(cache_dir() / "bin" / f"kueue-{v.kueue}")
+    components = root / "config" / "components"
+    return KueueFiles(manager=root / "kueue", crd_dir=components / "crd", webhook_dir=components / "webhook")
 
 
 def default_state_dir() -> Path:

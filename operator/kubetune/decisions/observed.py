@@ -25,6 +25,8 @@ class Observed:
     reward_adapter: Obj | None = None
     """The rlhf reward-model Adapter, when the objective names one (None: absent or not named)."""
     adapter: Obj | None = None
+    workload: Obj | None = None
+    """Kueue's Workload for the Job, read while a queued Job is suspended (None: none, or no Kueue)."""
 
 
 def reward_adapter(spec: FineTuneJobSpec) -> str | None:

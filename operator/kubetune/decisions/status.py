@@ -30,6 +30,7 @@ from kubetune.decisions.observed import (
     terminated,
     waiting_reason,
 )
+from kubetune.decisions.queueing import queued
 
 TERMINAL = ("Succeeded", "Failed")
 IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
@@ -170,11 +171,7 @@ def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
     if job.get("spec", {}).get("suspend"):
         if ftj.spec.suspend:
             return Verdict("Suspended", "Suspended", "suspended by spec.suspend: set it to false to resume")
-        return Verdict(
-            "Queued",
-            "WaitingForAdmission",
-            f"waiting for Kueue LocalQueue {ftj.spec.resources.queue_name} to admit the workload",
-        )
+        return queued(str(ftj.spec.resources.queue_name), observed.workload)
     pods = _pod_verdict(ftj, observed)
     if pods.phase != "Running":
         return missing_inputs(ftj, observed) or pods

@@ -28,6 +28,7 @@ RESOURCES: dict[str, ResourceId] = {
     "Job": ResourceId("batch", "v1", "jobs", "Job"),
     "Role": ResourceId("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     "RoleBinding": ResourceId("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    "Workload": ResourceId("kueue.x-k8s.io", "v1beta2", "workloads", "Workload"),
     **KUBETUNE_RESOURCES,
 }
 """Every kind the operator reads or writes."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
-from kubetune.decisions.observed import Observed, reward_adapter
-from kubetune.k8s.interface import KubeClient, Obj, path
+from kubetune.decisions.observed import Observed, creation_order, reward_adapter
+from kubetune.decisions.queueing import WORKLOAD_JOB_UID_LABEL
+from kubetune.k8s.interface import KubeClient, KubeError, Obj, path
 
 
 def live_object(kube: KubeClient, kind: str, namespace: str, name: str) -> Obj | None:
@@ -26,6 +27,18 @@ def missing_claims(kube: KubeClient, namespace: str, claims: list[str]) -> tuple
     return tuple(c for c in claims if kube.get(path("PersistentVolumeClaim", namespace, c), metadata_only=True) is None)
 
 
+def kueue_workload(kube: KubeClient, namespace: str, job: Obj) -> Obj | None:
+    """The newest Workload Kueue made for this Job; None when there is none yet or Kueue is not installed."""
+    try:
+        selector = f"{WORKLOAD_JOB_UID_LABEL}={job['metadata']['uid']}"
+        found = kube.list(path("Workload", namespace), label_selector=selector)
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+    return max(found, key=creation_order) if found else None
+
+
 def observe_finetunejob(
     kube: KubeClient, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]
 ) -> Observed:
@@ -40,6 +53,9 @@ def observe_finetunejob(
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))
     reward = reward_adapter(ftj.spec)
+    workload = None
+    if job is not None and ftj.spec.resources.queue_name and job.get("spec", {}).get("suspend"):
+        workload = kueue_workload(kube, namespace, job)  # only a queued run waits on Kueue's word
     return Observed(
         job=job,
         pods=pods,
@@ -47,4 +63,5 @@ def observe_finetunejob(
         missing_pvcs=missing_pvcs,
         adapter=adapter,
         reward_adapter=kube.get(path("Adapter", namespace, reward)) if reward else None,
+        workload=workload,
     )

@@ -59,6 +59,7 @@ def training_pod_plan(
         tolerations=[t.to_wire() for t in spec.resources.tolerations],
         priority_class=spec.resources.priority_class_name,
         queue_name=spec.resources.queue_name,
+        workload_priority_class=spec.resources.workload_priority_class_name,
         service_name=names.service_name(name) if multi else None,
         suspend=suspend,
         backoff_limit=spec.backoff_limit,

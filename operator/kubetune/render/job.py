@@ -20,7 +20,7 @@ from kubetune.api.v1alpha1.pod_contract import (
     TRAINER_CONTAINER,
 )
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, RuntimeSettings
-from kubetune.render.meta import KUEUE_QUEUE_LABEL, Manifest, Owner, metadata
+from kubetune.render.meta import KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL, Manifest, Owner, metadata
 from kubetune.render.names import pvc_volume_name
 from kubetune.settings import OperatorSettings
 
@@ -51,6 +51,7 @@ class PodPlan:
     tolerations: list[dict[str, Any]] = field(default_factory=list)
     priority_class: str | None = None
     queue_name: str | None = None
+    workload_priority_class: str | None = None
     service_name: str | None = None
     suspend: bool = False
     backoff_limit: int = 3
@@ -220,9 +221,9 @@ def pod_failure_policy() -> dict[str, Any]:
 
 def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
     meta = metadata(plan.job_name, plan.owner, plan.component)
-    if plan.queue_name:
-        meta["labels"][KUEUE_QUEUE_LABEL] = plan.queue_name
-    pod_labels = {k: v for k, v in meta["labels"].items() if k != KUEUE_QUEUE_LABEL}
+    kueue = {KUEUE_QUEUE_LABEL: plan.queue_name, KUEUE_PRIORITY_CLASS_LABEL: plan.workload_priority_class}
+    meta["labels"].update({key: value for key, value in kueue.items() if value})
+    pod_labels = {k: v for k, v in meta["labels"].items() if k not in kueue}
     spec: dict[str, Any] = {
         "suspend": plan.suspend,
         "backoffLimit": plan.backoff_limit,

@@ -17,6 +17,7 @@ from kubetune.api.v1alpha1.pod_contract import (
 from kubetune.render.names import label_value
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_PRIORITY_CLASS_LABEL = "kueue.x-k8s.io/priority-class"
 
 Manifest = dict[str, Any]
 

@@ -1,9 +1,10 @@
-"""FineTuneJob lifecycle against the real control plane: children, phases, failures, scheduling, Kueue."""
+"""FineTuneJob lifecycle against the real control plane: children, phases, failures, scheduling, suspend.
+
+Admission by real Kueue: test_operator_kueue.py."""
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import pytest
@@ -116,31 +117,6 @@ def test_too_many_gpus_pending_with_scheduler_message(operator: Any, cluster: An
     status = wait_until("Unschedulable", unschedulable, timeout=60)
     assert status["phase"] == "Pending"
     assert "Insufficient nvidia.com/gpu" in status["message"]
-
-
-def test_kueue_suspended_until_admitted(operator: Any, cluster: Any, ftj_factory: Any) -> None:
-    ftj_factory("queued", KEEP_RUNNING, resources={"gpus": 1, "queueName": "team-a"})
-    status = cluster.wait_phase("queued", "Queued")
-    assert "team-a" in status["message"]
-    job = cluster.get("Job", "queued-train")
-    assert job["spec"]["suspend"] is True
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
-    assert cluster.pods("queued-train") == []
-    # Kueue admits the workload: it unsuspends the Job with its own field manager.
-    cluster.kube.request(
-        "PATCH",
-        cluster.url("Job", "queued-train"),
-        query={"fieldManager": "kueue-admission"},
-        body={"spec": {"suspend": False}},
-        content_type="application/merge-patch+json",
-    )
-    cluster.wait_phase("queued", "Running")
-    version = cluster.get("FineTuneJob", "queued")["metadata"]["resourceVersion"]
-    time.sleep(3 * ENV_SETTINGS.resync_seconds)  # a few resyncs: the operator must not suspend it again
-    assert cluster.get("Job", "queued-train")["spec"]["suspend"] is False
-    current = cluster.get("FineTuneJob", "queued")
-    assert current["status"]["phase"] == "Running"
-    assert current["metadata"]["resourceVersion"] == version  # resyncs with nothing new write nothing
 
 
 def test_suspend_and_resume(operator: Any, cluster: Any, ftj_factory: Any) -> None:

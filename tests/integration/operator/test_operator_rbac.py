@@ -40,6 +40,7 @@ NAMESPACED_RULES: list[dict[str, Any]] = [
         "resources": ["roles", "rolebindings"],
         "verbs": ["get", "create", "patch"],
     },
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["get", "list", "watch"]},
 ]
 CLUSTER_RULES: list[dict[str, Any]] = [
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
@@ -86,7 +87,10 @@ def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_bod
     try:
         body = ftj_body("rbac", ns)
         kube.create(cluster.url("FineTuneJob"), body)
+        # A queued run makes the operator read Kueue's Workloads (a 404 without Kueue: allowed, not a 403).
+        kube.create(cluster.url("FineTuneJob"), ftj_body("rbac-queued", ns, resources={"gpus": 1, "queueName": "q"}))
         cluster.wait_phase("rbac", "Succeeded")
+        cluster.wait_phase("rbac-queued", "Queued")
         result = {"artifactUri": "s3://a/rbac/", "sha256": "1" * 64, "sizeBytes": 1, "gatePassed": True}
         kube.request(
             "PATCH",
@@ -101,16 +105,21 @@ def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_bod
             content_type="application/apply-patch+yaml",
         )
         cluster.wait_phase("rbac", "Ready", kind="Adapter")
-        kube.request("DELETE", cluster.url("FineTuneJob", "rbac"))
-        wait_until("the FineTuneJob finalized", lambda: cluster.get("FineTuneJob", "rbac") is None, timeout=30)
+        for name in ("rbac", "rbac-queued"):
+            kube.request("DELETE", cluster.url("FineTuneJob", name))
+            wait_until(f"{name} finalized", lambda name=name: cluster.get("FineTuneJob", name) is None, timeout=30)
     finally:
         operator.stop()
         kube.request("DELETE", f"{rbac}/clusterrolebindings/{cluster_name}")
         kube.request("DELETE", f"{rbac}/clusterroles/{cluster_name}")
     user = f"system:serviceaccount:{ns}:{OPERATOR_SA}"
-    denied = []
+    denied, uris = [], []
     for line in cluster.plane.audit_log.read_text().splitlines():
         entry = json.loads(line)
-        if entry.get("user", {}).get("username") == user and entry.get("responseStatus", {}).get("code") == 403:
+        if entry.get("user", {}).get("username") != user:
+            continue
+        uris.append(entry["requestURI"])
+        if entry.get("responseStatus", {}).get("code") == 403:
             denied.append(f"{entry['verb']} {entry['requestURI']}")
     assert denied == [], "the operator was denied:\n" + "\n".join(sorted(set(denied)))
+    assert any(f"/namespaces/{ns}/workloads?" in uri for uri in uris)  # the queued run's Workload was looked up

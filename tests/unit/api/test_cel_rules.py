@@ -63,6 +63,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"strategy": "ddp", "offload": "cpu"},
     ),
     "resources.nodes > 1 requires": ({"nodes": 2, "gpus": 8}, {"nodes": 2, "gpus": 0}),
+    "resources.workloadPriorityClassName requires resources.queueName": (
+        {"nodes": 1, "gpus": 1, "queueName": "team-a", "workloadPriorityClassName": "high"},
+        {"nodes": 1, "gpus": 1, "workloadPriorityClassName": "high"},
+    ),
     "evaluation.suites: metric accuracy needs a dataset": (
         {"name": "mc", "metric": "accuracy", "dataset": {"uri": "file:///mc"}},
         {"name": "mc", "metric": "accuracy"},

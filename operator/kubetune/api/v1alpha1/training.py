@@ -76,6 +76,11 @@ class ResourcesSpec(KubeModel):
             "self.nodes == 1 || self.gpus >= 1",
             "resources.nodes > 1 requires resources.gpus >= 1: multi-node training runs one process per GPU",
         ),
+        CelRule(
+            "!has(self.workloadPriorityClassName) || has(self.queueName)",
+            "resources.workloadPriorityClassName requires resources.queueName: only Kueue reads it, "
+            "and Kueue only manages Jobs submitted to a LocalQueue",
+        ),
     )
 
     gpus: int = Field(default=1, ge=0, le=64, description="nvidia.com/gpu per node (0 runs on CPU).")
@@ -95,6 +100,11 @@ class ResourcesSpec(KubeModel):
     priority_class_name: ResourceName | None = Field(default=None, description="PriorityClass of the pods.")
     queue_name: ResourceName | None = Field(
         default=None, description="Kueue LocalQueue; the Job is created suspended and admitted by Kueue."
+    )
+    workload_priority_class_name: ResourceName | None = Field(
+        default=None,
+        description="Kueue WorkloadPriorityClass (the kueue.x-k8s.io/priority-class label of the Job): orders "
+        "the queue, and a higher one preempts lower ones where the ClusterQueue allows it; needs queueName.",
     )
 
 
