@@ -29,16 +29,16 @@ def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
     return ordered
 
 
-def mount_script(mounts: Sequence[Mount]) -> str:
-    """Shell run inside `unshare --mount`: bind each volume at its mountPath, then exec the command.
+def mount_script(mounts: Sequence[Mount], hostname: str) -> str:
+    """Shell run inside the pod's namespaces: set the hostname, bind each volume at its mountPath, exec the command.
 
     Mount points that do not exist yet are created on the host first (see `ensure_mount_points`);
     the binds themselves are private to the pod's namespace.
     """
-    lines = []
+    lines = [f"hostname {shlex.quote(hostname)}"]
     for mount in mount_order(mounts):
         if mount.source.is_file():
-            lines.append(f"touch {shlex.quote(mount.target)}")
+            lines.append(f"{{ [ -e {shlex.quote(mount.target)} ] || touch {shlex.quote(mount.target)}; }}")
         lines.append(f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {shlex.quote(mount.target)}")
@@ -64,12 +64,18 @@ def ensure_mount_points(mounts: Sequence[Mount]) -> list[Path]:
 
 def start(
     command: Sequence[str],
+    *,
     env: Mapping[str, str],
     mounts: Sequence[Mount],
     workdir: str | None,
     log_path: Path,
+    hostname: str,
 ) -> subprocess.Popen[bytes]:
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount_script(mounts), "pod", *command]
+    """The command runs as PID 1 of its own PID namespace, like a container: killing the returned
+    `unshare` process (`--kill-child`) kills every process of the pod, torchrun's workers included
+    (they run in sessions of their own, out of reach of a process-group signal)."""
+    namespaces = ["--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"]
+    argv = ["unshare", *namespaces, "sh", "-c", mount_script(mounts, hostname), "pod", *command]
     log = log_path.open("ab")
     return subprocess.Popen(
         argv,
