@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kubetune_dev.local_node import hosts, node, pods
+from kubetune_dev.local_node import hosts, node, pods, process
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ class LocalNode:
             self._thread.join(timeout=30)
         for running in list(self.running.values()):
             pods.stop(running)
-        for path in sorted(set(self._created_mount_points), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                path.rmdir()
+        process.remove_mount_points(self._created_mount_points)
 
     def _loop(self) -> None:
         last_beat = time.monotonic()
@@ -105,12 +103,16 @@ class LocalNode:
             if uid not in present:
                 pods.stop(running)
                 del self.running[uid]
-            elif (code := running.process.poll()) is not None:
-                exit_code = code if code >= 0 else 128 - code
-                log.info("pod %s/%s exited with %s", running.namespace, running.name, exit_code)
-                pods.report_finished(self.core, running, exit_code)
-                self.finished.add(uid)
+            elif running.process.poll() is not None:
+                self._report_exit(running)
                 del self.running[uid]
+
+    def _report_exit(self, running: pods.RunningPod) -> None:
+        code = running.process.wait()
+        exit_code = code if code >= 0 else 128 - code
+        log.info("pod %s/%s exited with %s", running.namespace, running.name, exit_code)
+        pods.report_finished(self.core, running, exit_code)
+        self.finished.add(running.uid)
 
     def _names(self, listed: list[Any]) -> Callable[[hosts.PodDns], str]:
         """The hosts file of one pod: every live pod here that a headless Service publishes."""
@@ -141,9 +143,12 @@ class LocalNode:
         self.finished.add(pod.metadata.uid)
 
     def _delete(self, pod: Any) -> None:
+        """Like a kubelet: stop the containers, report the terminal phase (the Job controller counts it), remove."""
         running = self.running.pop(pod.metadata.uid, None)
         if running is not None:
             pods.stop(running, grace_seconds=float(pod.metadata.deletion_grace_period_seconds or 0) or 1.0)
+            with contextlib.suppress(ApiException):
+                self._report_exit(running)
         with contextlib.suppress(ApiException):
             self.core.delete_namespaced_pod(
                 pod.metadata.name,

@@ -135,12 +135,17 @@ def visible_host_paths_kept(mounts: list[volumes.Mount], runtime: NodeRuntime) -
     return [m for m in mounts if not any(path.is_relative_to(m.target) for path in needed)]
 
 
+def sandbox_dir(root: Path, namespace: str, name: str, uid: str) -> Path:
+    """Where a pod's files live on the host: `container.log`, its emptyDirs under `volumes/`; kept after it ends."""
+    return root / "pods" / namespace / f"{name}-{uid[:8]}"
+
+
 def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime, hosts: str) -> RunningPod:
     """Starts the container in its own mount, UTS and PID namespaces, with `hosts` as its /etc/hosts."""
     if len(pod.spec.containers) != 1 or pod.spec.init_containers:
         raise ValueError("the local node runs pods with exactly one container and no init containers")
     container = pod.spec.containers[0]
-    sandbox = runtime.root / "pods" / pod.metadata.namespace / f"{pod.metadata.name}-{pod.metadata.uid[:8]}"
+    sandbox = sandbox_dir(runtime.root, pod.metadata.namespace, pod.metadata.name, pod.metadata.uid)
     sandbox.mkdir(parents=True, exist_ok=True)
     host_volumes = volumes.materialize(core, pod, sandbox, runtime.root / "claims")
     (sandbox / HOSTS_FILE).write_text(hosts)

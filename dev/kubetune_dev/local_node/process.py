@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from kubetune_dev.local_node.volumes import Mount
@@ -60,6 +62,32 @@ def ensure_mount_points(mounts: Sequence[Mount]) -> list[Path]:
         probe_target.mkdir(parents=True, exist_ok=True)
         created.extend(reversed(missing))
     return created
+
+
+def mount_points_in_use(proc: Path = Path("/proc")) -> set[str]:
+    """Every mount point of every process on this host, whatever its mount namespace (/proc/PID/mountinfo)."""
+    found: set[str] = set()
+    for info in proc.glob("[0-9]*/mountinfo"):
+        with contextlib.suppress(OSError):
+            for line in info.read_text().splitlines():
+                fields = line.split(" ")
+                if len(fields) > 4:
+                    found.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return found
+
+
+def remove_mount_points(created: Iterable[Path], proc: Path = Path("/proc")) -> None:
+    """Removes the mount points this node created, deepest first, but none that any process still mounts on.
+
+    Removing a directory detaches what is mounted on it in every mount namespace (Linux >= 3.18): a node
+    stopping while another session's pod (e.g. one with the same `/scratch`) runs would pull the volume
+    out from under it, and that pod would go on writing into the host's root filesystem.
+    """
+    in_use = mount_points_in_use(proc)
+    for path in sorted(set(created), key=lambda p: len(p.parts), reverse=True):
+        if str(path) not in in_use:
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def start(
