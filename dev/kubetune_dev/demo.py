@@ -63,9 +63,10 @@ class Demo:
         *,
         node_gpus: int = 0,
         operator_env: dict[str, str] | None = None,
+        image_env: dict[str, str] | None = None,
     ) -> None:
-        """`node_gpus` and `operator_env` are for runs beyond the demo's (multi-node tests: fake GPUs to
-        schedule on, `KUBETUNE_RENDEZVOUS_PORT`)."""
+        """`node_gpus`, `operator_env` and `image_env` (added to `trainer_image_env()`) are for runs beyond the
+        demo's: multi-node tests need fake GPUs to schedule on and free rendezvous ports, benchmarks vary the env."""
         self.workdir = workdir
         self.log = log
         self.plane = LocalControlPlane(workdir / "control-plane")
@@ -73,6 +74,7 @@ class Demo:
         self.node_gpus = node_gpus
         self.operator: subprocess.Popen[bytes] | None = None
         self.operator_env = operator_env or {}
+        self.image_env = {**trainer_image_env(), **(image_env or {})}
         self.metrics_port = free_ports(1)[0]
 
     @property
@@ -105,7 +107,7 @@ class Demo:
             api_port=int(port),
             bin_dir=Path(sys.executable).parent,
             root=self.workdir / "local-node",
-            image_env=trainer_image_env(),
+            image_env=self.image_env,
         )
         self.node = LocalNode(api, NODE_NAME, runtime, gpus=self.node_gpus)
         self.node.start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,15 @@ from kubetune_dev.local_node.pods import sandbox_dir
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 TRAINING_DONE = re.compile(r"training done: (\d+) steps in ([\d.]+) s")
+STEP_LOGGED = re.compile(r"^(\S+ \S+) INFO kubetune_trainer\.pipeline: step (\d+)/\d+ ", re.M)
 LOCAL_NODE_GPUS = 2
 
 
-def multinode_demo(workdir: Path, log: Any) -> Demo:
+def multinode_demo(workdir: Path, log: Any, image_env: dict[str, str] | None = None) -> Demo:
     """The `make demo` stack with a local node that can take two one-GPU pods."""
     rendezvous, metrics = free_ports(2)
     env = {"KUBETUNE_RENDEZVOUS_PORT": str(rendezvous), "KUBETUNE_TRAINER_METRICS_PORT": str(metrics)}
-    return Demo(workdir, log=log, node_gpus=LOCAL_NODE_GPUS, operator_env=env)
+    return Demo(workdir, log=log, node_gpus=LOCAL_NODE_GPUS, operator_env=env, image_env=image_env)
 
 
 def finetunejob(
@@ -79,9 +81,20 @@ class TrainerPod:
 
     @property
     def training_seconds(self) -> float | None:
-        """What rank 0 logs at the end of training (the rank-0 pod only)."""
+        """What rank 0 logs at the end of training (the rank-0 pod only); includes waiting for the other ranks."""
         found = TRAINING_DONE.search(self.log)
         return float(found.group(2)) if found else None
+
+    @property
+    def seconds_per_step(self) -> float | None:
+        """Steady state from rank 0's step log lines: (time of the last step - time of step 1) / steps between."""
+        first_seen: dict[int, datetime] = {}
+        for stamp, step in STEP_LOGGED.findall(self.log):
+            first_seen.setdefault(int(step), datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"))
+        if 1 not in first_seen or len(first_seen) < 2:
+            return None
+        last = max(first_seen)
+        return (first_seen[last] - first_seen[1]).total_seconds() / (last - 1)
 
 
 def trainer_pods(demo: Demo, job_name: str) -> list[TrainerPod]:
