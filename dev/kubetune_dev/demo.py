@@ -216,6 +216,18 @@ class Demo:
             time.sleep(1)
         return None
 
+    def __enter__(self) -> Demo:
+        """`with Demo(...) as demo:` starts everything and stops it again, also when starting fails."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.operator is not None and self.operator.poll() is None:
             self.operator.terminate()

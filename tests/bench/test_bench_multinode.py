@@ -41,12 +41,8 @@ class Timing:
 @pytest.fixture(scope="module", params=[{}, {"OMP_NUM_THREADS": "1"}], ids=["as-rendered", "omp-1-thread"])
 def demo(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     workdir = tmp_path_factory.mktemp("bench-multinode")
-    running = multinode_demo(workdir, log=lambda _line: None, image_env=request.param)
-    try:
-        running.start()
+    with multinode_demo(workdir, log=lambda _line: None, image_env=request.param) as running:
         yield running
-    finally:
-        running.close()
 
 
 def timed_run(demo: Demo, name: str, nodes: int, gpus: int) -> Timing:

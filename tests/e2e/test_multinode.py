@@ -33,12 +33,8 @@ PEER_LOST = re.compile(r"Connection (reset|closed) by peer")
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = multinode_demo(tmp_path_factory.mktemp("multinode"), log=lambda line: print(line, flush=True))
-    try:
-        running.start()
+    with multinode_demo(tmp_path_factory.mktemp("multinode"), log=lambda line: print(line, flush=True)) as running:
         yield running
-    finally:
-        running.close()
 
 
 def job_of(result: DemoResult) -> str:

@@ -79,11 +79,13 @@ class LocalNode:
                 log.exception("local node %s: sync failed", self.name)
             self._stop.wait(self.poll_seconds)
 
-    def kill(self, namespace: str, name: str, sig: int = signal.SIGKILL) -> bool:
-        """Signals every process of a running pod (a crash, or the OOM killer, as a test provokes it)."""
+    def kill(self, namespace: str, name: str) -> bool:
+        """SIGKILLs every process of a running pod (a crash, or the OOM killer, as a test provokes it).
+
+        The signal goes to the pod's `unshare`, whose `--kill-child` takes down the pod's PID namespace."""
         for running in list(self.running.values()):
             if (running.namespace, running.name) == (namespace, name) and running.process.poll() is None:
-                running.process.send_signal(sig)
+                running.process.send_signal(signal.SIGKILL)
                 return True
         return False
 
