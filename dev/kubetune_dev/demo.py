@@ -23,7 +23,7 @@ import yaml
 from kubernetes import config as kube_config
 
 from kubetune_dev.controlplane import LocalControlPlane, Tier
-from kubetune_dev.controlplane.paths import find_kubectl
+from kubetune_dev.controlplane.paths import cache_dir, find_kubectl
 from kubetune_dev.controlplane.ports import free_ports
 from kubetune_dev.local_node.agent import LocalNode
 from kubetune_dev.local_node.pods import NodeRuntime
@@ -43,6 +43,12 @@ class DemoResult:
     claim_dir: Path
 
 
+def trainer_image_env() -> dict[str, str]:
+    """The trainer image's ENV that matters on this machine: its prebuilt DeepSpeed ops (`make deepspeed-ops`)."""
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR") or str(cache_dir() / "torch_extensions")
+    return {"TORCH_EXTENSIONS_DIR": extensions, "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
 def say(step: str) -> None:
     print(f"==> {step}", flush=True)
 
@@ -50,12 +56,25 @@ def say(step: str) -> None:
 class Demo:
     """Owns every process it starts; `close()` stops them by PID."""
 
-    def __init__(self, workdir: Path, log: Callable[[str], None] = say) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        log: Callable[[str], None] = say,
+        *,
+        node_gpus: int = 0,
+        operator_env: dict[str, str] | None = None,
+        image_env: dict[str, str] | None = None,
+    ) -> None:
+        """`node_gpus`, `operator_env` and `image_env` (added to `trainer_image_env()`) are for runs beyond the
+        demo's: multi-node tests need fake GPUs to schedule on and free rendezvous ports, benchmarks vary the env."""
         self.workdir = workdir
         self.log = log
         self.plane = LocalControlPlane(workdir / "control-plane")
         self.node: LocalNode | None = None
+        self.node_gpus = node_gpus
         self.operator: subprocess.Popen[bytes] | None = None
+        self.operator_env = operator_env or {}
+        self.image_env = {**trainer_image_env(), **(image_env or {})}
         self.metrics_port = free_ports(1)[0]
 
     @property
@@ -84,9 +103,13 @@ class Demo:
         api = kube_config.new_client_from_config(str(self.plane.kubeconfig_path))  # type: ignore[no-untyped-call]
         host, port = self.plane.api_url.removeprefix("https://").rsplit(":", 1)
         runtime = NodeRuntime(
-            api_host=host, api_port=int(port), bin_dir=Path(sys.executable).parent, root=self.workdir / "local-node"
+            api_host=host,
+            api_port=int(port),
+            bin_dir=Path(sys.executable).parent,
+            root=self.workdir / "local-node",
+            image_env=self.image_env,
         )
-        self.node = LocalNode(api, NODE_NAME, runtime)
+        self.node = LocalNode(api, NODE_NAME, runtime, gpus=self.node_gpus)
         self.node.start()
         self.log(f"local node {NODE_NAME} registered: pods bound to it run as local processes")
 
@@ -137,6 +160,7 @@ class Demo:
             "KUBETUNE_TRAINER_IMAGE": "kubetune-trainer:local",
             "KUBETUNE_METRICS_PORT": str(self.metrics_port),
             "KUBETUNE_RESYNC_SECONDS": "5",
+            **self.operator_env,
         }
         log = (self.workdir / "operator.log").open("ab")
         self.operator = subprocess.Popen(
@@ -152,8 +176,12 @@ class Demo:
 
     def run(self, timeout: float = 900) -> DemoResult:
         self.log(f"kubectl apply -f {MANIFEST.relative_to(REPO)}")
-        self.kubectl("apply", "--server-side", "-f", str(MANIFEST))
-        name = yaml.safe_load(MANIFEST.read_text())["metadata"]["name"]
+        return self.train(yaml.safe_load(MANIFEST.read_text()), timeout)
+
+    def train(self, finetunejob: dict[str, Any], timeout: float = 900) -> DemoResult:
+        """Apply a FineTuneJob and follow its status until it succeeds or fails; returns it and its Adapter."""
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(finetunejob))
+        name = finetunejob["metadata"]["name"]
         deadline = time.monotonic() + timeout
         last = ""
         ftj: dict[str, Any] = {}
@@ -187,6 +215,18 @@ class Demo:
                     return adapter
             time.sleep(1)
         return None
+
+    def __enter__(self) -> Demo:
+        """`with Demo(...) as demo:` starts everything and stops it again, also when starting fails."""
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.operator is not None and self.operator.poll() is None:

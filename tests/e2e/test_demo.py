@@ -24,12 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    running = Demo(tmp_path_factory.mktemp("demo"), log=lambda line: print(line, flush=True))
-    try:
-        running.start()
+    with Demo(tmp_path_factory.mktemp("demo"), log=lambda line: print(line, flush=True)) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,17 @@
-"""The local node's mount planning (pure parts): ordering and keeping the toolchain visible."""
+"""The local node's pure parts: mount planning, `$(VAR)` expansion, and the per-pod hosts file."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from kubetune_dev.local_node import process
+from kubetune_dev.local_node.expansion import expand
+from kubetune_dev.local_node.hosts import PodDns, dns_names, headless_selectors, hosts_file
 from kubetune_dev.local_node.pods import NodeRuntime, visible_host_paths_kept
-from kubetune_dev.local_node.process import mount_order
+from kubetune_dev.local_node.process import mount_order, mount_script
 from kubetune_dev.local_node.volumes import Mount
 
 pytestmark = pytest.mark.unit
@@ -25,3 +29,92 @@ def test_mounts_that_would_hide_the_virtualenv_are_dropped() -> None:
     tmp = Mount(Path("/x/tmp"), "/tmp")
     scratch = Mount(Path("/x/scratch"), "/scratch")
     assert visible_host_paths_kept([tmp, scratch], runtime) == [scratch]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("--node-rank=$(NODE_RANK)", "--node-rank=1"),
+        ("$(MASTER_ADDR):$(NODE_RANK)", "job-0.svc:1"),
+        ("$(UNDEFINED) stays", "$(UNDEFINED) stays"),
+        ("$$(NODE_RANK) is escaped", "$(NODE_RANK) is escaped"),
+        ("a $ b $x $(unclosed", "a $ b $x $(unclosed"),
+        ("cost: $$5", "cost: $5"),
+        ("trailing $", "trailing $"),
+    ],
+)
+def test_variable_references_expand_like_the_kubelet(text: str, expected: str) -> None:
+    assert expand(text, {"NODE_RANK": "1", "MASTER_ADDR": "job-0.svc"}) == expected
+
+
+SERVICE_SELECTOR = {"batch.kubernetes.io/job-name": "run-train"}
+
+
+def _indexed_pod(index: int, subdomain: str | None = "run-rdzv", job: str = "run-train") -> PodDns:
+    return PodDns("ml", f"{job}-{index}", subdomain, {"batch.kubernetes.io/job-name": job})
+
+
+def test_hosts_file_resolves_every_peer_the_headless_service_publishes_to_loopback() -> None:
+    pods = [_indexed_pod(0), _indexed_pod(1)]
+    text = hosts_file(pods[1], pods, {("ml", "run-rdzv"): SERVICE_SELECTOR})
+    lines = [line.split("\t") for line in text.splitlines() if line.startswith("127.0.0.1")]
+    names = {name: line[0] for line in lines for name in line[1:]}
+    assert lines[0] == ["127.0.0.1", "localhost"]
+    assert lines[1] == ["127.0.0.1", "run-train-1.run-rdzv.ml.svc.cluster.local", "run-train-1"], "the kubelet's line"
+    for index in (0, 1):
+        for name in dns_names(pods[index], {("ml", "run-rdzv"): SERVICE_SELECTOR}):
+            assert names[name] == "127.0.0.1"
+    assert "run-train-0.run-rdzv" in names, "MASTER_ADDR is rendered in this short form"
+    assert len(names) == len([n for line in lines for n in line[1:]]), "each name once"
+
+
+def test_pods_without_a_matching_headless_service_get_no_peer_names() -> None:
+    other_job = _indexed_pod(0, job="other-train")
+    no_subdomain = _indexed_pod(1, subdomain=None)
+    published = {("ml", "run-rdzv"): SERVICE_SELECTOR}
+    assert dns_names(other_job, published) == [], "the Service's selector does not match it"
+    assert dns_names(no_subdomain, published) == []
+    assert dns_names(_indexed_pod(0), {}) == [], "no headless Service of that name"
+    text = hosts_file(no_subdomain, [other_job, no_subdomain], published)
+    assert text.splitlines()[-1] == "127.0.0.1\trun-train-1"
+
+
+def test_only_headless_services_with_a_selector_publish_pod_names() -> None:
+    def service(name: str, cluster_ip: str, selector: dict[str, str] | None) -> SimpleNamespace:
+        return SimpleNamespace(
+            metadata=SimpleNamespace(namespace="ml", name=name),
+            spec=SimpleNamespace(cluster_ip=cluster_ip, selector=selector),
+        )
+
+    services = [
+        service("run-rdzv", "None", SERVICE_SELECTOR),
+        service("web", "10.0.0.1", {"app": "web"}),
+        service("manual", "None", None),
+    ]
+    assert headless_selectors(services) == {("ml", "run-rdzv"): SERVICE_SELECTOR}
+
+
+def test_pod_script_sets_the_hostname_before_binding_volumes() -> None:
+    script = mount_script([Mount(Path("/sandbox/etc-hosts"), "/etc/hosts")], "run-train-0")
+    assert script.startswith("hostname run-train-0 && ")
+    assert "mount --bind /sandbox/etc-hosts /etc/hosts" in script
+    assert script.endswith('exec "$@"')
+
+
+def test_mount_points_another_namespace_still_uses_are_not_removed(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    busy, idle, spaced = tmp_path / "scratch", tmp_path / "etc-kubetune", tmp_path / "with space"
+    for folder in (busy, idle, spaced):
+        folder.mkdir()
+    (proc / "4242").mkdir(parents=True)
+    escaped = str(spaced).replace(" ", "\\040")  # mountinfo escapes spaces as octal
+    (proc / "4242" / "mountinfo").write_text(
+        "1 0 0:1 / / rw - ext4 /dev/root rw\n"
+        f"900 1 0:1 /sandbox/scratch {busy} rw - ext4 /dev/root rw\n"
+        f"901 1 0:1 /sandbox/x {escaped} rw - ext4 /dev/root rw\n"
+    )
+    assert {str(busy), str(spaced)} <= process.mount_points_in_use(proc)
+    process.remove_mount_points([busy, idle, spaced], proc)
+    assert busy.is_dir(), "a pod of another session still has its volume mounted there"
+    assert spaced.is_dir()
+    assert not idle.exists()

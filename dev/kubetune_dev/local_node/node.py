@@ -9,6 +9,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kubetune_dev.controlplane.kwok import GPU_RESOURCE
+
 LOCAL_NODE_LABEL = "kubetune.io/local-node"
 LEASE_NAMESPACE = "kube-node-lease"
 
@@ -37,10 +39,13 @@ def node_manifest(name: str) -> Any:
     }
 
 
-def node_status(pods: int) -> dict[str, Any]:
+def node_status(pods: int, gpus: int = 0) -> dict[str, Any]:
+    """`gpus` > 0 advertises that many `nvidia.com/gpu` so GPU pods schedule here; they still run on the CPU."""
     cpus = str(os.cpu_count() or 1)
     memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // (1024 * 1024)}Mi"
     capacity = {"cpu": cpus, "memory": memory, "pods": str(pods), "ephemeral-storage": "100Gi"}
+    if gpus:
+        capacity[GPU_RESOURCE] = str(gpus)
     now = _now()
 
     def condition(kind: str, status: str, reason: str) -> dict[str, str]:
@@ -80,17 +85,17 @@ def node_status(pods: int) -> dict[str, Any]:
     }
 
 
-def register(core: client.CoreV1Api, name: str, pods: int) -> None:
+def register(core: client.CoreV1Api, name: str, pods: int, gpus: int = 0) -> None:
     try:
         core.create_node(node_manifest(name))
     except ApiException as error:
         if error.status != 409:
             raise
-    heartbeat(core, client.CoordinationV1Api(core.api_client), name, pods)
+    heartbeat(core, client.CoordinationV1Api(core.api_client), name, pods, gpus)
 
 
-def heartbeat(core: client.CoreV1Api, leases: client.CoordinationV1Api, name: str, pods: int) -> None:
-    core.patch_node_status(name, node_status(pods))
+def heartbeat(core: client.CoreV1Api, leases: client.CoordinationV1Api, name: str, pods: int, gpus: int = 0) -> None:
+    core.patch_node_status(name, node_status(pods, gpus))
     lease: Any = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",

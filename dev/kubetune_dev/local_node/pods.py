@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +17,11 @@ from kubernetes import client
 
 from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune_dev.local_node import process, volumes
+from kubetune_dev.local_node.expansion import expand
+from kubetune_dev.local_node.hosts import PodDns, pod_dns
 
 MESSAGE_LIMIT = 4096
+HOSTS_FILE = "etc-hosts"
 
 
 @dataclass
@@ -29,7 +33,17 @@ class RunningPod:
     process: subprocess.Popen[bytes]
     sandbox: Path
     started_at: str
+    dns: PodDns
     created_mount_points: list[Path] = field(default_factory=list)
+
+    @property
+    def hosts_path(self) -> Path:
+        return self.sandbox / HOSTS_FILE
+
+    def write_hosts(self, content: str) -> None:
+        """Rewrites the pod's /etc/hosts in place (same inode, so the bind mount shows the change)."""
+        if self.hosts_path.read_text() != content:
+            self.hosts_path.write_text(content)
 
 
 def _now() -> str:
@@ -38,12 +52,18 @@ def _now() -> str:
 
 @dataclass(frozen=True)
 class NodeRuntime:
-    """What every pod on this node shares: the API server address and the toolchain to run with."""
+    """What every pod on this node shares: the API server address and the toolchain to run with.
+
+    `image_env` stands in for the image's `ENV` (pods run from the project's virtualenv, not an image):
+    e.g. the trainer image's TORCH_EXTENSIONS_DIR with prebuilt DeepSpeed ops, without which every
+    DeepSpeed pod compiles them again (minutes on two cores).
+    """
 
     api_host: str
     api_port: int
     bin_dir: Path
     root: Path
+    image_env: Mapping[str, str] = field(default_factory=dict)
 
 
 def container_env(
@@ -51,9 +71,10 @@ def container_env(
 ) -> dict[str, str]:
     namespace = pod.metadata.namespace
     env = {
+        **runtime.image_env,
         "PATH": f"{runtime.bin_dir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(sandbox / "home"),
-        "HOSTNAME": pod.metadata.name,
+        "HOSTNAME": pod_dns(pod).hostname,
         "KUBERNETES_SERVICE_HOST": runtime.api_host,
         "KUBERNETES_SERVICE_PORT": str(runtime.api_port),
         TERMINATION_LOG_ENV: str(sandbox / "termination-log"),
@@ -69,7 +90,7 @@ def container_env(
     for var in container.env or []:
         value = _env_value(core, pod, var)
         if value is not None:
-            env[var.name] = value
+            env[var.name] = expand(value, env) if var.value_from is None else value
     return env
 
 
@@ -115,23 +136,38 @@ def visible_host_paths_kept(mounts: list[volumes.Mount], runtime: NodeRuntime) -
     return [m for m in mounts if not any(path.is_relative_to(m.target) for path in needed)]
 
 
-def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime) -> RunningPod:
+def sandbox_dir(root: Path, namespace: str, name: str, uid: str) -> Path:
+    """Where a pod's files live on the host: `container.log`, its emptyDirs under `volumes/`; kept after it ends."""
+    return root / "pods" / namespace / f"{name}-{uid[:8]}"
+
+
+def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime, hosts: str) -> RunningPod:
+    """Starts the container in its own mount, UTS and PID namespaces, with `hosts` as its /etc/hosts."""
     if len(pod.spec.containers) != 1 or pod.spec.init_containers:
         raise ValueError("the local node runs pods with exactly one container and no init containers")
     container = pod.spec.containers[0]
-    sandbox = runtime.root / "pods" / pod.metadata.namespace / f"{pod.metadata.name}-{pod.metadata.uid[:8]}"
+    sandbox = sandbox_dir(runtime.root, pod.metadata.namespace, pod.metadata.name, pod.metadata.uid)
     sandbox.mkdir(parents=True, exist_ok=True)
     host_volumes = volumes.materialize(core, pod, sandbox, runtime.root / "claims")
+    (sandbox / HOSTS_FILE).write_text(hosts)
     mounts = visible_host_paths_kept(volumes.mounts_for(container, host_volumes), runtime)
+    mounts.append(volumes.Mount(sandbox / HOSTS_FILE, "/etc/hosts"))
     created = process.ensure_mount_points(mounts)
     env = container_env(core, pod, container, runtime, sandbox)
-    command = [*(container.command or []), *(container.args or [])]
-    proc = process.start(command, env, mounts, container.working_dir, sandbox / "container.log")
+    command = [expand(part, env) for part in [*(container.command or []), *(container.args or [])]]
+    dns = pod_dns(pod)
+    proc = process.start(
+        command,
+        env=env,
+        mounts=mounts,
+        workdir=container.working_dir,
+        log_path=sandbox / "container.log",
+        hostname=dns.hostname,
+    )
     started = _now()
     report_running(core, pod, container.name, started)
-    return RunningPod(
-        pod.metadata.namespace, pod.metadata.name, pod.metadata.uid, container.name, proc, sandbox, started, created
-    )
+    meta = pod.metadata
+    return RunningPod(meta.namespace, meta.name, meta.uid, container.name, proc, sandbox, started, dns, created)
 
 
 def report_running(core: client.CoreV1Api, pod: Any, container: str, started: str) -> None:
@@ -172,7 +208,9 @@ def termination_message(running: RunningPod, exit_code: int) -> str:
 
 def report_finished(core: client.CoreV1Api, running: RunningPod, exit_code: int) -> None:
     finished = _now()
-    reason = "Completed" if exit_code == 0 else ("OOMKilled" if exit_code == 137 else "Error")
+    # a SIGKILL (137) is not necessarily the OOM killer, and this node cannot tell: like a kubelet
+    # without an OOM event, it reports Error with the exit code
+    reason = "Completed" if exit_code == 0 else "Error"
     status = {
         "phase": "Succeeded" if exit_code == 0 else "Failed",
         "conditions": [

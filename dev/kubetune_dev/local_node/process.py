@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from kubetune_dev.local_node.volumes import Mount
@@ -27,16 +29,16 @@ def mount_order(mounts: Sequence[Mount]) -> list[Mount]:
     return ordered
 
 
-def mount_script(mounts: Sequence[Mount]) -> str:
-    """Shell run inside `unshare --mount`: bind each volume at its mountPath, then exec the command.
+def mount_script(mounts: Sequence[Mount], hostname: str) -> str:
+    """Shell run inside the pod's namespaces: set the hostname, bind each volume at its mountPath, exec the command.
 
     Mount points that do not exist yet are created on the host first (see `ensure_mount_points`);
     the binds themselves are private to the pod's namespace.
     """
-    lines = []
+    lines = [f"hostname {shlex.quote(hostname)}"]
     for mount in mount_order(mounts):
         if mount.source.is_file():
-            lines.append(f"touch {shlex.quote(mount.target)}")
+            lines.append(f"{{ [ -e {shlex.quote(mount.target)} ] || touch {shlex.quote(mount.target)}; }}")
         lines.append(f"mount --bind {shlex.quote(str(mount.source))} {shlex.quote(mount.target)}")
         if mount.read_only:
             lines.append(f"mount -o remount,bind,ro {shlex.quote(mount.target)}")
@@ -60,14 +62,46 @@ def ensure_mount_points(mounts: Sequence[Mount]) -> list[Path]:
     return created
 
 
+def mount_points_in_use(proc: Path = Path("/proc")) -> set[str]:
+    """Every mount point of every process on this host, whatever its mount namespace (/proc/PID/mountinfo)."""
+    found: set[str] = set()
+    for info in proc.glob("[0-9]*/mountinfo"):
+        with contextlib.suppress(OSError):
+            for line in info.read_text().splitlines():
+                fields = line.split(" ")
+                if len(fields) > 4:
+                    found.add(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return found
+
+
+def remove_mount_points(created: Iterable[Path], proc: Path = Path("/proc")) -> None:
+    """Removes the mount points this node created, deepest first, but none that any process still mounts on.
+
+    Removing a directory detaches what is mounted on it in every mount namespace (Linux >= 3.18): a node
+    stopping while another session's pod (e.g. one with the same `/scratch`) runs would pull the volume
+    out from under it, and that pod would go on writing into the host's root filesystem.
+    """
+    in_use = mount_points_in_use(proc)
+    for path in sorted(set(created), key=lambda p: len(p.parts), reverse=True):
+        if str(path) not in in_use:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
 def start(
     command: Sequence[str],
+    *,
     env: Mapping[str, str],
     mounts: Sequence[Mount],
     workdir: str | None,
     log_path: Path,
+    hostname: str,
 ) -> subprocess.Popen[bytes]:
-    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount_script(mounts), "pod", *command]
+    """The command runs as PID 1 of its own PID namespace, like a container: killing the returned
+    `unshare` process (`--kill-child`) kills every process of the pod, torchrun's workers included
+    (they run in sessions of their own, out of reach of a process-group signal)."""
+    namespaces = ["--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"]
+    argv = ["unshare", *namespaces, "sh", "-c", mount_script(mounts, hostname), "pod", *command]
     log = log_path.open("ab")
     return subprocess.Popen(
         argv,

@@ -2,7 +2,8 @@
 
 The pod failure policy is the retry contract: a disruption (eviction, preemption, node drain) is
 not the trainer's fault and is ignored; exit code 78 means the spec or data is wrong and retrying
-cannot help, so the Job fails at once; anything else counts against `backoffLimit`.
+cannot help, so the Job fails at once; anything else counts against `backoffLimit`. A multi-node
+run succeeds when index 0 succeeds (see `rank_zero_success_policy`).
 """
 
 from __future__ import annotations
@@ -219,6 +220,15 @@ def pod_failure_policy() -> dict[str, Any]:
     }
 
 
+def rank_zero_success_policy() -> dict[str, Any]:
+    """Index 0 runs rank 0, which publishes the artifact and `status.result`: its success is the run's.
+
+    Without this, an index that crashed after rank 0 finished is recreated by the Job, and the new
+    pod waits for a rendezvous that no rank 0 will ever join (torchrun's 900 s timeout, per retry).
+    """
+    return {"rules": [{"succeededIndexes": "0"}]}
+
+
 def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
     meta = metadata(plan.job_name, plan.owner, plan.component)
     kueue = {KUEUE_QUEUE_LABEL: plan.queue_name, KUEUE_PRIORITY_CLASS_LABEL: plan.workload_priority_class}
@@ -237,6 +247,7 @@ def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
     }
     if plan.runtime.nodes > 1:
         spec["completionMode"] = "Indexed"
+        spec["successPolicy"] = rank_zero_success_policy()
     if plan.active_deadline_seconds:
         spec["activeDeadlineSeconds"] = plan.active_deadline_seconds
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}

@@ -175,6 +175,7 @@ def test_multi_node_indexed_job_with_headless_service() -> None:
     assert service["spec"]["selector"] == {"batch.kubernetes.io/job-name": job["metadata"]["name"]}
     assert job["spec"]["completionMode"] == "Indexed"
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 3
+    assert job["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}, "rank 0's success is the run's"
     spec = pod(job)
     assert spec["subdomain"] == service["metadata"]["name"]
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
