@@ -10,7 +10,8 @@ set -euo pipefail
 # shellcheck source=hack/images-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/images-lib.sh"
 
-PACKAGES=python3,ca-certificates,netbase,tzdata
+# libpython3.11-dev: the headers the official image has too; torch compiles C++ extensions against them.
+PACKAGES=python3,libpython3.11-dev,ca-certificates,netbase,tzdata
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}

@@ -1,0 +1,76 @@
+"""The built operator image (`make image-operator`): runs as the chart's user, exposes the chart's ports,
+carries its OCI labels, and its `kubetune` is the one in this tree."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from support.images import OPERATOR_IMAGE, REPO, VERSION, Mount, Run, require_image, run_in_image
+
+CHART = REPO / "charts" / "kubetune"
+
+
+@pytest.fixture(scope="module")
+def config() -> dict[str, Any]:
+    return require_image(OPERATOR_IMAGE, "image-operator")
+
+
+def chart_run_as_users() -> set[int]:
+    """Every runAsUser the chart sets (templates and values)."""
+    texts = [p.read_text() for p in (CHART / "templates").glob("*.yaml")] + [(CHART / "values.yaml").read_text()]
+    return {int(uid) for text in texts for uid in re.findall(r"runAsUser:\s*(\d+)", text)}
+
+
+def test_runs_as_the_non_root_user_the_chart_sets(config: dict[str, Any]) -> None:
+    user, group = config["User"].split(":")
+    assert int(user) != 0
+    assert chart_run_as_users() == {int(user)}
+    assert group == user
+
+
+def test_exposes_the_ports_the_chart_uses_and_starts_the_operator(config: dict[str, Any]) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert set(config["ExposedPorts"]) == {f"{values['metrics']['port']}/tcp", f"{values['livenessPort']}/tcp"}
+    assert config["Entrypoint"] == ["kubetune", "operator"]
+
+
+def test_oci_labels_name_the_version_revision_and_base(config: dict[str, Any]) -> None:
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == VERSION
+    assert re.fullmatch(r"[0-9a-f]{40}", labels["org.opencontainers.image.revision"])
+    datetime.fromisoformat(labels["org.opencontainers.image.created"])
+    assert labels["org.opencontainers.image.base.name"]
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+
+
+def test_kubetune_version_as_the_image_user(config: dict[str, Any]) -> None:
+    result = run_in_image(OPERATOR_IMAGE, Run(command=["kubetune", "version"]), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"kubetune {VERSION} (API kubetune.io/v1alpha1)"
+
+
+def test_renders_exactly_what_this_tree_renders(config: dict[str, Any]) -> None:
+    example = "examples/demo-tiny-lora.yaml"
+    inside = run_in_image(
+        OPERATOR_IMAGE,
+        Run(
+            command=["kubetune", "render", f"/examples/{example.removeprefix('examples/')}"],
+            mounts=[Mount(str(REPO / "examples"), "/examples", read_only=True)],
+        ),
+        timeout=120,
+    )
+    here = subprocess.run(
+        [sys.executable, "-m", "kubetune.cli", "render", str(REPO / example)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout == here.stdout
