@@ -34,17 +34,23 @@ if ! buildah inspect --type image "$uv_image" >/dev/null 2>&1; then
   log "uv image $uv_image made from $uv_bin"
 fi
 
+build_args=(
+  --build-arg "BASE_IMAGE=$base" --build-arg "UV_IMAGE=$uv_image"
+  --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created"
+  --build-arg UV_CACHE_DIR=/host-uv-cache --build-arg UV_OFFLINE=true --volume "$uv_cache:/host-uv-cache"
+)
 for target in "${targets[@]}"; do
   image=localhost/kubetune-$target:$version
   dockerfile=$REPO_ROOT/Dockerfile
   [ "$target" = trainer ] && dockerfile=$REPO_ROOT/trainer-image/Dockerfile
   log "building $image from ${dockerfile#"$REPO_ROOT"/} (FROM $base)"
   start=$(date +%s)
-  buildah bud --isolation chroot --layers --pull-never \
-    --build-arg "BASE_IMAGE=$base" --build-arg "UV_IMAGE=$uv_image" \
-    --build-arg "VERSION=$version" --build-arg "REVISION=$revision" --build-arg "CREATED=$created" \
-    --build-arg UV_CACHE_DIR=/host-uv-cache --build-arg UV_OFFLINE=true --volume "$uv_cache:/host-uv-cache" \
-    -f "$dockerfile" -t "$image" "$REPO_ROOT" >&2
+  # The deps stage gets a tag of its own: the layer cache of the locked dependencies (and the prebuilt
+  # DeepSpeed ops) then survives the prune below, and a source change rebuilds only the kubetune wheel.
+  buildah bud --isolation chroot --layers --pull-never "${build_args[@]}" \
+    --target deps -t "localhost/kubetune-$target-deps:$version" -f "$dockerfile" "$REPO_ROOT" >&2
+  buildah bud --isolation chroot --layers --pull-never "${build_args[@]}" \
+    -t "$image" -f "$dockerfile" "$REPO_ROOT" >&2
   seconds=$(($(date +%s) - start))
   size=$(image_size "$image")
   printf '{"image": "%s", "seconds": %d, "size": "%s", "created": "%s"}\n' "$image" "$seconds" "$size" "$created" \
@@ -52,5 +58,10 @@ for target in "${targets[@]}"; do
   printf '%s\t%s\t%ss\n' "$image" "$size" "$seconds"
 done
 
-# Superseded builds leave untagged images behind: drop them so warm rebuilds do not fill the disk.
-buildah rmi --prune >/dev/null 2>&1 || true
+# Superseded builds leave untagged images behind. `buildah rmi --prune` drops the untagged ones without
+# children, one level at a time: repeat until only tagged images and the layers under them remain.
+while :; do
+  before=$(buildah images --all --quiet | wc -l)
+  buildah rmi --prune >/dev/null 2>&1 || true
+  [ "$(buildah images --all --quiet | wc -l)" -lt "$before" ] || break
+done
