@@ -10,44 +10,50 @@ ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
 FROM ${UV_IMAGE} AS uv
 
-# Locked dependencies (hash-checked), rebuilt only when uv.lock changes.
-FROM ${BASE_IMAGE} AS deps
+# The locked requirements (with hashes) of the operator extra, in a stage of their own so that a
+# pyproject.toml edit that leaves them alone does not invalidate the dependency layer.
+FROM ${BASE_IMAGE} AS lock
 COPY --from=uv /uv /usr/local/bin/uv
-# UV_CACHE_DIR: `make images` points it at the host's uv cache (a --volume) so no wheel is downloaded twice;
-# elsewhere the cache mount keeps it between builds.
-ARG UV_CACHE_DIR=/root/.cache/uv
-# UV_OFFLINE=true (`make images`): only that cache is read; a wheel missing from it fails the build.
-ARG UV_OFFLINE=false
-ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
-    UV_PYTHON=python3.11 \
-    UV_PYTHON_DOWNLOADS=never \
-    UV_LINK_MODE=copy \
-    UV_COMPILE_BYTECODE=1
 WORKDIR /src
-COPY pyproject.toml uv.lock README.md ./
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --extra operator --no-install-project --no-editable
+COPY pyproject.toml uv.lock ./
+RUN uv export --frozen --no-dev --extra operator --no-emit-project --output-file /requirements.txt
 
-# kubetune itself, as a wheel: a source change rebuilds this and one small layer, not the dependencies.
-FROM deps AS wheel
+# The runtime with its locked dependencies; the image starts FROM here. uv is only mounted.
+FROM ${BASE_IMAGE} AS deps
+# uid/gid 65532 is the non-root user the chart runs the operator as (charts/kubetune, runAsUser).
+RUN groupadd --gid 65532 kubetune \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubetune
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# Build-time settings (ARGs never reach the image config). UV_CACHE_DIR: `make images` points it at the
+# host's uv cache (a --volume) so no wheel is downloaded twice; elsewhere the cache mount keeps them.
+# UV_OFFLINE=true (`make images`): only that cache is read; a wheel missing from it fails the build.
 ARG UV_CACHE_DIR=/root/.cache/uv
 ARG UV_OFFLINE=false
+ARG UV_LINK_MODE=copy
+ARG UV_COMPILE_BYTECODE=1
+# COPY (content-checked), not a bind mount: buildah reuses a RUN layer even when bind-mounted inputs change.
+COPY --from=lock /requirements.txt /opt/kubetune/requirements.txt
+RUN --mount=type=cache,target=/root/.cache/uv \
+    --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
+    uv venv --python python3.11 --no-python-downloads /opt/venv \
+    && uv pip sync --python /opt/venv/bin/python --require-hashes /opt/kubetune/requirements.txt
+
+# kubetune itself, as a wheel: a source change rebuilds this stage and one small layer of the image.
+FROM lock AS wheel
+ARG UV_CACHE_DIR=/root/.cache/uv
+ARG UV_OFFLINE=false
+COPY README.md ./
 COPY operator operator
 COPY trainer-image/kubetune_trainer trainer-image/kubetune_trainer
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv build --wheel --out-dir /dist
 
-FROM ${BASE_IMAGE}
-# uid/gid 65532 is the non-root user the chart runs the operator as (charts/kubetune, runAsUser).
-RUN groupadd --gid 65532 kubetune \
-    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubetune
-COPY --from=deps /opt/venv /opt/venv
+FROM deps
+COPY --from=wheel /dist /opt/kubetune/dist
 RUN --mount=type=bind,from=uv,source=/uv,target=/usr/local/bin/uv \
-    --mount=type=bind,from=wheel,source=/dist,target=/dist \
-    uv pip install --python /opt/venv/bin/python --no-deps --no-cache --compile-bytecode /dist/kubetune-*.whl
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    uv pip install --python /opt/venv/bin/python --no-deps --no-cache --compile-bytecode /opt/kubetune/dist/kubetune-*.whl
 USER 65532:65532
 # metrics (KUBETUNE_METRICS_PORT, chart metrics.port) and kopf's liveness endpoint (chart livenessPort)
 EXPOSE 8080 8081

@@ -14,6 +14,13 @@ for target in "${targets[@]}"; do
 done
 
 ensure_image_tools
+# Remove the working containers this run leaves behind (buildah keeps them when a build fails or is
+# interrupted), and only those: the ones that did not exist when it started.
+containers_before=$(buildah containers --quiet | sort)
+remove_new_containers() {
+  comm -13 <(printf '%s\n' "$containers_before") <(buildah containers --quiet | sort) | xargs -r buildah rm >/dev/null 2>&1 || true
+}
+trap remove_new_containers EXIT
 version=$(project_version)
 revision=$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
