@@ -200,3 +200,54 @@ def test_trains_with_exactly_the_locked_libraries(trained: TrainedInImage) -> No
     assert libraries.pop("kubetune") == VERSION
     assert libraries == {name: locked[name] for name in libraries}
     assert {"torch", "transformers", "peft", "trl", "deepspeed"} <= set(libraries)
+
+
+TORCH_BUILD = """
+import torch
+print(torch.__version__, torch.version.cuda, torch.backends.cudnn.version(), torch.cuda.nccl.version())
+print(torch._C._cuda_getArchFlags())
+"""
+LOAD_DEEPSPEED_OPS = """
+from deepspeed.ops.op_builder.cpu import CPUAdamBuilder
+from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder
+ShareMemCommBuilder().load()
+CPUAdamBuilder().load()
+print("loaded")
+"""
+
+
+def test_ships_torch_built_for_cuda_13_0_with_its_runtime_libraries(image_config: dict[str, Any]) -> None:
+    result = run_in_image(TRAINER_IMAGE, Run(command=["python", "-c", TORCH_BUILD]), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    versions, arches = result.stdout.strip().splitlines()
+    assert versions == f"{locked_versions()['torch']}+cu130 13.0 92000 (2, 29, 7)"
+    assert arches.split() == ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+
+
+def test_prebuilt_deepspeed_ops_load_without_a_compiler(image_config: dict[str, Any]) -> None:
+    """g++ is in the image for recompiles only: with every C++ compiler removed the prebuilt ops still load.
+
+    Runs as root because only root can write torch's lock file next to the prebuilt ops (see the next test).
+    """
+    remove_compilers = "rm -f /usr/bin/c++ /usr/bin/g++ /usr/bin/g++-12 /usr/bin/x86_64-linux-gnu-g++-12"
+    script = f"{remove_compilers} && ! command -v c++ g++ && python -c '{LOAD_DEEPSPEED_OPS}'"
+    result = run_in_image(
+        TRAINER_IMAGE, Run(command=["sh", "-c", script], user="0:0", env={"DS_ACCELERATOR": "cpu"}), timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().endswith("loaded")
+    assert "Building extension" not in result.stdout + result.stderr
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="torch writes a lock file next to the prebuilt ops even to load them; the image user cannot "
+    "(the trainer has to seed a writable TORCH_EXTENSIONS_DIR first, docs/images.md)",
+)
+def test_prebuilt_deepspeed_ops_load_as_the_image_user(image_config: dict[str, Any]) -> None:
+    result = run_in_image(
+        TRAINER_IMAGE,
+        Run(command=["python", "-c", LOAD_DEEPSPEED_OPS], env={"DS_ACCELERATOR": "cpu"}),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-1000:]
