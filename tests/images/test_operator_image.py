@@ -3,6 +3,8 @@ carries its OCI labels, and its `kubetune` is the one in this tree."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -54,6 +56,29 @@ def test_kubetune_version_as_the_image_user(config: dict[str, Any]) -> None:
     result = run_in_image(OPERATOR_IMAGE, Run(command=["kubetune", "version"]), timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"kubetune {VERSION} (API kubetune.io/v1alpha1)"
+
+
+SOURCE_DIGESTS = """
+import hashlib, json, pathlib, kubetune, kubetune_trainer
+digests = {}
+for package in (kubetune, kubetune_trainer):
+    root = pathlib.Path(package.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digests[f"{root.name}/{path.relative_to(root)}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+print(json.dumps(digests))
+"""
+
+
+def test_installed_sources_are_this_trees(config: dict[str, Any]) -> None:
+    """No stale layer: every Python file of kubetune in the image is the tree's file, byte for byte."""
+    result = run_in_image(OPERATOR_IMAGE, Run(command=["python", "-c", SOURCE_DIGESTS]), timeout=120)
+    assert result.returncode == 0, result.stderr
+    tree = {
+        f"{root.name}/{path.relative_to(root)}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for root in (REPO / "operator" / "kubetune", REPO / "trainer-image" / "kubetune_trainer")
+        for path in sorted(root.rglob("*.py"))
+    }
+    assert json.loads(result.stdout) == tree
 
 
 def test_renders_exactly_what_this_tree_renders(config: dict[str, Any]) -> None:
