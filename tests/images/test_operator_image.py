@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 import yaml
 
-from support.images import OPERATOR_IMAGE, REPO, VERSION, Mount, Run, require_image, run_in_image
+from support.images import (
+    OPERATOR_IMAGE,
+    REPO,
+    REQUIREMENTS,
+    VERSION,
+    Mount,
+    Run,
+    locked_versions,
+    require_image,
+    run_in_image,
+)
 
 CHART = REPO / "charts" / "kubetune"
 
@@ -79,6 +89,17 @@ def test_installed_sources_are_this_trees(config: dict[str, Any]) -> None:
         for path in sorted(root.rglob("*.py"))
     }
     assert json.loads(result.stdout) == tree
+
+
+def test_records_the_locked_requirements_it_was_built_from(config: dict[str, Any]) -> None:
+    result = run_in_image(OPERATOR_IMAGE, Run(command=["cat", REQUIREMENTS]), timeout=60)
+    assert result.returncode == 0, result.stderr
+    pinned = dict(re.findall(r"^([a-z0-9_.-]+)==([^ ;\\]+)", result.stdout, flags=re.MULTILINE))
+    locked = locked_versions()
+    assert {"kopf", "kubernetes", "prometheus-client", "pydantic"} <= set(pinned)
+    assert pinned == {name: locked[name] for name in pinned}
+    assert result.stdout.count("--hash=sha256:") >= len(pinned)
+    assert "torch" not in pinned
 
 
 def test_renders_exactly_what_this_tree_renders(config: dict[str, Any]) -> None:

@@ -15,7 +15,6 @@ import re
 import socket
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import yaml
 from kubetune.render.bundle import render_bundle
 from kubetune.render.trainer_config import CONFIG_DIR, CONFIG_FILE
 from kubetune.settings import OperatorSettings
-from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, require_image, run_in_image
+from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, locked_versions, require_image, run_in_image
 
 DEMO = REPO / "examples" / "demo-tiny-lora.yaml"
 ARTIFACT_LINE = re.compile(r"artifact (\S+) sha256 ([0-9a-f]{64}) \((\d+) bytes\)")
@@ -146,11 +145,6 @@ def trained(image_config: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         env=container_env(rendered),
     )
     return TrainedInImage(rendered, run_in_image(TRAINER_IMAGE, run, timeout=900), claims)
-
-
-def locked_versions() -> dict[str, str]:
-    lock = tomllib.loads((REPO / "uv.lock").read_text())
-    return {package["name"]: package["version"] for package in lock["package"]}
 
 
 def test_image_runs_as_the_rendered_user_with_the_rendered_command(image_config: dict[str, Any]) -> None:

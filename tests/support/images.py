@@ -21,6 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 VERSION: str = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 OPERATOR_IMAGE = f"localhost/kubetune-operator:{VERSION}"
 TRAINER_IMAGE = f"localhost/kubetune-trainer:{VERSION}"
+REQUIREMENTS = "/opt/kubetune/requirements.txt"
+"""What each image records of the locked requirements it was built from (`uv export`, with hashes)."""
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((REPO / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"]}
 
 
 @dataclass(frozen=True)
