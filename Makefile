@@ -14,10 +14,11 @@ export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
 
 .PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e \
-        demo bench binaries deepspeed-ops cluster-up cluster-down clean
+        demo bench binaries deepspeed-ops cluster-up cluster-down clean \
+        images image-operator image-trainer test-images test-image-operator
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 install: $(VENV)/.synced ## create .venv from uv.lock (all extras)
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -38,7 +39,7 @@ lint: install binaries ## ruff, mypy (strict for kubetune and the trainer), impo
 	$(BIN)/hadolint Dockerfile trainer-image/Dockerfile
 	$(HELM) lint --strict charts/kubetune
 
-test: install verify lint test-fast test-trainer test-integration test-e2e ## everything, from a fresh clone
+test: install verify lint test-fast test-trainer test-integration test-e2e test-image-operator ## everything, from a fresh clone
 
 test-fast: install ## unit tests of pure code, contract tests (examples, fixtures, generated CRDs)
 	$(PYTEST) tests/unit tests/contract -m "not trainer"
@@ -55,6 +56,21 @@ test-kueue: install binaries ## only the tests against real Kueue (part of test-
 
 test-e2e: install binaries ## operator + trainer on the local control plane, as `make demo` runs it
 	$(PYTEST) tests/e2e
+
+images: install ## build the operator and trainer images with buildah (local Debian base, the host's uv cache)
+	hack/build-images.sh operator trainer
+
+image-operator: install ## build the operator image (about 350 MB)
+	hack/build-images.sh operator
+
+image-trainer: install ## build the trainer image (torch with CUDA: several GB)
+	hack/build-images.sh trainer
+
+test-image-operator: image-operator ## build the operator image and run it (part of make test)
+	$(PYTEST) tests/images/test_operator_image.py
+
+test-images: images ## build both images and run them: the trainer image trains the demo's tiny model
+	$(PYTEST) tests/images
 
 deepspeed-ops: install ## compile DeepSpeed's CPU ops once into $(CACHE)/torch_extensions
 	hack/prebuild-deepspeed-ops.sh

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = ("unit", "contract", "integration", "e2e", "bench", "gpu")
+TIERS = ("unit", "contract", "integration", "e2e", "bench", "gpu", "images")
 ROOT = Path(__file__).parent
 
 

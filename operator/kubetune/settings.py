@@ -26,7 +26,9 @@ class OperatorSettings(BaseModel):
         "ghcr.io/kubetune/kubetune-trainer:0.1.0"
     )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    run_as_user: int = Field(default=1000, ge=1, description="Non-root uid of the trainer (restricted profile).")
+    run_as_user: int = Field(
+        default=65532, ge=1, description="Non-root uid of the trainer: the user the trainer image is built for."
+    )
     scratch_size: str = Field(default="200Gi", description="sizeLimit of the scratch emptyDir (checkpoints).")
     tmp_size: str = Field(default="4Gi", description="sizeLimit of the /tmp emptyDir.")
     model_cache_claim: str | None = Field(
