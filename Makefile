@@ -17,7 +17,7 @@ export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
         demo bench binaries deepspeed-ops cluster-up cluster-down clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 install: $(VENV)/.synced ## create .venv from uv.lock (all extras)
 $(VENV)/.synced: pyproject.toml uv.lock
