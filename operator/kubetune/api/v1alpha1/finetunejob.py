@@ -10,7 +10,7 @@ from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
-from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective
+from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -59,7 +59,10 @@ class FineTuneJobSpec(KubeModel):
     method: Method = Field(
         description="What is trained: full, partial, lora, dora, qlora, adapter, prefix, prompt, ia3 or auto."
     )
-    objective: Objective = Field(description="How it is trained: sft, dpo, ipo, kto, orpo, reward or rlhf.")
+    objective: Objective = Field(
+        default_factory=lambda: SftObjective(type="sft"),
+        description="How it is trained: sft (the default), dpo, ipo, kto, orpo, reward or rlhf.",
+    )
     continual: ContinualSpec | None = Field(default=None, description="EWC, replay or LwF against forgetting.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimization hyperparameters.")
     distributed: DistributedSpec = Field(default_factory=DistributedSpec, description="Parallelism and sharding.")
