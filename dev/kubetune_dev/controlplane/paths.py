@@ -27,6 +27,7 @@ class Versions:
     etcd: str
     kwok: str
     helm_npm: str
+    prometheus: str
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
@@ -44,6 +45,7 @@ def read_versions(path: Path = VERSIONS_ENV) -> Versions:
         etcd=values["ETCD_VERSION"],
         kwok=values["KWOK_VERSION"],
         helm_npm=values["HELM_NPM_VERSION"],
+        prometheus=values["PROMETHEUS_VERSION"],
     )
 
 
@@ -96,6 +98,12 @@ def find_binaries(versions: Versions | None = None) -> Binaries:
         kubectl=find_kubectl(),
         helm=_complete(bin_dir / f"helm-{v.helm_npm}") / "helm",
     )
+
+
+def find_promtool(versions: Versions | None = None) -> Path:
+    """promtool (hack/build-promtool.sh) tests the chart's alert rules; the control plane does not need it."""
+    v = versions or read_versions()
+    return _complete(cache_dir() / "bin" / f"promtool-{v.prometheus}") / "promtool"
 
 
 def default_state_dir() -> Path:
