@@ -162,7 +162,15 @@ def test_metrics_count_transitions_without_object_labels() -> None:
     assert value("kubetune_finetunejobs", {"namespace": "m-ns", "phase": "Failed"}) == 1
     assert value("kubetune_finetunejob_failures_total", {"reason": "OOMKilled"}) >= 1
     assert value("kubetune_finetunejob_time_to_running_seconds_sum", {"method": "lora"}) >= 60
+    metrics.record_finetunejob(
+        name="c", before=None, after="Running", reason="Training", start_time=None, **{**common, "created": None}
+    )
+    oldest = "kubetune_finetunejobs_oldest_creation_timestamp_seconds"
+    created = datetime(2026, 11, 29, 11, tzinfo=UTC).timestamp()
+    assert value(oldest, {"namespace": "m-ns", "phase": "Running"}) == created  # c has no timestamp: ignored
+    metrics.FINETUNEJOB_PHASES.set("m-ns", "c", None)
     metrics.FINETUNEJOB_PHASES.set("m-ns", "a", None)
+    assert value(oldest, {"namespace": "m-ns", "phase": "Running"}) is None
     assert value("kubetune_finetunejobs", {"namespace": "m-ns", "phase": "Running"}) is None
     exported = "".join(str(m) for m in metrics.REGISTRY.collect())
     assert "'name':" not in exported
