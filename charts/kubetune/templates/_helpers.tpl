@@ -48,3 +48,11 @@ app.kubernetes.io/component: operator
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end -}}
+
+{{- /* Labels of a monitoring object: the chart's, monitoring.labels, then the object's own labels. */ -}}
+{{- define "kubetune.monitoringLabels" -}}
+{{ include "kubetune.labels" .root }}
+{{- with merge (deepCopy (.own | default dict)) (deepCopy (.root.Values.monitoring.labels | default dict)) }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
