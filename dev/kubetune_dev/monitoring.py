@@ -119,7 +119,8 @@ def _substitute(expression: str) -> str:
 
 def check_expressions_parse(promtool: Path, expressions: list[str]) -> str:
     """Raises with promtool's message unless every expression parses; each becomes a recording rule."""
-    rules = {"groups": [{"name": "parse", "rules": [{"record": f"check:{i}", "expr": e} for i, e in enumerate(expressions)]}]}
+    records = [{"record": f"check:{i}", "expr": e} for i, e in enumerate(expressions)]
+    rules = {"groups": [{"name": "parse", "rules": records}]}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "expressions.yaml"
         path.write_text(yaml.safe_dump(rules))
