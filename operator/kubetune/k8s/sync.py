@@ -116,7 +116,7 @@ def _reconcile(kube: Kube, ftj: FineTuneJob, settings: OperatorSettings, now: da
     job = job_name(name)
     target = adapter_name(ftj)
     claims = list(pvc_claims(ftj.spec.to_wire()))
-    observed = observe_finetunejob(kube, ftj, job, target, claims)
+    observed = observe_finetunejob(kube, ftj, job, target, claims, check_secrets=settings.check_secrets)
     decided = plan(ftj, observed, target)
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None

@@ -194,6 +194,25 @@ def test_settings_from_env_mapping() -> None:
         OperatorSettings.from_env({"KUBETUNE_METRICS_PORT": "-1"})
 
 
+def test_service_account_settings_from_json_env() -> None:
+    settings = OperatorSettings.from_env(
+        {
+            "KUBETUNE_SERVICE_ACCOUNT_ANNOTATIONS": '{"iam.gke.io/gcp-service-account": "t@p.iam.gserviceaccount.com"}',
+            "KUBETUNE_SERVICE_ACCOUNT_ANNOTATIONS_BY_NAMESPACE": '{"ml": {"iam.gke.io/gcp-service-account": "ml@p"}}',
+            "KUBETUNE_IMAGE_PULL_SECRETS": "regcred, other",
+            "KUBETUNE_CHECK_SECRETS": "false",
+        }
+    )
+    assert settings.service_account_annotations_for("ml") == {"iam.gke.io/gcp-service-account": "ml@p"}
+    assert settings.service_account_annotations_for("b") == {
+        "iam.gke.io/gcp-service-account": "t@p.iam.gserviceaccount.com"
+    }
+    assert settings.image_pull_secrets == ("regcred", "other")
+    assert settings.check_secrets is False
+    with pytest.raises(ValueError, match="KUBETUNE_SERVICE_ACCOUNT_ANNOTATIONS must be a JSON object"):
+        OperatorSettings.from_env({"KUBETUNE_SERVICE_ACCOUNT_ANNOTATIONS": "role=arn"})
+
+
 def test_operator_command_line() -> None:
     from kubetune.handlers import parse_args
 
@@ -315,3 +334,29 @@ def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
     resync.stop()
     assert set(seen) == {("ns", "a")}
     assert resync.tracked() == [("FineTuneJob", "ns", "a")]
+
+
+class RecordingKube:
+    """In-memory stand-in for kubetune.k8s.client.Kube: nothing exists; every read is recorded."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def get(self, url: str, *, metadata_only: bool = False) -> None:
+        self.reads.append(url)
+
+    def list(self, url: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        self.reads.append(url)
+        return []
+
+
+@pytest.mark.parametrize("check_secrets", [True, False])
+def test_secret_lookup_only_when_the_operator_may_read_secrets(check_secrets: bool) -> None:
+    from kubetune.k8s.observe import observe_finetunejob
+
+    kube = RecordingKube()
+    run = ftj(baseModel={"uri": "hf://org/model", "credentialsSecretRef": {"name": "hf-token"}})
+    observed = observe_finetunejob(kube, run, "j-train", "j", [], check_secrets=check_secrets)  # type: ignore[arg-type]
+    asked = "/api/v1/namespaces/ml/secrets/hf-token" in kube.reads
+    assert asked is check_secrets
+    assert observed.missing_secrets == (("hf-token",) if check_secrets else ())

@@ -74,6 +74,14 @@ class FineTuneJobSpec(KubeModel):
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
     )
+    service_account_annotations: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=253)], Annotated[str, StringConstraints(max_length=1024)]],
+        Field(max_length=16),
+    ] = Field(
+        default_factory=dict,
+        description="Annotations on this run's ServiceAccount, over the operator's per-namespace ones: its cloud "
+        "identity, e.g. eks.amazonaws.com/role-arn (IRSA) or iam.gke.io/gcp-service-account (Workload Identity).",
+    )
     suspend: bool = Field(default=False, description="Suspend (true) or resume (false) the training Job.")
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, le=31_536_000, description="Fail the run after this many seconds."
