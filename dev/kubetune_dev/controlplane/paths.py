@@ -28,6 +28,7 @@ class Versions:
     kwok: str
     helm_npm: str
     prometheus: str
+    prometheus_operator: str
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
@@ -46,6 +47,7 @@ def read_versions(path: Path = VERSIONS_ENV) -> Versions:
         kwok=values["KWOK_VERSION"],
         helm_npm=values["HELM_NPM_VERSION"],
         prometheus=values["PROMETHEUS_VERSION"],
+        prometheus_operator=values["PROMETHEUS_OPERATOR_VERSION"],
     )
 
 
@@ -104,6 +106,12 @@ def find_promtool(versions: Versions | None = None) -> Path:
     """promtool (hack/build-promtool.sh) tests the chart's alert rules; the control plane does not need it."""
     v = versions or read_versions()
     return _complete(cache_dir() / "bin" / f"promtool-{v.prometheus}") / "promtool"
+
+
+def find_prometheus_operator_crds(versions: Versions | None = None) -> list[Path]:
+    """ServiceMonitor, PodMonitor and PrometheusRule CRDs (hack/fetch-prometheus-operator-crds.sh)."""
+    v = versions or read_versions()
+    return sorted(_complete(cache_dir() / "bin" / f"prometheus-operator-crds-{v.prometheus_operator}").glob("*.yaml"))
 
 
 def default_state_dir() -> Path:
