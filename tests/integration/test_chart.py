@@ -8,16 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from kubetune_dev.chart import CHART, MONITORING_VALUES, helm_args
 from kubetune_dev.controlplane import LocalControlPlane
-from kubetune_dev.controlplane.client import condition
 from kubetune_dev.controlplane.paths import find_prometheus_operator_crds
-from kubetune_dev.controlplane.testing import Kubectl, wait_until
+from kubetune_dev.controlplane.testing import Kubectl, install_crds, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
@@ -33,21 +30,6 @@ def helm(control_plane: LocalControlPlane, *args: str) -> subprocess.CompletedPr
 def can_i(kubectl: Kubectl, account: str, verb: str, resource: str, *where: str) -> bool:
     answer = kubectl("auth", "can-i", verb, resource, *where, "--as", account, check=False)
     return answer.stdout.strip() == "yes"
-
-
-def install_crds(control_plane: LocalControlPlane, kubectl: Kubectl, paths: list[Path]) -> None:
-    names = []
-    for path in paths:
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        names += [doc["metadata"]["name"] for doc in yaml.safe_load_all(path.read_text()) if doc]
-    for name in names:
-
-        def established(name: str = name) -> bool:
-            crd = control_plane.client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            found = condition(crd, "Established")
-            return bool(found and found["status"] == "True")
-
-        wait_until(f"CRD {name} Established", established, timeout=30)
 
 
 def test_chart_installs_and_grants_the_operator_only_what_it_needs(
@@ -120,7 +102,7 @@ def test_monitoring_objects_appear_once_the_prometheus_operator_crds_exist(
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["kubetune.json"])["uid"] == "kubetune-overview"
 
-    install_crds(control_plane, kubectl, find_prometheus_operator_crds())
+    install_crds(kubectl, find_prometheus_operator_crds())
     upgrade = helm(
         control_plane, "upgrade", release, str(CHART), "-n", namespace, *values, "--wait=watcher", "--timeout=90s"
     )
@@ -148,7 +130,7 @@ def test_documented_crd_upgrade_takes_over_crds_owned_by_helm(
 ) -> None:
     """docs/upgrading: helm never upgrades crds/; `kubectl apply --server-side --force-conflicts -f crds/` does,
     even when another manager (helm, which created them) owns the fields being changed."""
-    install_crds(control_plane, kubectl, sorted(CRDS.glob("*.yaml")))
+    install_crds(kubectl, sorted(CRDS.glob("*.yaml")))
     name = "finetunejobs.kubetune.io"
     columns = kubectl.json("get", "crd", name)["spec"]["versions"][0]["additionalPrinterColumns"]
     older = [c for c in columns if c["name"] != "Reason"]
