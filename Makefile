@@ -41,7 +41,7 @@ lint: install binaries ## ruff, mypy (strict for kubetune and the trainer), impo
 
 test: install verify lint test-fast test-trainer test-integration test-e2e test-image-operator ## everything, from a fresh clone
 
-test-fast: install ## unit tests of pure code, contract tests (examples, fixtures, generated CRDs)
+test-fast: install binaries ## unit tests of pure code, contract tests (examples, fixtures, CRDs, chart, alerts, dashboard)
 	$(PYTEST) tests/unit tests/contract -m "not trainer"
 
 test-trainer: install deepspeed-ops ## trainer tests that really train tiny models on CPU (GPU tests skip on CPU)
@@ -78,7 +78,7 @@ deepspeed-ops: install ## compile DeepSpeed's CPU ops once into $(CACHE)/torch_e
 bench: install binaries ## benchmarks (ratios against a baseline measured in the same run)
 	$(PYTEST) tests/bench -s -p no:cacheprovider
 
-binaries: ## build or reuse the local control plane binaries (cached outside the tree)
+binaries: ## build or reuse the local control plane binaries and promtool (cached outside the tree)
 	hack/build-all.sh
 
 cluster-up: install binaries ## start a local control plane by hand (KUEUE=1 adds Kueue); prints the kubeconfig path

@@ -2,7 +2,8 @@
 
 Counters and histograms never carry a per-object label: namespace, phase, reason and method are
 bounded sets, object names are not. The phase gauges are recomputed from a small in-memory index
-of the objects this process has seen, so they equal "how many are in each phase right now".
+of the objects this process has seen, so they equal "how many are in each phase right now" (and, from
+creation timestamps, "since when the oldest one exists": the queue-wait alert needs it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ DURATION_BUCKETS = (30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259
 
 FINETUNEJOBS = Gauge(
     "kubetune_finetunejobs", "FineTuneJobs by namespace and phase.", ["namespace", "phase"], registry=REGISTRY
+)
+OLDEST_CREATED = Gauge(
+    "kubetune_finetunejobs_oldest_creation_timestamp_seconds",
+    "Creation time (unix seconds) of the oldest FineTuneJob in each namespace and phase: time() minus it is "
+    "the longest a run in that phase has existed, e.g. the longest queue wait for phase Pending or Queued.",
+    ["namespace", "phase"],
+    registry=REGISTRY,
 )
 ADAPTERS = Gauge("kubetune_adapters", "Adapters by namespace and phase.", ["namespace", "phase"], registry=REGISTRY)
 TRANSITIONS = Counter(
@@ -46,35 +54,51 @@ RECONCILE_SECONDS = Histogram("kubetune_reconcile_duration_seconds", "Reconcile 
 
 
 class PhaseIndex:
-    """(namespace, name) -> phase for one kind, exported as a gauge of counts."""
+    """(namespace, name) -> (phase, creation time) for one kind, exported as gauges of counts and, when
+    given `oldest`, of the earliest creation time per (namespace, phase)."""
 
-    def __init__(self, gauge: Gauge) -> None:
+    def __init__(self, gauge: Gauge, oldest: Gauge | None = None) -> None:
         self._gauge = gauge
-        self._phases: dict[tuple[str, str], str] = {}
+        self._oldest = oldest
+        self._phases: dict[tuple[str, str], tuple[str, float | None]] = {}
         self._lock = threading.Lock()
 
-    def set(self, namespace: str, name: str, phase: str | None) -> None:
+    def set(self, namespace: str, name: str, phase: str | None, created: str | None = None) -> None:
         with self._lock:
             if phase is None:
                 self._phases.pop((namespace, name), None)
             else:
-                self._phases[(namespace, name)] = phase
-            counts = Tally((ns, ph) for (ns, _), ph in self._phases.items())
+                self._phases[(namespace, name)] = (phase, _unix(created))
+            counts = Tally((ns, ph) for (ns, _), (ph, _) in self._phases.items())
             self._gauge.clear()  # series that went to zero disappear instead of lingering
             for (ns, ph), count in counts.items():
                 self._gauge.labels(namespace=ns, phase=ph).set(count)
+            if self._oldest is not None:
+                self._export_oldest(self._oldest)
+
+    def _export_oldest(self, gauge: Gauge) -> None:
+        oldest: dict[tuple[str, str], float] = {}
+        for (ns, _), (ph, created) in self._phases.items():
+            if created is not None:
+                oldest[(ns, ph)] = min(created, oldest.get((ns, ph), created))
+        gauge.clear()
+        for (ns, ph), created in oldest.items():
+            gauge.labels(namespace=ns, phase=ph).set(created)
 
 
-FINETUNEJOB_PHASES = PhaseIndex(FINETUNEJOBS)
+FINETUNEJOB_PHASES = PhaseIndex(FINETUNEJOBS, OLDEST_CREATED)
 ADAPTER_PHASES = PhaseIndex(ADAPTERS)
 
 
+def _unix(stamp: str | None) -> float | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+
+
 def _seconds(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
+    begin, finish = _unix(start), _unix(end)
+    if begin is None or finish is None:
         return None
-    begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    finish = datetime.fromisoformat(end.replace("Z", "+00:00"))
-    return max((finish - begin).total_seconds(), 0.0)
+    return max(finish - begin, 0.0)
 
 
 def record_finetunejob(
@@ -90,7 +114,7 @@ def record_finetunejob(
     completion_time: str | None,
 ) -> None:
     """Called once per reconcile with its outcome; counts only real transitions."""
-    FINETUNEJOB_PHASES.set(namespace, name, after)
+    FINETUNEJOB_PHASES.set(namespace, name, after, created)
     if before == after:
         return
     TRANSITIONS.labels(phase=after, reason=reason or after).inc()

@@ -7,6 +7,7 @@ deterministic, so golden files and table tests need no monkeypatching.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -50,15 +51,37 @@ class OperatorSettings(BaseModel):
     error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
     peering_name: str = "kubetune"
+    service_account_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Annotations on every trainer ServiceAccount: the cloud identity of the pods (IRSA "
+        "eks.amazonaws.com/role-arn, GKE iam.gke.io/gcp-service-account). JSON in the environment.",
+    )
+    service_account_annotations_by_namespace: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Namespace -> annotations merged over service_account_annotations. JSON in the environment.",
+    )
+    image_pull_secrets: tuple[str, ...] = Field(
+        default=(), description="Secrets named in every trainer ServiceAccount's imagePullSecrets."
+    )
+    check_secrets: bool = Field(
+        default=True,
+        description="Look up baseModel.credentialsSecretRef before creating the Job (needs `get` on Secrets). "
+        "The chart turns it off: the operator holds no Secret permission and a missing Secret is reported "
+        "from the trainer pod (SecretNotFound) instead.",
+    )
     pod_annotation_prefixes: tuple[str, ...] = Field(
         default=(),
         description="Annotations of a FineTuneJob or Adapter with these prefixes are copied onto its pods "
         "(e.g. cluster-autoscaler.kubernetes.io/, or kwok.kubetune.io/ in tests).",
     )
 
+    def service_account_annotations_for(self, namespace: str) -> dict[str, str]:
+        return {**self.service_account_annotations, **self.service_account_annotations_by_namespace.get(namespace, {})}
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
-        """Reads `KUBETUNE_<FIELD>` (upper case) from the given mapping; unknown variables are ignored."""
+        """Reads `KUBETUNE_<FIELD>` (upper case) from the given mapping; unknown variables are ignored.
+        Tuples are comma-separated, mappings JSON objects."""
         values: dict[str, object] = {}
         for name, field in cls.model_fields.items():
             raw = environ.get(ENV_PREFIX + name.upper())
@@ -66,6 +89,11 @@ class OperatorSettings(BaseModel):
                 continue
             if isinstance(field.default, tuple):
                 values[name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+            elif field.default_factory is dict:
+                try:
+                    values[name] = json.loads(raw)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a JSON object: {error}") from error
             else:
                 values[name] = raw
         return cls.model_validate(values)

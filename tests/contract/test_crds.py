@@ -59,9 +59,10 @@ def test_schema_is_structural_and_bounded(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CRDS))
-def test_every_spec_field_is_documented(name: str) -> None:
-    for path, node in schema_nodes(schema_of(name)["properties"]["spec"], ".spec"):
-        if path != ".spec" and not path.endswith(("[]", ".*")):
+@pytest.mark.parametrize("part", ["spec", "status"])
+def test_every_spec_and_status_field_is_documented(name: str, part: str) -> None:
+    for path, node in schema_nodes(schema_of(name)["properties"][part], f".{part}"):
+        if path != f".{part}" and not path.endswith(("[]", ".*")):
             assert node.get("description"), f"{path} has no description for kubectl explain"
 
 
@@ -72,7 +73,7 @@ def test_finetunejob_crd_names_columns_and_status() -> None:
     version = crd["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Method", "Objective", "Progress", "Loss", "Adapter", "Age"]
+    assert columns == ["Phase", "Reason", "Method", "Objective", "Progress", "Loss", "Adapter", "Age"]
     adapter_columns = [
         c["name"] for c in CRDS["adapters.kubetune.io.yaml"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]

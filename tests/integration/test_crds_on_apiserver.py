@@ -8,6 +8,7 @@ Runs on Tier A (no controllers needed); the control plane fixture upgrades to Ti
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.api.problems import validate
+from kubetune.api.v1alpha1 import FineTuneJob
+from kubetune.api.v1alpha1.finetunejob import Progress
 from kubetune_dev.controlplane import LocalControlPlane
 from kubetune_dev.controlplane.client import AdminClient, condition
 from kubetune_dev.controlplane.testing import Kubectl, wait_until, with_namespace
@@ -25,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_FILES = sorted((REPO / "crds").glob("*.yaml"))
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 INVALID = sorted((REPO / "tests" / "fixtures" / "invalid").glob("*.yaml"))
-PRINTER_COLUMNS = ["NAME", "PHASE", "METHOD", "OBJECTIVE", "PROGRESS", "LOSS", "ADAPTER", "AGE"]
+PRINTER_COLUMNS = ["NAME", "PHASE", "REASON", "METHOD", "OBJECTIVE", "PROGRESS", "LOSS", "ADAPTER", "AGE"]
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -118,20 +122,68 @@ def test_get_ftj_shows_printer_columns(crds: list[dict[str, Any]], kubectl: Kube
     assert doc["spec"]["objective"]["type"] in row
 
 
-def test_explain_documents_spec_method(crds: list[dict[str, Any]], kubectl: Kubectl) -> None:
-    crd = yaml.safe_load((REPO / "crds" / "finetunejobs.kubetune.io.yaml").read_text())
-    method = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["method"]
-
+def _explain(kubectl: Kubectl, path: str) -> str:
     def explained() -> str | None:
         # The OpenAPI v3 document for a new CRD is published a moment after it is Established.
-        result = kubectl("explain", "finetunejob.spec.method", check=False)
+        result = kubectl("explain", path, check=False)
         return result.stdout if result.returncode == 0 else None
 
-    out = wait_until("kubectl explain finetunejob.spec.method", explained, timeout=30)
-    assert "FIELD: method" in out
-    assert " ".join(method["description"].split()[:6]) in " ".join(out.split())
-    for field in method["properties"]:
+    out: str = wait_until(f"kubectl explain {path}", explained, timeout=30)
+    return out
+
+
+def _schema(*path: str) -> dict[str, Any]:
+    crd = yaml.safe_load((REPO / "crds" / "finetunejobs.kubetune.io.yaml").read_text())
+    node: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for name in path:
+        node = node["properties"][name]
+    return node
+
+
+@pytest.mark.parametrize("path", [("spec", "method"), ("status",), ("status", "progress")], ids=".".join)
+def test_explain_documents_every_field(crds: list[dict[str, Any]], kubectl: Kubectl, path: tuple[str, ...]) -> None:
+    schema = _schema(*path)
+    out = _explain(kubectl, ".".join(("finetunejob", *path)))
+    flat = " ".join(out.split())
+    assert f"FIELD: {path[-1]}" in out
+    assert " ".join(schema["description"].split()[:6]) in flat
+    for field, child in schema["properties"].items():
         assert re.search(rf"^\s+{field}\b", out, re.MULTILINE), f"field {field} not listed:\n{out}"
+        assert " ".join(child["description"].split()[:4]) in flat, f"{field}: description missing:\n{out}"
+
+
+def test_unknown_field_hint_is_a_path_kubectl_explain_accepts(crds: list[dict[str, Any]], kubectl: Kubectl) -> None:
+    (doc,) = _docs(REPO / "examples" / "method-lora.yaml")
+    doc["spec"]["method"]["lora"]["rnak"] = 8
+    _, problems = validate(FineTuneJob, doc)
+    (problem,) = problems
+    hinted = problem.message.split("(kubectl explain ")[1].rstrip(")")
+    assert hinted == "finetunejob.spec.method.lora"
+    assert re.search(r"^\s+rank\b", _explain(kubectl, hinted), re.MULTILINE)
+
+
+def test_objective_defaults_to_sft_on_the_server(crds: list[dict[str, Any]], kubectl: Kubectl, namespace: str) -> None:
+    (doc,) = with_namespace(_docs(REPO / "examples" / "method-lora.yaml"), namespace)
+    del doc["spec"]["objective"]
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
+    stored = kubectl.json("get", "ftj", doc["metadata"]["name"], "-n", namespace)
+    assert stored["spec"]["objective"] == {"type": "sft", "completionOnlyLoss": True}
+
+
+def test_printer_columns_show_reason_progress_with_unit_and_rounded_loss(
+    crds: list[dict[str, Any]], kubectl: Kubectl, namespace: str
+) -> None:
+    (doc,) = with_namespace(_docs(REPO / "examples" / "method-lora.yaml"), namespace)
+    name = doc["metadata"]["name"]
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
+    progress = Progress(step=420, total_steps=1000, loss=1.23456789).to_wire()
+    status = {"status": {"phase": "Running", "reason": "Training", "progress": progress}}
+    kubectl("patch", "ftj", name, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    header, row = kubectl("get", "ftj", name, "-n", namespace).stdout.splitlines()
+    cells = dict(zip(PRINTER_COLUMNS, re.split(r"\s{2,}", row.strip()), strict=False))
+    assert header.split() == PRINTER_COLUMNS
+    assert (cells["PHASE"], cells["REASON"]) == ("Running", "Training")
+    assert (cells["PROGRESS"], cells["LOSS"]) == ("42% (420/1000 steps)", "1.235")
 
 
 def test_spec_is_immutable_once_started_except_suspend(

@@ -17,6 +17,7 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{- define "kubetune.rules" -}}
+# Exactly what the operator reads and writes (docs/operator.md, "RBAC"); no Secret permission at all.
 - apiGroups: [kubetune.io]
   resources: [finetunejobs, adapters]
   verbs: [get, list, watch, patch, create, update]
@@ -32,18 +33,19 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# Children are written with server-side apply and never read back: create + patch, no get.
 - apiGroups: [""]
   resources: [configmaps, serviceaccounts, services]
-  verbs: [get, create, patch]
+  verbs: [create, patch]
 - apiGroups: [""]
-  resources: [secrets, persistentvolumeclaims]
+  resources: [persistentvolumeclaims]
   verbs: [get]
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create]
 - apiGroups: [rbac.authorization.k8s.io]
   resources: [roles, rolebindings]
-  verbs: [get, create, patch]
+  verbs: [create, patch]
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
   verbs: [get, list, watch, patch]
@@ -51,4 +53,12 @@ app.kubernetes.io/component: operator
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads]
   verbs: [get, list, watch]
+{{- end -}}
+
+{{- /* Labels of a monitoring object: the chart's, monitoring.labels, then the object's own labels. */ -}}
+{{- define "kubetune.monitoringLabels" -}}
+{{ include "kubetune.labels" .root }}
+{{- with merge (deepCopy (.own | default dict)) (deepCopy (.root.Values.monitoring.labels | default dict)) }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}

@@ -30,6 +30,8 @@ class Versions:
     helm_npm: str
     kstatus: str
     kueue: str
+    prometheus: str
+    prometheus_operator: str
 
 
 def read_versions(path: Path = VERSIONS_ENV) -> Versions:
@@ -49,6 +51,8 @@ def read_versions(path: Path = VERSIONS_ENV) -> Versions:
         helm_npm=values["HELM_NPM_VERSION"],
         kstatus=values["KSTATUS_CLI_UTILS_VERSION"],
         kueue=values["KUEUE_VERSION"],
+        prometheus=values["PROMETHEUS_VERSION"],
+        prometheus_operator=values["PROMETHEUS_OPERATOR_VERSION"],
     )
 
 
@@ -126,6 +130,18 @@ def find_kueue(versions: Versions | None = None) -> KueueFiles:
     root = _complete(cache_dir() / "bin" / f"kueue-{v.kueue}")
     components = root / "config" / "components"
     return KueueFiles(manager=root / "kueue", crd_dir=components / "crd", webhook_dir=components / "webhook")
+
+
+def find_promtool(versions: Versions | None = None) -> Path:
+    """promtool (hack/build-promtool.sh) tests the chart's alert rules; the control plane does not need it."""
+    v = versions or read_versions()
+    return _complete(cache_dir() / "bin" / f"promtool-{v.prometheus}") / "promtool"
+
+
+def find_prometheus_operator_crds(versions: Versions | None = None) -> list[Path]:
+    """ServiceMonitor, PodMonitor and PrometheusRule CRDs (hack/fetch-prometheus-operator-crds.sh)."""
+    v = versions or read_versions()
+    return sorted(_complete(cache_dir() / "bin" / f"prometheus-operator-crds-{v.prometheus_operator}").glob("*.yaml"))
 
 
 def default_state_dir() -> Path:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
 
 
@@ -63,3 +65,19 @@ def with_namespace(docs: Iterable[dict[str, Any]], namespace: str) -> list[dict[
     for doc in docs:
         moved.append({**doc, "metadata": {**doc.get("metadata", {}), "namespace": namespace}})
     return moved
+
+
+def install_crds(kubectl: Kubectl, paths: Iterable[Path], timeout: float = 30) -> list[str]:
+    """Server-side apply CRD files as a user would and wait until each is Established; returns their names."""
+    names: list[str] = []
+    for path in paths:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        names += [doc["metadata"]["name"] for doc in yaml.safe_load_all(path.read_text()) if doc]
+    for name in names:
+
+        def established(name: str = name) -> bool:
+            crd = kubectl.json("get", "customresourcedefinition", name)
+            return any(c["type"] == "Established" and c["status"] == "True" for c in crd["status"]["conditions"])
+
+        wait_until(f"CRD {name} Established", established, timeout=timeout)
+    return names

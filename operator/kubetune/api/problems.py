@@ -38,31 +38,32 @@ def validate(model: type[M], document: dict[str, Any]) -> tuple[M | None, list[P
     try:
         return model.model_validate(document), []
     except ValidationError as error:
-        return None, [_problem(detail) for detail in error.errors(include_url=False)]
+        kind = model.__name__.lower()
+        return None, [_problem(kind, detail) for detail in error.errors(include_url=False)]
 
 
-def _problem(detail: ErrorDetails) -> Problem:
+def _problem(kind: str, detail: ErrorDetails) -> Problem:
     loc = list(detail["loc"])
     union_problem = _union_block_problem(detail, loc)
     if union_problem is not None:
         return union_problem
     path = _path(loc)
-    kind = detail["type"]
+    error = detail["type"]
     ctx = detail.get("ctx", {})
-    if kind == "missing":
+    if error == "missing":
         message = f"Required value: add {path or 'the field'}"
-    elif kind == "extra_forbidden":
-        message = f'unknown field "{path}": remove it or check the spelling (kubectl explain {_explain(loc)})'
-    elif kind in ("literal_error", "union_tag_invalid"):
+    elif error == "extra_forbidden":
+        message = f'unknown field "{path}": remove it or check the spelling (kubectl explain {_explain(kind, loc)})'
+    elif error in ("literal_error", "union_tag_invalid"):
         expected = ctx.get("expected_tags") or ctx.get("expected", "")
         choices = ", ".join(f'"{c.strip()}"' for c in str(expected).replace("'", "").replace(" or ", ", ").split(","))
-        value = detail["input"] if kind == "literal_error" else ctx.get("tag")
+        value = detail["input"] if error == "literal_error" else ctx.get("tag")
         message = f'Unsupported value: "{value}": supported values: {choices}'
-        if kind == "union_tag_invalid":
+        if error == "union_tag_invalid":
             path = f"{path}.type"
-    elif kind == "value_error":
+    elif error == "value_error":
         message = str(ctx.get("error", detail["msg"]))
-    elif kind.startswith(("greater_than", "less_than", "too_short", "too_long", "string_pattern")):
+    elif error.startswith(("greater_than", "less_than", "too_short", "too_long", "string_pattern")):
         message = f"Invalid value: {_short(detail['input'])}: {path} {_bound(detail)}"
     else:
         message = f"Invalid value: {_short(detail['input'])}: {detail['msg']}"
@@ -116,9 +117,11 @@ def _path(loc: list[Any]) -> str:
     return ".".join(parts)
 
 
-def _explain(loc: list[Any]) -> str:
-    fields = [str(x) for x in loc[:-1] if not isinstance(x, int)]
-    return ".".join(["finetunejob", *fields[: max(len(fields), 1)]]) if fields else "finetunejob"
+def _explain(kind: str, loc: list[Any]) -> str:
+    """`kubectl explain` path of the object holding the unknown field: no list indices, no union tags
+    (`('spec', 'method', 'lora', 'lora', 'rnak')` -> `finetunejob.spec.method.lora`)."""
+    parent = _path([x for x in loc[:-1] if not isinstance(x, int)])
+    return f"{kind}.{parent}" if parent else kind
 
 
 def _short(value: Any) -> str:

@@ -118,7 +118,7 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
     job = job_name(name)
     target = adapter_name(ftj)
     claims = list(pvc_claims(ftj.spec.to_wire()))
-    observed = observe_finetunejob(kube, ftj, job, target, claims)
+    observed = observe_finetunejob(kube, ftj, job, target, claims, check_secrets=settings.check_secrets)
     decided = plan(ftj, observed, target)
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None

@@ -7,6 +7,7 @@ what to change. `progress` and `result` belong to the trainer: they are carried 
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from kubetune.api.problems import Problem
@@ -36,15 +37,22 @@ TERMINAL = ("Succeeded", "Failed")
 IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
 
 
+MISSING_SECRET = re.compile(r'secret "([^"]+)" not found', re.IGNORECASE)
+"""The kubelet's CreateContainerConfigError message for a secretKeyRef to a Secret that does not exist."""
+
+
+def secret_not_found(names: str) -> Verdict:
+    return Verdict(
+        "Pending",
+        "SecretNotFound",
+        f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
+        "or remove the reference; the run starts as soon as it exists",
+    )
+
+
 def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
     if observed.missing_secrets:
-        names = ", ".join(observed.missing_secrets)
-        return Verdict(
-            "Pending",
-            "SecretNotFound",
-            f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
-            "or remove the reference; the run starts as soon as it exists",
-        )
+        return secret_not_found(", ".join(observed.missing_secrets))
     reward = reward_adapter(ftj.spec)
     if reward is not None and observed.job is None and adapter_artifact_uri(observed.reward_adapter) is None:
         if observed.reward_adapter is None:
@@ -138,6 +146,9 @@ def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
                 f"cannot pull {image}: {waiting[1] or waiting[0]}; check spec.image, the registry and imagePullSecrets",
             )
         if waiting and waiting[0] == "CreateContainerConfigError":
+            missing = MISSING_SECRET.search(waiting[1] or "")
+            if missing:
+                return secret_not_found(missing.group(1))
             return Verdict("Pending", "CreateContainerConfigError", waiting[1] or "the pod cannot be configured")
     for pod in active:
         scheduled = pod_condition(pod, "PodScheduled")

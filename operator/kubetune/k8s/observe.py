@@ -1,5 +1,5 @@
 """Read what the status depends on. Secrets and PVCs are checked with metadata-only reads, so the
-operator never even receives a Secret's data."""
+operator never even receives a Secret's data (and with the chart it holds no permission on Secrets at all)."""
 
 from __future__ import annotations
 
@@ -40,15 +40,27 @@ def kueue_workload(kube: KubeClient, namespace: str, job: Obj) -> Obj | None:
 
 
 def observe_finetunejob(
-    kube: KubeClient, ftj: FineTuneJob, job_name: str, adapter_name: str, claims: list[str]
+    kube: KubeClient,
+    ftj: FineTuneJob,
+    job_name: str,
+    adapter_name: str,
+    claims: list[str],
+    *,
+    check_secrets: bool = True,
 ) -> Observed:
+    """`check_secrets=False` (no RBAC on Secrets) leaves a missing Secret to the pod: SecretNotFound from its
+    CreateContainerConfigError instead of before the Job exists."""
     namespace = ftj.metadata.namespace or "default"
     job, pods = job_and_pods(kube, namespace, job_name)
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
     if job is None or not any(p.get("status", {}).get("phase") == "Running" for p in pods):
         ref = ftj.spec.base_model.credentials_secret_ref
-        if ref is not None and kube.get(path("Secret", namespace, ref.name), metadata_only=True) is None:
+        if (
+            check_secrets
+            and ref is not None
+            and kube.get(path("Secret", namespace, ref.name), metadata_only=True) is None
+        ):
             missing_secrets = (ref.name,)
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))

@@ -158,7 +158,9 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         pod_annotations=propagated(adapter.metadata.annotations, settings.pod_annotation_prefixes),
     )
     return [
-        *rbac.identity(identity, owner),
+        *rbac.identity(
+            identity, owner, settings.service_account_annotations_for(namespace), settings.image_pull_secrets
+        ),
         configmap.config_map(config_name, owner, config),
         job.job(plan, settings),
     ]

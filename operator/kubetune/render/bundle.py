@@ -86,8 +86,12 @@ def bundle(
     """
     owner = owner_of(ftj)
     plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), reward_model_uri)
+    annotations = {
+        **settings.service_account_annotations_for(owner.namespace),
+        **ftj.spec.service_account_annotations,
+    }
     out = [
-        *rbac.identity(plan.service_account, owner),
+        *rbac.identity(plan.service_account, owner, annotations, settings.image_pull_secrets),
         configmap.config_map(plan.config_map, owner, trainer_config(ftj, settings)),
     ]
     if plan.service_name:

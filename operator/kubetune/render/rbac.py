@@ -6,18 +6,27 @@ nor read Secrets; the integration tests prove this with a real TokenRequest toke
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from kubetune.api.resources import KUBETUNE_RESOURCES
 from kubetune.render.meta import Manifest, Owner, metadata
 
 
-def service_account(name: str, owner: Owner) -> Manifest:
-    """The token is mounted by the pod spec only, not by default for anything else using this account."""
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": metadata(name, owner, "rbac"),
-        "automountServiceAccountToken": False,
-    }
+def service_account(
+    name: str, owner: Owner, annotations: Mapping[str, str] | None = None, pull_secrets: tuple[str, ...] = ()
+) -> Manifest:
+    """The token is mounted by the pod spec only, not by default for anything else using this account.
+
+    `annotations` bind the pods to a cloud identity (IRSA, Workload Identity); `pull_secrets` reach the
+    pods through the ServiceAccount admission plugin.
+    """
+    meta = metadata(name, owner, "rbac")
+    meta["annotations"] = {**(annotations or {}), **meta["annotations"]}
+    account: Manifest = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+    if pull_secrets:
+        account["imagePullSecrets"] = [{"name": secret} for secret in pull_secrets]
+    account["automountServiceAccountToken"] = False
+    return account
 
 
 def role(name: str, owner: Owner) -> Manifest:
@@ -49,5 +58,7 @@ def role_binding(name: str, owner: Owner) -> Manifest:
     }
 
 
-def identity(name: str, owner: Owner) -> list[Manifest]:
-    return [service_account(name, owner), role(name, owner), role_binding(name, owner)]
+def identity(
+    name: str, owner: Owner, annotations: Mapping[str, str] | None = None, pull_secrets: tuple[str, ...] = ()
+) -> list[Manifest]:
+    return [service_account(name, owner, annotations, pull_secrets), role(name, owner), role_binding(name, owner)]

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from kubetune_dev.controlplane import LocalControlPlane
-from kubetune_dev.controlplane.client import condition
-from kubetune_dev.controlplane.testing import Kubectl, wait_until
+from kubetune_dev.controlplane.testing import Kubectl, install_crds, wait_until
 
 
 def _free_port() -> int:
@@ -53,19 +51,7 @@ CRD_DIR = Path(os.environ.get("KUBETUNE_TEST_CRD_DIR") or REPO / "crds")
 
 @pytest.fixture(scope="session")
 def installed_crds(control_plane: LocalControlPlane, kubectl: Kubectl) -> list[str]:
-    names = []
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        names.append(yaml.safe_load(path.read_text())["metadata"]["name"])
-    for name in names:
-
-        def established(name: str = name) -> bool:
-            crd = control_plane.client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            found = condition(crd, "Established")
-            return bool(found and found["status"] == "True")
-
-        wait_until(f"CRD {name} Established", established, timeout=30)
-    return names
+    return install_crds(kubectl, sorted(CRD_DIR.glob("*.yaml")))
 
 
 @pytest.fixture(scope="session")

@@ -1,62 +1,47 @@
-"""The operator runs as a ServiceAccount holding exactly the RBAC that docs/operator.md lists for the chart;
-a full run (children, status, Events, Adapter) must not get a single 403 (audit log scan)."""
+"""The operator runs as a ServiceAccount holding exactly the RBAC the chart renders (docs/operator.md lists
+it); a full run with a credentials Secret (children, status, Events, Adapter) must not get a single 403
+(audit log scan)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kubetune_dev.chart import template
 from kubetune_dev.controlplane.pki import write_token_kubeconfig
 from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
 OPERATOR_SA = "kubetune-operator"
-NAMESPACED_RULES: list[dict[str, Any]] = [
-    {
-        "apiGroups": ["kubetune.io"],
-        "resources": ["finetunejobs", "adapters"],
-        "verbs": ["get", "list", "watch", "patch", "create", "update"],
-    },
-    {"apiGroups": ["kubetune.io"], "resources": ["finetunejobs/status", "adapters/status"], "verbs": ["get", "patch"]},
-    {
-        "apiGroups": ["kubetune.io"],
-        "resources": ["finetunejobs/finalizers", "adapters/finalizers"],
-        "verbs": ["update"],
-    },
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {
-        "apiGroups": [""],
-        "resources": ["configmaps", "serviceaccounts", "services"],
-        "verbs": ["get", "create", "patch"],
-    },
-    {"apiGroups": [""], "resources": ["secrets", "persistentvolumeclaims"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-    {
-        "apiGroups": ["rbac.authorization.k8s.io"],
-        "resources": ["roles", "rolebindings"],
-        "verbs": ["get", "create", "patch"],
-    },
-    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["get", "list", "watch"]},
-]
-CLUSTER_RULES: list[dict[str, Any]] = [
-    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},  # kopf, even with -n
-]
 
 
-def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_body: Any, cluster: Any) -> None:
+def chart_rules(namespace: str, helm: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The Role (watchNamespaces mode) and cluster-scoped rules exactly as the chart renders them."""
+    objects = template(helm, values={"watchNamespaces": f"{{{namespace}}}"})
+    role = next(o for o in objects if o["kind"] == "Role")
+    cluster = next(o for o in objects if o["kind"] == "ClusterRole")
+    return role["rules"], cluster["rules"]
+
+
+def test_operator_needs_no_more_than_the_chart_grants(
+    make_operator: Any, ftj_body: Any, cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the chart runs it: no Secret permission (KUBETUNE_CHECK_SECRETS=false), children applied, never read."""
     ns = cluster.namespace
+    namespaced_rules, cluster_rules = chart_rules(ns, cluster.plane.binaries.helm)
+    assert not any("secrets" in rule["resources"] for rule in namespaced_rules + cluster_rules)
+    monkeypatch.setenv("KUBETUNE_CHECK_SECRETS", "false")
     kube = cluster.kube
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     kube.create(
         cluster.url("ServiceAccount"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_SA}}
     )
     subject = [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": ns}]
-    kube.create(f"{rbac}/namespaces/{ns}/roles", {"metadata": {"name": OPERATOR_SA}, "rules": NAMESPACED_RULES})
+    kube.create(f"{rbac}/namespaces/{ns}/roles", {"metadata": {"name": OPERATOR_SA}, "rules": namespaced_rules})
     kube.create(
         f"{rbac}/namespaces/{ns}/rolebindings",
         {
@@ -66,7 +51,7 @@ def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_bod
         },
     )
     cluster_name = f"kubetune-operator-{ns}"
-    kube.create(f"{rbac}/clusterroles", {"metadata": {"name": cluster_name}, "rules": CLUSTER_RULES})
+    kube.create(f"{rbac}/clusterroles", {"metadata": {"name": cluster_name}, "rules": cluster_rules})
     kube.create(
         f"{rbac}/clusterrolebindings",
         {
@@ -85,7 +70,7 @@ def test_operator_needs_no_more_than_documented_rbac(make_operator: Any, ftj_bod
     operator = make_operator(ns, identity)
     operator.start()
     try:
-        body = ftj_body("rbac", ns)
+        body = ftj_body("rbac", ns, baseModel={"uri": "hf://org/tiny", "credentialsSecretRef": {"name": "hf-token"}})
         kube.create(cluster.url("FineTuneJob"), body)
         # A queued run makes the operator read Kueue's Workloads (a 404 without Kueue: allowed, not a 403).
         kube.create(cluster.url("FineTuneJob"), ftj_body("rbac-queued", ns, resources={"gpus": 1, "queueName": "q"}))

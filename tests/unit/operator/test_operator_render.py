@@ -93,6 +93,28 @@ def test_role_allows_only_own_status_and_get() -> None:
     ]
 
 
+def test_service_account_carries_cloud_identity_and_pull_secrets() -> None:
+    settings = OperatorSettings(
+        service_account_annotations={"eks.amazonaws.com/role-arn": "arn:cluster", "team": "all"},
+        service_account_annotations_by_namespace={"ml": {"eks.amazonaws.com/role-arn": "arn:ml"}, "x": {"a": "b"}},
+        image_pull_secrets=("regcred",),
+    )
+    account = kinds(bundle(ftj(), settings))["ServiceAccount"]
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:ml",
+        "team": "all",
+        "kubetune.io/owner": "FineTuneJob/legal",
+    }
+    assert account["imagePullSecrets"] == [{"name": "regcred"}]
+    own = ftj(serviceAccountAnnotations={"eks.amazonaws.com/role-arn": "arn:run", "kubetune.io/owner": "forged"})
+    annotations = kinds(bundle(own, settings))["ServiceAccount"]["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/role-arn"] == "arn:run"
+    assert annotations["kubetune.io/owner"] == "FineTuneJob/legal", "the owner annotation cannot be overridden"
+    plain = kinds(bundle(ftj(), SETTINGS))["ServiceAccount"]
+    assert plain["metadata"]["annotations"] == {"kubetune.io/owner": "FineTuneJob/legal"}
+    assert "imagePullSecrets" not in plain
+
+
 def test_credentials_only_as_secret_env_never_in_config_map() -> None:
     out = kinds(bundle(ftj(), SETTINGS))
     assert "hf-token" in out["ConfigMap"]["data"]["trainer.json"]  # the reference, not a value

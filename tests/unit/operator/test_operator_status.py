@@ -107,12 +107,23 @@ CASES: list[tuple[str, FineTuneJob, Observed, str, str, str]] = [
         "not found",
     ),
     (
-        "secret key missing at start",
+        "secret missing at start (the operator did not look it up)",
         ftj(),
         Observed(job=job(active=1), pods=(waiting_pod("CreateContainerConfigError", 'secret "x" not found'),)),
         "Pending",
+        "SecretNotFound",
+        "Secret x not found: create it",
+    ),
+    (
+        "secret key missing at start",
+        ftj(),
+        Observed(
+            job=job(active=1),
+            pods=(waiting_pod("CreateContainerConfigError", "couldn't find key token in Secret ns/x"),),
+        ),
+        "Pending",
         "CreateContainerConfigError",
-        'secret "x"',
+        "couldn't find key token",
     ),
     (
         "container creating",

@@ -102,10 +102,11 @@ def finetunejob_crd() -> dict[str, Any]:
         ["ftj", "ftjs"],
         [
             _column("Phase", ".status.phase"),
+            _column("Reason", ".status.reason"),
             _column("Method", ".spec.method.type"),
             _column("Objective", ".spec.objective.type"),
-            _column("Progress", ".status.progress.percent", "integer"),
-            _column("Loss", ".status.progress.loss", "number"),
+            _column("Progress", ".status.progress.summary"),
+            _column("Loss", ".status.progress.lossRounded", "number"),
             _column("Adapter", ".status.adapterRef.name"),
         ],
         [spec_immutable_once_started()],

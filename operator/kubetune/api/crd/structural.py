@@ -99,13 +99,14 @@ def _flatten_union(node: dict[str, Any], defs: dict[str, Any], unions: tuple[Tag
         "type": {"type": "string", "enum": union.tags, "description": f"Which {union.field} variant this is."},
         **properties,
     }
-    return {
+    flat = {
         "type": "object",
         "description": node.get("description", ""),
         "required": ["type"],
         "properties": properties,
         "x-kubernetes-validations": [r.as_crd() for r in union.block_rules()],
     }
+    return {**flat, "default": node["default"]} if "default" in node else flat
 
 
 def _openapi_v3_bounds(node: dict[str, Any]) -> None:

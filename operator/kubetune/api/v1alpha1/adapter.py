@@ -130,12 +130,22 @@ class AdapterSpec(KubeModel):
 class AdapterStatus(KubeModel):
     """Observed state of an Adapter."""
 
-    phase: Literal["Pending", "Merging", "Ready", "Failed"] = "Pending"
-    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
-    observed_generation: int | None = None
-    artifact: Artifact | None = None
-    job_name: Annotated[str, StringConstraints(max_length=63)] | None = None
-    message: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    phase: Literal["Pending", "Merging", "Ready", "Failed"] = Field(
+        default="Pending", description="Pending, Merging, Ready or Failed."
+    )
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
+        default_factory=list, description="Ready, and Validated (the producing run passed its eval gate)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last reconciled."
+    )
+    artifact: Artifact | None = Field(default=None, description="The merged weights, written by the merge Job.")
+    job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+        default=None, description="The merge Job, for a merge Adapter."
+    )
+    message: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None, description="What is happening, and for a blocked or failed Adapter what to change."
+    )
 
 
 class Adapter(KubeModel):

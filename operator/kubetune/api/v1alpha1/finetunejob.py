@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+import math
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
-from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective
+from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -59,7 +60,10 @@ class FineTuneJobSpec(KubeModel):
     method: Method = Field(
         description="What is trained: full, partial, lora, dora, qlora, adapter, prefix, prompt, ia3 or auto."
     )
-    objective: Objective = Field(description="How it is trained: sft, dpo, ipo, kto, orpo, reward or rlhf.")
+    objective: Objective = Field(
+        default_factory=lambda: SftObjective(type="sft"),
+        description="How it is trained: sft (the default), dpo, ipo, kto, orpo, reward or rlhf.",
+    )
     continual: ContinualSpec | None = Field(default=None, description="EWC, replay or LwF against forgetting.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimization hyperparameters.")
     distributed: DistributedSpec = Field(default_factory=DistributedSpec, description="Parallelism and sharding.")
@@ -69,6 +73,14 @@ class FineTuneJobSpec(KubeModel):
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
+    )
+    service_account_annotations: Annotated[
+        dict[Annotated[str, StringConstraints(max_length=253)], Annotated[str, StringConstraints(max_length=1024)]],
+        Field(max_length=16),
+    ] = Field(
+        default_factory=dict,
+        description="Annotations on this run's ServiceAccount, over the operator's per-namespace ones: its cloud "
+        "identity, e.g. eks.amazonaws.com/role-arn (IRSA) or iam.gke.io/gcp-service-account (Workload Identity).",
     )
     suspend: bool = Field(default=False, description="Suspend (true) or resume (false) the training Job.")
     active_deadline_seconds: int | None = Field(
@@ -80,38 +92,84 @@ class FineTuneJobSpec(KubeModel):
 class ResolvedInputs(KubeModel):
     """What the inputs resolved to, so a run is reproducible."""
 
-    base_model_revision: Annotated[str, StringConstraints(max_length=128)] | None = None
-    dataset_digest: Sha256 | None = None
+    base_model_revision: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="Commit or digest the base model revision resolved to."
+    )
+    dataset_digest: Sha256 | None = Field(default=None, description="sha256 of the prepared training data.")
+
+
+LOSS_DIGITS = 4
+"""Significant digits of `progress.lossRounded`: enough to see a trend, short enough for `kubectl get`."""
+
+
+DERIVED_KEYS = frozenset({"percent", "summary", "lossRounded", "loss_rounded"})
+
+
+def _first(data: dict[str, Any], *keys: str) -> Any:
+    return next((data[k] for k in keys if data.get(k) is not None), None)
 
 
 class Progress(KubeModel):
-    """Live training progress, written by the trainer (field manager kubetune-trainer)."""
+    """Live training progress, written by the trainer (field manager kubetune-trainer).
 
-    step: int = Field(default=0, ge=0)
-    total_steps: int = Field(default=0, ge=0)
-    percent: int = Field(default=0, ge=0, le=100, description="step / totalSteps, for the printer column.")
-    epoch: float = 0.0
-    loss: float | None = None
-    eval_loss: float | None = None
-    learning_rate: float | None = None
-    tokens_per_second: float | None = None
-    eta_seconds: int | None = None
-    updated_at: Timestamp | None = None
+    `percent`, `summary` and `lossRounded` are derived from step, totalSteps and loss whenever a Progress
+    is built, so the printer columns read well (`42% (420/1000 steps)`, `1.235`) while `loss` keeps full
+    precision and the three can never disagree with the numbers they show.
+    """
+
+    step: int = Field(default=0, ge=0, description="Optimizer steps done.")
+    total_steps: int = Field(default=0, ge=0, description="Optimizer steps planned (epochs x steps per epoch).")
+    percent: int = Field(default=0, ge=0, le=100, description="step / totalSteps in percent.")
+    summary: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Progress with its unit for the printer column, e.g. 42% (420/1000 steps)."
+    )
+    epoch: float = Field(default=0.0, description="Fractional epoch reached.")
+    loss: float | None = Field(default=None, description="Last logged training loss.")
+    loss_rounded: float | None = Field(
+        default=None, description=f"loss to {LOSS_DIGITS} significant digits, for the printer column."
+    )
+    eval_loss: float | None = Field(default=None, description="Last evaluation loss on the eval split.")
+    learning_rate: float | None = Field(default=None, description="Current learning rate.")
+    tokens_per_second: float | None = Field(default=None, description="Input tokens per second since the start.")
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds until the last step.")
+    updated_at: Timestamp | None = Field(default=None, description="When the trainer last wrote progress.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_display_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        step = _first(data, "step") or 0
+        total = _first(data, "totalSteps", "total_steps") or 0
+        loss = _first(data, "loss")
+        derived = {k: v for k, v in data.items() if k not in DERIVED_KEYS}
+        percent = min(100, int(100 * step / total)) if total else 0
+        derived["percent"] = percent
+        derived["summary"] = f"{percent}% ({step}/{total} steps)" if total else None
+        finite = isinstance(loss, int | float) and math.isfinite(loss)
+        derived["lossRounded"] = float(f"{loss:.{LOSS_DIGITS}g}") if finite else None
+        return derived
 
 
 class TrainResult(KubeModel):
     """Final result, written by the trainer once artifacts are saved."""
 
-    artifact_uri: Annotated[str, StringConstraints(max_length=1024)]
-    sha256: Sha256
-    size_bytes: int = Field(ge=0)
-    metrics: Annotated[dict[Annotated[str, StringConstraints(max_length=128)], float], Field(max_length=64)] = Field(
-        default_factory=dict
+    artifact_uri: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        description="Where the trained weights were written."
     )
-    gate_passed: bool = True
-    gate_message: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    base_model_revision: Annotated[str, StringConstraints(max_length=128)] | None = None
-    dataset_digest: Sha256 | None = None
+    sha256: Sha256 = Field(description="Digest over the artifact files (manifest order).")
+    size_bytes: int = Field(ge=0, description="Total size of the artifact in bytes.")
+    metrics: Annotated[dict[Annotated[str, StringConstraints(max_length=128)], float], Field(max_length=64)] = Field(
+        default_factory=dict, description="Final evaluation metrics by suite (e.g. heldout.perplexity)."
+    )
+    gate_passed: bool = Field(default=True, description="Whether evaluation.gate accepted the run.")
+    gate_message: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="Why the gate passed or failed."
+    )
+    base_model_revision: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="Commit or digest of the base model actually loaded."
+    )
+    dataset_digest: Sha256 | None = Field(default=None, description="sha256 of the prepared training data.")
     prep_report: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)] = Field(
         default_factory=dict, description="Rows in, removed by reason, out."
     )
@@ -123,19 +181,34 @@ class TrainResult(KubeModel):
 class FineTuneJobStatus(KubeModel):
     """Observed state; the operator owns everything except progress and result."""
 
-    phase: Phase = "Pending"
-    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
-    observed_generation: int | None = None
-    job_name: Annotated[str, StringConstraints(max_length=63)] | None = None
-    attempts: int = 0
-    start_time: Timestamp | None = None
-    completion_time: Timestamp | None = None
-    resolved: ResolvedInputs | None = None
-    progress: Progress | None = None
-    result: TrainResult | None = None
-    adapter_ref: LocalObjectRef | None = None
-    reason: Annotated[str, StringConstraints(max_length=128)] | None = None
-    message: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    phase: Phase = Field(
+        default="Pending",
+        description="Pending, Queued, Initializing, Running, Succeeded, Failed or Suspended; reason says why.",
+    )
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
+        default_factory=list, description="Ready, Succeeded, Failed, Suspended and Validated (the eval gate)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation the operator last reconciled."
+    )
+    job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
+        default=None, description="The batch/v1 Job running the trainer."
+    )
+    attempts: int = Field(default=0, description="Trainer runs so far: failed pods the Job counted plus the current.")
+    start_time: Timestamp | None = Field(
+        default=None, description="When the run first reached Running (spec is frozen from then on)."
+    )
+    completion_time: Timestamp | None = Field(default=None, description="When the run succeeded or failed.")
+    resolved: ResolvedInputs | None = Field(default=None, description="What the inputs resolved to.")
+    progress: Progress | None = Field(default=None, description="Live progress, written by the trainer.")
+    result: TrainResult | None = Field(default=None, description="Artifact and metrics, written by the trainer.")
+    adapter_ref: LocalObjectRef | None = Field(default=None, description="The Adapter published from this run.")
+    reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(
+        default=None, description="CamelCase reason of the phase, e.g. SecretNotFound, Training, OOMKilled."
+    )
+    message: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+        default=None, description="What is happening, and for a blocked or failed run what to change."
+    )
 
 
 class FineTuneJob(KubeModel):
