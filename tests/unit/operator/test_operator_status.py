@@ -239,6 +239,7 @@ STALLED = ("False", "False", "True")
 HEALTH = {
     "no job yet": IN_PROGRESS,
     "missing secret": IN_PROGRESS,
+    "secret missing at start (the operator did not look it up)": IN_PROGRESS,
     "missing pvc": IN_PROGRESS,
     "no pods yet": IN_PROGRESS,
     "unschedulable": IN_PROGRESS,
