@@ -46,6 +46,7 @@ def test_jsonl_uploaded_with_boto3_loads_through_s3_uri(
 
     # a second job with the same cache does not download again
     inode = loaded.path.stat().st_ino
+    caplog.clear()  # only the second load's records: the first one's may be captured too, at INFO
     with caplog.at_level(logging.INFO, logger="kubetune_trainer.data.uris"):
         again = load_dataset_uri(f"s3://{bucket}/legal/train.jsonl", cache_dir=cache, env=s3_server.env())
     assert "s3 cache hit" in caplog.text
