@@ -157,8 +157,9 @@ class ProgressReporter(TrainerCallback):
         self._start_step = state.global_step  # a resumed run's rate counts from where it resumed
         self._start_tokens = int(state.num_input_tokens_seen or 0)
         self.resumed_from_step = int(state.global_step) or None
-        self.checkpoint_step = self.checkpoint_step or self.resumed_from_step  # it resumed from a durable one
-        self.update(state, force=True)
+        if self.resumed_from_step:  # say at once where this pod resumed (a durable checkpoint)
+            self.checkpoint_step = self.checkpoint_step or self.resumed_from_step
+            self.update(state, force=True)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
         for key, name in (("loss", "loss"), ("eval_loss", "evalLoss"), ("learning_rate", "learningRate")):
