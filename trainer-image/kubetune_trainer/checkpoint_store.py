@@ -83,27 +83,34 @@ def local_files(folder: Path) -> dict[str, int]:
 class CheckpointStore:
     """One run's checkpoint folder on durable storage, through an fsspec filesystem."""
 
-    def __init__(self, fs: Any, root: str, uri: str) -> None:
+    def __init__(self, fs: Any, root: str, uri: str, *, folders: bool) -> None:
+        """`folders`: the filesystem needs directories made (a volume); an object store has none, and s3fs's
+        makedirs would create a missing bucket instead of failing on a mistyped name."""
         self.fs = fs
         self.root = root.rstrip("/")
         self.uri = uri
+        self.folders = folders
 
     @classmethod
     def open(cls, uri: str, pvc_root: Path) -> CheckpointStore:
         parsed = parse_uri(uri)
         if isinstance(parsed, S3Uri):
-            return cls(s3_filesystem(), f"{parsed.bucket}/{parsed.key}", uri)
+            return cls(s3_filesystem(), f"{parsed.bucket}/{parsed.key}", uri, folders=False)
         import fsspec
 
         assert isinstance(parsed, PvcUri | FileUri)
-        return cls(fsspec.filesystem("file"), str(local_path(parsed, pvc_root)), uri)
+        return cls(fsspec.filesystem("file"), str(local_path(parsed, pvc_root)), uri, folders=True)
+
+    def _makedirs(self, path: str) -> None:
+        if self.folders:
+            self.fs.makedirs(path, exist_ok=True)
 
     def probe(self, node: int) -> None:
         """Writes and removes a small file: a location that can never be written is a config error now, not
         after hours of training. Anything else (the store unreachable) propagates and the pod is retried."""
         probe = f"{self.root}/.kubetune-probe-{node}"
         try:
-            self.fs.makedirs(self.root, exist_ok=True)
+            self._makedirs(self.root)
             self.fs.pipe_file(probe, b"ok")
             self.fs.rm_file(probe)
         except FileNotFoundError as error:
@@ -148,10 +155,9 @@ class CheckpointStore:
     def upload(self, folder: Path, step: int, *, node: int, nodes: int) -> None:
         """This node's files of checkpoint `step`, then its marker (the last write)."""
         files = local_files(folder)
-        self.fs.makedirs(self._path(step), exist_ok=True)
         for relative in files:
             target = self._path(step, relative)
-            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            self._makedirs(target.rsplit("/", 1)[0])
             self.fs.put_file(str(folder / relative), target)
         marker = {"step": step, "node": node, "nodes": nodes, "files": files}
         self.fs.pipe_file(self._path(step, marker_name(node, nodes)), json.dumps(marker).encode())
