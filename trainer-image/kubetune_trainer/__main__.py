@@ -22,7 +22,12 @@ from pydantic import ValidationError
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TERMINATED_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.termination import Terminated, TerminationRequest, write_termination_message
+from kubetune_trainer.termination import (
+    CONFIG_ERROR_PREFIX,
+    Terminated,
+    TerminationRequest,
+    write_termination_message,
+)
 
 log = logging.getLogger("kubetune_trainer")
 
@@ -67,7 +72,7 @@ def _run_merge(config: TrainerConfig) -> None:
 
 
 def _report_config_error(message: str) -> None:
-    line = f"kubetune-trainer: config error: {message}"
+    line = f"{CONFIG_ERROR_PREFIX}{message}"
     print(line, file=sys.stderr, flush=True)
     write_termination_message(line + "\n")
 

@@ -40,6 +40,8 @@ from kubetune.api.v1alpha1.pod_contract import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+CONFIG_ERROR_PREFIX = "kubetune-trainer: config error: "
+"""The one line a config error leaves on stderr and in the termination log (the operator shows what follows)."""
 STOP_FILE_ENV = "KUBETUNE_STOP_FILE"
 """Set by `kubetune_trainer.launch` for the processes it starts: the file whose appearance means SIGTERM."""
 SAFETY_SECONDS = 10.0

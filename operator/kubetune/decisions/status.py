@@ -199,7 +199,9 @@ def attempts(job: Obj | None, pods: tuple[Obj, ...], phase: str, previous: int) 
     status = job.get("status", {})
     nodes = max(int(job.get("spec", {}).get("completions") or 1), 1)
     failed = max(failed_tries(pods), -(-int(status.get("failed") or 0) // nodes))
-    current = 1 if (status.get("active") or status.get("succeeded") or phase in ("Running", "Succeeded")) else 0
+    # the pods, not the Job's `active`, which lags behind a pod that just failed (that try is over)
+    trying = any(is_active(p) or p.get("status", {}).get("phase") == "Succeeded" for p in pods)
+    current = 1 if (trying or phase in ("Running", "Succeeded")) else 0
     if phase == "Failed":
         current = 0 if failed else 1
     return max(previous, failed + current)

@@ -31,6 +31,7 @@ from kubetune.settings import OperatorSettings
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 TRAINER_MODULE = "kubetune_trainer"
+LAUNCH_MODULE = "kubetune_trainer.launch"
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,35 @@ class PodPlan:
 
 
 def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
-    """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise."""
+    """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise.
+
+    A launcher runs under `kubetune_trainer.launch` (PID 1), which hands SIGTERM to the trainer processes and
+    exits with the codes the pod failure policy reads (the launchers themselves exit 1 for everything).
+    """
     tail = ["-m", TRAINER_MODULE, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
     if runtime.launcher == "python":
         return ["python", *tail]
+    supervised = ["python", "-m", LAUNCH_MODULE, "--"]
     if runtime.launcher == "deepspeed":
-        return ["deepspeed", f"--num_gpus={runtime.processes_per_node}", "--module", TRAINER_MODULE, *tail[1:]]
+        return [
+            *supervised,
+            "deepspeed",
+            f"--num_gpus={runtime.processes_per_node}",
+            "--module",
+            TRAINER_MODULE,
+            *tail[1:],
+        ]
     if runtime.nodes == 1:
-        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={runtime.processes_per_node}", *tail]
+        return [
+            *supervised,
+            "torchrun",
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc-per-node={runtime.processes_per_node}",
+            *tail,
+        ]
     return [
+        *supervised,
         "torchrun",
         f"--nnodes={runtime.nodes}",
         f"--nproc-per-node={runtime.processes_per_node}",

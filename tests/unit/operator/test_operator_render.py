@@ -19,6 +19,7 @@ from kubetune.settings import OperatorSettings
 pytestmark = pytest.mark.unit
 
 SETTINGS = OperatorSettings()
+SUPERVISED = ["python", "-m", "kubetune_trainer.launch", "--"]
 SHA = "b" * 64
 
 
@@ -218,7 +219,12 @@ def test_gpus_product_tolerations_priority() -> None:
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100", "pool": "train"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["priorityClassName"] == "high"
-    assert spec["containers"][0]["command"][:3] == ["torchrun", "--standalone", "--nnodes=1"]
+    assert spec["containers"][0]["command"][:7] == [
+        *SUPERVISED,
+        "torchrun",
+        "--standalone",
+        "--nnodes=1",
+    ], "a launcher runs under the wrapper that maps SIGTERM and exit codes"
 
 
 def test_pvc_uris_become_volumes_and_only_output_is_writable() -> None:
@@ -246,7 +252,7 @@ def test_multi_node_indexed_job_with_headless_service() -> None:
     assert env["MASTER_ADDR"]["value"] == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
     assert "job-completion-index" in env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
     command = spec["containers"][0]["command"]
-    assert command[:3] == ["torchrun", "--nnodes=3", "--nproc-per-node=8"]
+    assert command[:7] == [*SUPERVISED, "torchrun", "--nnodes=3", "--nproc-per-node=8"]
     assert "--node-rank=$(NODE_RANK)" in command
 
 
