@@ -149,25 +149,31 @@ class CheckpointSync:
         started = time.monotonic()
         try:
             self.store.upload(folder, step, node=self.node, nodes=self.nodes)
-            complete = self.node != 0 or step in self.store.complete_steps()
         except Exception as error:  # the store is down or refusing: training goes on, the upload is retried
             self.failures += 1
             log.warning("checkpoint %d: upload to %s failed, will retry: %s", step, self.store.uri, _short(error))
             return False
         self.last_upload_seconds = time.monotonic() - started
         log.info("checkpoint %d uploaded to %s in %.1f s", step, self.store.uri, self.last_upload_seconds)
-        if self.node == 0 and complete:
+        if self.node == 0:
+            self._completed(step)
+        return True
+
+    def _completed(self, step: int) -> None:
+        """Node 0, after its upload: report the checkpoint once every node's part is there, prune older ones.
+        A store that fails here only delays both to the next checkpoint; the upload itself has landed."""
+        try:
+            if self.nodes > 1 and step not in self.store.complete_steps():
+                return  # another node's part is still on its way; the next checkpoint is reported instead
             self.synced_step = step
             if self.on_complete is not None:
                 self.on_complete(step)
-            try:
-                deleted = self.store.prune(self.keep_last)
-            except Exception as error:
-                log.warning("pruning old checkpoints on %s failed: %s", self.store.uri, _short(error))
-            else:
-                if deleted:
-                    log.info("deleted checkpoints %s from %s (keepLast %d)", deleted, self.store.uri, self.keep_last)
-        return True
+            deleted = self.store.prune(self.keep_last)
+        except Exception as error:
+            log.warning("checkpoint %d: cannot list or prune %s: %s", step, self.store.uri, _short(error))
+            return
+        if deleted:
+            log.info("deleted checkpoints %s from %s (keepLast %d)", deleted, self.store.uri, self.keep_last)
 
 
 def _short(error: BaseException) -> str:
