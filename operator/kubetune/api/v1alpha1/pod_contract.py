@@ -36,6 +36,12 @@ OWNER_ANNOTATION = f"{GROUP}/owner"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 """Set by the Job controller on its pods: selects a run's pods and the rendezvous Service's endpoints."""
 
+PREFLIGHT_FLAG = "--preflight"
+"""Trainer argument of the preflight pod: check the spec in `trainer.json` (the run's own ConfigMap), download
+only config and tokenizer files, and write a `preflight.PreflightReport` as the termination message."""
+PREFLIGHT_COMPONENT = "preflight"
+"""`app.kubernetes.io/component` of the preflight Job and its pod (the training pods' is `trainer`)."""
+
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "trainer.json"
 """The TrainerConfig, mounted from the run's ConfigMap at CONFIG_DIR/CONFIG_FILE."""
