@@ -69,15 +69,15 @@ def gate(ftj: FineTuneJob, observed: Observed) -> Gate:
     cached = cached_report(ftj)
     if cached is not None:
         return Gate("cached", cached)
-    if observed.job is not None:
-        return Gate("started", ftj.status.preflight if ftj.status else None)
     job = observed.preflight_job
-    if job is None:
-        return Gate("missing")
-    if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
+    if job is not None and (job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet")):
         digest = spec_digest(ftj.spec)
         report = pod_report(observed.preflight_pods) or PreflightReport(spec_digest=digest, summary=NO_REPORT)
         return Gate("passed" if report.spec_digest == digest else "stale", report)
+    if observed.job is not None:
+        return Gate("started", ftj.status.preflight if ftj.status else None)
+    if job is None:
+        return Gate("missing")
     if job_condition(job, "Failed") or job_condition(job, "FailureTarget"):
         return Gate("failed")
     return Gate("running")

@@ -336,7 +336,7 @@ def fetch_hf(
         raise UriError(f"{uri}: {exc}") from exc
     except LocalEntryNotFoundError as exc:
         if offline:
-            raise UriError(f"{uri} is not (completely) in the cache {cache_dir} and HF_HUB_OFFLINE is set") from exc
+            raise UriError(f"{uri} is not in the cache {cache_dir} (or only partly) and HF_HUB_OFFLINE is set") from exc
         raise
     # snapshot folders are named after the commit they hold, which is what gets pinned in status
     return ResolvedSource(uri=str(uri), path=path, revision=path.name)
