@@ -7,22 +7,21 @@ reconcile of an unchanged world writes nothing.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from kubetune.api.resources import API_VERSION
-from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
-from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import reconcile_finetunejob
 from kubetune.k8s.interface import path
-from kubetune.render.names import preflight_job_name
 from kubetune.settings import OperatorSettings
 from support.fake_kube import JOB_CONTROLLER, FakeKube
+from support.preflight_pod import SUMMARY
+from support.preflight_pod import finish_preflight as play_preflight
+from support.preflight_pod import preflight_job as support_preflight_job
 
 pytestmark = pytest.mark.unit
 
@@ -34,7 +33,6 @@ GATE = {"suites": [{"name": "heldout", "metric": "perplexity"}], "gate": {"minSc
 OPT_IN = {**GATE, "gate": {**GATE["gate"], "publishUnvalidated": True}}
 MISSED = "gate failed: heldout.perplexity 3.5 is above the limit 3"
 CHILDREN = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")
-SUMMARY = "lora: 15.20 GiB per device (weights 14.96, ...); fits 80.00 GiB"
 
 
 def finetunejob(name: str = "j", **spec: Any) -> dict[str, Any]:
@@ -72,34 +70,12 @@ def complete(kube: FakeKube, job: str) -> None:
     kube.apply_status("Pod", NS, f"{job}-abcde", {"phase": "Succeeded"}, "kubelet")
 
 
-def current_digest(kube: FakeKube, name: str = "j") -> str:
-    body = kube.stored("FineTuneJob", NS, name) or {}
-    return spec_digest(FineTuneJob.model_validate({k: v for k, v in body.items() if k != "status"}).spec)
-
-
 def preflight_job(kube: FakeKube, name: str = "j") -> str:
-    """The preflight Job of the run's spec as it is now."""
-    return preflight_job_name(name, current_digest(kube, name))
+    return support_preflight_job(kube, NS, name)
 
 
-def finish_preflight(kube: FakeKube, name: str = "j", *, exit_code: int = 0, message: str | None = None) -> str:
-    """The preflight pod runs the checks and exits (its report, or the trainer's one-line error, is its
-    termination message); the Job controller records the outcome. Returns the Job's name."""
-    job = preflight_job(kube, name)
-    report = PreflightReport(
-        spec_digest=current_digest(kube, name), method="lora", memory_estimate_bytes=16 * 2**30, summary=SUMMARY
-    )
-    done = {"exitCode": exit_code, "message": json.dumps(report.to_wire()) if message is None else message}
-    pod = {"metadata": {"name": f"{job}-pf123", "labels": {JOB_NAME_LABEL: job}}, "spec": {"containers": []}}
-    kube.create(path("Pod", NS), pod)
-    phase = "Succeeded" if exit_code == 0 else "Failed"
-    states = [{"name": "trainer", "state": {"terminated": done}}]
-    kube.apply_status("Pod", NS, f"{job}-pf123", {"phase": phase, "containerStatuses": states}, "kubelet")
-    condition = {"type": "Complete", "status": "True", "reason": "CompletionsReached"}
-    if exit_code:
-        condition = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "exit code 78"}
-    kube.apply_status("Job", NS, job, {"conditions": [condition]}, JOB_CONTROLLER)
-    return job
+def finish_preflight(kube: FakeKube, name: str = "j", **outcome: Any) -> str:
+    return play_preflight(kube, NS, name, **outcome)
 
 
 def created(kube: FakeKube, name: str = "j") -> Any:
