@@ -228,7 +228,7 @@ def trainable_after_apply(model: Any, method: str | dict[str, Any], tmp: Path, m
     config = TrainerConfig.model_validate(trainer_config(tmp, model_dir, tmp / "x.jsonl", method))
     assert config.job is not None
     paths = RunPaths(cache_dir=tmp, work_dir=tmp, checkpoint_dir=tmp, staging_dir=tmp, pvc_root=tmp)
-    ctx = RunContext(config, config.job, CPU, "fp32", config.job.method.type, paths, model=model)  # type: ignore[arg-type]
+    ctx = RunContext(config, config.job, CPU, "fp32", config.job.method.type, paths, model=model)
     wrapped = METHODS[config.job.method.type].apply(ctx)
     return sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
 
