@@ -181,3 +181,13 @@ def test_the_preflight_targets_the_machine_the_spec_asks_for(tmp_path: Path, con
         spec.model_copy(update={"resources": spec.resources.model_copy(update={"gpus": 0})})
     )
     assert (cpu_run.cuda, cpu_run.gpu_memory_bytes) == (False, 0)
+
+
+@pytest.mark.usefixtures("termination_log")
+def test_new_tokens_are_checked_against_the_method(
+    tmp_path: Path, config_only: Path, data_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = {"addTokens": ["<tool>", "</tool>"]}
+    assert run(tmp_path / "prompt", config_only, data_files["text"], "prompt", tokenizer=tokens) == 78
+    assert "tokenizer.addTokens: method prompt cannot train embeddings" in one_line(capsys.readouterr().err)
+    assert run(tmp_path / "lora", config_only, data_files["text"], "lora", tokenizer=tokens) == 0
