@@ -63,7 +63,8 @@ def test_the_preflight_job_runs_first_and_the_gpu_job_follows_its_pass(
     passed = next(c for c in status["conditions"] if c["type"] == "PreflightPassed")
     assert (passed["status"], passed["reason"]) == ("True", "Passed")
     training = cluster.get("Job", "checked-train")
-    assert training["metadata"]["creationTimestamp"] >= job["status"]["completionTime"]
+    finished = cluster.get("Job", job["metadata"]["name"])["status"]["completionTime"]
+    assert training["metadata"]["creationTimestamp"] >= finished
     events = [e["reason"] for e in cluster.list("Event") if e["involvedObject"]["name"] == "checked"]
     assert events.index("Preflight") < events.index("Training")
 
