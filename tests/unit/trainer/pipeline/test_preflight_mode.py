@@ -41,13 +41,6 @@ def config_only(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return folder
 
 
-@pytest.fixture
-def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "termination-log"
-    monkeypatch.setenv("KUBETUNE_TERMINATION_LOG", str(path))
-    return path
-
-
 def run(tmp: Path, model: Path, data: Path, method: str | dict[str, Any] = "lora", **job: Any) -> int:
     wire = trainer_config(tmp, model, data, method, job=job or None)
     tmp.mkdir(parents=True, exist_ok=True)
