@@ -47,7 +47,7 @@ def cached_report(ftj: FineTuneJob) -> PreflightReport | None:
 
 
 def awaiting(ftj: FineTuneJob) -> bool:
-    """The current spec has not passed its preflight yet: its Job is worth reading while no training Job exists."""
+    """Status holds no passed check of the spec as it is: its preflight Job is worth reading."""
     return ftj.spec.preflight.enabled and cached_report(ftj) is None
 
 

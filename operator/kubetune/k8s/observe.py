@@ -50,13 +50,13 @@ def observe_finetunejob(
     preflight_job_name: str | None = None,
 ) -> Observed:
     """`check_secrets=False` (no RBAC on Secrets) leaves a missing Secret to the pod: SecretNotFound from its
-    CreateContainerConfigError instead of before the Job exists. The preflight Job (when named: its spec has
-    not passed yet) is read only while there is no training Job."""
+    CreateContainerConfigError instead of before the Job exists. The preflight Job is read when named: while
+    status holds no passed check of the spec as it is."""
     namespace = ftj.metadata.namespace or "default"
     job, pods = job_and_pods(kube, namespace, job_name)
     preflight_job: Obj | None = None
     preflight_pods: tuple[Obj, ...] = ()
-    if job is None and preflight_job_name is not None:
+    if preflight_job_name is not None:
         preflight_job, preflight_pods = job_and_pods(kube, namespace, preflight_job_name)
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()

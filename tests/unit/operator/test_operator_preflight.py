@@ -229,6 +229,17 @@ def test_a_passed_check_is_kept_for_its_spec_through_suspend_and_job_recreation(
     assert status(kube)["preflight"]["summary"] == SUMMARY
 
 
+def test_a_report_lost_with_a_status_write_is_read_again_from_the_preflight_job() -> None:
+    kube = FakeKube()
+    create(kube)
+    reconcile(kube)
+    finish_preflight(kube, NS, "j")
+    reconcile(kube)
+    del kube.objects[("FineTuneJob", NS, "j")]["status"]["preflight"]  # as if that status write had failed
+    reconcile(kube)
+    assert status(kube)["preflight"]["summary"] == SUMMARY
+
+
 def test_a_report_about_another_version_of_the_spec_is_checked_again() -> None:
     kube = FakeKube()
     create(kube)
