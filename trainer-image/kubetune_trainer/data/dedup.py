@@ -23,6 +23,7 @@ __all__ = [
     "DuplicateReason",
     "ExactDeduplicator",
     "NearDeduplicator",
+    "dedup_keys",
     "exact_key",
     "lsh_bands",
     "normalize_text",
@@ -46,12 +47,19 @@ def normalize_text(text: str) -> str:
 
 def exact_key(text: str) -> bytes:
     """16-byte digest of the normalised text: equal keys mean equal texts."""
-    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).digest()
+    return _digest(normalize_text(text))
+
+
+def _digest(norm: str) -> bytes:
+    return hashlib.blake2b(norm.encode(), digest_size=16).digest()
 
 
 def shingles(text: str, size: int = SHINGLE_SIZE) -> list[str]:
     """Character n-grams of the normalised text (the whole text when it is shorter than `size`)."""
-    norm = normalize_text(text)
+    return _shingles(normalize_text(text), size)
+
+
+def _shingles(norm: str, size: int = SHINGLE_SIZE) -> list[str]:
     if len(norm) <= size:
         return [norm]
     return [norm[i : i + size] for i in range(len(norm) - size + 1)]
@@ -59,9 +67,18 @@ def shingles(text: str, size: int = SHINGLE_SIZE) -> list[str]:
 
 def signatures(texts: Sequence[str]) -> list[Any]:
     """rensa `RMinHash` signatures of the texts' shingles, computed in one call."""
+    return dedup_keys(texts, near=True)[1] or []
+
+
+def dedup_keys(texts: Sequence[str], *, near: bool) -> tuple[list[bytes], list[Any] | None]:
+    """Exact keys of the texts and, for near dedup, their MinHash signatures (normalising each text once)."""
+    norms = [normalize_text(t) for t in texts]
+    keys = [_digest(n) for n in norms]
+    if not near:
+        return keys, None
     from rensa import RMinHash
 
-    return list(RMinHash.from_token_sets([shingles(t) for t in texts], num_perm=NUM_PERM, seed=SEED))
+    return keys, list(RMinHash.from_token_sets([_shingles(n) for n in norms], num_perm=NUM_PERM, seed=SEED))
 
 
 def lsh_bands(threshold: float, num_perm: int = NUM_PERM) -> int:
@@ -117,4 +134,6 @@ class NearDeduplicator:
 
     def check(self, text: str) -> DuplicateReason | None:
         """`check_key` with the text's key and signature."""
-        return self.check_key(exact_key(text), signatures([text])[0])
+        keys, minhashes = dedup_keys([text], near=True)
+        assert minhashes is not None
+        return self.check_key(keys[0], minhashes[0])

@@ -230,6 +230,10 @@ class _Prefilter:
         self._set.Compile()
         self._fallback = re.compile("|".join(fallback)) if fallback else None
 
+    def any(self, text: str) -> bool:
+        """Whether any detector could match (the common answer, no, costs one DFA pass)."""
+        return self._set.Match(text) is not None or (self._fallback is not None and self._fallback.search(text) is not None)
+
     def candidates(self, text: str) -> set[Detector]:
         hits = self._set.Match(text)
         found = {self._owner[i] for i in hits} if hits else set()
@@ -255,7 +259,9 @@ class PiiScanner:
 
     def find_batch(self, texts: Sequence[str]) -> list[list[PiiMatch]]:
         """Findings of each text; NER (when configured) runs over the batch at once, which is faster."""
-        ner_spans = self._ner.find_batch(texts) if self._ner is not None else [[] for _ in texts]
+        if self._ner is None:
+            return [self._resolve(self._pattern_spans(text), []) if self._prefilter.any(text) else [] for text in texts]
+        ner_spans = self._ner.find_batch(texts)
         return [self._resolve(self._pattern_spans(text), extra) for text, extra in zip(texts, ner_spans, strict=True)]
 
     def find(self, text: str) -> list[PiiMatch]:
@@ -289,10 +295,13 @@ class PiiScanner:
         return sorted(accepted, key=lambda m: m.start)
 
 
+_NOTHING: Counter[str] = Counter()
+
+
 def _apply(text: str, matches: list[PiiMatch]) -> tuple[str, Counter[str]]:
-    counts: Counter[str] = Counter(m.kind for m in matches)
     if not matches:
-        return text, counts
+        return text, _NOTHING
+    counts: Counter[str] = Counter(m.kind for m in matches)
     pieces: list[str] = []
     cursor = 0
     for match in matches:

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -284,9 +285,18 @@ def _duplicate(deduplicator: ExactDeduplicator | NearDeduplicator, chunk: ChunkR
 
 def _assemble(dataset: Dataset, kept: list[int], patches: dict[int, dict[str, Any]], keep_license: bool) -> Dataset:
     """The kept rows (Arrow `select`, no copy through Python) with redacted values written over."""
-    out = dataset.select(kept)
+    # fresh fingerprints: datasets would otherwise hash every index and patch to name the results
+    out = dataset.select(kept, new_fingerprint=uuid.uuid4().hex)
     if patches:
-        out = out.map(_apply_patches, with_indices=True, batched=True, fn_kwargs={"patches": patches})
+        out = out.map(
+            _apply_patches,
+            with_indices=True,
+            batched=True,
+            fn_kwargs={"patches": patches},
+            new_fingerprint=uuid.uuid4().hex,
+            load_from_cache_file=False,
+            desc="prep: writing redactions",
+        )
     if not keep_license and LICENSE_COLUMN in out.column_names:
         out = out.remove_columns(LICENSE_COLUMN)
     return out

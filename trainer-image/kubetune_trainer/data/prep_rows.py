@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from kubetune_trainer.data.dedup import exact_key, signatures
+from kubetune_trainer.data.dedup import dedup_keys
 from kubetune_trainer.data.formats import LICENSE_COLUMN, row_sequences, row_text
 from kubetune_trainer.data.licenses import LicensePolicy
 
@@ -103,14 +103,15 @@ class RowAnalyzer:
                 live.append(i)
         if self._scanner is not None and live:
             live = self._scan(rows, live, result)
-        texts = [row_text(rows[i]) for i in live]
-        if self.settings.dedup != "none":
-            for i, text in zip(live, texts, strict=True):
-                result.exact_keys[i] = exact_key(text)
-        if self.settings.dedup == "near":
-            result.signatures = [None] * len(rows)
-            for i, signature in zip(live, signatures(texts), strict=True):
-                result.signatures[i] = signature
+        if self.settings.dedup != "none" and live:
+            near = self.settings.dedup == "near"
+            keys, minhashes = dedup_keys([row_text(rows[i]) for i in live], near=near)
+            for i, key in zip(live, keys, strict=True):
+                result.exact_keys[i] = key
+            if minhashes is not None:
+                result.signatures = [None] * len(rows)
+                for i, signature in zip(live, minhashes, strict=True):
+                    result.signatures[i] = signature
         if self.settings.max_seq_length is not None and live:
             self._measure(rows, live, result)
         return result
