@@ -189,20 +189,33 @@ def superset_pattern(pattern: str) -> str:
     repeat bounds RE2 refuses (> 1000) left open: what RE2 can run and never misses a match of."""
     out, i = [], 0
     while i < len(pattern):
-        if pattern[i] == "\\":
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
         if _LOOKAROUND.match(pattern, i):
             depth, i = 1, pattern.index("(", i) + 1
             while depth:
-                char = pattern[i]
-                depth += (char == "(") - (char == ")")
-                i += 2 if char == "\\" else 1
+                step = _atom_length(pattern, i)
+                depth += (pattern[i] == "(") - (pattern[i] == ")") if step == 1 else 0
+                i += step
             continue
-        out.append(pattern[i])
-        i += 1
+        step = _atom_length(pattern, i)
+        out.append(pattern[i : i + step])
+        i += step
     return _HUGE_REPEAT.sub(r"{\1,}", "".join(out))
+
+
+def _atom_length(pattern: str, i: int) -> int:
+    """Length of the escape or character class starting at `i` (whose parentheses are literal), else 1."""
+    if pattern[i] == "\\":
+        return 2
+    if pattern[i] != "[":
+        return 1
+    j = i + 1
+    if j < len(pattern) and pattern[j] == "^":
+        j += 1
+    if j < len(pattern) and pattern[j] == "]":
+        j += 1
+    while pattern[j] != "]":
+        j += 2 if pattern[j] == "\\" else 1
+    return j + 1 - i
 
 
 class _Prefilter:

@@ -170,7 +170,7 @@ def run_prep(
     report.license_allowed = _by_expression(licenses, "allowed")
     report.seconds = round(time.monotonic() - started, 3)
     report.rows_per_second = round(report.rows_in / max(report.seconds, 1e-3), 1)
-    log.info("%s", report.summary())
+    log.info("%s (%.0f rows/s on %d worker(s))", report.summary(), report.rows_per_second, report.workers)
     if report.rows_out == 0:
         refused = f" (license refused: {report.license_refused})" if report.license_refused else ""
         raise EmptyDataError(
@@ -236,8 +236,10 @@ def _analyze(dataset: Dataset, settings: PrepSettings, lengths: LengthFn | None,
         for start, stop in ranges:
             yield local.analyze(dataset, start, stop)
         return
-    # forkserver: the trainer process has torch and tokenizer threads by now, which fork would copy broken
+    # forkserver: the trainer process has torch and tokenizer threads by now, which fork would copy broken;
+    # the server imports the detectors once and every worker forks from it with them loaded
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["kubetune_trainer.data.prep_rows", "kubetune_trainer.data.pii"])
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(settings, lengths, dataset)
     ) as pool:

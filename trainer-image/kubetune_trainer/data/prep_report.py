@@ -57,4 +57,4 @@ class PrepReport:
             line += "; license refused " + ", ".join(f"{k}={v}" for k, v in sorted(self.license_refused.items()))
         if self.pii_found:
             line += "; pii " + " ".join(f"{k}={v}" for k, v in sorted(self.pii_found.items()))
-        return line + f"; {self.rows_per_second:.0f} rows/s on {self.workers} worker(s)"
+        return line
