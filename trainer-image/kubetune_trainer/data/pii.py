@@ -139,17 +139,20 @@ def _ipv6s(text: str) -> Spans:
         yield match.span()
 
 
-def _phone_finder(regions: Sequence[str]) -> Callable[[str], Spans]:
+def _phone_finder(regions: Sequence[str]) -> Callable[[str, Sequence[tuple[str, int, int]]], Spans]:
     # a number without `+` is national: it has at least as many digits as the shortest valid number of a
     # region (10 in the US), so an ISO date or a 9-digit order number never reaches the (slow) matcher
     descriptions = (getattr(phonenumbers.PhoneMetadata.metadata_for_region(r), "general_desc", None) for r in regions)
     shortest = [min(d.possible_length) for d in descriptions if d is not None and d.possible_length]
     national = max(_MIN_PHONE_DIGITS, min(shortest, default=_MIN_PHONE_DIGITS))
 
-    def find(text: str) -> Spans:
+    def find(text: str, taken: Sequence[tuple[str, int, int]] = ()) -> Spans:
+        """Numbers in `text`; a run inside an earlier finding (a card number) is not looked at again."""
         for run in _PHONE_RUN.finditer(text):
             value = run.group()
             if sum(c.isdigit() for c in value) < (_MIN_PHONE_DIGITS if value.startswith("+") else national):
+                continue
+            if any(start <= run.start() and run.end() <= end for _, start, end in taken):
                 continue
             offset = max(0, run.start() - _PHONE_CONTEXT)
             window = text[offset : run.end() + _PHONE_CONTEXT]
@@ -245,7 +248,9 @@ class _Prefilter:
 
     def any(self, text: str) -> bool:
         """Whether any detector could match (the common answer, no, costs one DFA pass)."""
-        return self._set.Match(text) is not None or (self._fallback is not None and self._fallback.search(text) is not None)
+        return self._set.Match(text) is not None or (
+            self._fallback is not None and self._fallback.search(text) is not None
+        )
 
     def candidates(self, text: str) -> set[Detector]:
         hits = self._set.Match(text)
@@ -294,9 +299,10 @@ class PiiScanner:
             if detector == "secret":
                 assert self._secrets is not None
                 spans += self._secrets.find(text)
+            elif detector == "phone":
+                spans += [("phone", start, end) for start, end in self._phone(text, spans)]
             else:
-                finder = self._phone if detector == "phone" else _PRECISE[detector]
-                spans += ((detector, start, end) for start, end in finder(text))
+                spans += ((detector, start, end) for start, end in _PRECISE[detector](text))
         return spans
 
     @staticmethod

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from datasets import Dataset
 
+from kubetune_trainer.data import prep as prep_module
 from kubetune_trainer.data.dedup import ExactDeduplicator, NearDeduplicator, normalize_text
 from kubetune_trainer.data.formats import normalize
-from kubetune_trainer.data import prep as prep_module
 from kubetune_trainer.data.licenses import LicensePolicy
 from kubetune_trainer.data.prep import PrepReport, prepare, prepare_from_spec
 from kubetune_trainer.errors import ConfigError, EmptyDataError, LicenseError

@@ -54,8 +54,10 @@ def test_two_workers_give_what_one_gives(monkeypatch: pytest.MonkeyPatch) -> Non
     assert two.dataset["text"] == one.dataset["text"]
     for field in ("rows_in", "rows_out", "removed", "pii_found", "license_refused", "license_allowed"):
         assert getattr(two.report, field) == getattr(one.report, field), field
-    assert one.report.removed["near_duplicate"] > 0 and one.report.removed["duplicate"] > 0
-    assert one.report.removed["license"] > 0 and one.report.pii_found["email"] > 0
+    assert one.report.removed["near_duplicate"] > 0
+    assert one.report.removed["duplicate"] > 0
+    assert one.report.removed["license"] > 0
+    assert one.report.pii_found["email"] > 0
 
 
 def test_worker_count_follows_the_rows_and_the_cpus() -> None:
@@ -119,7 +121,8 @@ def test_other_ranks_wait_for_local_rank_zero(tmp_path: Path) -> None:
     assert not seen  # still waiting: nothing written yet
     cache.get_or_prepare("k2", lambda: _prepared(["only row"]), leader=True)
     thread.join(timeout=30)
-    assert seen[0].datasets["train"]["text"] == ["only row"] and seen[0].from_cache
+    assert seen[0].datasets["train"]["text"] == ["only row"]
+    assert seen[0].from_cache
 
 
 def _never() -> CachedPrep:
@@ -131,14 +134,16 @@ def test_a_cache_that_cannot_be_written_fails_only_when_ranks_wait(tmp_path: Pat
     blocked.write_text("not a directory")
     cache = PrepCache(blocked / "prep")
     assert cache.get_or_prepare("k3", lambda: _prepared(["x y"]), leader=True).datasets["train"]["text"] == ["x y"]
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Not a directory"):
         cache.get_or_prepare("k3", lambda: _prepared(["x y"]), leader=True, ranks_waiting=True)
 
 
 def test_local_rank_decides_who_prepares() -> None:
-    assert is_local_leader({}) and is_local_leader({"LOCAL_RANK": "0"})
+    assert is_local_leader({})
+    assert is_local_leader({"LOCAL_RANK": "0"})
     assert not is_local_leader({"LOCAL_RANK": "1"})
-    assert local_ranks({}) == 1 and local_ranks({"LOCAL_WORLD_SIZE": "8"}) == 8
+    assert local_ranks({}) == 1
+    assert local_ranks({"LOCAL_WORLD_SIZE": "8"}) == 8
 
 
 def test_status_report_stays_within_the_crd_limit() -> None:
@@ -153,5 +158,6 @@ def test_status_report_stays_within_the_crd_limit() -> None:
     assert sum(v for k, v in flat.items() if k.startswith("pii_")) == sum(report.pii_found.values())
     refused = sum(v for k, v in flat.items() if k.startswith("license_refused_"))
     assert refused == sum(report.license_refused.values())
-    assert flat["pii_other"] > 0 and flat["license_refused_other"] > 0
+    assert flat["pii_other"] > 0
+    assert flat["license_refused_other"] > 0
     assert all(len(k) <= 64 for k in flat)
