@@ -73,3 +73,18 @@ def test_crd_schema_has_the_same_limits() -> None:
     assert not re.fullmatch(allow["pattern"], "MIT\nApache-2.0")
     assert (prep["workers"]["minimum"], prep["workers"]["maximum"]) == (0, 256)
     assert prep["piiFilter"]["properties"]["ner"]["default"] is False
+
+
+def test_the_example_in_docs_data_prep_validates() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from kubetune.api.v1alpha1.data import DatasetSpec
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "data-prep.md").read_text()
+    block = yaml.safe_load(text.split("```yaml")[1].split("```")[0])
+    prep = DatasetSpec.model_validate(block["dataset"]).prep
+    assert prep.pii_filter.ner
+    assert prep.licenses is not None
+    assert prep.licenses.allow == ["Apache-2.0", "MIT", "CC-BY-4.0"]

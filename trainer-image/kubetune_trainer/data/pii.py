@@ -139,12 +139,22 @@ def _ipv6s(text: str) -> Spans:
         yield match.span()
 
 
-def _phone_finder(regions: Sequence[str]) -> Callable[[str, Sequence[tuple[str, int, int]]], Spans]:
-    # a number without `+` is national: it has at least as many digits as the shortest valid number of a
-    # region (10 in the US), so an ISO date or a 9-digit order number never reaches the (slow) matcher
+def national_digits(regions: Sequence[str]) -> int:
+    """Digits a number written without `+` has at least: the shortest valid number of the regions (10 in
+    the US), so an ISO date or a 9-digit order number never reaches the (slow) matcher."""
     descriptions = (getattr(phonenumbers.PhoneMetadata.metadata_for_region(r), "general_desc", None) for r in regions)
     shortest = [min(d.possible_length) for d in descriptions if d is not None and d.possible_length]
-    national = max(_MIN_PHONE_DIGITS, min(shortest, default=_MIN_PHONE_DIGITS))
+    return max(_MIN_PHONE_DIGITS, min(shortest, default=_MIN_PHONE_DIGITS))
+
+
+def _phone_candidate(regions: Sequence[str]) -> str:
+    """The prefilter's phone pattern: an international run of 7+ digits, or a national run long enough."""
+    separated = r"(?:[\s().\-/]{0,3}\d)"
+    return rf"\+\d{separated}{{{_MIN_PHONE_DIGITS - 1},}}|\(?\d{separated}{{{national_digits(regions) - 1},}}"
+
+
+def _phone_finder(regions: Sequence[str]) -> Callable[[str, Sequence[tuple[str, int, int]]], Spans]:
+    national = national_digits(regions)
 
     def find(text: str, taken: Sequence[tuple[str, int, int]] = ()) -> Spans:
         """Numbers in `text`; a run inside an earlier finding (a card number) is not looked at again."""
@@ -181,7 +191,6 @@ _CANDIDATES: dict[Detector, str] = {
     "ssn": r"\d{3}[- ]\d{2}[- ]\d{4}",
     "ipv6": r"[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:",
     "ipv4": r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",
-    "phone": _PHONE_RUN.pattern,
 }
 _LOOKAROUND = re.compile(r"\(\?<?[=!]")
 _HUGE_REPEAT = re.compile(r"\{(\d+),\d{4,}\}")
@@ -224,7 +233,7 @@ def _atom_length(pattern: str, i: int) -> int:
 class _Prefilter:
     """One RE2 set over all candidate patterns: which detectors could match `text`."""
 
-    def __init__(self, detectors: Collection[Detector]) -> None:
+    def __init__(self, detectors: Collection[Detector], phone_regions: Sequence[str] = ("US",)) -> None:
         import re2
 
         options = re2.Options()
@@ -233,6 +242,8 @@ class _Prefilter:
         self._owner: list[Detector] = []
         fallback: list[str] = []
         entries: list[tuple[Detector, str, int]] = [(d, p, 0) for d, p in _CANDIDATES.items() if d in detectors]
+        if "phone" in detectors:
+            entries.append(("phone", _phone_candidate(phone_regions), 0))
         if "secret" in detectors:
             entries += [("secret", p, f) for p, f in candidate_patterns()]
         for detector, pattern, flags in entries:
@@ -270,7 +281,7 @@ class PiiScanner:
         ner: NerDetector | None = None,
     ) -> None:
         self.detectors = tuple(d for d in ALL_KINDS if d in detectors)
-        self._prefilter = _Prefilter(self.detectors)
+        self._prefilter = _Prefilter(self.detectors, phone_regions)
         self._phone = _phone_finder(phone_regions)
         self._secrets = SecretScanner() if "secret" in self.detectors else None
         self._ner = ner

@@ -8,7 +8,7 @@ left to `prep.py`, which applies the results in the order the checks are documen
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -126,7 +126,8 @@ class RowAnalyzer:
 
     def _scan(self, rows: list[dict[str, Any]], live: list[int], result: ChunkResult) -> list[int]:
         assert self._scanner is not None
-        places = [(i, column, turn) for i in live for column, turn in _text_places(rows[i])]
+        present = [c for c in TEXT_COLUMNS if c in rows[live[0]]]
+        places = [(i, column, turn) for i in live for column, turn in _text_places(rows[i], present)]
         texts = [_get(rows[i], column, turn) for i, column, turn in places]
         drop = self.settings.pii_action == "drop"
         found_rows: set[int] = set()
@@ -176,11 +177,11 @@ def _is_empty(row: Mapping[str, Any]) -> bool:
     return not row_text(row).strip()
 
 
-def _text_places(row: Mapping[str, Any]) -> list[tuple[str, int | None]]:
-    """(column, turn index or None) of every string the model sees in a row."""
+def _text_places(row: Mapping[str, Any], columns: Sequence[str]) -> list[tuple[str, int | None]]:
+    """(column, turn index or None) of every string the model sees in a row (`columns`: its text columns)."""
     places: list[tuple[str, int | None]] = []
-    for column in TEXT_COLUMNS:
-        value = row.get(column)
+    for column in columns:
+        value = row[column]
         if isinstance(value, str):
             places.append((column, None))
         elif isinstance(value, list):

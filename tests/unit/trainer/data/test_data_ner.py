@@ -72,3 +72,11 @@ def test_prep_with_the_ner_option_counts_people(scanner: PiiScanner) -> None:
 def test_unknown_spacy_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="nerModel 'xx_no_such_model' is not an installed spaCy pipeline"):
         NerDetector("xx_no_such_model")
+
+
+def test_an_image_without_the_pii_ner_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # what an image without the extra has
+    with pytest.raises(ConfigError, match="piiFilter.ner needs Presidio and spaCy .* pii-ner extra"):
+        NerDetector()
