@@ -54,15 +54,29 @@ def _digest(norm: str) -> bytes:
     return hashlib.blake2b(norm.encode(), digest_size=16).digest()
 
 
-def shingles(text: str, size: int = SHINGLE_SIZE) -> list[str]:
-    """Character n-grams of the normalised text (the whole text when it is shorter than `size`)."""
-    return _shingles(normalize_text(text), size)
+def shingles(norms: Sequence[str], size: int = SHINGLE_SIZE) -> list[list[bytes]]:
+    """Character n-grams of each normalised text (the whole text when it is not longer than `size`).
 
+    Made in one pass for all texts: the texts are joined as UTF-32 (4 bytes a character) and numpy
+    views every `size`-character window as one fixed-width byte string, so no Python loop builds a
+    string per n-gram (that loop was most of near dedup's cost). numpy drops trailing NUL bytes, so a
+    window ending in NUL characters is not told apart from the same window without them.
+    """
+    import numpy as np
 
-def _shingles(norm: str, size: int = SHINGLE_SIZE) -> list[str]:
-    if len(norm) <= size:
-        return [norm]
-    return [norm[i : i + size] for i in range(len(norm) - size + 1)]
+    joined = "".join(norms)
+    width = 4 * size
+    windows: list[bytes] = []
+    if len(joined) >= size:
+        buffer = joined.encode("utf-32-le")
+        windows = np.ndarray(shape=(len(joined) - size + 1,), dtype=f"S{width}", buffer=buffer, strides=(4,)).tolist()
+    out: list[list[bytes]] = []
+    start = 0
+    for norm in norms:
+        length = len(norm)
+        out.append(windows[start : start + length - size + 1] if length > size else [norm.encode("utf-32-le").rstrip(b"\0")])
+        start += length
+    return out
 
 
 def signatures(texts: Sequence[str]) -> list[Any]:
@@ -78,7 +92,7 @@ def dedup_keys(texts: Sequence[str], *, near: bool) -> tuple[list[bytes], list[A
         return keys, None
     from rensa import RMinHash
 
-    return keys, list(RMinHash.from_token_sets([_shingles(n) for n in norms], num_perm=NUM_PERM, seed=SEED))
+    return keys, list(RMinHash.from_token_sets(shingles(norms), num_perm=NUM_PERM, seed=SEED))
 
 
 def lsh_bands(threshold: float, num_perm: int = NUM_PERM) -> int:
