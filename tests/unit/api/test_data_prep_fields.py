@@ -12,20 +12,9 @@ import pytest
 from kubetune.api.crd.build import finetunejob_crd
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1 import FineTuneJob
+from unit.api.test_problems import FTJ
 
 pytestmark = pytest.mark.unit
-
-FTJ: dict[str, Any] = {
-    "apiVersion": "kubetune.io/v1alpha1",
-    "kind": "FineTuneJob",
-    "metadata": {"name": "x"},
-    "spec": {
-        "baseModel": {"uri": "hf://org/model"},
-        "dataset": {"train": {"uri": "hf://datasets-org/legal"}},
-        "method": {"type": "lora", "lora": {"rank": 8}},
-        "output": {"uri": "file:///out"},
-    },
-}
 
 
 def _with_prep(prep: dict[str, Any]) -> dict[str, Any]:
