@@ -74,7 +74,8 @@ def shingles(norms: Sequence[str], size: int = SHINGLE_SIZE) -> list[list[bytes]
     start = 0
     for norm in norms:
         length = len(norm)
-        out.append(windows[start : start + length - size + 1] if length > size else [norm.encode("utf-32-le").rstrip(b"\0")])
+        whole = [norm.encode("utf-32-le").rstrip(b"\0")]
+        out.append(windows[start : start + length - size + 1] if length > size else whole)
         start += length
     return out
 

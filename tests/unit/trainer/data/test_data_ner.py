@@ -78,5 +78,5 @@ def test_an_image_without_the_pii_ner_extra_says_what_to_install(monkeypatch: py
     import sys
 
     monkeypatch.setitem(sys.modules, "presidio_analyzer", None)  # what an image without the extra has
-    with pytest.raises(ConfigError, match="piiFilter.ner needs Presidio and spaCy .* pii-ner extra"):
+    with pytest.raises(ConfigError, match=r"piiFilter\.ner needs Presidio and spaCy .* pii-ner extra"):
         NerDetector()
