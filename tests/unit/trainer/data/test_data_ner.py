@@ -11,7 +11,7 @@ from kubetune_trainer.data.pii import PiiScanner
 from kubetune_trainer.data.prep import prepare
 from kubetune_trainer.errors import ConfigError
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.trainer]  # spaCy imports torch through thinc
 
 
 @pytest.fixture(scope="module")
