@@ -10,6 +10,7 @@ import pytest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer import data_stage, pipeline
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.data import prep as prep_module
 from kubetune_trainer.loading import load_tokenizer
 from support.trainer_job import trainer_config
 
@@ -45,9 +46,19 @@ def test_second_run_loads_the_prepared_data_from_the_cache(
     entries = sorted(p.name for p in (tmp_path / "cache" / "prep").iterdir())
     assert len(entries) == 1
 
-    caplog.clear()
-    changed = _context(tmp_path, model_dir, data_files["text"], {**prep, "maxSeqLength": 32})
-    with caplog.at_level("INFO", logger="kubetune_trainer"):
-        data_stage.prepare(changed)
-    assert "(prepared); training on" in caplog.text
-    assert len(list((tmp_path / "cache" / "prep").iterdir())) == 2
+
+def test_a_changed_setting_prepares_again_and_workers_change_nothing(
+    tmp_path: Path, model_dir: Path, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prep = {"maxSeqLength": 32, "dedup": "near", "piiFilter": {"enabled": True}}
+    one = _context(tmp_path / "one", model_dir, data_files["text"], {**prep, "workers": 1})
+    data_stage.prepare(one)
+    monkeypatch.setattr(prep_module, "CHUNK_ROWS", 10)  # 48 rows: 5 chunks for 2 worker processes
+    two = _context(tmp_path / "two", model_dir, data_files["text"], {**prep, "workers": 2})
+    data_stage.prepare(two)  # from a process with torch loaded: the pool starts from a forkserver
+    assert two.extras["prep_report"]["workers"] == 2
+    assert two.prep_report == one.prep_report
+    assert two.train_dataset["text"] == one.train_dataset["text"]
+    longer = _context(tmp_path / "one", model_dir, data_files["text"], {**prep, "maxSeqLength": 64})
+    data_stage.prepare(longer)
+    assert len(list((tmp_path / "one" / "cache" / "prep").iterdir())) == 2
