@@ -326,6 +326,7 @@ class PiiScanner:
 
 
 _NOTHING: Counter[str] = Counter()
+"""Shared by every text without findings (most of them): read, never updated."""
 
 
 def _apply(text: str, matches: list[PiiMatch]) -> tuple[str, Counter[str]]:
@@ -365,5 +366,6 @@ def find_pii(
 def redact(
     text: str, kinds: Collection[Detector] = ALL_KINDS, phone_regions: Sequence[str] = ("US",)
 ) -> tuple[str, Counter[str]]:
-    """`text` with every finding replaced by its placeholder, and counts by kind."""
-    return _apply(text, find_pii(text, kinds, phone_regions))
+    """`text` with every finding replaced by its placeholder, and counts by kind (a fresh Counter)."""
+    redacted, counts = _apply(text, find_pii(text, kinds, phone_regions))
+    return redacted, Counter(counts)
