@@ -39,7 +39,8 @@ def _configure() -> tuple[Any, ...]:
     from detect_secrets.settings import configure_settings_from_baseline, get_plugins
 
     extra = Path(__file__).with_name("secret_plugins.py").resolve()
-    names = sorted(plugin.__name__ for plugin in get_mapping_from_secret_type_to_class().values())
+    classes: list[type[Any]] = list(get_mapping_from_secret_type_to_class().values())
+    names = sorted(plugin.__name__ for plugin in classes)
     plugins: list[dict[str, str]] = [{"name": n} for n in names if n not in _LEFT_OUT]
     plugins += [{"name": n, "path": f"file://{extra}"} for n in _EXTRA_PLUGINS]
     configure_settings_from_baseline({"plugins_used": plugins})
