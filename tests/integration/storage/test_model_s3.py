@@ -25,13 +25,13 @@ def test_the_preflight_takes_config_and_tokenizer_and_the_run_one_copy_of_the_we
     s3_server: S3Server, tmp_path: Path
 ) -> None:
     client = s3_server.client()
-    client.create_bucket(Bucket="models")
+    client.create_bucket(Bucket="preflight-models")
     for name, body in FILES.items():
-        client.put_object(Bucket="models", Key=f"llama/{name}", Body=body)
-    uri, env = parse_uri("s3://models/llama/"), s3_server.env()
+        client.put_object(Bucket="preflight-models", Key=f"llama/{name}", Body=body)
+    uri, env = parse_uri("s3://preflight-models/llama/"), s3_server.env()
 
     def fetched() -> set[str]:
-        folder = tmp_path / "s3" / "models" / "llama"
+        folder = tmp_path / "s3" / "preflight-models" / "llama"
         return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
     checked = resolve(uri, cache_dir=tmp_path, env=env, files=model_files(weights=False, remote_code=False))
