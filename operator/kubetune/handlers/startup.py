@@ -3,11 +3,12 @@ runtime with its reconciler registry built from the kinds, the metrics endpoint,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -68,6 +69,16 @@ def peering_gate(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, kube: Ku
     return PeeringGate(kube, membership, peering.name)
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server a pod reaches, as client-go and the kubernetes library find it (KUBERNETES_SERVICE_HOST
+    and _PORT), so kopf talks to the same endpoint as the operator's own client; kopf's helper assumes that
+    cluster DNS resolves kubernetes.default.svc, which a pod with host networking may not have."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
 def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any]]) -> None:
     """startup, cleanup, login and the liveness probe."""
 
@@ -92,7 +103,11 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster token, else KUBECONFIG read at login time (not at import, as the client library does)."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        in_cluster = kopf.login_with_service_account(**kwargs)
+        if in_cluster is None:
+            return kopf.login_with_kubeconfig(**kwargs)
+        server = in_cluster_server(os.environ)
+        return dataclasses.replace(in_cluster, server=server) if server else in_cluster
 
     def api_reachable(memo: kopf.Memo, **_: Any) -> str:
         """Liveness/readiness (kopf --liveness): the API server answers this operator's requests."""
