@@ -1,8 +1,8 @@
 """HA through the chart, with its default values: `helm install --wait`, two operator pods really running
 (`kubetune operator` with the chart's arguments, on the local node, in-cluster credentials from their
 ServiceAccount token), one of them active; a FineTuneJob gets its Job; the active pod is SIGKILLed (a crash:
-it leaves its peering record behind) and the other takes over; then the new active pod is deleted
-(graceful: kopf removes its record on exit) and the replacement pod takes over.
+it leaves its peering record behind) and the other takes over, handling the run created meanwhile; then the
+new active pod is deleted (graceful: kopf removes its record on exit) and the replacement pod takes over.
 
 Only scheduling differs from the defaults: a nodeSelector and toleration put the operator pods on the
 (tainted) local node, which runs pods as local processes; kwok nodes would only pretend to run them.
@@ -136,15 +136,15 @@ def test_default_install_elects_one_replica_and_fails_over(
 
         crashed = time.monotonic()
         assert local_node.kill(namespace, first["metadata"]["name"])  # SIGKILL: no goodbye in the peering
+        kube.create(path("FineTuneJob", namespace), finetunejob("in-the-gap", namespace))  # nobody active now
         second = wait_until(
             "the standby to take over from the crashed replica",
             lambda: replicas.the_active_one() if replicas.active(standby) else None,
             timeout=CRASH_TAKEOVER_BOUND,
         )
-        assert second["metadata"]["name"] == standby["metadata"]["name"]
         crash_takeover = time.monotonic() - crashed
-        kube.create(path("FineTuneJob", namespace), finetunejob("after-crash", namespace))
-        assert wait_until("the Job after the crash", lambda: job_for(kube, namespace, "after-crash"), timeout=30)
+        assert second["metadata"]["name"] == standby["metadata"]["name"]
+        assert wait_until("the Job of the run created in the gap", lambda: job_for(kube, namespace, "in-the-gap"))
         crash_to_job = time.monotonic() - crashed
 
         known = (first["metadata"]["name"], second["metadata"]["name"])
