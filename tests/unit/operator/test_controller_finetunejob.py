@@ -316,7 +316,7 @@ def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
 
 
 class RejectsJobs(FakeKube):
-    """An API server whose validation refuses the Job (as a real one refuses a secretKeyRef key with a space)."""
+    """An API server whose admission refuses the Job as invalid (a cluster's ValidatingAdmissionPolicy or webhook)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -327,7 +327,7 @@ class RejectsJobs(FakeKube):
     ) -> Any:
         if manifest["kind"] == "Job" and subresource is None:
             self.rejected += 1
-            message = 'Job.batch "j-train" is invalid: spec.template...secretKeyRef.key: a valid config key must...'
+            message = "Job.batch \"j-train\" is invalid: ValidatingAdmissionPolicy 'quota' denied request: a quota"
             raise KubeError(422, "Unprocessable Entity", message)
         return super().apply(manifest, subresource=subresource, field_manager=field_manager)
 
@@ -339,7 +339,7 @@ def test_a_job_the_api_server_rejects_fails_the_run_once_with_the_servers_messag
     failed = status(kube)
     assert (failed["phase"], failed["reason"]) == ("Failed", "InvalidSpec")
     assert "rejected the Job j-train" in failed["message"]
-    assert "a valid config key" in failed["message"]
+    assert "denied request: a quota" in failed["message"]
     reconcile(kube)  # the resync, an event: the same spec is not sent again
     assert kube.rejected == 1
     assert status(kube)["phase"] == "Failed"
