@@ -24,6 +24,8 @@ CRDS = {
     "FineTuneJob": REPO / "crds" / "finetunejobs.kubetune.io.yaml",
     "Adapter": REPO / "crds" / "adapters.kubetune.io.yaml",
 }
+INT64 = (-(2**63), 2**63 - 1)
+"""The integers the API server stores (it decodes JSON integers into int64)."""
 MAX_COLLECTION = 3
 """Lists and maps stay small: size is not what breaks a reconcile, shape is."""
 
@@ -47,8 +49,8 @@ def _number(schema: dict[str, Any], integer: bool) -> st.SearchStrategy[Any]:
     low, high = schema.get("minimum"), schema.get("maximum")
     above, below = bool(schema.get("exclusiveMinimum")), bool(schema.get("exclusiveMaximum"))
     if integer:
-        low = None if low is None else int(low) + (1 if above and low == int(low) else 0)
-        high = None if high is None else int(high) - (1 if below and high == int(high) else 0)
+        low = INT64[0] if low is None else int(low) + (1 if above and low == int(low) else 0)
+        high = INT64[1] if high is None else int(high) - (1 if below and high == int(high) else 0)
         return st.integers(min_value=low, max_value=high)
     return st.floats(
         min_value=low, max_value=high, exclude_min=above, exclude_max=below, allow_nan=False, allow_infinity=False

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1 import Adapter, FineTuneJob
-from kubetune.api.v1alpha1.finetunejob import FineTuneJobStatus
+from kubetune.api.v1alpha1.finetunejob import FineTuneJobStatus, TrainResult
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import reconcile_finetunejob
@@ -26,6 +26,7 @@ from kubetune.decisions.observed import Observed
 from kubetune.decisions.plan import plan, settled
 from kubetune.decisions.status import compute_status, operator_fields
 from kubetune.k8s.interface import path
+from kubetune.render.adapter import published_adapter
 from kubetune.render.bundle import bundle
 from kubetune.render.names import job_name
 from kubetune.settings import OperatorSettings
@@ -66,6 +67,7 @@ ADAPTERS = st.one_of(
     crd_objects("Adapter", NS, st.sampled_from(["merged", "legal"])),
 )
 STORED_STATUS = from_schema(crd_schema("FineTuneJob")["properties"]["status"])
+STORED_RESULTS = from_schema(crd_schema("FineTuneJob")["properties"]["status"]["properties"]["result"])
 
 TIMES = st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)).map(
     lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -199,6 +201,22 @@ def test_status_is_a_valid_status_whatever_was_observed(
     assert {"Ready", "Reconciling", "Stalled"} <= set(types)
     assert status.observed_generation == 2
     settled("FineTuneJob", {"metadata": {"generation": 2}, "status": written})
+
+
+@FUZZ
+@given(FINETUNEJOBS, STORED_RESULTS)
+def test_any_stored_result_publishes_a_valid_adapter(document: dict[str, Any], stored: dict[str, Any]) -> None:
+    """`status.result` is written by the trainer (or recovered from its pod): whatever the API server stored
+    there, the Adapter published from it is one the Adapter CRD accepts, so publishing cannot wedge the run."""
+    ftj, _ = validate(FineTuneJob, {**document, "metadata": {**document["metadata"], "uid": "uid-1"}})
+    assume(ftj is not None)
+    assert ftj is not None
+    result = TrainResult.model_validate(stored)
+    adapter, problems = validate(Adapter, published_adapter(ftj, result))
+    assert not problems, problems
+    assert adapter is not None
+    assert adapter.spec.artifact is not None
+    assert adapter.spec.artifact.uri == result.artifact_uri
 
 
 @FUZZ
