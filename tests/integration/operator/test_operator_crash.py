@@ -10,9 +10,7 @@ runs but not all, some runs Running but not all, some Adapters published but not
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from kubetune.api.v1alpha1.pod_contract import JOB_LABEL, MANAGED_BY_LABEL, OPER
 from kubetune_dev.controlplane.testing import wait_until
 from support.operator_objects import finetunejob, result, trainer_apply
 from support.operator_process import OperatorProcess
+from support.witness import Witness
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
@@ -32,38 +31,6 @@ CHILD_KINDS = ("Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding")
 
 def run_name(index: int) -> str:
     return f"burst-{index:02d}"
-
-
-class Witness:
-    """Polls the namespace in the background and remembers every Job and Adapter uid it ever saw, per run:
-    a child deleted and created again between two final reads would still show up here as a second uid."""
-
-    def __init__(self, cluster: Any) -> None:
-        self.cluster = cluster
-        self.jobs: dict[str, set[str]] = defaultdict(set)
-        self.adapters: dict[str, set[str]] = defaultdict(set)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> Witness:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self.look()
-
-    def look(self) -> None:
-        for job in self.cluster.list("Job"):
-            self.jobs[job["metadata"]["labels"].get(JOB_LABEL, "?")].add(job["metadata"]["uid"])
-        for adapter in self.cluster.list("Adapter"):
-            source = adapter["spec"].get("source", {}).get("fineTuneJob", {}).get("name", "?")
-            self.adapters[source].add(adapter["metadata"]["uid"])
-
-    def _watch(self) -> None:
-        while not self._stop.wait(0.2):
-            self.look()
 
 
 @pytest.fixture
@@ -106,7 +73,7 @@ def test_sigkill_during_a_burst_loses_and_duplicates_nothing(
     phase = lambda wanted: lambda ftj: (ftj.get("status") or {}).get("phase") in wanted  # noqa: E731
     kills: dict[str, tuple[int, int]] = {}
     started = time.monotonic()
-    with Witness(cluster) as witness:
+    with Witness(cluster.list) as witness:
         operator = operator_process()
         for index in range(RUNS):
             annotations = {"kwok.kubetune.io/run-for": f"{3 + index % 8}s"}
