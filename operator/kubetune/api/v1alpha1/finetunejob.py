@@ -183,9 +183,7 @@ class TrainResult(KubeModel):
     prep_report: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)] = Field(
         default_factory=dict, description="Rows in, removed by reason, out."
     )
-    method: TrainedMethod | None = Field(
-        default=None, description="The method actually used (what auto resolved to)."
-    )
+    method: TrainedMethod | None = Field(default=None, description="The method actually used (what auto resolved to).")
 
 
 class FineTuneJobStatus(KubeModel):
