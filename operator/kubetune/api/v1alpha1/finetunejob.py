@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints, model_validator
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
-from kubetune.api.v1alpha1.methods import Method
+from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
 from kubetune.api.v1alpha1.training import (
@@ -193,9 +193,7 @@ class TrainResult(KubeModel):
     prep_report: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)] = Field(
         default_factory=dict, description="Rows in, removed by reason, out."
     )
-    method: Annotated[str, StringConstraints(max_length=32)] | None = Field(
-        default=None, description="The method actually used (what auto resolved to)."
-    )
+    method: TrainedMethod | None = Field(default=None, description="The method actually used (what auto resolved to).")
 
 
 class FineTuneJobStatus(KubeModel):
