@@ -1,4 +1,4 @@
-"""Remembers every Job and Adapter uid ever seen per FineTuneJob while a scenario runs, so a child deleted and
+"""Remembers every training Job and Adapter uid ever seen per FineTuneJob while a scenario runs, so a child deleted and
 created again between two final reads still shows up as a second uid."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from kubetune.api.v1alpha1.pod_contract import JOB_LABEL
+from kubetune.api.v1alpha1.pod_contract import COMPONENT_LABEL, JOB_LABEL, PREFLIGHT_COMPONENT
 
 Lister = Callable[[str], list[dict[str, Any]]]
 """Lists the objects of a kind in the scenario's namespace."""
@@ -36,7 +36,9 @@ class Witness:
 
     def look(self) -> None:
         for job in self.list_objects("Job"):
-            self.jobs[job["metadata"].get("labels", {}).get(JOB_LABEL, "?")].add(job["metadata"]["uid"])
+            labels = job["metadata"].get("labels", {})
+            if labels.get(COMPONENT_LABEL) != PREFLIGHT_COMPONENT:  # training Jobs: a preflight Job trains nothing
+                self.jobs[labels.get(JOB_LABEL, "?")].add(job["metadata"]["uid"])
         for adapter in self.list_objects("Adapter"):
             source = adapter["spec"].get("source", {}).get("fineTuneJob", {}).get("name", "?")
             self.adapters[source].add(adapter["metadata"]["uid"])

@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 
-from kubetune.api.v1alpha1.pod_contract import JOB_LABEL, MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPONENT_LABEL,
+    JOB_LABEL,
+    MANAGED_BY_LABEL,
+    OPERATOR_FIELD_MANAGER,
+    PREFLIGHT_COMPONENT,
+)
 from kubetune_dev.controlplane.testing import wait_until
 from support.operator_objects import finetunejob, result, trainer_apply
 from support.operator_process import OperatorProcess
@@ -52,6 +58,10 @@ def count(cluster: Any, kind: str, condition: Callable[[dict[str, Any]], bool] =
     return sum(1 for item in cluster.list(kind) if condition(item))
 
 
+def training(job: dict[str, Any]) -> bool:
+    return job["metadata"].get("labels", {}).get(COMPONENT_LABEL) != PREFLIGHT_COMPONENT
+
+
 def kill_when(operator: OperatorProcess, what: str, progress: Callable[[], int]) -> tuple[int, int]:
     """SIGKILLs the operator once it has done about a third of what was left when this started (the count grew
     that far) but not all of it (the count is below RUNS); returns (count at the start, count at the kill)."""
@@ -78,7 +88,7 @@ def test_sigkill_during_a_burst_loses_and_duplicates_nothing(
         for index in range(RUNS):
             annotations = {"kwok.kubetune.io/run-for": f"{3 + index % 8}s"}
             cluster.kube.create(cluster.url("FineTuneJob"), finetunejob(run_name(index), namespace, annotations))
-        kills["children"] = kill_when(operator, "Jobs created for some runs", lambda: count(cluster, "Job"))
+        kills["children"] = kill_when(operator, "Jobs created for some runs", lambda: count(cluster, "Job", training))
 
         operator = operator_process()
         for index in range(RUNS):  # the trainer's result; the operator publishes it once the Job completes
@@ -110,6 +120,7 @@ def test_sigkill_during_a_burst_loses_and_duplicates_nothing(
         for child in cluster.list(kind, f"{MANAGED_BY_LABEL}={OPERATOR_FIELD_MANAGER}"):
             owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences", [])}
             assert owners & uids, f"orphaned {kind} {child['metadata']['name']}"
-        assert count(cluster, kind, lambda c: JOB_LABEL in c["metadata"].get("labels", {})) == RUNS, kind
+        per_run = 2 if kind == "Job" else 1  # a run's Jobs: its CPU preflight Job and its training Job
+        assert count(cluster, kind, lambda c: JOB_LABEL in c["metadata"].get("labels", {})) == per_run * RUNS, kind
     assert "Traceback" not in operator.text(), operator.text()[-3000:]
     print(f"\nSIGKILLed with {kills} of {RUNS}; all Succeeded and published {elapsed:.0f}s after the burst")

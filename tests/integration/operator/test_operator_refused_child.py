@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kubetune.api.v1alpha1.pod_contract import COMPONENT_LABEL, PREFLIGHT_COMPONENT
 from kubetune.k8s.interface import KubeError
 from kubetune.render.names import job_name
 from kubetune_dev.controlplane.testing import Kubectl, wait_until
@@ -21,6 +22,11 @@ MARK = "kwok.kubetune.io/refused"
 """Copied from the FineTuneJob onto its pod template (KUBETUNE_POD_ANNOTATION_PREFIXES), where the policy looks."""
 MESSAGE = "trainer Jobs marked refused are not admitted in this namespace"
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+PREFLIGHT_JOB = (
+    f"(has(object.metadata.labels) && '{COMPONENT_LABEL}' in object.metadata.labels"
+    f" && object.metadata.labels['{COMPONENT_LABEL}'] == '{PREFLIGHT_COMPONENT}')"
+)
+"""The CPU preflight Job passes: the policy refuses the training Job."""
 
 
 def _policy(name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -38,7 +44,7 @@ def _policy(name: str, namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
             },
             "validations": [
                 {
-                    "expression": f"!has({annotations}) || !('{MARK}' in {annotations})",
+                    "expression": f"!has({annotations}) || !('{MARK}' in {annotations}) || {PREFLIGHT_JOB}",
                     "message": MESSAGE,
                     "reason": "Invalid",  # 422, as a webhook's or a field's validation error
                 }
