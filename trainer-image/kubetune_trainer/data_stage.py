@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.data.counterfactual import augment
 from kubetune_trainer.data.formats import check_objective_format, normalize
 from kubetune_trainer.data.load import load_dataset_uri
 from kubetune_trainer.data.prep import PrepReport, prepare_from_spec
@@ -73,5 +74,12 @@ def prepare(ctx: RunContext) -> None:
         dataset, ctx.eval_dataset = split["train"], split["test"]
     elif ctx.eval_dataset is not None:
         ctx.eval_dataset = prepare_from_spec(ctx.eval_dataset, spec.prep, token_length=token_length).dataset
+    if spec.prep.counterfactual is not None:
+        # after the split, so no row's twin lands in the evaluation data
+        dataset, added = augment(dataset, spec.prep.counterfactual.term_pairs)
+        ctx.prep_report["counterfactual_added"] = added.rows_added
+        ctx.prep_report["counterfactual_swaps"] = added.swaps
+        ctx.extras["prep_report"]["counterfactual"] = added.to_dict()
+        log.info("counterfactual augmentation: %d rows added (%d term swaps)", added.rows_added, added.swaps)
     ctx.train_dataset = dataset
     log.info("%s; training on %d rows", result.report.summary(), len(dataset))

@@ -71,6 +71,15 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"name": "mc", "metric": "accuracy", "dataset": {"uri": "file:///mc"}},
         {"name": "mc", "metric": "accuracy"},
     ),
+    "evaluation.suites: metric bias-gap needs termPairs": (
+        {"name": "fair", "metric": "bias-gap", "termPairs": [["he", "she"]]},
+        {"name": "fair", "metric": "bias-gap"},
+    ),
+    "termPairs: the two terms of a pair must differ": ({"termPairs": [["he", "she"]]}, {"termPairs": [["he", "he"]]}),
+    "termPairs: a term may appear in only one pair": (
+        {"termPairs": [["he", "she"], ["him", "her"]]},
+        {"termPairs": [["him", "her"], ["his", "her"]]},
+    ),
     "evaluation.suites: suite names must be unique": (
         {"suites": [{"name": "a"}, {"name": "b"}]},
         {"suites": [{"name": "a"}, {"name": "a"}]},

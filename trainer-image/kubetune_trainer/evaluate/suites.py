@@ -16,7 +16,7 @@ from typing import Any
 from kubetune.api.v1alpha1.training import EvalSuite
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.evaluate import scoring
+from kubetune_trainer.evaluate import bias, scoring
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 def score_suite(model: Any, tokenizer: Any, suite: EvalSuite, rows: Any, *, max_length: int) -> float:
     if suite.metric == "accuracy":
         return scoring.multiple_choice_accuracy(model, tokenizer, list(rows), max_length=max_length)
+    if suite.metric == "bias-gap":
+        assert suite.term_pairs is not None  # the CEL rule requires them for bias-gap
+        return bias.bias_gap(model, tokenizer, rows, suite.term_pairs, max_length=max_length)
     total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(rows, tokenizer), max_length=max_length)
     return total.perplexity if suite.metric == "perplexity" else total.loss
 

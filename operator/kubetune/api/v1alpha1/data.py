@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DataSource, ModelUri, SecretKeyRef
+from kubetune.api.v1alpha1.constraints import CounterfactualAugmentation
 
 DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
 """The layouts the trainer reads (each normalised to a TRL layout)."""
@@ -76,6 +77,9 @@ class DatasetPrep(KubeModel):
         default=2048, ge=16, le=131072, description="Rows longer than this (tokens) are dropped."
     )
     packing: bool = Field(default=False, description="Pack short rows into full-length sequences.")
+    counterfactual: CounterfactualAugmentation | None = Field(
+        default=None, description="Bias mitigation: add each row again with declared term pairs swapped both ways."
+    )
 
 
 class DatasetSpec(KubeModel):
