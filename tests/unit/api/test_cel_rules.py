@@ -80,6 +80,14 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"termPairs": [["he", "she"], ["him", "her"]]},
         {"termPairs": [["him", "her"], ["his", "her"]]},
     ),
+    "evaluation.suites: metrics refusal-rate and over-refusal need a dataset": (
+        {"name": "harm", "metric": "refusal-rate", "dataset": {"uri": "file:///harmful.jsonl"}},
+        {"name": "harm", "metric": "refusal-rate"},
+    ),
+    "evaluation.suites: refusal only applies": (
+        {"name": "harm", "metric": "over-refusal", "refusal": {"patterns": ["nope"]}},
+        {"name": "harm", "metric": "loss", "refusal": {"patterns": ["nope"]}},
+    ),
     "evaluation.suites: suite names must be unique": (
         {"suites": [{"name": "a"}, {"name": "b"}]},
         {"suites": [{"name": "a"}, {"name": "a"}]},

@@ -1,9 +1,10 @@
 """The gate: decide `gatePassed` from the evaluation metrics, as a pure function.
 
-Directions follow the metric: accuracy is better higher; perplexity, loss and the bias gap are better
-lower. So a `minScores` entry is a floor for accuracy suites and a ceiling for the others, and
-`maxRegression` is an absolute drop in accuracy (0.02 = two points), an absolute rise in the bias gap
-(nats; a base gap near 0 makes a relative rise meaningless) but a relative rise in perplexity/loss
+Directions follow the metric: accuracy and refusal-rate are better higher; perplexity, loss, the bias
+gap and over-refusal are better lower. So a `minScores` entry is a floor for the first and a ceiling
+for the others, and `maxRegression` is an absolute drop in accuracy or refusal rate (0.02 = two
+points), an absolute rise in over-refusal or the bias gap (nats; a base near 0 makes a relative rise
+meaningless) but a relative rise in perplexity/loss
 (0.02 = 2 % worse than the base), the scale on which each is usually read.
 """
 
@@ -14,9 +15,9 @@ from collections.abc import Mapping
 from kubetune.api.v1alpha1.training import Gate
 from kubetune_trainer.context import RunContext
 
-METRICS = ("accuracy", "perplexity", "loss", "bias-gap")
-HIGHER_IS_BETTER = frozenset({"accuracy"})
-ABSOLUTE_RISE = frozenset({"bias-gap"})
+METRICS = ("accuracy", "perplexity", "loss", "bias-gap", "refusal-rate", "over-refusal")
+HIGHER_IS_BETTER = frozenset({"accuracy", "refusal-rate"})
+ABSOLUTE_RISE = frozenset({"bias-gap", "over-refusal"})
 """Lower-is-better metrics whose regression is read as an absolute rise, not relative to the base."""
 
 
