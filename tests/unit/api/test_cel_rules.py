@@ -58,6 +58,22 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "dataset.eval needs exactly one of uri": ({"fraction": 0.1}, {"uri": "file:///e", "fraction": 0.1}),
     "continual is empty": ({"lwf": {"alpha": 0.5}}, {}),
     "objective.rlhf.reward needs a reward source": ({"builtin": ["length"]}, {"builtin": []}),
+    "objective.rlhf.constraints: constraint names must be unique": (
+        {"constraints": [{"name": "a"}, {"name": "b"}]},
+        {"constraints": [{"name": "a"}, {"name": "a"}]},
+    ),
+    "objective.rlhf.constraints: builtin blocked-terms needs terms or patterns": (
+        {"builtin": "blocked-terms", "patterns": ["x"]},
+        {"builtin": "blocked-terms", "terms": []},
+    ),
+    "objective.rlhf.constraints: builtin length needs maxTokens": (
+        {"builtin": "length", "maxTokens": 64},
+        {"builtin": "blocked-terms", "maxTokens": 64},
+    ),
+    "objective.rlhf.constraints: terms and patterns only apply": (
+        {"builtin": "blocked-terms", "terms": ["x"]},
+        {"builtin": "length", "maxTokens": 64, "patterns": ["x"]},
+    ),
     "distributed.offload requires": (
         {"strategy": "deepspeed", "offload": "cpu"},
         {"strategy": "ddp", "offload": "cpu"},

@@ -2,13 +2,13 @@
 
 Kept in one module so the pieces that make a run *safe* (as opposed to *good*) are read together: the
 counterfactual term pairs used both to augment data (`dataset.prep.counterfactual`) and to measure a
-bias gap (an evaluation suite), and the refusal judge of the safety suites (refusal rate on harmful
-prompts, over-refusal on benign ones).
+bias gap (an evaluation suite), the refusal judge of the safety suites (refusal rate on harmful
+prompts, over-refusal on benign ones), and the Safe-RLHF cost constraints of online RL.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -62,3 +62,58 @@ class RefusalJudge(KubeModel):
         default=True, description="Also use the built-in refusal phrases; false judges by `patterns` alone."
     )
     max_new_tokens: int = Field(default=64, ge=1, le=4096, description="Tokens generated (greedily) per prompt.")
+
+
+ConstraintName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
+BuiltinCost = Literal["blocked-terms", "length"]
+
+
+class CostConstraint(KubeModel):
+    """A Safe-RLHF constraint on online RL: a cost per completion whose batch mean must stay at or below
+    `threshold`. The policy optimises reward - multiplier x (cost - threshold); after every batch of
+    completions the multiplier grows by `multiplierLearningRate` x (mean cost - threshold), projected to >= 0,
+    so it rises while the constraint is violated and relaxes once it holds."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "self.builtin != 'blocked-terms' || (has(self.terms) && size(self.terms) > 0) || "
+            "(has(self.patterns) && size(self.patterns) > 0)",
+            "objective.rlhf.constraints: builtin blocked-terms needs terms or patterns to block",
+        ),
+        CelRule(
+            "(self.builtin == 'length') == has(self.maxTokens)",
+            "objective.rlhf.constraints: builtin length needs maxTokens, and only length takes it",
+        ),
+        CelRule(
+            "self.builtin == 'blocked-terms' || (!has(self.terms) && !has(self.patterns))",
+            "objective.rlhf.constraints: terms and patterns only apply to builtin blocked-terms",
+        ),
+    )
+
+    name: ConstraintName = Field(description="Constraint name; metrics are reported as constraint.NAME.METRIC.")
+    builtin: BuiltinCost = Field(
+        description="The cost: blocked-terms (1 when a completion contains a blocked term or pattern, else 0) or "
+        "length (1 when a completion is longer than maxTokens, else 0)."
+    )
+    terms: Annotated[list[Term], Field(max_length=256)] | None = Field(
+        default=None, description="blocked-terms: words or phrases blocked as whole words, case-insensitive."
+    )
+    patterns: Annotated[list[RefusalPattern], Field(max_length=64)] | None = Field(
+        default=None, description="blocked-terms: regular expressions (Python syntax, case-insensitive) blocked."
+    )
+    max_tokens: int | None = Field(default=None, ge=1, le=65536, description="length: longest allowed completion.")
+    threshold: float = Field(
+        ge=0,
+        le=1,
+        description="Limit on the mean cost of a batch; built-in costs are 0 or 1, so this is the share of "
+        "completions allowed to violate (status reports the violation rate against it).",
+    )
+    initial_multiplier: float = Field(
+        default=1.0,
+        ge=0,
+        le=1000,
+        description="Lagrange multiplier at the start (0 with learning rate 0 only measures the cost).",
+    )
+    multiplier_learning_rate: float = Field(
+        default=0.1, ge=0, le=1000, description="Step size of the multiplier update from each batch's mean cost."
+    )
