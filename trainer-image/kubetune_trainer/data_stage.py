@@ -16,6 +16,7 @@ from kubetune_trainer.data.counterfactual import augment
 from kubetune_trainer.data.formats import check_objective_format, normalize
 from kubetune_trainer.data.load import load_dataset_uri
 from kubetune_trainer.data.prep import PrepReport, prepare_from_spec
+from kubetune_trainer.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,13 @@ def _load(ctx: RunContext, uri: str) -> tuple[Any, str]:
         token_env=ctx.config.runtime.model_token_env,
     )
     normalized = normalize(loaded.dataset, ctx.spec.dataset.format)
-    check_objective_format(normalized.format, ctx.spec.objective.type)
+    if ctx.spec.dataset.constitution is None:
+        check_objective_format(normalized.format, ctx.spec.objective.type)
+    elif normalized.format != "prompt":
+        raise DataFormatError(
+            "dataset.constitution synthesises answers for prompts: the dataset must be in format prompt "
+            f"(rows with only a prompt), but it is {normalized.format!r}"
+        )
     return normalized.dataset, loaded.digest
 
 

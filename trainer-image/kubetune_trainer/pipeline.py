@@ -3,10 +3,10 @@
 Order: validate and probe the machine -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer and data prep -> distributed setup
--> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
-objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
--> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
-`OBJECTIVES`, everything else through `Hooks`.
+-> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
+-> continual learning and objective builder -> train (resuming from the newest checkpoint)
+-> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result`. Methods and objectives plug
+in as units of `METHODS` and `OBJECTIVES`, everything else through `Hooks`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, preflight, tokenizer_align
+from kubetune_trainer import artifacts, constitution, continual, data_stage, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -164,6 +164,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     data_stage.prepare(ctx)
     setup_distributed(ctx)
     load_weights(ctx)
+    constitution.apply(ctx)  # generates with the base model, before the method wraps it
     ctx.model = METHODS[ctx.method].apply(ctx)
     ctx.callbacks.append(log_progress_callback())
     for hook in hooks.before_train:

@@ -129,6 +129,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         spec(objective={"type": "rlhf"}, format="messages"),
     ),
     "objective sft cannot use preference": (spec(format="messages"), spec(format="kto")),
+    "dataset.constitution turns prompts into SFT rows or preference pairs": (
+        spec(objective={"type": "dpo"}, dataset={"format": "prompt", "constitution": {"principles": ["p"]}}),
+        spec(objective={"type": "rlhf"}, dataset={"format": "prompt", "constitution": {"principles": ["p"]}}),
+    ),
     "method qlora cannot be sharded": (
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 2, "offload": "none"}),
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 3, "offload": "none"}),

@@ -3,7 +3,8 @@
 Kept in one module so the pieces that make a run *safe* (as opposed to *good*) are read together: the
 counterfactual term pairs used both to augment data (`dataset.prep.counterfactual`) and to measure a
 bias gap (an evaluation suite), the refusal judge of the safety suites (refusal rate on harmful
-prompts, over-refusal on benign ones), and the Safe-RLHF cost constraints of online RL.
+prompts, over-refusal on benign ones), the Safe-RLHF cost constraints of online RL, and the
+constitutional (RLAIF) data synthesis with its lineage.
 """
 
 from __future__ import annotations
@@ -116,4 +117,36 @@ class CostConstraint(KubeModel):
     )
     multiplier_learning_rate: float = Field(
         default=0.1, ge=0, le=1000, description="Step size of the multiplier update from each batch's mean cost."
+    )
+
+
+Principle = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+CONSTITUTION_OBJECTIVES = ("sft", "dpo", "ipo", "orpo", "kto")
+"""Objectives that train on what the constitution step writes: SFT rows (sft) or preference pairs (the others)."""
+
+
+class ConstitutionSpec(KubeModel):
+    """Constitutional data (RLAIF): the training prompts become training data before training starts. For
+    each prompt the base model answers, critiques its answer against one of the principles (taken in turn)
+    and revises it; the run trains on SFT rows (prompt, revision) for objective sft or on preference pairs
+    (the revision chosen over the original answer) for dpo, ipo, orpo and kto. Both sets are saved with the
+    artifact under synthetic/ for later jobs, and the principles are recorded in the Adapter's lineage."""
+
+    principles: Annotated[list[Principle], Field(min_length=1, max_length=32)] = Field(
+        description="The constitution: principles the critique and revision requests quote, e.g. "
+        "'Choose the response that is least likely to help someone cause harm.'"
+    )
+    max_new_tokens: int = Field(
+        default=128, ge=1, le=4096, description="Tokens generated (greedily) for each answer, critique and revision."
+    )
+
+
+class ConstitutionLineage(KubeModel):
+    """How a run's training data was synthesised (recorded on the Adapter it publishes)."""
+
+    principles: Annotated[list[Principle], Field(max_length=32)] = Field(
+        description="The principles the critiques and revisions followed."
+    )
+    model: Annotated[str, StringConstraints(max_length=512)] = Field(
+        description="The model that answered, critiqued and revised (the run's base model URI)."
     )

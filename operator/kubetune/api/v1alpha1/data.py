@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DataSource, ModelUri, SecretKeyRef
-from kubetune.api.v1alpha1.constraints import CounterfactualAugmentation
+from kubetune.api.v1alpha1.constraints import ConstitutionSpec, CounterfactualAugmentation
 
 DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
 """The layouts the trainer reads (each normalised to a TRL layout)."""
@@ -93,6 +93,11 @@ class DatasetSpec(KubeModel):
         "kto (prompt/completion/label) or prompt (prompts only, for rlhf).",
     )
     prep: DatasetPrep = Field(default_factory=DatasetPrep, description="Dedup, PII, licenses, length filtering.")
+    constitution: ConstitutionSpec | None = Field(
+        default=None,
+        description="Constitutional data (RLAIF): turn the prompts into SFT rows or preference pairs by answer, "
+        "critique against principles, revise.",
+    )
 
 
 class TokenizerSpec(KubeModel):
