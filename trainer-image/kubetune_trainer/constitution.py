@@ -8,9 +8,10 @@ preference objectives. Both sets are written to the artifact (`synthetic/sft.jso
 `synthetic/preference.jsonl`) so a later job can train on them, and the counts join the prep report.
 
 Generation is greedy and runs before the method wraps the model, so the data comes from the base
-model exactly. A pair whose revision is empty or identical to the answer carries no preference and
-is skipped (counted). With the tiny CPU test model the texts are meaningless; what matters there is
-the structure, the counts, that every principle reaches the requests, and that the pairs train DPO.
+model exactly (or from `constitution.model`, loaded for the synthesis and released after it). A pair
+whose revision is empty or identical to the answer carries no preference and is skipped (counted).
+With the tiny CPU test model the texts are meaningless; what matters there is the structure, the
+counts, that every principle reaches the requests, and that the pairs train DPO.
 """
 
 from __future__ import annotations
@@ -106,12 +107,32 @@ def prompt_text(tokenizer: Any, prompt: Any) -> str:
     return str(prompt)
 
 
-def _synthesize_dataset(ctx: RunContext, dataset: Any, spec: ConstitutionSpec) -> Synthesis:
+def writer_model(ctx: RunContext, spec: ConstitutionSpec) -> tuple[Any, Any]:
+    """(model, tokenizer) that writes the data: the loaded base, or `constitution.model` loaded beside it."""
+    if spec.model is None:
+        return ctx.model, ctx.tokenizer
+    from kubetune.api.v1alpha1.data import BaseModelRef
+    from kubetune_trainer.loading import load_model, load_tokenizer, resolve_base_model
+
+    trust = ctx.spec.base_model.trust_remote_code
+    source = resolve_base_model(
+        BaseModelRef(uri=spec.model, trust_remote_code=trust),
+        cache_dir=ctx.paths.cache_dir,
+        pvc_root=ctx.paths.pvc_root,
+        token_env=ctx.config.runtime.model_token_env,
+    )
+    model = load_model(source.path, precision=ctx.precision, trust_remote_code=trust)
+    log.info("constitution: answers, critiques and revisions by %s (%s)", spec.model, source.path)
+    return model.to(next(ctx.model.parameters()).device), load_tokenizer(source.path, trust_remote_code=trust)
+
+
+def _synthesize_dataset(writer: tuple[Any, Any], dataset: Any, spec: ConstitutionSpec) -> Synthesis:
+    model, tokenizer = writer
     prompts = list(dataset["prompt"])
-    texts = [prompt_text(ctx.tokenizer, p) for p in prompts]
+    texts = [prompt_text(tokenizer, p) for p in prompts]
 
     def run(batch: list[str]) -> list[str]:
-        return generate(ctx.model, ctx.tokenizer, batch, max_new_tokens=spec.max_new_tokens)
+        return generate(model, tokenizer, batch, max_new_tokens=spec.max_new_tokens)
 
     return synthesize(prompts, texts, spec.principles, run)
 
@@ -129,7 +150,8 @@ def apply(ctx: RunContext) -> None:
         return
     from datasets import Dataset
 
-    train = _synthesize_dataset(ctx, ctx.train_dataset, spec)
+    writer = writer_model(ctx, spec)
+    train = _synthesize_dataset(writer, ctx.train_dataset, spec)
     pairs = ctx.spec.objective.type != "sft"
     rows = train.preference if pairs else train.sft
     if not rows:
@@ -139,7 +161,7 @@ def apply(ctx: RunContext) -> None:
         )
     ctx.train_dataset = Dataset.from_list(rows)
     if ctx.eval_dataset is not None:
-        held_out = _synthesize_dataset(ctx, ctx.eval_dataset, spec)
+        held_out = _synthesize_dataset(writer, ctx.eval_dataset, spec)
         ctx.eval_dataset = Dataset.from_list(held_out.preference if pairs else held_out.sft) or None
     out = ctx.paths.work_dir / SYNTHETIC_DIR
     files = ctx.extras.setdefault("artifact_files", {})

@@ -49,7 +49,7 @@ def constitution_lineage(ftj: FineTuneJob) -> dict[str, Any] | None:
     constitution = ftj.spec.dataset.constitution
     if constitution is None:
         return None
-    return {"principles": list(constitution.principles), "model": ftj.spec.base_model.uri}
+    return {"principles": list(constitution.principles), "model": constitution.model or ftj.spec.base_model.uri}
 
 
 def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:

@@ -324,6 +324,16 @@ def test_published_adapter_records_the_constitution_behind_synthesised_data() ->
     )
     adapter = published_adapter(job, TrainResult(artifact_uri="pvc://out/legal/legal/", sha256=SHA, size_bytes=1))
     assert adapter["spec"]["source"]["constitution"] == {"principles": principles, "model": "hf://org/model"}
+    writer = ftj(
+        objective={"type": "sft"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles, "model": "hf://org/critic"},
+        },
+    )
+    lineage = published_adapter(writer, TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    assert lineage["constitution"]["model"] == "hf://org/critic"
     assert (
         "constitution"
         not in published_adapter(ftj(), TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]

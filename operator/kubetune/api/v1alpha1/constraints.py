@@ -14,6 +14,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
+from kubetune.api.v1alpha1.common import ModelUri
 
 Term = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 TermPair = Annotated[list[Term], Field(min_length=2, max_length=2)]
@@ -127,7 +128,7 @@ CONSTITUTION_OBJECTIVES = ("sft", "dpo", "ipo", "orpo", "kto")
 
 class ConstitutionSpec(KubeModel):
     """Constitutional data (RLAIF): the training prompts become training data before training starts. For
-    each prompt the base model answers, critiques its answer against one of the principles (taken in turn)
+    each prompt the base model (or `model`) answers, critiques its answer against one of the principles (taken in turn)
     and revises it; the run trains on SFT rows (prompt, revision) for objective sft or on preference pairs
     (the revision chosen over the original answer) for dpo, ipo, orpo and kto. Both sets are saved with the
     artifact under synthetic/ for later jobs, and the principles are recorded in the Adapter's lineage."""
@@ -135,6 +136,11 @@ class ConstitutionSpec(KubeModel):
     principles: Annotated[list[Principle], Field(min_length=1, max_length=32)] = Field(
         description="The constitution: principles the critique and revision requests quote, e.g. "
         "'Choose the response that is least likely to help someone cause harm.'"
+    )
+    model: ModelUri | None = Field(
+        default=None,
+        description="Another causal LM to answer, critique and revise (hf://, s3://, pvc:// or file://; read with "
+        "the base model's credentials); default: the base model.",
     )
     max_new_tokens: int = Field(
         default=128, ge=1, le=4096, description="Tokens generated (greedily) for each answer, critique and revision."
@@ -148,5 +154,5 @@ class ConstitutionLineage(KubeModel):
         description="The principles the critiques and revisions followed."
     )
     model: Annotated[str, StringConstraints(max_length=512)] = Field(
-        description="The model that answered, critiqued and revised (the run's base model URI)."
+        description="The model that answered, critiqued and revised (constitution.model, else the base model URI)."
     )

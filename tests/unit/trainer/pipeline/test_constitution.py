@@ -62,9 +62,25 @@ def test_answer_critique_revise_rows_pairs_and_counts() -> None:
     assert result.preference[1]["chosen"] == [{"role": "assistant", "content": " R3"}]
 
 
+def _another_model(model_dir: Path, target: Path) -> Path:
+    """The tiny model with perturbed weights: a writer model that answers differently from the base."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
+    return target
+
+
 def test_synthesised_pairs_train_dpo_and_are_saved(
-    run_job: RunJob, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    run_job: RunJob, data_files: dict[str, Path], model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    writer = _another_model(model_dir, tmp_path / "writer")
     requests: list[str] = []
     real = constitution.generate
 
@@ -82,7 +98,7 @@ def test_synthesised_pairs_train_dpo_and_are_saved(
                 "train": {"uri": f"file://{prompts}"},
                 "format": "prompt",
                 "prep": {"maxSeqLength": 64},
-                "constitution": {"principles": PRINCIPLES, "maxNewTokens": 8},
+                "constitution": {"principles": PRINCIPLES, "maxNewTokens": 8, "model": f"file://{writer}"},
             },
         },
         training={"maxSteps": 10, "batchSize": 8, "learningRate": 5e-3},
@@ -103,6 +119,19 @@ def test_synthesised_pairs_train_dpo_and_are_saved(
     manifest = json.loads((artifact / "kubetune.json").read_text())
     assert manifest["dataset"]["prepReport"]["constitution"]["principles"] == PRINCIPLES
     assert "synthetic/preference.jsonl" in manifest["files"]
+    # the named model wrote the data: its own greedy answers are the rejected sides
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    own = real(
+        AutoModelForCausalLM.from_pretrained(writer),
+        AutoTokenizer.from_pretrained(writer),
+        [row["prompt"] for row in saved],
+        max_new_tokens=8,
+    )
+    assert [row["rejected"] for row in saved] == [" " + answer.strip() for answer in own]
+    with ctx.model.disable_adapter():  # the base, as it was before training
+        base_answers = real(ctx.model, ctx.tokenizer, [row["prompt"] for row in saved[:8]], max_new_tokens=8)
+    assert base_answers != own[:8], "the perturbed writer must answer differently from the base"
     margins = logs.series("rewards/margins")
     print(f"constitution dpo: {report}; margin {mean(margins[:3]):.3f} -> {mean(margins[-3:]):.3f}")
     assert mean(margins[-3:]) > mean(margins[:3]) + 0.05
