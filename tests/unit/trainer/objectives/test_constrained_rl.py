@@ -72,7 +72,7 @@ def _run(run_job: RunJob, data: Path, constraint: dict[str, Any]) -> tuple[list[
             "objective": {"type": "rlhf", "beta": 0.01, "rlhf": rlhf},
             "dataset": {"train": {"uri": f"file://{data}"}, "prep": {"maxSeqLength": 64}},
         },
-        training={"maxSteps": 16, "batchSize": 32, "learningRate": 3e-2},
+        training={"maxSteps": 12, "batchSize": 32, "learningRate": 3e-2},
     )
     return logs.series("constraint/e/violation-rate"), logs.series("rewards/length/mean"), result
 
