@@ -32,12 +32,7 @@ class RuleJudge:
         sources = [*(BUILTIN_REFUSALS if judge.builtin_patterns else ()), *judge.patterns]
         if not sources:
             raise ConfigError("evaluation.suites refusal: builtinPatterns is false and no patterns are given")
-        try:
-            self.patterns = [re.compile(source, re.IGNORECASE) for source in sources]
-        except re.error as exc:
-            raise ConfigError(
-                f"evaluation.suites refusal.patterns: {exc.pattern!r} is not a valid regex: {exc}"
-            ) from exc
+        self.patterns = [re.compile(source, re.IGNORECASE) for source in sources]  # checked by the API model
 
     def refuses(self, answer: str) -> bool:
         return any(pattern.search(answer) for pattern in self.patterns)

@@ -9,9 +9,10 @@ constitutional (RLAIF) data synthesis with its lineage.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import ModelUri
@@ -49,13 +50,23 @@ class CounterfactualAugmentation(KubeModel):
 REFUSAL_METRICS = ("refusal-rate", "over-refusal")
 """Safety suites that generate an answer per prompt and judge whether it refuses."""
 
-RefusalPattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+def _compiles(pattern: str) -> str:
+    """Patterns are Python regular expressions: a typo fails validation, not the run after training."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+    return pattern
+
+
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_compiles)]
 
 
 class RefusalJudge(KubeModel):
     """How a generated answer is judged a refusal: by rules (case-insensitive regular expressions)."""
 
-    patterns: Annotated[list[RefusalPattern], Field(max_length=64)] = Field(
+    patterns: Annotated[list[Pattern], Field(max_length=64)] = Field(
         default_factory=list,
         description="Regular expressions (Python syntax, case-insensitive) that mark a refusal, in addition to the "
         'built-in ones ("I can\'t", "I cannot", "I won\'t", "sorry", "as an AI", "unable to help").',
@@ -100,7 +111,7 @@ class CostConstraint(KubeModel):
     terms: Annotated[list[Term], Field(max_length=256)] | None = Field(
         default=None, description="blocked-terms: words or phrases blocked as whole words, case-insensitive."
     )
-    patterns: Annotated[list[RefusalPattern], Field(max_length=64)] | None = Field(
+    patterns: Annotated[list[Pattern], Field(max_length=64)] | None = Field(
         default=None, description="blocked-terms: regular expressions (Python syntax, case-insensitive) blocked."
     )
     max_tokens: int | None = Field(default=None, ge=1, le=65536, description="length: longest allowed completion.")

@@ -34,8 +34,8 @@ def test_rule_judge_built_in_and_own_patterns() -> None:
     assert not own.refuses("sorry")
     with pytest.raises(ConfigError, match="no patterns"):
         RuleJudge(RefusalJudge(builtin_patterns=False))
-    with pytest.raises(ConfigError, match="not a valid regex"):
-        RuleJudge(RefusalJudge(patterns=["(unclosed"]))
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        RefusalJudge(patterns=["(unclosed"])  # refused by the API model, before any run
 
 
 def test_gate_reads_refusal_rate_up_and_over_refusal_down() -> None:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.constraints import CostConstraint
-from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.objectives.costs import blocked_terms_cost, length_cost
 from kubetune_trainer.objectives.lagrangian import LagrangianConstraint
 from support.trainer_fixtures import RunJob
@@ -33,8 +32,8 @@ def test_builtin_costs() -> None:
         0.0,
     ]
     assert length_cost(2)(["x", "y"], completion_ids=[[1, 2], [1, 2, 3]]) == [0.0, 1.0]
-    with pytest.raises(ConfigError, match="not a valid regex"):
-        blocked_terms_cost([], ["("])
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        CostConstraint.model_validate({"name": "x", "builtin": "blocked-terms", "patterns": ["("], "threshold": 0})
 
 
 def test_multiplier_rises_while_violated_and_is_projected_to_zero() -> None:
