@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from kubetune_trainer.data.prep import TEXT_COLUMNS
+from kubetune_trainer.data.prep_rows import TEXT_COLUMNS
 from kubetune_trainer.errors import ConfigError
 
 if TYPE_CHECKING:
