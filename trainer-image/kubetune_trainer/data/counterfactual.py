@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubetune_trainer.data.prep_rows import TEXT_COLUMNS
-from kubetune_trainer.errors import ConfigError
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -26,12 +25,8 @@ class TermSwapper:
     """Swaps each declared term for its counterpart, both ways, in one regex pass."""
 
     def __init__(self, term_pairs: Sequence[Sequence[str]]) -> None:
-        self.counterpart: dict[str, str] = {}
-        for first, second in term_pairs:
-            for term, other in ((first, second), (second, first)):
-                if term.lower() in self.counterpart:
-                    raise ConfigError(f"termPairs: {term!r} appears in more than one pair (case-insensitive)")
-                self.counterpart[term.lower()] = other
+        # the API model guarantees each term (case-insensitively) is in one pair only
+        self.counterpart = {term.lower(): other for a, b in term_pairs for term, other in ((a, b), (b, a))}
         terms = sorted(self.counterpart, key=len, reverse=True)  # longest first: "he" must not eat "her"
         self.pattern = re.compile(r"(?<!\w)(" + "|".join(map(re.escape, terms)) + r")(?!\w)", re.IGNORECASE)
 

@@ -19,16 +19,34 @@ from kubetune.api.v1alpha1.common import ModelUri
 
 Term = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 TermPair = Annotated[list[Term], Field(min_length=2, max_length=2)]
-TermPairs = Annotated[list[TermPair], Field(min_length=1, max_length=64)]
+
+PAIR_TERMS_DIFFER = "termPairs: the two terms of a pair must differ, e.g. [he, she]"
+ONE_PAIR_PER_TERM = "termPairs: a term may appear in only one pair, or its counterpart would be ambiguous"
+
+
+def _one_pair_per_term(pairs: list[list[str]]) -> list[list[str]]:
+    """Terms match case-insensitively, so "He" in one pair and "he" in another would be ambiguous too."""
+    seen: set[str] = set()
+    for first, second in pairs:
+        if first.lower() == second.lower():
+            raise ValueError(f"{PAIR_TERMS_DIFFER} (terms match case-insensitively)")
+        for term in (first.lower(), second.lower()):
+            if term in seen:
+                raise ValueError(f"{ONE_PAIR_PER_TERM} ({term!r} appears twice; terms match case-insensitively)")
+            seen.add(term)
+    return pairs
+
+
+TermPairs = Annotated[list[TermPair], Field(min_length=1, max_length=64), AfterValidator(_one_pair_per_term)]
 
 TERM_PAIR_RULES = (
     CelRule(
         "!has(self.termPairs) || self.termPairs.all(p, p[0] != p[1])",
-        "termPairs: the two terms of a pair must differ, e.g. [he, she]",
+        PAIR_TERMS_DIFFER,
     ),
     CelRule(
         "!has(self.termPairs) || self.termPairs.all(p, p.all(t, self.termPairs.exists_one(q, t in q)))",
-        "termPairs: a term may appear in only one pair, or its counterpart would be ambiguous",
+        ONE_PAIR_PER_TERM,
     ),
 )
 """Shared by every model with a `termPairs` field (data augmentation and the bias-gap suite)."""

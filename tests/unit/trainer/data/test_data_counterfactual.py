@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 
+from kubetune.api.v1alpha1.constraints import CounterfactualAugmentation
 from kubetune_trainer.data.counterfactual import TermSwapper, augment
-from kubetune_trainer.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -20,9 +20,11 @@ def test_swap_goes_both_ways_on_whole_words_and_keeps_case() -> None:
     assert swapper.swap("nothing here") == ("nothing here", 0)
 
 
-def test_a_term_in_two_pairs_is_refused() -> None:
-    with pytest.raises(ConfigError, match="more than one pair"):
-        TermSwapper([["he", "she"], ["She", "they"]])
+def test_a_term_in_two_pairs_is_refused_whatever_its_case() -> None:
+    with pytest.raises(ValueError, match=r"only one pair.*'she' appears twice"):
+        CounterfactualAugmentation.model_validate({"termPairs": [["he", "she"], ["She", "they"]]})
+    with pytest.raises(ValueError, match="the two terms of a pair must differ"):
+        CounterfactualAugmentation.model_validate({"termPairs": [["He", "he"]]})
 
 
 def test_augment_adds_one_twin_per_row_with_a_term_and_counts_it() -> None:
