@@ -210,6 +210,9 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
         return RunResult(artifact_uri=artifact_uri(ctx), sha256="0" * 64, size_bytes=0, method=ctx.method)
     if ctx.spec.output.merge_weights and ctx.is_peft:
         save_merged(ctx, root, root / MERGED_DIR)
+    for relative, source in ctx.extras.get("artifact_files", {}).items():  # e.g. synthesised training data
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / relative)
     write_manifest(root, training_manifest(ctx, root, fmt=fmt, gate=gate))
     sha, size = tree_digest(root)
     publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)

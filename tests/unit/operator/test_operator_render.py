@@ -360,6 +360,34 @@ def test_published_adapter_lineage_and_retention(retention: str, owned: bool) ->
     assert spec["gate"] == {"passed": True, "publishUnvalidated": False}
 
 
+def test_published_adapter_records_the_constitution_behind_synthesised_data() -> None:
+    principles = ["Be harmless.", "Be honest."]
+    job = ftj(
+        objective={"type": "dpo"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles},
+        },
+    )
+    adapter = published_adapter(job, TrainResult(artifact_uri="pvc://out/legal/legal/", sha256=SHA, size_bytes=1))
+    assert adapter["spec"]["source"]["constitution"] == {"principles": principles, "model": "hf://org/model"}
+    writer = ftj(
+        objective={"type": "sft"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles, "model": "hf://org/critic"},
+        },
+    )
+    lineage = published_adapter(writer, TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    assert lineage["constitution"]["model"] == "hf://org/critic"
+    assert (
+        "constitution"
+        not in published_adapter(ftj(), TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    )
+
+
 def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
     rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}}
     model = ftj(objective=rlhf, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})

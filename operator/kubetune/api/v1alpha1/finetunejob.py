@@ -9,6 +9,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
+from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
@@ -31,12 +32,13 @@ class FineTuneJobSpec(KubeModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            f"!(self.objective.type in {_PAIRWISE}) || self.dataset.format in ['auto', 'preference']",
+            f"has(self.dataset.constitution) || !(self.objective.type in {_PAIRWISE}) || "
+            "self.dataset.format in ['auto', 'preference']",
             "objective dpo, ipo, orpo and reward need preference data: set dataset.format to preference "
             "(prompt/chosen/rejected) or auto",
         ),
         CelRule(
-            "self.objective.type != 'kto' || self.dataset.format in ['auto', 'kto']",
+            "has(self.dataset.constitution) || self.objective.type != 'kto' || self.dataset.format in ['auto', 'kto']",
             "objective kto needs labelled data: set dataset.format to kto (prompt/completion/label) or auto",
         ),
         CelRule(
@@ -47,6 +49,12 @@ class FineTuneJobSpec(KubeModel):
             "self.objective.type != 'sft' || !(self.dataset.format in ['preference', 'kto'])",
             "objective sft cannot use preference or kto data: choose objective dpo/ipo/orpo/kto, "
             "or a text, alpaca, sharegpt, messages or prompt dataset",
+        ),
+        CelRule(
+            "!has(self.dataset.constitution) || (self.objective.type in "
+            f"{list(CONSTITUTION_OBJECTIVES)} && self.dataset.format in ['auto', 'prompt'])",
+            "dataset.constitution turns prompts into SFT rows or preference pairs: use dataset.format prompt (or "
+            "auto) with objective sft, dpo, ipo, orpo or kto",
         ),
         CelRule(
             "!(self.method.type in ['qlora', 'auto']) || self.distributed.strategy != 'deepspeed' "
