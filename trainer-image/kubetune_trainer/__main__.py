@@ -22,6 +22,7 @@ from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.torch_extensions import writable_extensions_dir
 
 log = logging.getLogger("kubetune_trainer")
 
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args.config)
+        writable_extensions_dir(Path(config.runtime.work_dir), os.environ)  # before anything loads DeepSpeed ops
         if config.mode == "merge":
             _run_merge(config)
             return 0
