@@ -62,6 +62,12 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> Runtim
     )
 
 
+def writable_uris(spec: FineTuneJobSpec) -> tuple[str | None, ...]:
+    """Where the trainer writes: the output, and a TensorBoard log directory."""
+    tensorboard = spec.tracking.tensorboard if spec.tracking is not None else None
+    return spec.output.uri, tensorboard.log_dir if tensorboard is not None else None
+
+
 def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfig:
     return TrainerConfig(
         mode="train",
@@ -73,8 +79,9 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
     )
 
 
-def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool]:
-    """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only the output is writable."""
+def pvc_claims(document: Any, writable_uris: tuple[str | None, ...] = ()) -> dict[str, bool]:
+    """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only `writable_uris` (the output,
+    a TensorBoard log directory) make their claims writable."""
     claims: dict[str, bool] = {}
 
     def walk(node: Any) -> None:
@@ -86,7 +93,7 @@ def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool
                 walk(value)
         elif isinstance(node, str) and node.startswith("pvc://"):
             claim = node.removeprefix("pvc://").split("/", 1)[0]
-            claims[claim] = claims.get(claim, False) or node == writable_uri
+            claims[claim] = claims.get(claim, False) or node in writable_uris
 
     walk(document)
     return dict(sorted(claims.items()))

@@ -58,6 +58,12 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "dataset.eval needs exactly one of uri": ({"fraction": 0.1}, {"uri": "file:///e", "fraction": 0.1}),
     "continual is empty": ({"lwf": {"alpha": 0.5}}, {}),
     "objective.rlhf.reward needs a reward source": ({"builtin": ["length"]}, {"builtin": []}),
+    "tracking is empty": ({"tensorboard": {}}, {}),
+    "tracking.tensorboard.logDir must be": ({"logDir": "pvc://runs/tb"}, {"logDir": "s3://runs/tb"}),
+    "tracking.mlflow.trackingUri must not carry credentials": (
+        {"trackingUri": "https://mlflow.example/x@y"},
+        {"trackingUri": "https://user:pass@mlflow.example"},
+    ),
     "distributed.offload requires": (
         {"strategy": "deepspeed", "offload": "cpu"},
         {"strategy": "ddp", "offload": "cpu"},

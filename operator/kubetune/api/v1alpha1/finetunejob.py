@@ -8,10 +8,19 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
+from kubetune.api.v1alpha1.common import (
+    Condition,
+    LocalObjectRef,
+    ObjectMeta,
+    SecretKeyRef,
+    SecretRef,
+    Sha256,
+    Timestamp,
+)
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
 from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
+from kubetune.api.v1alpha1.tracking import TrackingSpec
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -71,6 +80,7 @@ class FineTuneJobSpec(KubeModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Eval suites and the gate.")
     checkpointing: CheckpointingSpec = Field(default_factory=CheckpointingSpec, description="Checkpoint and resume.")
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
+    tracking: TrackingSpec | None = Field(default=None, description="TensorBoard and MLflow experiment tracking.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
     )
@@ -87,6 +97,13 @@ class FineTuneJobSpec(KubeModel):
         default=None, ge=1, le=31_536_000, description="Fail the run after this many seconds."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries for failures other than preemption.")
+
+    def secret_names(self) -> tuple[str, ...]:
+        """Every Secret the run reads (base model credentials, MLflow credentials), in spec order."""
+        refs: list[SecretKeyRef | SecretRef | None] = [self.base_model.credentials_secret_ref]
+        if self.tracking is not None and self.tracking.mlflow is not None:
+            refs.append(self.tracking.mlflow.credentials_secret_ref)
+        return tuple(dict.fromkeys(ref.name for ref in refs if ref is not None))
 
 
 class ResolvedInputs(KubeModel):

@@ -63,7 +63,7 @@ def prebuilt(root: Path, *, read_only: bool) -> Path:
             (source / op / name).write_bytes(f"{op}/{name}".encode())
             os.utime(source / op / name, (BUILT_AT, BUILT_AT))
     if read_only:
-        for path in sorted(source.rglob("*"), reverse=True) + [source]:
+        for path in [*sorted(source.rglob("*"), reverse=True), source]:
             path.chmod(0o555 if path.is_dir() else 0o444)
     return source
 
