@@ -120,7 +120,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _build(target: Path, *, tie_embeddings: bool) -> None:
+def _build(target: Path, *, tie_embeddings: bool, hidden: int, layers: int) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -146,12 +146,12 @@ def _build(target: Path, *, tie_embeddings: bool) -> None:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=LAYERS,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=max(256, hidden),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -167,16 +167,18 @@ def _build(target: Path, *, tie_embeddings: bool) -> None:
     config_path.write_text(json.dumps(tok_config, indent=2))
 
 
-def tiny_model_dir(*, tie_embeddings: bool = False) -> Path:
-    """Path of the cached tiny model (built on first use; safe under concurrent builders)."""
-    key = hashlib.sha256(json.dumps([_VERSION, _corpus(), tie_embeddings, VOCAB_SIZE, HIDDEN]).encode()).hexdigest()
+def tiny_model_dir(*, tie_embeddings: bool = False, hidden: int = HIDDEN, layers: int = LAYERS) -> Path:
+    """Path of the cached tiny model (built on first use; safe under concurrent builders). Benchmarks ask for
+    wider and deeper variants of the same Llama (same tokenizer and data) with `hidden` and `layers`."""
+    shape: list[object] = [VOCAB_SIZE, HIDDEN] if (hidden, layers) == (HIDDEN, LAYERS) else [VOCAB_SIZE, hidden, layers]
+    key = hashlib.sha256(json.dumps([_VERSION, _corpus(), tie_embeddings, *shape]).encode()).hexdigest()
     target = cache_root() / f"tiny-llama-{key[:12]}"
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        _build(tmp, tie_embeddings=tie_embeddings)
+        _build(tmp, tie_embeddings=tie_embeddings, hidden=hidden, layers=layers)
         try:
             os.replace(tmp, target)
         except OSError:

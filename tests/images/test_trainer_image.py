@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_DIR, CONFIG_FILE
 from kubetune.render.bundle import render_bundle
-from kubetune.render.trainer_config import CONFIG_DIR, CONFIG_FILE
 from kubetune.settings import OperatorSettings
 from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, locked_versions, require_image, run_in_image
 
@@ -116,7 +116,7 @@ def image_config() -> dict[str, Any]:
     return require_image(TRAINER_IMAGE, "image-trainer")
 
 
-def train_in_image(image_config: dict[str, Any], root: Path, document: dict[str, Any] | None = None) -> TrainedInImage:
+def train_in_image(root: Path, document: dict[str, Any] | None = None) -> TrainedInImage:
     """Render `document` (default: the demo) and run its trainer pod in the image on the demo's PVC."""
     os.chmod(root, 0o755)
     claim = root / "claim-demo-data"
