@@ -137,11 +137,15 @@ def train_in_image(root: Path, document: dict[str, Any] | None = None) -> Traine
     config = rendered.trainer_config
     config["runtime"] |= {"reportStatus": False, "metricsPort": free_port()}
     claims = {"demo-data": claim}
+    pod_name = container_env(rendered)["POD_NAME"]
+    hosts = root / "etc-hosts"  # the kubelet's /etc/hosts of every pod: its own name resolves (torchrun needs it)
+    hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{pod_name}\n")
     run = Run(
         command=rendered.container["command"],
         user=rendered.user,
-        mounts=pod_mounts(rendered, root, claims, config),
+        mounts=[*pod_mounts(rendered, root, claims, config), Mount(str(hosts), "/etc/hosts", read_only=True)],
         env=container_env(rendered),
+        hostname=pod_name,
     )
     return TrainedInImage(rendered, run_in_image(TRAINER_IMAGE, run, timeout=900), claims)
 

@@ -12,6 +12,9 @@ import resource
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import generate_latest
+
+from kubetune_dev.monitoring import served_series
 from support.bench_trainer import Case, StepTimes, kubetune_side, write_data
 
 
@@ -71,7 +74,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     root, model_dir = Path(spec["root"]), Path(spec["model_dir"])
     case = Case(**spec["case"])
-    data = write_data(root / "data", case.objective)
+    data = write_data(root / "data", case.objective, case.rows)
+    shape = preflight.shape_of(inspect_model(model_dir))  # before the run: ZeRO-3 stays registered after it
     rss_before = resident_bytes()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -79,16 +83,20 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     times = StepTimes()
     probe = () if case.distributed else (tensor_probe(tensors),)  # ZeRO-3 partitions parameters: CUDA peak only
     ctx, _ = kubetune_side(case, model_dir, data, root / "run", times, callbacks=probe)
-    predicted = preflight.estimate(
-        ctx.method, preflight.shape_of(inspect_model(model_dir)), preflight.train_setup(ctx.spec, ctx.precision, 1)
-    )
+    predicted = preflight.estimate(ctx.method, shape, preflight.train_setup(ctx.spec, ctx.precision, 1))
     assert predicted is not None, f"method {ctx.method} has no memory formula"
     peak = (
         torch.cuda.max_memory_allocated()
         if cuda
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
     )
+    reporter = ctx.extras.get("reporter")
+    served = (
+        served_series(generate_latest(reporter.metrics.registry).decode()) if reporter and reporter.metrics else set()
+    )
     return {
+        "served": sorted(served),
+        "precision": ctx.precision,
         "method": ctx.method,
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "measured": {**tensors, "peak": peak},

@@ -52,6 +52,7 @@ class Case:
     precision: str = "fp32"
     optimizer: str = "adamw"
     distributed: dict[str, Any] = field(default_factory=dict)
+    rows: int = 512
 
     @property
     def name(self) -> str:
@@ -279,7 +280,7 @@ def throughput(spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"cases": []}
     for raw in spec["cases"]:
         case = Case(**raw)
-        data = write_data(root / "data", case.objective)
+        data = write_data(root / "data", case.objective, case.rows)
         pairs = []
         for rep in range(int(spec["repeats"])):
             sides = ("kubetune", "trl") if rep % 2 == 0 else ("trl", "kubetune")
@@ -321,7 +322,7 @@ def startup(spec: dict[str, Any]) -> dict[str, Any]:
     torch.set_num_threads(int(spec.get("threads", 1)))
     root = Path(spec["root"])
     case = Case(**spec["case"])
-    data = write_data(root / "data", case.objective)
+    data = write_data(root / "data", case.objective, case.rows)
     times = StepTimes()
     if spec["side"] == "kubetune":
         kubetune_side(case, Path(spec["model_dir"]), data, root / "run", times)
