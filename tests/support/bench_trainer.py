@@ -22,19 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_dev.tiny import COLORS, NUMBERS
+from support.trainer_job import LORA, METHOD_BLOCKS, trainer_config
 
 WORDS = (*NUMBERS, *COLORS)
-LORA = {"rank": 8, "alpha": 16, "dropout": 0.0, "targetModules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
-METHODS: dict[str, dict[str, Any]] = {
-    "full": {"type": "full"},
-    "lora": {"type": "lora", "lora": LORA},
-    "dora": {"type": "dora", "lora": LORA},
-    "qlora": {
-        "type": "qlora",
-        "lora": {**LORA, "targetModules": ["all-linear"]},
-        "quantization": {"computeDtype": "bfloat16"},
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -166,11 +156,10 @@ def kubetune_side(
     from kubetune_trainer.__main__ import default_hooks
     from kubetune_trainer.context import RunContext
     from kubetune_trainer.pipeline import run
-    from support.trainer_job import trainer_config
 
-    method = METHODS[case.method]
-    if case.method == "qlora" and case.precision != "bf16":
-        method = {**method, "quantization": {"computeDtype": "float32"}}
+    method = METHOD_BLOCKS[case.method]
+    if case.method == "qlora" and case.precision == "bf16":
+        method = {**method, "quantization": {"computeDtype": "bfloat16"}}
     wire = trainer_config(
         root,
         model_dir,
