@@ -107,5 +107,5 @@ def test_estimator_against_measured_memory(tmp_path: Path) -> None:
                 f"{(predicted['total'] - predicted['overhead']) / measured['peak']:.2f}",
             ])  # fmt: skip
     header = ["model", "method", "tensors MiB", "predicted", "ratio", "peak RSS MiB", "predicted", "ratio"]
-    print("\n\nEstimator, predicted / measured (CPU, fp32, batch 8 x 128 tokens):\n" + table(header, rows))
+    print("\n\nEstimator, predicted / measured (CPU, fp32, batch 8 x 192 tokens):\n" + table(header, rows))
     assert len(rows) == 8

@@ -37,7 +37,8 @@ class Case:
     steps: int = 30
     warmup: int = 5
     batch_size: int = 8
-    max_length: int = 128
+    max_length: int = 192
+    """Above the longest generated row (157 tokens): neither side drops (kubetune's prep) or truncates (TRL) a row."""
     learning_rate: float = 1e-3
     precision: str = "fp32"
     optimizer: str = "adamw"
@@ -232,6 +233,7 @@ def trl_side(case: Case, model_dir: Path, data: Path, root: Path, times: StepTim
         "optim": "adamw_torch",
         "seed": 42,
         "data_seed": 42,  # kubetune sets both: the same sampler order, so both sides see the same batches
+        "activation_checkpointing": False,  # TRL's configs default to True; kubetune's spec to false
         "bf16": case.precision == "bf16",
         "use_cpu": not cuda,
         "logging_steps": 1,
