@@ -5,9 +5,11 @@ from config with the tiny tokenizer, on CPU with one thread per process so two p
 do not fight over cores. Tables print in Markdown (docs/benchmarks.md keeps the last run).
 
 - Throughput: tokens/s of the kubetune pipeline (its default hooks: progress reporter, metrics) over plain TRL,
-  same process, identical model, data, batch and method, kubetune and TRL runs interleaved (K,T then T,K); the
-  table gives the geometric mean of the per-pair ratios with a 95% t-interval. Goal: >= 0.95; the benchmark
-  fails when the whole interval is below it.
+  same process, identical model, data, batches and method, kubetune and TRL runs interleaved (K,T then T,K); the
+  table gives the geometric mean of the per-pair ratios with a 95% t-interval. Time is the process's CPU time
+  (every thread, so kubetune's callbacks and metrics server count), which is what an idle core gives per second
+  and is not inflated by other processes on a shared machine; the wall-clock ratio is shown beside it. Goal:
+  >= 0.95; the benchmark fails when the whole interval is below it.
 - Startup: seconds from interpreter start to the first optimizer step, in phases (imports, setup: data, model,
   trainer; the first step), medians of interleaved fresh processes. Reported, no goal.
 - Packing: real tokens / batch positions on skewed lengths with packing off and on. Goal with packing: >= 0.9.
@@ -34,8 +36,10 @@ BENCH_MODEL = {"hidden": 128, "layers": 4}
 MID_MODEL = {"hidden": 512, "layers": 8}
 
 
-def rate(side: dict[str, float]) -> float:
-    return side["tokens"] / side["seconds"]
+def rate(side: dict[str, float], clock: str = "cpu_seconds") -> float:
+    """Tokens per CPU second of the one-thread process (what an idle core would do per second), or per wall
+    second with `clock="seconds"`: on a shared machine other processes' load is in the wall clock."""
+    return side["tokens"] / side[clock]
 
 
 def test_kubetune_throughput_against_plain_trl(tmp_path: Path) -> None:
@@ -54,17 +58,22 @@ def test_kubetune_throughput_against_plain_trl(tmp_path: Path) -> None:
             assert min(pair["kubetune"]["tokens"], pair["trl"]["tokens"]) > 0, pair
         ratios = [rate(p["kubetune"]) / rate(p["trl"]) for p in pairs]
         mean, low, high = interval(ratios)
+        wall, wall_low, wall_high = interval(
+            [rate(p["kubetune"], "seconds") / rate(p["trl"], "seconds") for p in pairs]
+        )
         case = entry["case"]
         name = f"{case['method']} {case['objective']}"
         tokens = statistics.fmean(p["kubetune"]["tokens"] / p["trl"]["tokens"] for p in pairs)
         rows.append([
             name, f"{statistics.median(rate(p['trl']) for p in pairs):.0f}",
             f"{statistics.median(rate(p['kubetune']) for p in pairs):.0f}", f"**{mean:.3f}**",
-            f"{low:.3f} - {high:.3f}", str(len(pairs)), f"{tokens:.3f}",
+            f"{low:.3f} - {high:.3f}", f"{wall:.2f} ({wall_low:.2f} - {wall_high:.2f})", str(len(pairs)),
+            f"{tokens:.3f}",
         ])  # fmt: skip
         if high < THROUGHPUT_GOAL:
             below.append(name)
-    header = ["method", "TRL tokens/s", "kubetune tokens/s", "ratio", "95% CI", "pairs", "tokens K/T"]
+    header = ["method", "TRL tokens/CPU-s", "kubetune tokens/CPU-s", "ratio", "95% CI", "wall-clock ratio (CI)"]
+    header += ["pairs", "tokens K/T"]
     print(f"\n\nThroughput, kubetune / plain TRL (goal >= {THROUGHPUT_GOAL}):\n" + table(header, rows))
     packing = found["packing"]
     efficiency = {k: v["real"] / v["positions"] for k, v in packing.items()}

@@ -56,15 +56,18 @@ class StepTimes:
 
     train_begin: float = 0.0
     step_ends: list[float] = field(default_factory=list)
+    cpu_ends: list[float] = field(default_factory=list)
+    """CPU seconds of the whole process (every thread) at each step end: immune to other processes' load."""
     tokens: list[int] = field(default_factory=list)
     real_tokens: int = 0
     positions: int = 0
 
     def steady(self, warmup: int) -> dict[str, float]:
-        """Steps after `warmup` (allocator growth and first-call costs excluded): seconds, steps, tokens."""
+        """Steps after `warmup` (allocator growth, first calls excluded): wall and CPU seconds, steps, tokens."""
         seconds = self.step_ends[-1] - self.step_ends[warmup - 1]
         return {
             "seconds": seconds,
+            "cpu_seconds": self.cpu_ends[-1] - self.cpu_ends[warmup - 1],
             "steps": len(self.step_ends) - warmup,
             "tokens": self.tokens[-1] - self.tokens[warmup - 1],
         }
@@ -80,6 +83,7 @@ def step_timer(times: StepTimes) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
             _synchronize()
             times.step_ends.append(time.time())
+            times.cpu_ends.append(time.process_time())
             times.tokens.append(int(state.num_input_tokens_seen or 0))
 
     return Timer()
