@@ -18,6 +18,7 @@ pytestmark = pytest.mark.contract
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+DOCKERFILES = ("Dockerfile", "trainer-image/Dockerfile")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -73,3 +74,13 @@ def test_the_tracking_block_in_the_docs_is_valid_on_the_readme_job() -> None:
     broken = copy.deepcopy(doc)
     broken["spec"]["tracking"]["mlflow"]["trackingUri"] = "https://user:secret@mlflow.example.com"
     assert check_document(broken)[1], "a trackingUri with credentials in it must be refused, as the page says"
+
+
+def test_both_dockerfiles_default_to_the_public_base_the_readme_names_pinned_by_digest() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    defaults = [re.findall(r"^ARG BASE_IMAGE=(\S+)$", (ROOT / p).read_text(), re.M) for p in DOCKERFILES]
+    assert all(len(found) == 1 for found in defaults), defaults
+    (base,) = {found[0] for found in defaults}
+    name, _, digest = base.partition("@")
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), base
+    assert f"`{name}` pinned by digest" in readme

@@ -6,9 +6,10 @@ quantization, paged 8-bit AdamW and bf16 compute; full fine-tuning with DeepSpee
 tokens/s, MFU (model FLOPs per token: 6N + 12 L h s when every weight trains, 4N + 12 L h s when the base is
 frozen, N the parameters without the input embedding; against the GPU's dense bf16 peak) and CUDA's peak
 allocated memory against the estimator's prediction without its fixed overhead, and checks that a CUDA run
-serves `kubetune_trainer_gpu_memory_bytes` (the series the CPU end-to-end run cannot). About 5 minutes on one
-H200 once the model is built (it is cached under ~/.cache/kubetune/test-models). Needs only the repository and
-its installed venv: the model, tokenizer and data are made here.
+serves `kubetune_trainer_gpu_memory_bytes` (the series the CPU end-to-end run cannot). The model is built once
+and cached under ~/.cache/kubetune/test-models. Needs only the repository and its installed venv: the model,
+tokenizer and data are made here. Its duration and numbers are not recorded yet: no GPU has run it from this
+repository's machines.
 """
 
 from __future__ import annotations
