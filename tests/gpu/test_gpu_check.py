@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import AutoConfig
 
 from kubetune_dev.tiny import tiny_model_dir
-from support.bench_runs import table, worker
+from support.bench_runs import model_flops_per_token, table, worker
 from support.bench_trainer import free_port
 
 pytestmark = [
@@ -53,17 +54,6 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
-def model_flops_per_token(model_dir: Path, frozen_base: bool) -> float:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
-    kv = config.num_key_value_heads * (h // config.num_attention_heads)
-    per_layer = 2 * h * h + 2 * h * kv + 3 * h * config.intermediate_size
-    dense = layers * per_layer + h * vocab  # + the output head; the input embedding is a lookup
-    return (4 if frozen_base else 6) * dense + 12 * layers * h * SEQUENCE
-
-
 def peak_flops() -> float | None:
     name = torch.cuda.get_device_name()
     return next((peak for key, peak in DENSE_BF16_PEAK.items() if key in name), None)
@@ -81,7 +71,8 @@ def test_kubetune_paths_on_cuda(tmp_path: Path) -> None:
         steady = found["steady"]
         tokens_per_second = steady["tokens"] / steady["seconds"]
         peak, predicted = found["measured"]["peak"], found["predicted"]
-        flops = model_flops_per_token(model, frozen_base=case["method"] != "full")
+        config = AutoConfig.from_pretrained(model)
+        flops = model_flops_per_token(config, SEQUENCE, frozen_base=case["method"] != "full")
         gpu_peak = peak_flops()
         mfu = f"{tokens_per_second * flops / gpu_peak:.1%}" if gpu_peak else "n/a (unknown GPU)"
         rows.append([

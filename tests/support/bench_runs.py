@@ -50,6 +50,17 @@ def interval(ratios: list[float]) -> tuple[float, float, float]:
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
+def model_flops_per_token(config: Any, sequence: int, *, frozen_base: bool) -> float:
+    """Training FLOPs per token of a Llama-shaped causal LM (MFU's numerator): 6N + 12 L h s when every weight
+    trains, 4N + 12 L h s when the base is frozen (no weight gradients); N counts the linear layers and the output
+    head, not the input embedding (a lookup)."""
+    h, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    kv = config.num_key_value_heads * (h // config.num_attention_heads)
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * config.intermediate_size
+    dense = layers * per_layer + h * vocab
+    return float((4 if frozen_base else 6) * dense + 12 * layers * h * sequence)
+
+
 def table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
