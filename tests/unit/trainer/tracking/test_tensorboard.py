@@ -23,7 +23,13 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_event_files_are_published_with_the_artifact(run_job: RunJob, data_files: dict[str, Path]) -> None:
-    _, result, recorder = run_job(data_files["text"], job={"tracking": {"tensorboard": {}}})
+    dataset = {
+        "train": {"uri": f"file://{data_files['text']}"},
+        "eval": {"fraction": 0.25},
+        "prep": {"maxSeqLength": 64},
+    }
+    job = {"tracking": {"tensorboard": {}}, "dataset": dataset, "checkpointing": {"everySteps": 4, "keepLast": 2}}
+    _, result, recorder = run_job(data_files["text"], job=job)
     artifact = Path(result.artifact_uri.removeprefix("file://"))
     events = list((artifact / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1, sorted(p.name for p in artifact.rglob("*"))
@@ -31,7 +37,8 @@ def test_event_files_are_published_with_the_artifact(run_job: RunJob, data_files
     losses = recorder.series("loss")
     assert [step for step, _ in series["train/loss"]] == list(range(1, len(losses) + 1))
     assert [value for _, value in series["train/loss"]] == pytest.approx(losses, rel=1e-6)
-    assert "train/learning_rate" in series
+    assert {"train/learning_rate", "train/grad_norm"} <= set(series)
+    assert [step for step, _ in series["eval/loss"]] == [4, 8], "the eval loss at the checkpoint cadence"
     manifest = read_manifest(artifact)
     assert f"tensorboard/{events[0].name}" in manifest.files, "the artifact's digest covers the event files"
 
