@@ -72,7 +72,13 @@ def running_mlflow_server(workdir: Path, *, timeout: float = 120.0) -> Iterator[
         "--app-name=basic-auth",
         "--workers=1",
     ]
-    env = os.environ | {"MLFLOW_AUTH_CONFIG_PATH": str(auth), "MLFLOW_FLASK_SERVER_SECRET_KEY": "kubetune-tests"}
+    env = os.environ | {
+        "MLFLOW_AUTH_CONFIG_PATH": str(auth),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "kubetune-tests",
+        # no background job runner (GenAI scoring, trace archival): its worker processes import all of mlflow and
+        # kept the one server worker from answering for minutes on a loaded 2-core machine; tracking needs none
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     log = workdir / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
