@@ -136,6 +136,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         pvc_mount_root=PVC_ROOT,
         metrics_port=settings.trainer_metrics_port,
         progress_interval_seconds=settings.progress_interval_seconds,
+        termination_grace_seconds=settings.termination_grace_seconds,
     )
     config = TrainerConfig(
         mode="merge",
