@@ -26,6 +26,8 @@ TENSORBOARD_DIR = "tensorboard"
 """Where event files go inside the artifact (and, while training, inside the work dir) without a logDir."""
 REFUSED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 """MLflow's error codes for HTTP 401 and 403."""
+UID_TAG = "kubetune.io/finetunejob-uid"
+"""The MLflow run's tag that ties it to one FineTuneJob (its uid), across the pods that resume it."""
 
 
 def tensorboard_dir(ctx: RunContext) -> Path | None:
@@ -56,9 +58,35 @@ def prepare(ctx: RunContext, environ: MutableMapping[str, str] | None = None) ->
         env["MLFLOW_TRACKING_URI"] = tracking.mlflow.tracking_uri
         env["MLFLOW_EXPERIMENT_NAME"] = experiment
         check_mlflow(tracking.mlflow, env)
+        uid = run_uid(ctx)
+        if uid is not None and env.get("RANK", "0") == "0":  # rank 0 logs; other ranks must not create runs
+            env["MLFLOW_RUN_ID"] = mlflow_run_id(tracking.mlflow, experiment, ctx.config.target.name, uid)
         log.info(
             "mlflow run %s in experiment %s at %s", ctx.config.target.name, experiment, tracking.mlflow.tracking_uri
         )
+
+
+def run_uid(ctx: RunContext) -> str | None:
+    """The FineTuneJob's uid, the last folder of its durable checkpoint URI (`<storage>/<uid>/`); None for a run
+    the operator did not start (`kubetune run`), which has no replacement pods to continue it."""
+    uri = ctx.config.runtime.checkpoint_uri
+    return uri.rstrip("/").rsplit("/", 1)[-1] if uri is not None else None
+
+
+def mlflow_run_id(spec: MlflowTracking, experiment: str, name: str, uid: str) -> str:
+    """The one MLflow run of this FineTuneJob: found by its uid tag, or created with it. A replacement pod that
+    resumes from the durable checkpoints continues that run (transformers' callback resumes `MLFLOW_RUN_ID`)
+    instead of starting a second one of the same name."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=spec.tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{UID_TAG}` = '{uid}'", max_results=1)
+    if runs:
+        log.info("mlflow: continuing run %s of this FineTuneJob", runs[0].info.run_id)
+        return str(runs[0].info.run_id)
+    return str(client.create_run(experiment_id, run_name=name, tags={UID_TAG: uid}).info.run_id)
 
 
 def check_mlflow(spec: MlflowTracking, env: MutableMapping[str, str]) -> None:

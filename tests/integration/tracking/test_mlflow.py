@@ -19,6 +19,7 @@ import pytest
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
 from kubetune_dev.tiny import tiny_model_dir
 from kubetune_trainer import pipeline
+from kubetune_trainer import tracking as tracking_module
 from kubetune_trainer.__main__ import main
 from support.mlflow_server import MlflowServer
 from support.trainer_fixtures import RunJob
@@ -104,3 +105,23 @@ def test_refused_credentials_are_a_config_error_before_weights_load(
     assert f"refused the credentials from Secret {SECRET} (UNAUTHENTICATED)" in message
     captured = capsys.readouterr()
     assert wrong not in message + captured.out + captured.err
+
+
+def test_a_second_pod_of_the_same_finetunejob_continues_its_mlflow_run(
+    mlflow_server: MlflowServer, run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Pods of one FineTuneJob (its uid is the last folder of the durable checkpoint URI) log into one MLflow run,
+    as a replacement pod does after the first one was evicted; another FineTuneJob of the same name gets its own."""
+    os.environ["MLFLOW_TRACKING_USERNAME"] = mlflow_server.username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = mlflow_server.password
+    job = tracking(mlflow_server, "kubetune-resume")
+    for uid in ("uid-1", "uid-1", "uid-2"):
+        run_job(data_files["text"], job=job, runtime={"checkpointUri": f"file://{tmp_path}/durable/{uid}/"})
+    client = as_admin(mlflow_server)
+    experiment = client.get_experiment_by_name("kubetune-resume")
+    runs = {r.data.tags[tracking_module.UID_TAG]: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == ["uid-1", "uid-2"]
+    assert {r.info.run_name for r in runs.values()} == {"job"}
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    steps = {uid: [m.step for m in client.get_metric_history(r.info.run_id, "loss")] for uid, r in runs.items()}
+    assert len(steps["uid-1"]) == 2 * len(steps["uid-2"]) == 16, steps
