@@ -20,6 +20,7 @@ from kubetune.api.v1alpha1.common import (
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
 from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
+from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
 from kubetune.api.v1alpha1.tracking import TrackingSpec
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
@@ -61,6 +62,11 @@ class FineTuneJobSpec(KubeModel):
             "|| self.distributed.zeroStage < 3",
             "method qlora cannot be sharded with DeepSpeed ZeRO-3: use distributed.zeroStage 0..2 or strategy ddp",
         ),
+        CelRule(
+            "!has(self.preflight) || !has(self.preflight.gpuMemory) || self.resources.gpus > 0",
+            "preflight.gpuMemory is the memory of one GPU: set resources.gpus > 0, or remove it (a CPU run is "
+            "checked against the trainer's host memory budget)",
+        ),
     )
 
     base_model: BaseModelRef = Field(description="The model to fine-tune.")
@@ -79,6 +85,10 @@ class FineTuneJobSpec(KubeModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs, nodes, placement, queue.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Eval suites and the gate.")
     checkpointing: CheckpointingSpec = Field(default_factory=CheckpointingSpec, description="Checkpoint and resume.")
+    preflight: PreflightSpec = Field(
+        default_factory=PreflightSpec,
+        description="Checks run in a CPU pod before the GPU Job is created, and what a memory estimate miss does.",
+    )
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
     tracking: TrackingSpec | None = Field(default=None, description="TensorBoard and MLflow experiment tracking.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
@@ -213,7 +223,9 @@ class FineTuneJobStatus(KubeModel):
         description="Pending, Queued, Initializing, Running, Succeeded, Failed or Suspended; reason says why.",
     )
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
-        default_factory=list, description="Ready, Succeeded, Failed, Suspended and Validated (the eval gate)."
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, Succeeded, Failed, Suspended, PreflightPassed and Validated (the "
+        "eval gate).",
     )
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last reconciled."
@@ -233,6 +245,11 @@ class FineTuneJobStatus(KubeModel):
     resolved: ResolvedInputs | None = Field(default=None, description="What the inputs resolved to.")
     progress: Progress | None = Field(default=None, description="Live progress, written by the trainer.")
     result: TrainResult | None = Field(default=None, description="Artifact and metrics, written by the trainer.")
+    preflight: PreflightReport | None = Field(
+        default=None,
+        description="What the preflight pod found (method, memory estimate) for the spec in specDigest; the GPU Job "
+        "is created only after it passed.",
+    )
     adapter_ref: LocalObjectRef | None = Field(default=None, description="The Adapter published from this run.")
     reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(
         default=None, description="CamelCase reason of the phase, e.g. SecretNotFound, Training, OOMKilled."
