@@ -254,7 +254,15 @@ def test_a_missing_mlflow_secret_waits_too(kube: FakeKube) -> None:
     assert kube.stored("Job", NS, "j-train") is None
     kube.create(path("Secret", NS), {"metadata": {"name": "mlflow-auth"}, "data": {"MLFLOW_TRACKING_TOKEN": "dDBr"}})
     reconcile(kube)
-    assert kube.stored("Job", NS, "j-train") is not None
+    preflight = finish_preflight(kube)
+    reconcile(kube)
+
+    def mlflow_env(job: str) -> list[str]:
+        env = kube.stored("Job", NS, job)["spec"]["template"]["spec"]["containers"][0]["env"]
+        return [e["name"] for e in env if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "mlflow-auth"]
+
+    assert "MLFLOW_TRACKING_TOKEN" in mlflow_env("j-train")
+    assert mlflow_env(preflight) == [], "the preflight pod does not track: it gets no MLflow credentials"
 
 
 def test_a_spec_change_before_the_start_recreates_the_job(kube: FakeKube) -> None:
