@@ -62,7 +62,8 @@ def result(demo: Demo, served: SeriesCollector) -> DemoResult:
 
 @pytest.fixture(scope="module")
 def failed(demo: Demo, served: SeriesCollector, result: DemoResult) -> DemoResult:
-    """A run whose dataset does not exist: the trainer exits 78 and the FineTuneJob fails with ConfigError."""
+    """A run whose dataset does not exist: the preflight pod's trainer exits 78 and the FineTuneJob fails with
+    ConfigError before a training Job exists."""
     document = yaml.safe_load(MANIFEST.read_text())
     document["metadata"]["name"] = "demo-missing-data"
     document["spec"]["dataset"]["train"]["uri"] = "pvc://demo-data/datasets/missing.jsonl"
@@ -167,11 +168,14 @@ def test_kubetune_run_trains_the_same_manifest_locally(tmp_path: Path, result: D
     assert list((claim / "adapters").rglob("adapter_model.safetensors"))
 
 
-def test_a_bad_dataset_fails_the_run_with_the_trainers_config_error(failed: DemoResult) -> None:
+def test_a_bad_dataset_fails_the_run_with_the_trainers_config_error(demo: Demo, failed: DemoResult) -> None:
     status = failed.finetunejob["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "ConfigError")
     assert "missing.jsonl" in status["message"]
-    assert status["attempts"] == 1, "a config error is not retried"
+    assert status["attempts"] == 0, "found by the preflight pod: no training attempt"
+    selector = "kubetune.io/job=demo-missing-data"
+    jobs = json.loads(demo.kubectl("get", "jobs", "-n", "demo", "-l", selector, "-o", "json"))
+    assert [j["metadata"]["labels"]["app.kubernetes.io/component"] for j in jobs["items"]] == ["preflight"]
 
 
 def test_dashboard_and_alerts_name_only_series_the_real_runs_served(
