@@ -38,6 +38,7 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
 from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
+from kubetune_trainer.tracking import publish_with_artifact
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,7 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
     for relative, source in ctx.extras.get("artifact_files", {}).items():  # e.g. synthesised training data
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, root / relative)
+    publish_with_artifact(ctx, root)
     write_manifest(root, training_manifest(ctx, root, fmt=fmt, gate=gate))
     sha, size = tree_digest(root)
     publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)

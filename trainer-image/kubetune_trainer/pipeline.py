@@ -1,6 +1,7 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
-Order: validate and probe the machine -> load the data (format errors, before any model download)
+Order: validate and probe the machine -> experiment tracking (MLflow credentials and server)
+-> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer (new tokens, chat template) and data prep -> distributed setup
 -> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
@@ -23,7 +24,16 @@ from typing import Any
 
 from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, constitution, continual, data_stage, durable, preflight, tokenizer_align
+from kubetune_trainer import (
+    artifacts,
+    constitution,
+    continual,
+    data_stage,
+    durable,
+    preflight,
+    tokenizer_align,
+    tracking,
+)
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -180,6 +190,7 @@ def run(
     hooks = hooks or Hooks()
     termination = termination or TerminationRequest(config.runtime.termination_grace_seconds)
     ctx = build_context(config, capabilities)
+    tracking.prepare(ctx)
     checkpoints = durable.DurableCheckpoints.open(ctx)
     data_stage.load(ctx)
     ctx.notes.append(f"memory estimate {inspect_base(ctx).message}")

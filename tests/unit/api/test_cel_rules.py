@@ -74,6 +74,12 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"builtin": "blocked-terms", "terms": ["x"]},
         {"builtin": "length", "maxTokens": 64, "patterns": ["x"]},
     ),
+    "tracking is empty": ({"tensorboard": {}}, {}),
+    "tracking.tensorboard.logDir must be": ({"logDir": "pvc://runs/tb"}, {"logDir": "s3://runs/tb"}),
+    "tracking.mlflow.trackingUri must not carry credentials": (
+        {"trackingUri": "https://mlflow.example/x@y"},
+        {"trackingUri": "https://user:pass@mlflow.example"},
+    ),
     "distributed.offload requires": (
         {"strategy": "deepspeed", "offload": "cpu"},
         {"strategy": "ddp", "offload": "cpu"},

@@ -245,6 +245,26 @@ def test_a_missing_secret_waits_without_children_until_it_exists(kube: FakeKube)
     assert "czNjcjN0" not in str(kube.stored("FineTuneJob", NS, "j"))
 
 
+def test_a_missing_mlflow_secret_waits_too(kube: FakeKube) -> None:
+    mlflow = {"trackingUri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow-auth"}}
+    kube.create(path("FineTuneJob", NS), finetunejob(tracking={"mlflow": mlflow}))
+    reconcile(kube)
+    assert status(kube)["reason"] == "SecretNotFound"
+    assert "Secret mlflow-auth not found" in status(kube)["message"]
+    assert kube.stored("Job", NS, "j-train") is None
+    kube.create(path("Secret", NS), {"metadata": {"name": "mlflow-auth"}, "data": {"MLFLOW_TRACKING_TOKEN": "dDBr"}})
+    reconcile(kube)
+    preflight = finish_preflight(kube)
+    reconcile(kube)
+
+    def mlflow_env(job: str) -> list[str]:
+        env = kube.stored("Job", NS, job)["spec"]["template"]["spec"]["containers"][0]["env"]
+        return [e["name"] for e in env if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "mlflow-auth"]
+
+    assert "MLFLOW_TRACKING_TOKEN" in mlflow_env("j-train")
+    assert mlflow_env(preflight) == [], "the preflight pod does not track: it gets no MLflow credentials"
+
+
 def test_a_spec_change_before_the_start_recreates_the_job(kube: FakeKube) -> None:
     """A queued Job's pod template is immutable: it is deleted, and the new spec is checked and gets its Job."""
     kube.create(path("FineTuneJob", NS), finetunejob(resources={"gpus": 1, "queueName": "team"}))

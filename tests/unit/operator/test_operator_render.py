@@ -125,6 +125,28 @@ def test_credentials_only_as_secret_env_never_in_config_map() -> None:
     assert '"modelTokenEnv": "KUBETUNE_MODEL_TOKEN"' in out["ConfigMap"]["data"]["trainer.json"]
 
 
+def test_mlflow_credentials_are_optional_secret_keys_and_tensorboard_claims_writable() -> None:
+    tracking = {
+        "mlflow": {"trackingUri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow-auth"}},
+        "tensorboard": {"logDir": "pvc://runs/tb"},
+    }
+    out = kinds(bundle(ftj(tracking=tracking), SETTINGS))
+    spec = pod(out["Job"])
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    for key in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "mlflow-auth", "key": key, "optional": True}}
+    assert '"trackingUri": "https://mlflow.example"' in out["ConfigMap"]["data"]["trainer.json"]
+    claims = {v["persistentVolumeClaim"]["claimName"]: v for v in spec["volumes"] if "persistentVolumeClaim" in v}
+    assert {name: c["persistentVolumeClaim"]["readOnly"] for name, c in claims.items()} == {
+        "data": True,
+        "out": False,
+        "runs": False,
+    }
+    assert not any(
+        e["name"].startswith("MLFLOW") for e in pod(kinds(bundle(ftj(), SETTINGS))["Job"])["containers"][0]["env"]
+    )
+
+
 def test_restricted_pod_security() -> None:
     spec = pod(kinds(bundle(ftj(), SETTINGS))["Job"])
     container = spec["containers"][0]

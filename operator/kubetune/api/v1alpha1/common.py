@@ -34,6 +34,12 @@ class SecretKeyRef(KubeModel):
     )
 
 
+class SecretRef(KubeModel):
+    """A whole Secret whose keys the trainer receives as environment variables of the same names."""
+
+    name: ResourceName = Field(description="Name of a Secret in the FineTuneJob's namespace.")
+
+
 class LocalObjectRef(KubeModel):
     """Reference to another kubetune object in the same namespace."""
 

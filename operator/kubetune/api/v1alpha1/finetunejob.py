@@ -8,12 +8,21 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
+from kubetune.api.v1alpha1.common import (
+    Condition,
+    LocalObjectRef,
+    ObjectMeta,
+    SecretKeyRef,
+    SecretRef,
+    Sha256,
+    Timestamp,
+)
 from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
+from kubetune.api.v1alpha1.tracking import TrackingSpec
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -89,6 +98,7 @@ class FineTuneJobSpec(KubeModel):
         description="Checks run in a CPU pod before the GPU Job is created, and what a memory estimate miss does.",
     )
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
+    tracking: TrackingSpec | None = Field(default=None, description="TensorBoard and MLflow experiment tracking.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
     )
@@ -105,6 +115,13 @@ class FineTuneJobSpec(KubeModel):
         default=None, ge=1, le=31_536_000, description="Fail the run after this many seconds."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries for failures other than preemption.")
+
+    def secret_names(self) -> tuple[str, ...]:
+        """Every Secret the run reads (base model credentials, MLflow credentials), in spec order."""
+        refs: list[SecretKeyRef | SecretRef | None] = [self.base_model.credentials_secret_ref]
+        if self.tracking is not None and self.tracking.mlflow is not None:
+            refs.append(self.tracking.mlflow.credentials_secret_ref)
+        return tuple(dict.fromkeys(ref.name for ref in refs if ref is not None))
 
 
 class ResolvedInputs(KubeModel):
