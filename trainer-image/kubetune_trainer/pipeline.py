@@ -23,6 +23,7 @@ from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.measure import ESTIMATE_KEY
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
@@ -71,6 +72,7 @@ def inspect_base(ctx: RunContext) -> None:
     )
     if estimate is not None:
         ctx.notes.append(f"memory estimate {estimate.summary()}")
+        ctx.extras[ESTIMATE_KEY] = estimate
     if ctx.spec.method.type == "auto":
         ctx.notes.append(f"method auto resolved to {ctx.method}")
     METHODS[ctx.method].check_targets(ctx, info)
