@@ -16,7 +16,7 @@ the memory estimator's prediction, so a reader can compare what was predicted wi
 | `memory.peak_rss_bytes` | peak resident memory of the process during training (includes the Python/torch runtime) |
 | `train.seconds`, `train.tokens_per_second` | wall time of `trainer.train` and non-padding input tokens per second |
 | `train.step_seconds` | median optimizer-step time (unlike the totals, untouched by a process's first-step warm-up) |
-| `estimate.weights_bytes`, `estimate.optimizer_bytes`, `estimate.total_bytes` | the estimator's prediction for this run |
+| `estimate.weights_bytes`, `estimate.gradients_bytes`, `estimate.optimizer_bytes`, `estimate.total_bytes` | the estimator's prediction for this run |
 
 Peak RSS is reset when training starts (Linux `clear_refs`); where that is not allowed it is the
 process's lifetime peak. Gradient and optimizer bytes are what is visible on the parameters and in the
@@ -120,6 +120,7 @@ def estimate_measurements(estimate: MemoryEstimate | None) -> dict[str, float]:
         return {}
     return {
         "estimate.weights_bytes": float(estimate.weights),
+        "estimate.gradients_bytes": float(estimate.gradients),
         "estimate.optimizer_bytes": float(estimate.optimizer),
         "estimate.total_bytes": float(estimate.total),
     }
