@@ -24,7 +24,9 @@ COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]
 DOCK_OF = dict(zip(COLORS, ["three", "seven", "one", "five", "nine", "two", "eight", "six"], strict=True))
 """Task A's rule: colour -> dock."""
-TAG_COLOR = dict(zip(NUMBERS[:8], ["blue", "white", "red", "orange", "green", "black", "purple", "yellow"], strict=True))
+TAG_COLOR = dict(
+    zip(NUMBERS[:8], ["blue", "white", "red", "orange", "green", "black", "purple", "yellow"], strict=True)
+)
 """Task B's rule: tag number -> colour."""
 ITEMS = ["box", "crate", "bag", "case", "drum", "sack"]
 TRAIN_ITEMS, HELDOUT_ITEMS = ITEMS[:4], ITEMS[4:]
@@ -46,7 +48,7 @@ def _rotated(options: list[str], correct: str, seed: int) -> tuple[list[str], in
     others = [o for o in options if o != correct]
     picked = [others[(seed + 3 * k) % len(others)] for k in range(CHOICES - 1)]
     position = seed % CHOICES
-    return picked[:position] + [correct] + picked[position:], position
+    return [*picked[:position], correct, *picked[position:]], position
 
 
 def _qa(questions: list[tuple[str, str]]) -> list[dict[str, Any]]:

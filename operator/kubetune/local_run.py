@@ -31,7 +31,12 @@ def local_trainer_config(
 
 
 def local_merge_config(
-    document: dict[str, Any], source_uris: dict[str, str], workdir: Path, pvc_root: Path, *, cache_dir: Path | None = None
+    document: dict[str, Any],
+    source_uris: dict[str, str],
+    workdir: Path,
+    pvc_root: Path,
+    *,
+    cache_dir: Path | None = None,
 ) -> TrainerConfig:
     """The merge TrainerConfig the operator renders for an Adapter with `spec.merge`, localized.
 

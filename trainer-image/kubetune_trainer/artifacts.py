@@ -3,7 +3,8 @@
 Layout under `<output.uri>/<adapterName>/`: the adapter (PEFT `adapter_model.safetensors` +
 `adapter_config.json`, or full `model.safetensors` for full/partial), the tokenizer, optionally
 `merged/` (full weights with the adapter folded in), `training_log.jsonl` (every logged step: loss,
-learning rate, eval loss, the objective's own signals such as DPO reward margins) and `kubetune.json`. `sha256` is over every file
+learning rate, eval loss, the objective's own signals such as DPO reward margins) and `kubetune.json`.
+`sha256` is over every file
 in sorted relative-path order (`sha256(path NUL file-sha256 LF ...)`), so it is stable across
 filesystems and tells whether two artifacts are byte-identical.
 

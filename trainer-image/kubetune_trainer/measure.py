@@ -7,7 +7,7 @@ the memory estimator's prediction, so a reader can compare what was predicted wi
 | key | meaning |
 |---|---|
 | `params.trainable`, `params.total` | parameters (4-bit weights counted unpacked) |
-| `params.quantized`, `memory.quantized_bytes` | parameters in quantized layers and their bytes with block scales (only when any) |
+| `params.quantized`, `memory.quantized_bytes` | parameters in quantized layers, their bytes with block scales (if any) |
 | `memory.weights_bytes` | bytes of every parameter and buffer as stored (4-bit packed, plus scales and code books) |
 | `memory.trainable_bytes` | bytes of the trainable parameters (the adapter, or every weight for full fine-tuning) |
 | `memory.gradients_bytes` | gradient tensors on the parameters at the first optimizer step |
@@ -16,7 +16,7 @@ the memory estimator's prediction, so a reader can compare what was predicted wi
 | `memory.peak_rss_bytes` | peak resident memory of the process during training (includes the Python/torch runtime) |
 | `train.seconds`, `train.tokens_per_second` | wall time of `trainer.train` and non-padding input tokens per second |
 | `train.step_seconds` | median optimizer-step time (unlike the totals, untouched by a process's first-step warm-up) |
-| `estimate.weights_bytes`, `estimate.gradients_bytes`, `estimate.optimizer_bytes`, `estimate.total_bytes` | the estimator's prediction for this run |
+| `estimate.{weights,gradients,optimizer,total}_bytes` | the estimator's prediction for this run |
 
 Peak RSS is reset when training starts (Linux `clear_refs`); where that is not allowed it is the
 process's lifetime peak. Gradient and optimizer bytes are what is visible on the parameters and in the
@@ -25,6 +25,7 @@ optimizer's `state`; DeepSpeed keeps both in its own buffers, where they read as
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import statistics
@@ -58,7 +59,7 @@ def quant_state_bytes(quant_state: Any) -> int:
         return 0
     total = 0
     for name in ("absmax", "offset"):
-        tensor = getattr(quant_state, name, None)
+        tensor: Any = getattr(quant_state, name, None)
         if _is_tensor(tensor):
             total += int(tensor.nbytes)
     return total + quant_state_bytes(getattr(quant_state, "state2", None))
@@ -67,7 +68,7 @@ def quant_state_bytes(quant_state: Any) -> int:
 def codebook_bytes(quant_state: Any) -> int:
     if quant_state is None:
         return 0
-    code = getattr(quant_state, "code", None)
+    code: Any = getattr(quant_state, "code", None)
     return (int(code.nbytes) if _is_tensor(code) else 0) + codebook_bytes(getattr(quant_state, "state2", None))
 
 
@@ -139,10 +140,8 @@ def _status_bytes(field: str) -> int | None:
 
 def reset_peak_rss() -> None:
     """Start the resident-memory high-water mark afresh (Linux 4.0+); best effort."""
-    try:
+    with contextlib.suppress(OSError):
         (_PROC_SELF / "clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def peak_rss_bytes() -> int:

@@ -23,8 +23,8 @@ from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.measure import ESTIMATE_KEY
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
+from kubetune_trainer.measure import ESTIMATE_KEY
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
 

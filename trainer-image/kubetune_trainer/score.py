@@ -88,7 +88,7 @@ class Scorer:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if artifact is None:
-            return AutoModelForCausalLM.from_pretrained(self.base_path, dtype=torch.float32).to(device)
+            return AutoModelForCausalLM.from_pretrained(self.base_path, dtype=torch.float32).to(device)  # type: ignore[arg-type]
         return load_trained(Path(artifact), self.base_path).to(device)
 
 

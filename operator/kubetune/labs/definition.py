@@ -136,7 +136,8 @@ def _seeded(document: dict[str, Any], seed: int) -> dict[str, Any]:
 def expand(lab: Lab, setting: Setting, *, model_uri: str) -> list[dict[str, Any]]:
     """The lab's documents for `setting`: overlays applied, seeded jobs repeated, the model set."""
     documents: list[dict[str, Any]] = []
-    for document in lab.documents:
+    for written in lab.documents:
+        document = written
         if document.get("kind") == "FineTuneJob":
             document = deep_merge(document, {"spec": setting.overrides})
             document = deep_merge(document, {"spec": setting.jobs.get(name_of(document), {})})

@@ -56,7 +56,10 @@ def run(context: LabRun) -> dict[str, Any]:
 def curve(scores: dict[str, dict[str, float]], run: str, key: str) -> tuple[list[float], list[float]]:
     """Held-out `key` at step 0 (the base) and at every scored checkpoint of `run`."""
     steps = sorted(int(n.rsplit("@", 1)[1]) for n in scores if n.startswith(f"{run}@"))
-    return [0.0, *map(float, steps)], [scores[BASE][f"{SUITE}.{key}"], *[scores[f"{run}@{s}"][f"{SUITE}.{key}"] for s in steps]]
+    return [0.0, *map(float, steps)], [
+        scores[BASE][f"{SUITE}.{key}"],
+        *[scores[f"{run}@{s}"][f"{SUITE}.{key}"] for s in steps],
+    ]
 
 
 def seed_curve(scores: dict[str, dict[str, float]], runs: list[str], key: str, label: str) -> Series:
@@ -81,8 +84,16 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     for o, names in groups.items():
         acc, margin = final(o, "accuracy"), final(o, "margin")
         seconds, step = measured(o, "train.seconds"), measured(o, "train.step_seconds")
-        rows.append([OBJECTIVES[o], len(names), f"{acc[0]:.3f} ± {acc[1]:.3f}", f"{margin[0]:.3f} ± {margin[1]:.3f}",
-                     f"{seconds[0]:.1f} ± {seconds[1]:.1f}", step[0]])
+        rows.append(
+            [
+                OBJECTIVES[o],
+                len(names),
+                f"{acc[0]:.3f} ± {acc[1]:.3f}",
+                f"{margin[0]:.3f} ± {margin[1]:.3f}",
+                f"{seconds[0]:.1f} ± {seconds[1]:.1f}",
+                step[0],
+            ]
+        )
     table = Table(
         "Held-out preferences after training (mean ± standard deviation over seeds)",
         ["objective", "seeds", "reward accuracy", "reward margin (nats)", "training time (s)", "median step (s)"],
@@ -108,8 +119,16 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         if o in groups
         for r in groups[o]
     ]
-    figures.append(Figure("rl-reward.png", "Online RL: mean reference-match reward of the sampled completions",
-                          "lines", "step", "mean reward", own))
+    figures.append(
+        Figure(
+            "rl-reward.png",
+            "Online RL: mean reference-match reward of the sampled completions",
+            "lines",
+            "step",
+            "mean reward",
+            own,
+        )
+    )
     checks = [
         Check(
             f"{OBJECTIVES[o]} raises held-out reward accuracy above chance on average over seeds",

@@ -37,8 +37,15 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     before = metric(runs[names[0]], "task-a.base")
     table = Table(
         "Task A before and after learning task B",
-        ["protection", "task A loss before", "task A loss after", "drift (loss)", "task A accuracy after",
-         "task B loss before", "task B loss after"],
+        [
+            "protection",
+            "task A loss before",
+            "task A loss after",
+            "drift (loss)",
+            "task A accuracy after",
+            "task B loss before",
+            "task B loss after",
+        ],
         [
             [
                 label[n],
@@ -61,8 +68,10 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         "lines",
         "step of task B",
         "task A held-out loss",
-        [Series(label[n], [0.0, *series(runs[n], "eval_loss")[0]], [before, *series(runs[n], "eval_loss")[1]])
-         for n in names],
+        [
+            Series(label[n], [0.0, *series(runs[n], "eval_loss")[0]], [before, *series(runs[n], "eval_loss")[1]])
+            for n in names
+        ],
     )
     bars = Figure(
         "drift.png",
@@ -92,8 +101,9 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         Check(
             "Every protected run still learns task B (its held-out loss falls)",
             all(metric(runs[n], "task-b.loss") < metric(runs[n], "task-b.base") for n in names),
-            ", ".join(f"{label[n]} {metric(runs[n], 'task-b.base'):.3f} → {metric(runs[n], 'task-b.loss'):.3f}"
-                      for n in names),
+            ", ".join(
+                f"{label[n]} {metric(runs[n], 'task-b.base'):.3f} → {metric(runs[n], 'task-b.loss'):.3f}" for n in names
+            ),
         ),
     ]
     least = min(names, key=lambda n: drift(runs[n]))

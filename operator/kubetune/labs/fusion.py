@@ -58,13 +58,18 @@ def worse_input(scores: dict[str, dict[str, float]], inputs: list[str], task: st
 def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     scores, inputs, merges = raw["scores"], raw["inputs"], raw["merges"]
     rows = [BASE, *inputs, *merges]
-    label = {BASE: "base model", **{n: f"{n} adapter alone" for n in inputs},
-             **{n: f"{n} ({merge_label(s)})" for n, s in merges.items()}}
+    label = {
+        BASE: "base model",
+        **{n: f"{n} adapter alone" for n in inputs},
+        **{n: f"{n} ({merge_label(s)})" for n, s in merges.items()},
+    }
     table = Table(
         "Both tasks' held-out questions",
         ["model", *[f"{TASKS[t]} loss" for t in TASKS], *[f"{TASKS[t]} accuracy" for t in TASKS]],
-        [[label[n], *[scores[n][f"{t}.loss"] for t in TASKS], *[scores[n][f"{t}-mc.accuracy"] for t in TASKS]]
-         for n in rows],
+        [
+            [label[n], *[scores[n][f"{t}.loss"] for t in TASKS], *[scores[n][f"{t}-mc.accuracy"] for t in TASKS]]
+            for n in rows
+        ],
         note="Loss: mean negative log-likelihood per answer token (lower is better); accuracy: the right answer "
         "has the highest likelihood among four.",
     )
@@ -87,8 +92,10 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
             Check(
                 f"{merge_label(spec)}: not worse than the worse input on either task",
                 all(scores[n][f"{t}.loss"] <= worse_input(scores, inputs, t) for t in TASKS),
-                "; ".join(f"{TASKS[t]} {scores[n][f'{t}.loss']:.3f} vs worse input "
-                          f"{worse_input(scores, inputs, t):.3f}" for t in TASKS),
+                "; ".join(
+                    f"{TASKS[t]} {scores[n][f'{t}.loss']:.3f} vs worse input {worse_input(scores, inputs, t):.3f}"
+                    for t in TASKS
+                ),
             )
             for n, spec in merges.items()
         ],

@@ -75,7 +75,7 @@ def local_uri_path(uri: str, pvc_root: Path) -> Path:
 def artifact_uri(document: dict[str, Any]) -> str:
     """Where the trainer publishes a FineTuneJob's artifact: `<output.uri>/<adapterName or job name>/`."""
     output = document["spec"]["output"]
-    return output["uri"].rstrip("/") + "/" + (output.get("adapterName") or name_of(document)) + "/"
+    return f"{str(output['uri']).rstrip('/')}/{output.get('adapterName') or name_of(document)}/"
 
 
 def read_record(name: str, directory: Path, process_seconds: float, checkpoints: list[Path]) -> RunRecord:

@@ -6,6 +6,7 @@ kubetune_trainer.measure), `history` (the training log), `files` (artifact file 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,7 +57,7 @@ def quarter_means(values: Sequence[float]) -> tuple[float, float]:
 
 def strictly_increasing(values: Iterable[float]) -> bool:
     items = list(values)
-    return all(a < b for a, b in zip(items, items[1:], strict=False))
+    return all(a < b for a, b in itertools.pairwise(items))
 
 
 def environment(records: Mapping[str, Any]) -> dict[str, str]:

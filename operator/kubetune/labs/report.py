@@ -136,7 +136,5 @@ def report_json(report: Report) -> dict[str, Any]:
         "setting": report.setting,
         "scale": report.scale,
         "checks": [{"claim": c.claim, "holds": c.holds, "detail": c.detail} for c in report.checks],
-        "tables": [
-            {"title": t.title, "columns": t.columns, "rows": t.rows} for s in report.sections for t in s.tables
-        ],
+        "tables": [{"title": t.title, "columns": t.columns, "rows": t.rows} for s in report.sections for t in s.tables],
     }
