@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.scoring import ScoredModel, ScoreSuite
 from kubetune.labs.definition import Lab, Setting, name_of, of_kind
-from kubetune.labs.measures import environment, mean_std, metric, quarter_means, series
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table
+from kubetune.labs.measures import mean_std, metric, quarter_means, recorded, series
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -48,8 +48,7 @@ def run(context: LabRun) -> dict[str, Any]:
     return {
         "jobs": [name_of(d) for d in jobs],
         "scores": scores.scores,
-        "runs": {name: r.to_json() for name, r in records.items()},
-        "environment": environment(records),
+        **recorded(records),
     }
 
 
@@ -152,13 +151,11 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         f"Best held-out margin offline {offline:.3f} nats, online {online:.3f}. Offline objectives push the "
         "pair's log-ratio directly; online RL only moves it as far as its sampled completions find the reward."
     )
-    return Report(
-        lab=lab.name,
-        title=lab.title,
-        question=lab.question,
-        setting=setting.name,
-        scale=setting.scale,
-        sections=[Section("Held-out preferences", reading, [table], figures)],
-        checks=checks,
-        notes=[NO_PPO, f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(raw['environment'].items()))}."],
+    return lab_report(
+        lab,
+        setting,
+        [Section("Held-out preferences", reading, [table], figures)],
+        checks,
+        libraries=raw["environment"],
+        notes=(NO_PPO,),
     )

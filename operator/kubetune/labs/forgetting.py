@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kubetune.labs.definition import Lab, Setting, of_kind
-from kubetune.labs.measures import environment, metric, series
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table
+from kubetune.labs.measures import metric, recorded, series
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -22,7 +22,7 @@ LABELS = {"b-none": "none", "b-ewc": "EWC", "b-lwf": "LwF", "b-replay": "replay"
 
 def run(context: LabRun) -> dict[str, Any]:
     records = context.local.train(of_kind(context.documents, "FineTuneJob"))
-    return {"runs": {name: r.to_json() for name, r in records.items()}, "environment": environment(records)}
+    return recorded(records)
 
 
 def drift(run: dict[str, Any]) -> float:
@@ -107,13 +107,10 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         ),
     ]
     least = min(names, key=lambda n: drift(runs[n]))
-    return Report(
-        lab=lab.name,
-        title=lab.title,
-        question=lab.question,
-        setting=setting.name,
-        scale=setting.scale,
-        sections=[
+    return lab_report(
+        lab,
+        setting,
+        [
             Section(
                 "Drift",
                 f"Least forgetting: {label[least]} (drift {drift(runs[least]):+.3f}); no protection drifts "
@@ -122,11 +119,11 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
                 [curves, bars],
             )
         ],
-        checks=checks,
-        notes=[
+        checks,
+        libraries=raw["environment"],
+        notes=(
             f"Task A was learned by FineTuneJob {FIRST_TASK} "
             f"(held-out loss {metric(runs[FIRST_TASK], 'task-a.base'):.3f} → "
             f"{metric(runs[FIRST_TASK], 'task-a.loss'):.3f}).",
-            f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(raw['environment'].items()))}.",
-        ],
+        ),
     )

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.scoring import ScoredModel, ScoreSuite
 from kubetune.labs.definition import Lab, Setting, name_of, of_kind
-from kubetune.labs.measures import environment
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table
+from kubetune.labs.measures import recorded
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -40,8 +40,7 @@ def run(context: LabRun) -> dict[str, Any]:
         "inputs": [name_of(d) for d in jobs],
         "merges": {name_of(d): d["spec"]["merge"] for d in merges},
         "scores": scores.scores,
-        "runs": {name: r.to_json() for name, r in {**trained, **merged}.items()},
-        "environment": environment(trained),
+        **recorded({**trained, **merged}),
     }
 
 
@@ -102,13 +101,10 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     ]
     both = {n: sum(scores[n][f"{t}.loss"] for t in TASKS) for n in merges}
     best = min(both, key=lambda n: both[n])
-    return Report(
-        lab=lab.name,
-        title=lab.title,
-        question=lab.question,
-        setting=setting.name,
-        scale=setting.scale,
-        sections=[
+    return lab_report(
+        lab,
+        setting,
+        [
             Section(
                 "Both tasks",
                 f"Best merge over both tasks (sum of held-out losses): {label[best]}. An adapter alone is good at "
@@ -117,6 +113,6 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
                 [figure],
             )
         ],
-        checks=checks,
-        notes=[f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(raw['environment'].items()))}."],
+        checks,
+        libraries=raw["environment"],
     )

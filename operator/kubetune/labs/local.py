@@ -59,10 +59,6 @@ class RunRecord:
             "precision": self.precision,
         }
 
-    def file_bytes(self, suffix: str) -> int:
-        """Bytes of the artifact's files ending in `suffix` (e.g. the weights: `.safetensors`)."""
-        return sum(size for name, size in self.files.items() if name.endswith(suffix))
-
 
 def local_uri_path(uri: str, pvc_root: Path) -> Path:
     if uri.startswith("pvc://"):

@@ -60,9 +60,8 @@ def strictly_increasing(values: Iterable[float]) -> bool:
     return all(a < b for a, b in itertools.pairwise(items))
 
 
-def environment(records: Mapping[str, Any]) -> dict[str, str]:
-    """Library versions of the runs (the same process image for all of them)."""
-    for record in records.values():
-        if record.libraries:
-            return dict(record.libraries)
-    return {}
+def recorded(records: Mapping[str, Any]) -> dict[str, Any]:
+    """The raw part every lab keeps: each run's numbers (`RunRecord.to_json`) and the library versions
+    (the same process image for all of them)."""
+    libraries = next((dict(r.libraries) for r in records.values() if r.libraries), {})
+    return {"runs": {name: r.to_json() for name, r in records.items()}, "environment": libraries}

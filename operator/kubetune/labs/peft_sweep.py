@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.labs.definition import Lab, Setting, name_of, of_kind
 from kubetune.labs.measures import (
-    environment,
     metric,
     peak_memory,
+    recorded,
     series,
     strictly_increasing,
     tensor_bytes,
     weights_file_bytes,
 )
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -36,8 +36,7 @@ def run(context: LabRun) -> dict[str, Any]:
     records = context.local.train(jobs)
     return {
         "jobs": {name_of(d): describe(d) for d in jobs},
-        "runs": {name: r.to_json() for name, r in records.items()},
-        "environment": environment(records),
+        **recorded(records),
     }
 
 
@@ -156,16 +155,13 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         f" to {100 * metric(runs[by_rank[-1]], 'params.trainable') / metric(runs[by_rank[-1]], 'params.total'):.1f}%"
         " of the weights; its adapter on disk is a fraction of the full model's."
     )
-    return Report(
-        lab=lab.name,
-        title=lab.title,
-        question=lab.question,
-        setting=setting.name,
-        scale=setting.scale,
-        sections=[
+    return lab_report(
+        lab,
+        setting,
+        [
             Section("Quality", reading, [quality], [curves, accuracy]),
             Section("Cost", "", [cost], [sizes]),
         ],
-        checks=checks,
-        notes=[f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(raw['environment'].items()))}."],
+        checks,
+        libraries=raw["environment"],
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kubetune.labs.definition import Lab, Setting, name_of, of_kind
-from kubetune.labs.measures import environment, metric, peak_memory
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes
+from kubetune.labs.measures import metric, peak_memory, recorded
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -34,8 +34,7 @@ def run(context: LabRun) -> dict[str, Any]:
     records = context.local.train(jobs, isolate=context.lab.isolate)
     return {
         "jobs": {name_of(d): describe(d) for d in jobs},
-        "runs": {name: r.to_json() for name, r in records.items()},
-        "environment": environment(records),
+        **recorded(records),
     }
 
 
@@ -151,13 +150,10 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
             ", ".join(f"{label[n]} {human_bytes(metric(runs[n], 'estimate.weights_bytes'))} estimated" for n in names),
         ),
     ]
-    return Report(
-        lab=lab.name,
-        title=lab.title,
-        question=lab.question,
-        setting=setting.name,
-        scale=setting.scale,
-        sections=[
+    return lab_report(
+        lab,
+        setting,
+        [
             Section("Quantized weights", "", [weights]),
             Section(
                 "Where the memory goes",
@@ -167,6 +163,6 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
                 [figure],
             ),
         ],
-        checks=checks,
-        notes=[f"Libraries: {', '.join(f'{k} {v}' for k, v in sorted(raw['environment'].items()))}."],
+        checks,
+        libraries=raw["environment"],
     )

@@ -8,8 +8,12 @@ printed as holding or not: a report never claims a result its own numbers do not
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from kubetune.labs.definition import Lab, Setting
 
 INDICATIVE = (
     "Conclusions at this scale are indicative: a model this small shows the mechanics and the direction "
@@ -76,6 +80,29 @@ class Report:
     @property
     def figures(self) -> list[Figure]:
         return [f for s in self.sections for f in s.figures]
+
+
+def lab_report(
+    lab: Lab,
+    setting: Setting,
+    sections: list[Section],
+    checks: list[Check],
+    *,
+    libraries: Mapping[str, str],
+    notes: tuple[str, ...] = (),
+) -> Report:
+    """A lab's report with its framing (title, question, scale) and the library versions it ran with."""
+    versions = ", ".join(f"{name} {version}" for name, version in sorted(libraries.items()))
+    return Report(
+        lab=lab.name,
+        title=lab.title,
+        question=lab.question,
+        setting=setting.name,
+        scale=setting.scale,
+        sections=sections,
+        checks=checks,
+        notes=[*notes, f"Libraries: {versions}."],
+    )
 
 
 def fmt(value: Any) -> str:

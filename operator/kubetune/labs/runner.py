@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +92,7 @@ def write_report(report: Report, raw: dict[str, Any], directory: Path, *, comman
         draw(figure, directory / FIGURES)
     (directory / REPORT_FILE).write_text(markdown(report, command=command, figure_dir=FIGURES))
     results = {"report": report_json(report), "raw": raw, "host": {"python": platform.python_version()}}
-    (directory / RESULTS_FILE).write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    (directory / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
     write_index(directory.parent)
     return directory
 
@@ -117,7 +116,3 @@ def manifests(labs_dir: Path, name: str, *, setting_name: str, model_uri: str | 
     lab = load_lab(lab_directory(labs_dir, name))
     setting = lab.setting(setting_name)
     return expand(lab, setting, model_uri=model_uri or setting.model or MODEL_URI)
-
-
-def shell_quote(parts: list[str]) -> str:
-    return " ".join(shlex.quote(p) for p in parts)

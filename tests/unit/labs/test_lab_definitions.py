@@ -3,6 +3,7 @@ its generator writes, and `kubetune lab` fails with a clear message on bad input
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,14 @@ def test_markdown_report_states_scale_checks_and_how_to_reproduce() -> None:
     assert "| 1,234 | 0.1235 |" in text and "|  | n/a |" in text
     assert "- ✅ holds — 1 < 2" in text and "- ❌ fails — 2 < 1" in text
     assert "kubetune lab run x" in text
+
+
+def test_committed_example_reports_cover_every_lab_and_their_links_resolve() -> None:
+    examples = LABS_DIR.parent / "docs" / "labs"
+    index = (examples / "README.md").read_text()
+    for name in sorted(LABS):
+        report = examples / name / "report.md"
+        assert f"({name}/report.md)" in index
+        links = re.findall(r"\]\(([^)#]+)\)", report.read_text())
+        assert links, name
+        assert all((report.parent / link).is_file() for link in links), name
