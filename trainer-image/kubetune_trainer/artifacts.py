@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.artifact import (
+    TRAINING_LOG_FILE,
     ArtifactManifest,
     FileDigest,
     ManifestBaseModel,
@@ -45,7 +46,6 @@ from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bo
 log = logging.getLogger(__name__)
 
 MERGED_DIR = "merged"
-TRAINING_LOG_FILE = "training_log.jsonl"
 _LIBRARIES = ("kubetune", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "deepspeed")
 
 

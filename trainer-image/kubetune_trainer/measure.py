@@ -7,7 +7,7 @@ the memory estimator's prediction, so a reader can compare what was predicted wi
 | key | meaning |
 |---|---|
 | `params.trainable`, `params.total` | parameters (4-bit weights counted unpacked) |
-| `params.quantized`, `memory.quantized_bytes` | parameters in quantized layers, their bytes with block scales (if any) |
+| `params.quantized`, `memory.quantized_bytes` | parameters in quantized layers, their bytes with scales (if any) |
 | `memory.weights_bytes` | bytes of every parameter and buffer as stored (4-bit packed, plus scales and code books) |
 | `memory.trainable_bytes` | bytes of the trainable parameters (the adapter, or every weight for full fine-tuning) |
 | `memory.gradients_bytes` | gradient tensors on the parameters at the first optimizer step |

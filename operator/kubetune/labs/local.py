@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.v1alpha1.artifact import MANIFEST_FILE, ArtifactManifest
+from kubetune.api.v1alpha1.artifact import MANIFEST_FILE, TRAINING_LOG_FILE, ArtifactManifest
 from kubetune.api.v1alpha1.scoring import ScoredModel, ScoreRequest, ScoreResult, ScoreSuite
 from kubetune.labs.definition import CLAIM, LabError, name_of
 from kubetune.local_run import (
@@ -30,7 +30,6 @@ from kubetune.local_run import (
     write_config,
 )
 
-TRAINING_LOG = "training_log.jsonl"
 LOG_TAIL_LINES = 30
 
 
@@ -79,7 +78,7 @@ def read_record(name: str, directory: Path, process_seconds: float, checkpoints:
     if not manifest_path.is_file():
         raise LabError(f"{name}: no published artifact at {directory}")
     manifest = ArtifactManifest.model_validate_json(manifest_path.read_text())
-    log = directory / TRAINING_LOG
+    log = directory / TRAINING_LOG_FILE
     history = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     files = {rel: digest.size for rel, digest in manifest.files.items()}
     return RunRecord(

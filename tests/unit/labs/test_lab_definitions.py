@@ -89,7 +89,8 @@ def test_cli_lab_list_and_manifests(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.split() == sorted(LABS)
     assert main(["lab", "manifests", "fusion", "--labs-dir", str(LABS_DIR), "--setting", "gpu"]) == 0
     printed = capsys.readouterr().out
-    assert "uri: hf://Qwen/Qwen2.5-0.5B" in printed and "combination: ties" in printed
+    assert "uri: hf://Qwen/Qwen2.5-0.5B" in printed
+    assert "combination: ties" in printed
 
 
 def test_markdown_report_states_scale_checks_and_how_to_reproduce() -> None:
@@ -104,8 +105,10 @@ def test_markdown_report_states_scale_checks_and_how_to_reproduce() -> None:
     )
     text = markdown(report, command="kubetune lab run x")
     assert "**Scale** (small setting): Tiny. Conclusions at this scale are indicative" in text
-    assert "| 1,234 | 0.1235 |" in text and "|  | n/a |" in text
-    assert "- ✅ holds — 1 < 2" in text and "- ❌ fails — 2 < 1" in text
+    assert "| 1,234 | 0.1235 |" in text
+    assert "|  | n/a |" in text
+    assert "- ✅ holds — 1 < 2" in text
+    assert "- ❌ fails — 2 < 1" in text
     assert "kubetune lab run x" in text
 
 

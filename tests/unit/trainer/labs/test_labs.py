@@ -33,7 +33,8 @@ def run_small(name: str, out: Path) -> tuple[dict[str, Any], str]:
     folder = run_lab(LABS_DIR, name, setting_name="small", model_dir=lab_model_dir(), out=out)
     assert folder == out / name
     figures = sorted((folder / FIGURES).glob("*.png"))
-    assert figures and all(f.read_bytes().startswith(PNG_MAGIC) for f in figures)
+    assert figures
+    assert all(f.read_bytes().startswith(PNG_MAGIC) for f in figures)
     text = (folder / REPORT_FILE).read_text()
     assert all(f"({FIGURES}/{f.name})" in text for f in figures)
     results = json.loads((folder / RESULTS_FILE).read_text())
@@ -50,10 +51,12 @@ def test_peft_sweep(reports: Path) -> None:
     runs = results["raw"]["runs"]
     ranks = ["lora-r4", "lora-r8", "lora-r16"]
     trainable = [runs[n]["metrics"]["params.trainable"] for n in [*ranks, "full"]]
-    assert trainable == sorted(trainable) and len(set(trainable)) == len(trainable)
+    assert trainable == sorted(trainable)
+    assert len(set(trainable)) == len(trainable)
     assert runs["full"]["metrics"]["params.trainable"] == runs["full"]["metrics"]["params.total"]
     adapter_bytes = [runs[n]["files"]["adapter_model.safetensors"] for n in ranks]
-    assert adapter_bytes == sorted(adapter_bytes) and adapter_bytes[-1] < runs["full"]["files"]["model.safetensors"]
+    assert adapter_bytes == sorted(adapter_bytes)
+    assert adapter_bytes[-1] < runs["full"]["files"]["model.safetensors"]
     assert all(r["metrics"]["train.seconds"] > 0 and r["metrics"]["memory.peak_rss_bytes"] > 0 for r in runs.values())
     assert runs["full"]["metrics"]["qa.loss"] < runs["full"]["metrics"]["qa.base"]
     assert any(runs[n]["metrics"]["qa.loss"] < runs[n]["metrics"]["qa.base"] for n in ranks)
@@ -96,7 +99,8 @@ def test_dpo_against_online_rl(reports: Path) -> None:
     assert len(set(finals)) > len(seeds)  # seeds really differ, so the reported spread is not zero
     for name in seeds["grpo"] + seeds["rloo"]:
         rewards = [e["reward"] for e in results["raw"]["runs"][name]["history"] if "reward" in e]
-        assert rewards and all(0 <= r <= 1 for r in rewards)
+        assert rewards
+        assert all(0 <= r <= 1 for r in rewards)
     checkpoints = [n for n in scores if n.startswith("dpo-seed1@")]
     assert len(checkpoints) >= 2
 
@@ -111,7 +115,8 @@ def test_forgetting(reports: Path) -> None:
     assert drift["b-replay"] < drift["b-none"]
     assert all(metrics[n]["task-b.loss"] < metrics[n]["task-b.base"] for n in drift)
     curve = [e["eval_loss"] for e in results["raw"]["runs"]["b-none"]["history"] if "eval_loss" in e]
-    assert len(curve) >= 2 and curve[-1] > metrics["b-none"]["task-a.base"]
+    assert len(curve) >= 2
+    assert curve[-1] > metrics["b-none"]["task-a.base"]
 
 
 def test_fusion(reports: Path) -> None:
