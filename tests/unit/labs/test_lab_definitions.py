@@ -42,7 +42,7 @@ def test_every_setting_expands_to_valid_objects(name: str) -> None:
         if setting.name == "small":
             assert all(d["spec"]["resources"]["gpus"] == 0 for d in documents if d["kind"] == "FineTuneJob")
         else:
-            assert setting.model and setting.model.startswith("hf://"), "the GPU setting names a documented model"
+            assert str(setting.model).startswith("hf://"), "the GPU setting names a documented model"
 
 
 def test_seeded_jobs_repeat_with_their_seed_in_name_and_training() -> None:
