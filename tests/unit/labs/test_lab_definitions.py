@@ -4,6 +4,7 @@ its generator writes, and `kubetune lab` fails with a clear message on bad input
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,12 @@ def test_committed_example_reports_cover_every_lab_and_their_links_resolve() -> 
         links = re.findall(r"\]\(([^)#]+)\)", report.read_text())
         assert links, name
         assert all((report.parent / link).is_file() for link in links), name
+
+
+def test_figures_without_matplotlib_ask_for_the_labs_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from kubetune.labs.plots import draw
+    from kubetune.labs.report import Figure
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(LabError, match=r"install kubetune\[labs\]"):
+        draw(Figure("f.png", "caption", "lines", "x", "y"), tmp_path)
