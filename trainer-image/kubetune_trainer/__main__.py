@@ -59,11 +59,11 @@ def load_config(path: Path) -> TrainerConfig:
 
 def default_hooks() -> Hooks:
     """The production wiring: status/metrics reporting, evaluation suites and the gate."""
-    from kubetune_trainer import report
+    from kubetune_trainer import measure, report
     from kubetune_trainer.evaluate import evaluate_suites, gate_hook
 
     return Hooks(
-        before_train=[report.attach_reporter],
+        before_train=[report.attach_reporter, measure.attach],
         evaluate=evaluate_suites,
         gate=gate_hook,
         after_result=[report.publish_result],
