@@ -182,3 +182,27 @@ def job_fields(api: AdminClient, namespace: str, name: str) -> list[dict[str, An
         "managedFields"
     ]
     return managed
+
+
+@pytest.mark.usefixtures("kubetune_crds")
+def test_a_status_string_outside_the_bmp_lands(
+    control_plane: LocalControlPlane, api: AdminClient, namespace: str, tmp_path: Path
+) -> None:
+    """Found by fuzzing the operator's applies: JSON escapes an emoji as a surrogate pair, which the API server's
+    YAML decoder refuses, so every status write of the run would fail. The trainer's writer sends YAML."""
+    from kubernetes import config as kube_config
+
+    from kubetune.api.v1alpha1.trainer_config import StatusTarget
+    from kubetune_trainer.report import StatusWriter
+
+    job = _finetunejob(api, namespace, "emoji")
+    kubeconfig = _trainer_kubeconfig(api, control_plane, job, tmp_path / "trainer.kubeconfig")
+    writer = StatusWriter(
+        StatusTarget(kind="FineTuneJob", namespace=namespace, name="emoji"),
+        kube_config.new_client_from_config(config_file=str(kubeconfig)),  # type: ignore[no-untyped-call]
+    )
+    summary = "🦙 step 1/2 \U0001d518"
+    assert writer.apply({"progress": {"step": 1, "totalSteps": 2, "percent": 50, "summary": summary}})
+    assert writer.failures == 0
+    stored = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/emoji")["status"]["progress"]
+    assert (stored["step"], stored["summary"]) == (1, summary)

@@ -29,6 +29,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from kubetune.api.apply_yaml import apply_body
 from kubetune.api.resources import KUBETUNE_RESOURCES
 from kubetune.api.v1alpha1.finetunejob import Progress
 from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
@@ -57,11 +58,10 @@ class StatusWriter:
     """Server-side apply of the trainer's status fields on one object; failures are logged, never raised."""
 
     def __init__(self, target: StatusTarget, api_client: Any) -> None:
-        from kubernetes import client
 
         self.target = target
         api_client.configuration.retries = 1  # the next progress update is the retry
-        self._api = client.CustomObjectsApi(api_client)
+        self._client = api_client
         self.failures = 0
         self.consecutive_failures = 0
 
@@ -93,18 +93,7 @@ class StatusWriter:
             "status": status,
         }
         try:
-            self._api.patch_namespaced_custom_object_status(
-                resource.group,
-                resource.version,
-                self.target.namespace,
-                resource.plural,
-                self.target.name,
-                body,
-                field_manager=TRAINER_FIELD_MANAGER,
-                force=True,  # the trainer is the only writer of these fields
-                _content_type="application/apply-patch+yaml",
-                _request_timeout=REQUEST_TIMEOUT_SECONDS,
-            )
+            self._send(resource.group, resource.version, resource.plural, apply_body(body))
         except Exception as exc:
             self.failures += 1
             self.consecutive_failures += 1
@@ -118,6 +107,32 @@ class StatusWriter:
             return False
         self.consecutive_failures = 0
         return True
+
+    def _send(self, group: str, version: str, plural: str, document: str) -> None:
+        """PATCH .../status with a YAML body. The generated `patch_namespaced_custom_object_status` only takes
+        objects, which it sends as JSON: an emoji becomes a surrogate-pair escape the API server refuses."""
+        from kubernetes.client.exceptions import ApiException
+
+        target = self.target
+        request = self._client.param_serialize(
+            "PATCH",
+            "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/status",
+            path_params={
+                "group": group,
+                "version": version,
+                "namespace": target.namespace,
+                "plural": plural,
+                "name": target.name,
+            },
+            query_params=[("fieldManager", TRAINER_FIELD_MANAGER), ("force", "true")],  # the only writer of these
+            header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+            body=document,
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(*request, _request_timeout=REQUEST_TIMEOUT_SECONDS)
+        response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
 
 
 def _short(exc: BaseException) -> str:
