@@ -49,7 +49,12 @@ class OperatorSettings(BaseModel):
     watch_server_timeout: int = Field(default=300, ge=1, description="Seconds before the API server ends a watch.")
     watch_client_timeout: int = Field(default=330, ge=1, description="Client-side bound on a watch request.")
     error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
-    handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
+    handler_backoff: float = Field(
+        default=5.0, gt=0, description="Delay before a failed reconcile is retried; doubled per further failure."
+    )
+    workers: int = Field(
+        default=8, ge=1, le=128, description="Reconciles running at once (one per object at a time), each a thread."
+    )
     peering_name: str = "kubetune"
     service_account_annotations: dict[str, str] = Field(
         default_factory=dict,

@@ -6,9 +6,12 @@ a timer tick repeats nothing that already happened (children are applied by dete
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.pod_contract import ADAPTER_TRAINER_FIELDS
 from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
 from kubetune.decisions.status import TERMINAL
 
@@ -78,3 +81,19 @@ def settled(kind: str, body: Obj) -> bool:
     if phase == "Failed":
         return True
     return phase == "Succeeded" and (bool(status.get("adapterRef")) or not status.get("result"))
+
+
+def reconcile_inputs(kind: str, body: Obj) -> str:
+    """A digest of what a reconcile of this object reacts to: its spec (generation), metadata, deletion and what
+    the trainer reports that needs action (a FineTuneJob's result, a merged Adapter's artifact).
+
+    The operator's own status writes and the trainer's periodic `progress` leave it unchanged, so those watch
+    events need no reconcile: the work they would cause is a read-only no-op (Job and pod changes come through
+    their own events).
+    """
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    reported = ("result",) if kind == "FineTuneJob" else ADAPTER_TRAINER_FIELDS
+    inputs = [meta.get(k) for k in ("generation", "deletionTimestamp", "labels", "annotations")]
+    inputs += [status.get(field) for field in reported]
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,5 +1,6 @@
 """Operator lifecycle: settings from the environment (the only place that reads it), kopf settings, the
-runtime with its reconciler registry built from the kinds, the metrics endpoint, login and the probe."""
+runtime with its reconciler registry built from the kinds, its work queue and resync, the metrics endpoint,
+login and the probe."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.handlers.kinds import Kind
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
+from kubetune.handlers.workqueue import WorkQueue
 from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import KubeClient
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
-PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
 
 log = logging.getLogger(__name__)
@@ -31,28 +32,26 @@ _metrics_started = threading.Event()
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    """Explicit kopf settings: our own annotation prefix and finalizer, bounded watches, fast retries."""
+    """Explicit kopf settings: our own finalizer name (kopf adds none for event handlers), bounded watches, retries
+    of API errors. kopf keeps no progress or diffbase: the operator registers no change handlers."""
     kopf_settings.persistence.finalizer = FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
     kopf_settings.watching.server_timeout = settings.watch_server_timeout
     kopf_settings.watching.client_timeout = settings.watch_client_timeout
     kopf_settings.watching.connect_timeout = 30
     kopf_settings.networking.error_backoffs = settings.error_backoffs
-    kopf_settings.execution.default_backoff = settings.handler_backoff
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.posting.reporting_component = OPERATOR_FIELD_MANAGER
     kopf_settings.peering.name = settings.peering_name
 
 
 def build_runtime(settings: OperatorSettings, kube: KubeClient, kinds: Sequence[Kind[Any]]) -> Runtime:
-    """The runtime with its registry: each kind's reconcile, bound to this runtime, by kind name."""
+    """The runtime with its registry (each kind's reconcile, bound to this runtime, by kind name), the work queue
+    whose workers run them and the resync, which enqueues."""
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    runtime.resync = Resync(settings.resync_seconds, runtime.reconcilers)
+    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff)
+    runtime.resync = Resync(settings.resync_seconds, runtime.enqueuers())
     return runtime
 
 
@@ -63,7 +62,10 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
         operator_settings = OperatorSettings.from_env(os.environ)
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        runtime = build_runtime(operator_settings, Kube.from_environment(kubeconfig), kinds)
+        kube = Kube.from_environment(kubeconfig, pool_size=operator_settings.workers + 2)
+        runtime = build_runtime(operator_settings, kube, kinds)
+        if runtime.queue is not None:
+            runtime.queue.start()
         if runtime.resync is not None:
             runtime.resync.start()
         memo[MEMO_KEY] = runtime
@@ -74,8 +76,12 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
 
     def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime = memo.get(MEMO_KEY)
-        if isinstance(runtime, Runtime) and runtime.resync is not None:
+        if not isinstance(runtime, Runtime):
+            return
+        if runtime.resync is not None:
             runtime.resync.stop()
+        if runtime.queue is not None:
+            runtime.queue.stop()
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster token, else KUBECONFIG read at login time (not at import, as the client library does)."""
