@@ -1,9 +1,9 @@
 """`kubetune run FILE`: train a FineTuneJob on this machine through the operator's render path.
 
-The TrainerConfig is taken from the very ConfigMap the operator would create, so a local run
-exercises the same rendering and the same trainer as the cluster; only the pod's mount points
-(cache, scratch, checkpoints, pvc://) are moved under a local work directory, and status
-reporting is off because there is no FineTuneJob object to patch.
+The TrainerConfig is taken from the very Job the operator would create (its pod template carries trainer.json),
+so a local run exercises the same rendering and the same trainer as the cluster; only the pod's mount points
+(cache, scratch, checkpoints, pvc://) are moved under a local work directory, and status reporting is off
+because there is no FineTuneJob object to patch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.v1alpha1.pod_contract import CONFIG_FILE, TERMINATION_LOG_ENV
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION, CONFIG_FILE, TERMINATION_LOG_ENV
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.render.bundle import render_bundle
 from kubetune.settings import OperatorSettings
@@ -24,8 +24,8 @@ from kubetune.settings import OperatorSettings
 def local_trainer_config(document: dict[str, Any], workdir: Path, pvc_root: Path) -> TrainerConfig:
     """The rendered TrainerConfig with pod paths replaced by local ones (pure apart from nothing)."""
     manifests = render_bundle(document, OperatorSettings())
-    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
-    config = TrainerConfig.model_validate_json(config_map["data"][CONFIG_FILE])
+    (job,) = [m for m in manifests if m["kind"] == "Job"]
+    config = TrainerConfig.model_validate_json(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION])
     runtime = config.runtime.model_copy(
         update={
             "cache_dir": str(workdir / "cache"),

@@ -1,7 +1,7 @@
 """Everything one FineTuneJob needs, in the order it should be applied.
 
-Identity and config come before the Job so the first pod never starts without its ServiceAccount,
-Role or trainer.json; the Service comes before the Job so index 0's DNS name exists at rendezvous.
+Identity comes before the Job so the first pod never starts without its ServiceAccount and Role (trainer.json
+travels in the Job itself); the Service comes before the Job so index 0's DNS name exists at rendezvous.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune.errors import InvalidResourceError
-from kubetune.render import configmap, job, names, rbac, service
+from kubetune.render import job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import pvc_claims, trainer_config
+from kubetune.render.trainer_config import pvc_claims, trainer_config, trainer_json
 from kubetune.settings import OperatorSettings
 
 
@@ -47,7 +47,7 @@ def training_pod_plan(
         component="trainer",
         image=spec.image or settings.trainer_image,
         service_account=names.job_name(name),
-        config_map=names.job_name(name),
+        trainer_json=trainer_json(config),
         runtime=config.runtime,
         pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uri=spec.output.uri),
         credentials=spec.base_model.credentials_secret_ref,
@@ -79,7 +79,7 @@ def bundle(
     current_suspend: bool | None = None,
     reward_model_uri: str | None = None,
 ) -> list[Manifest]:
-    """ServiceAccount, Role, RoleBinding, ConfigMap, [headless Service], Job.
+    """ServiceAccount, Role, RoleBinding, [headless Service], Job.
 
     `reward_model_uri` is the resolved artifact of an rlhf reward Adapter (the cluster knows it;
     `kubetune render` of a file does not, and then the variable is left out).
@@ -92,7 +92,6 @@ def bundle(
     }
     out = [
         *rbac.identity(plan.service_account, owner, annotations, settings.image_pull_secrets),
-        configmap.config_map(plan.config_map, owner, trainer_config(ftj, settings)),
     ]
     if plan.service_name:
         out.append(service.headless_service(plan.service_name, owner, plan.job_name, settings.rendezvous_port))

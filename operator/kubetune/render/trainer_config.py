@@ -7,6 +7,7 @@ volumes and the trainer's view can never disagree.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
@@ -71,6 +72,11 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
         job=ftj.spec,
         runtime=resolve_runtime(ftj.spec, settings),
     )
+
+
+def trainer_json(config: TrainerConfig) -> str:
+    """trainer.json as the pod sees it (never a credential: those arrive as env from Secrets)."""
+    return json.dumps(config.to_wire(), indent=2, sort_keys=True) + "\n"
 
 
 def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool]:
