@@ -293,6 +293,7 @@ def row(result: Round, raw: Round) -> str:
     return " | ".join(cells)
 
 
+@pytest.mark.timeout(3600)
 def test_operator_at_scale_against_plain_client(plane: LocalControlPlane, tmp_path: Path) -> None:
     kube = Kube.from_environment(str(plane.kubeconfig_path))
     api = plane.client

@@ -4,6 +4,7 @@ The work queue itself: test_operator_workqueue.py."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import kopf
 import pytest
 
 from kubetune import metrics
-from kubetune.handlers import parse_args, register_operator
+from kubetune.handlers import parse_args, quiet_libraries, register_operator
 from kubetune.handlers.children import requeue_owner
 from kubetune.handlers.kinds import KINDS
 from kubetune.handlers.registration import register_kind
@@ -188,3 +189,21 @@ def test_watch_events_enqueue_only_when_reconcile_inputs_changed() -> None:
     assert len(enqueued) == 3
     assert len(seen_inputs) == 0
     assert runtime.resync.tracked() == []
+
+
+def test_without_verbose_kopfs_line_per_handler_call_is_dropped_and_failures_stay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    objects = logging.getLogger("kopf.objects")
+    quiet_libraries(verbose=False)
+    try:
+        with caplog.at_level(logging.INFO):
+            objects.info("Handler 'pod_event' succeeded.")
+            objects.warning("Handler 'pod_event' failed temporarily: boom")
+            objects.info("Something else happened.")
+    finally:
+        objects.filters.clear()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Handler 'pod_event' failed temporarily: boom",
+        "Something else happened.",
+    ]
