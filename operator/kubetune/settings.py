@@ -52,6 +52,13 @@ class OperatorSettings(BaseModel):
     handler_backoff: float = Field(
         default=5.0, gt=0, description="Delay before a failed reconcile is retried; doubled per further failure."
     )
+    child_event_delay: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds a Job or pod event waits for more before its owner is reconciled (one status update "
+        "for a burst of them); the owner's own changes are reconciled at once.",
+    )
     workers: int = Field(
         default=8, ge=1, le=128, description="Reconciles running at once (one per object at a time), each a thread."
     )

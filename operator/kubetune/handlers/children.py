@@ -1,4 +1,5 @@
-"""Jobs and pods the operator created: any change enqueues the owner named in their annotation."""
+"""Jobs and pods the operator created: any change enqueues the owner named in their annotation, batched for
+`child_event_delay` seconds: a pod that is scheduled and starts, and its Job counting it, are one reconcile."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def requeue_owner(runtime: Runtime, namespace: str, annotations: Mapping[str, st
     """Enqueues the owning kubetune object (a kind the operator does not reconcile is ignored)."""
     owner = owner_of(annotations)
     if owner is not None and owner[0] in runtime.reconcilers:
-        runtime.enqueue(owner[0], namespace, owner[1])
+        runtime.enqueue(owner[0], namespace, owner[1], runtime.settings.child_event_delay)
 
 
 async def child_event(namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:

@@ -36,12 +36,13 @@ class Runtime:
     queue: WorkQueue | None = None
     resync: Resync | None = None
 
-    def enqueue(self, kind: str, namespace: str, name: str) -> None:
-        """Reconcile soon (at once when no queue runs: unit tests drive the runtime without threads)."""
+    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile now, or after `delay` seconds unless something enqueues it sooner (at once when no queue runs:
+        unit tests drive the runtime without threads)."""
         if self.queue is None:
             self.process((kind, namespace, name))
         else:
-            self.queue.add((kind, namespace, name))
+            self.queue.add((kind, namespace, name), delay)
 
     def enqueuers(self) -> dict[str, Reconciler]:
         """kind -> enqueue(namespace, name), for the resync loop."""

@@ -31,10 +31,25 @@ log = logging.getLogger(__name__)
 _metrics_started = threading.Event()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds the diff base of change handlers (a deep copy of the object) on every watch event, handlers or
+    not; the operator has no change handlers, so there is nothing to build, store or compare."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
     """Explicit kopf settings: our own finalizer name (kopf adds none for event handlers), bounded watches, retries
-    of API errors. kopf keeps no progress or diffbase: the operator registers no change handlers."""
+    of API errors. kopf keeps no diff base: the operator registers no change handlers."""
     kopf_settings.persistence.finalizer = FINALIZER
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     kopf_settings.watching.server_timeout = settings.watch_server_timeout
     kopf_settings.watching.client_timeout = settings.watch_client_timeout
     kopf_settings.watching.connect_timeout = 30

@@ -6,6 +6,9 @@ A key is reconciled by one worker at a time, and waits in the queue at most once
 object is being reconciled brings one more reconcile afterwards, so no change is missed. Workers never block on
 each other, and no thread of kopf's executor waits on a lock. A failed reconcile comes back after an exponential
 backoff (base, 2 x base, ... up to `max_backoff`), reset by its next success.
+
+`add(key, delay)` batches: the key becomes ready after `delay` seconds unless something adds it sooner, so the
+several Job and pod events of one change (a pod is scheduled, starts, its Job counts it) cost one reconcile.
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class WorkQueue:
         self._processing: set[Key] = set()
         self._dirty: set[Key] = set()
         """Keys added again while being processed."""
-        self._retry_at: dict[Key, float] = {}
+        self._scheduled: dict[Key, float] = {}
+        """Keys scheduled for later (a retry, or a batched add), with when they become ready."""
         self._delayed: list[tuple[float, int, Key]] = []
         self._order = itertools.count()
         self._failures: dict[Key, int] = {}
@@ -51,9 +55,14 @@ class WorkQueue:
             threading.Thread(target=self._work, name=f"kubetune-worker-{i}", daemon=True) for i in range(workers)
         ]
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, delay: float = 0.0) -> None:
         with self._cond:
-            self._add(key)
+            if delay <= 0:
+                self._add(key)
+            elif key in self._processing:
+                self._dirty.add(key)
+            elif key not in self._added:
+                self._schedule(key, time.monotonic() + delay)
 
     def start(self) -> None:
         for thread in self._threads:
@@ -70,12 +79,12 @@ class WorkQueue:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def pending(self) -> int:
-        """Keys waiting: ready, or due for a retry."""
+        """Keys waiting: ready, or scheduled for later."""
         with self._cond:
-            return len(self._ready) + len(self._retry_at)
+            return len(self._ready) + len(self._scheduled)
 
     def _add(self, key: Key) -> None:
-        self._retry_at.pop(key, None)  # an event brings it now: the pending retry is moot
+        self._scheduled.pop(key, None)  # ready now: a later schedule is moot
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._added:
@@ -89,7 +98,7 @@ class WorkQueue:
         now = time.monotonic()
         while self._delayed:
             due, _, key = self._delayed[0]
-            if self._retry_at.get(key) != due:  # superseded by an event or a later retry
+            if self._scheduled.get(key) != due:  # superseded: added since, or scheduled again
                 heapq.heappop(self._delayed)
                 continue
             if due > now:
@@ -121,10 +130,15 @@ class WorkQueue:
                 self._add(key)
             elif not succeeded:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
-                due = time.monotonic() + min(self.backoff * 2 ** (failures - 1), self.max_backoff)
-                self._retry_at[key] = due
-                heapq.heappush(self._delayed, (due, next(self._order), key))
-                self._cond.notify()
+                self._schedule(key, time.monotonic() + min(self.backoff * 2 ** (failures - 1), self.max_backoff))
+
+    def _schedule(self, key: Key, due: float) -> None:
+        """Ready at `due`, or at the earlier time it is already scheduled for."""
+        if key in self._scheduled and self._scheduled[key] <= due:
+            return
+        self._scheduled[key] = due
+        heapq.heappush(self._delayed, (due, next(self._order), key))
+        self._cond.notify()
 
     def _work(self) -> None:
         while (key := self._next()) is not None:

@@ -180,3 +180,20 @@ def test_stop_lets_the_running_reconcile_finish_and_takes_no_more(started: Calla
     threading.Timer(0.1, record.hold.set).start()
     queue.stop(timeout=5)
     assert record.calls == [A]
+
+
+def test_delayed_adds_are_batched_and_an_immediate_add_does_not_wait(started: Callable[..., WorkQueue]) -> None:
+    record = Recorder()
+    queue = started(record)
+    queue.start()
+    began = time.monotonic()
+    for _ in range(10):  # a burst of child events
+        queue.add(A, delay=0.2)
+    queue.add(B, delay=5)
+    queue.add(B)  # the owner's own change: now
+    wait_for(lambda: B in record.calls)
+    assert time.monotonic() - began < 2
+    wait_for(lambda: A in record.calls)
+    assert time.monotonic() - began >= 0.2
+    time.sleep(0.3)
+    assert sorted(record.calls) == [A, B]
