@@ -1,9 +1,13 @@
-"""Entrypoint: `python -m kubetune_trainer --config trainer.json`.
+"""Entrypoint: `python -m kubetune_trainer --config trainer.json [--preflight]`.
 
-Exit codes are the contract with the operator: 0 success; 78 (`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG)
-when the spec or its data is wrong, which the Job's pod failure policy never retries, with one line
-`kubetune-trainer: config error: <message>` on stderr and in the termination log (what the operator
-copies into status); 1 for anything else (OOM, network, preemption), which is retried.
+Exit codes are the contract with the operator: 0 success, with the result in the termination log; 78
+(`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG) when the spec or its data is wrong, which the Job's pod failure policy
+never retries, with one line `kubetune-trainer: config error: <message>` on stderr and in the termination
+log (what the operator copies into status); 143 (`TERMINATED_EXIT_CODE`) after SIGTERM (see
+`termination`), which the policy ignores; 1 for anything else (OOM, network), which is retried.
+
+`--preflight` (the operator's CPU pod before the GPU Job) runs only the checks that need no weights
+and, on success, writes the `PreflightReport` as JSON to the termination log for the operator to read.
 """
 
 from __future__ import annotations
@@ -18,14 +22,19 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
-from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
+from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_FLAG
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TERMINATED_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.termination import (
+    CONFIG_ERROR_PREFIX,
+    Terminated,
+    TerminationRequest,
+    write_termination_message,
+)
 
 log = logging.getLogger("kubetune_trainer")
 
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 RETRYABLE_EXIT_CODE = 1
 """Merge mode lives in its own package, which exposes `run(config: TrainerConfig) -> object`."""
 
@@ -67,14 +76,17 @@ def _run_merge(config: TrainerConfig) -> None:
 
 
 def _report_config_error(message: str) -> None:
-    line = f"kubetune-trainer: config error: {message}"
+    line = f"{CONFIG_ERROR_PREFIX}{message}"
     print(line, file=sys.stderr, flush=True)
-    target = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
-    try:
-        with target.open("w") as handle:
-            handle.write(line + "\n")
-    except OSError:
-        pass  # not in a pod (or not writable): stderr already has the line
+    write_termination_message(line + "\n")
+
+
+def _run_preflight(config: TrainerConfig) -> None:
+    from kubetune_trainer.pipeline import check
+
+    report = json.dumps(check(config).to_wire(), separators=(",", ":"))
+    log.info("preflight passed: %s", report)
+    write_termination_message(report + "\n")
 
 
 def _configure_logging() -> None:
@@ -92,6 +104,9 @@ def _configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune_trainer", description="Run one kubetune training job.")
     parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the mounted ConfigMap)")
+    parser.add_argument(
+        PREFLIGHT_FLAG, action="store_true", help="only the checks that need no weights; report to the termination log"
+    )
     # the deepspeed launcher appends --local_rank=N; the rank also arrives as LOCAL_RANK
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -100,15 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args.config)
+        if args.preflight:
+            _run_preflight(config)
+            return 0
         if config.mode == "merge":
             _run_merge(config)
             return 0
+        termination = TerminationRequest(config.runtime.termination_grace_seconds)
+        termination.install()
         from kubetune_trainer.pipeline import run
 
-        result = run(config, hooks=default_hooks())
+        result = run(config, hooks=default_hooks(), termination=termination)
     except ConfigError as exc:
         _report_config_error(exc.message)
         return CONFIG_ERROR_EXIT_CODE
+    except Terminated:
+        log.warning("stopped by SIGTERM; a replacement pod resumes from the newest durable checkpoint")
+        return TERMINATED_EXIT_CODE
     except Exception:
         log.exception("training failed (retryable)")
         return RETRYABLE_EXIT_CODE

@@ -2,11 +2,15 @@
 
 Order: validate and probe the machine -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
--> tokenizer and data prep -> distributed setup
+-> tokenizer (new tokens, chat template) and data prep -> distributed setup
 -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
-objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
--> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
-`OBJECTIVES`, everything else through `Hooks`.
+objective builder -> train (resuming from the newest complete checkpoint on durable storage, saving a last one
+on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result` -> delete the run's
+checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as units of `METHODS`
+and `OBJECTIVES`, everything else through `Hooks`.
+
+`check` is the preflight pod's run: the stages up to the tokenizer, against the machine the spec asks
+for, with only the model's config and tokenizer downloaded; it returns the report the operator reads.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, preflight, tokenizer_align
+from kubetune_trainer import artifacts, continual, data_stage, durable, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -26,6 +31,7 @@ from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
+from kubetune_trainer.termination import TerminationRequest
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +63,37 @@ def build_context(config: TrainerConfig, capabilities: Capabilities | None = Non
     return ctx
 
 
-def inspect_base(ctx: RunContext) -> None:
-    """Resolve the base model into the cache, then check targets and memory against it."""
+def inspect_base(ctx: RunContext, *, weights: bool = True) -> preflight.MemoryVerdict:
+    """Resolve the base model into the cache (config and tokenizer only unless `weights`), then check
+    targets and memory against it."""
     ref = ctx.spec.base_model
     source = resolve_base_model(
-        ref, cache_dir=ctx.paths.cache_dir, pvc_root=ctx.paths.pvc_root, token_env=ctx.config.runtime.model_token_env
+        ref,
+        cache_dir=ctx.paths.cache_dir,
+        pvc_root=ctx.paths.pvc_root,
+        token_env=ctx.config.runtime.model_token_env,
+        weights=weights,
     )
     ctx.base_model_path = source.path
     ctx.base_revision = source.revision
     info = inspect_model(source.path, trust_remote_code=ref.trust_remote_code)
-    ctx.method, estimate = preflight.resolve_method(
+    verdict = preflight.resolve_method(
         ctx.spec, info, ctx.capabilities, precision=ctx.precision, world_size=ctx.config.runtime.world_size
     )
-    if estimate is not None:
-        ctx.notes.append(f"memory estimate {estimate.summary()}")
-    if ctx.spec.method.type == "auto":
+    ctx.method = verdict.method or ctx.method
+    if ctx.spec.method.type == "auto" and verdict.method is not None:
         ctx.notes.append(f"method auto resolved to {ctx.method}")
     METHODS[ctx.method].check_targets(ctx, info)
     log.info("base model %s at %s (revision %s), method %s", ref.uri, source.path, source.revision, ctx.method)
+    return verdict
+
+
+def prepare_tokenizer(ctx: RunContext) -> None:
+    """Load and align the tokenizer, and refuse conversations it cannot render."""
+    assert ctx.base_model_path is not None
+    ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
+    ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
+    tokenizer_align.require_chat_template(ctx.tokenizer, ctx.train_dataset.column_names)
 
 
 def setup_distributed(ctx: RunContext) -> None:
@@ -130,37 +149,41 @@ def log_progress_callback() -> Any:
     return LogProgress()
 
 
-def latest_checkpoint(ctx: RunContext) -> str | None:
-    if not ctx.spec.checkpointing.resume or not ctx.paths.checkpoint_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last: str | None = get_last_checkpoint(str(ctx.paths.checkpoint_dir))  # type: ignore[no-untyped-call]
-    if last:
-        log.info("resuming from %s", last)
-    return last
-
-
-def train(ctx: RunContext, trainer: Any) -> None:
+def train(
+    ctx: RunContext, trainer: Any, checkpoints: durable.DurableCheckpoints, termination: TerminationRequest
+) -> None:
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw dicts on stdout; LogProgress logs the same, readable
+    stop = checkpoints.attach(trainer, termination)
+    resume = checkpoints.resume_point(trainer) if ctx.spec.checkpointing.resume else None
     started = time.monotonic()
-    output = trainer.train(resume_from_checkpoint=latest_checkpoint(ctx))
+    with termination.deferred():
+        output = trainer.train(resume_from_checkpoint=resume)
+    if stop.stopped_at is not None:
+        checkpoints.stop_for_termination(termination, saved=stop.saved)
     ctx.metrics["train.loss"] = float(output.training_loss)
     ctx.metrics["train.steps"] = float(output.global_step)
     log.info("training done: %d steps in %.1f s", output.global_step, time.monotonic() - started)
 
 
-def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabilities | None = None) -> RunResult:
-    """One training run from a validated TrainerConfig to a published artifact."""
+def run(
+    config: TrainerConfig,
+    hooks: Hooks | None = None,
+    capabilities: Capabilities | None = None,
+    termination: TerminationRequest | None = None,
+) -> RunResult:
+    """One training run from a validated TrainerConfig to a published artifact.
+
+    `termination` is the process's SIGTERM handler (the entrypoint installs it); without one nothing stops the run.
+    """
     hooks = hooks or Hooks()
+    termination = termination or TerminationRequest(config.runtime.termination_grace_seconds)
     ctx = build_context(config, capabilities)
+    checkpoints = durable.DurableCheckpoints.open(ctx)
     data_stage.load(ctx)
-    inspect_base(ctx)
-    assert ctx.base_model_path is not None
-    ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
-    ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
+    ctx.notes.append(f"memory estimate {inspect_base(ctx).message}")
+    prepare_tokenizer(ctx)
     data_stage.prepare(ctx)
     setup_distributed(ctx)
     load_weights(ctx)
@@ -170,10 +193,24 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
         hook(ctx)
     ewc_state, lwf_state = continual.prepare(ctx)
     trainer = continual.attach(OBJECTIVES[ctx.spec.objective.type].build(ctx), ewc_state=ewc_state, lwf_state=lwf_state)
-    train(ctx, trainer)
+    train(ctx, trainer, checkpoints, termination)
     ctx.metrics.update(hooks.evaluate(ctx, trainer))
     gate = hooks.gate(ctx, ctx.metrics)
     result = artifacts.save_artifacts(ctx, trainer, gate=gate)
+    checkpoints.finish_uploads(trainer)
     for after in hooks.after_result:
         after(ctx, result)
+    checkpoints.after_success(trainer)
     return result
+
+
+def check(config: TrainerConfig, capabilities: Capabilities | None = None) -> PreflightReport:
+    """The preflight pod's run: spec, data format, model config (targets, memory) and tokenizer, checked
+    against the machine the spec asks for, with no weights downloaded; a problem is a `ConfigError`."""
+    if config.job is None:
+        raise ConfigError(f"mode {config.mode} has no FineTuneJob spec to check")
+    ctx = build_context(config, capabilities or preflight.expected_capabilities(config.job))
+    data_stage.load(ctx)
+    verdict = inspect_base(ctx, weights=False)
+    prepare_tokenizer(ctx)
+    return preflight.report(spec_digest(ctx.spec), verdict, ctx.notes)

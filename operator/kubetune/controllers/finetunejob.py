@@ -13,16 +13,18 @@ from datetime import datetime
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
+from kubetune.api.v1alpha1.preflight import spec_digest
+from kubetune.decisions import preflight
 from kubetune.decisions.conditions import timestamp
 from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
-from kubetune.k8s.interface import KubeClient, Obj
+from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import live_object, observe_finetunejob
-from kubetune.k8s.writes import apply_all, emit_event, write_status
+from kubetune.k8s.writes import apply_all, emit_event, write_status, write_trainer_status
 from kubetune.render.adapter import adapter_name, published_adapter
-from kubetune.render.bundle import bundle, job_suspend
-from kubetune.render.names import job_name
+from kubetune.render.bundle import bundle, job_suspend, preflight_bundle
+from kubetune.render.names import job_name, preflight_job_name
 from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
 
@@ -118,15 +120,31 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
     job = job_name(name)
     target = adapter_name(ftj)
     claims = list(pvc_claims(ftj.spec.to_wire()))
-    observed = observe_finetunejob(kube, ftj, job, target, claims, check_secrets=settings.check_secrets)
+    checks = preflight_job_name(name, spec_digest(ftj.spec)) if preflight.awaiting(ftj) else None
+    observed = observe_finetunejob(
+        kube, ftj, job, target, claims, check_secrets=settings.check_secrets, preflight_job_name=checks
+    )
     decided = plan(ftj, observed, target)
+    if decided.apply_preflight:
+        stored = apply_all(kube, preflight_bundle(ftj, settings), started=False)
+        observed = replace(observed, preflight_job=stored.get("Job"))
+    if decided.delete_preflight and checks is not None:
+        kube.delete(path("Job", ftj.metadata.namespace or "default", checks))
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
             reward_uri = adapter_artifact_uri(observed.reward_adapter)
             started = ftj.status is not None and ftj.status.start_time is not None
-            stored = apply_all(kube, bundle(ftj, settings, current, reward_uri), started=started)
+            children = bundle(ftj, settings, current, reward_uri, with_identity=not decided.identity_applied)
+            stored = apply_all(kube, children, started=started)
             observed = replace(observed, job=stored.get("Job"))
+    if decided.recovered_result is not None:
+        log.warning("%s: the trainer's result write never landed; recovered it from its termination message", name)
+        progress = ftj.status.progress if ftj.status else None
+        trainer_fields = {"result": decided.recovered_result.to_wire()}
+        if progress is not None:
+            trainer_fields["progress"] = progress.to_wire()
+        write_trainer_status(kube, "FineTuneJob", ftj.metadata.namespace or "default", name, trainer_fields)
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
     return compute_status(ftj, observed, now, job, decided.adapter_ref, conflict=decided.adapter_conflict)

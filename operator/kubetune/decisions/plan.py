@@ -10,9 +10,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
 from kubetune.api.v1alpha1.pod_contract import ADAPTER_TRAINER_FIELDS
-from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
+from kubetune.decisions import preflight
+from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter, termination_result
 from kubetune.decisions.status import TERMINAL
 
 
@@ -22,6 +23,16 @@ class Plan:
     publish_adapter: bool
     adapter_ref: str | None = None
     adapter_conflict: str | None = None
+    recovered_result: TrainResult | None = None
+    """The trainer finished but its `status.result` write never landed: the result from its termination message,
+    to be written in its place (the next reconcile publishes it like any result)."""
+    apply_preflight: bool = False
+    """Create the preflight Job (with the run's identity): no training Job until it passes."""
+    delete_preflight: bool = False
+    """Its pod checked another version of the spec: delete it, the next reconcile creates it again."""
+    identity_applied: bool = False
+    """The preflight Job of this very spec exists: the run's identity was applied with it, and the training
+    bundle need not apply it again (three write requests less per run)."""
 
 
 def children_stale(ftj: FineTuneJob, job: Obj | None, desired_suspend: bool) -> bool:
@@ -44,7 +55,10 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     finished = status is not None and status.phase in TERMINAL and status.observed_generation == ftj.metadata.generation
     reward_missing = reward_adapter(ftj.spec) is not None and adapter_artifact_uri(observed.reward_adapter) is None
     waiting = observed.job is None and (bool(observed.missing_secrets or observed.missing_pvcs) or reward_missing)
-    apply_children = not finished and not waiting
+    checks = preflight.gate(ftj, observed)
+    acting = not finished and not waiting
+    apply_children = acting and checks.open
+    create_checks, redo_checks = acting and checks.stage == "missing", checks.stage == "stale"
     result = status.result if status else None
     adapter = observed.adapter
     if adapter is not None and _adapter_source(adapter) not in (None, ftj.metadata.name):
@@ -53,16 +67,27 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
             publish_adapter=False,
             adapter_conflict=f"Adapter {adapter_name} already exists and was produced by FineTuneJob "
             f"{_adapter_source(adapter)}: set spec.output.adapterName to another name",
+            apply_preflight=create_checks,
+            delete_preflight=redo_checks,
         )
     job_done = observed.job is not None and any(
         c.get("type") in ("Complete", "SuccessCriteriaMet") and c.get("status") == "True"
         for c in observed.job.get("status", {}).get("conditions") or []
     )
+    recovered = termination_result(observed.pods) if job_done and result is None else None
     published_sha = (adapter or {}).get("spec", {}).get("artifact", {}).get("sha256")
     publish = result is not None and (job_done or (status is not None and status.phase == "Succeeded"))
     publish = publish and (adapter is None or published_sha != (result.sha256 if result else None))
     ref = adapter_name if (publish or adapter is not None) else None
-    return Plan(apply_children, publish_adapter=publish, adapter_ref=ref)
+    return Plan(
+        apply_children,
+        publish_adapter=publish,
+        adapter_ref=ref,
+        recovered_result=recovered,
+        apply_preflight=create_checks,
+        delete_preflight=redo_checks,
+        identity_applied=checks.stage == "passed",
+    )
 
 
 def settled(kind: str, body: Obj) -> bool:

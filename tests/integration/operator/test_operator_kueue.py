@@ -78,6 +78,9 @@ def test_queued_while_the_quota_is_used_and_admitted_when_it_frees(
 
     status = queued_because(cluster, "next", "WaitingForAdmission", "insufficient unused quota for nvidia.com/gpu")
     assert queue in status["message"]
+    (checked,) = cluster.list("Job", "app.kubernetes.io/component=preflight,kubetune.io/job=next")
+    assert true(checked, "Complete"), "the preflight ran while the GPU quota was used up: it is not queued"
+    assert not [k for k in checked["metadata"]["labels"] if k.startswith("kueue.x-k8s.io/")]
     job = cluster.get("Job", "next-train")
     assert job["spec"]["suspend"] is True
     assert cluster.pods("next-train") == []
@@ -140,3 +143,8 @@ def test_a_higher_priority_run_preempts_a_lower_one(
     (admitted,) = workloads(cluster, cluster.get("Job", "high-train"))
     assert admitted["spec"]["priority"] == 1000
     assert true(admitted, "Admitted")
+
+    cluster.kube.request("DELETE", cluster.url("FineTuneJob", "high"))  # the quota frees: Kueue readmits "low"
+    readmitted = cluster.wait_phase("low", "Running", timeout=90)
+    assert readmitted["attempts"] == 1, "a preemption consumes no retry"
+    assert not cluster.get("Job", "low-train")["status"].get("failed")

@@ -94,10 +94,12 @@ def test_the_runtime_registry_reaches_each_kinds_controller() -> None:
     assert set(runtime.resync.reconcilers) == {"FineTuneJob", "Adapter"}
     runtime.resync.reconcilers["FineTuneJob"]("ml", "j")  # the resync only enqueues
     assert runtime.queue.pending() == 1
-    assert kube.stored("Job", "ml", "j-train") is None
+    assert not kube.list(path("Job", "ml"))
     runtime.queue.start()
-    wait_for(lambda: kube.stored("Job", "ml", "j-train") is not None)
+    wait_for(lambda: bool(kube.list(path("Job", "ml"))))
     runtime.queue.stop()
+    (created,) = kube.list(path("Job", "ml"))
+    assert created["metadata"]["labels"]["app.kubernetes.io/component"] == "preflight"  # the first child Job
     assert metrics.REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "ml", "phase": "Pending"}) == 1
     metrics.FINETUNEJOB_PHASES.set("ml", "j", None)
 

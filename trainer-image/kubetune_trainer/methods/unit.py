@@ -2,8 +2,8 @@
 
 The facts (family, mergeable, trains embeddings, fsdp) live on the API variant because the
 operator and the CLI read them too; the unit adds what only the trainer does. Every hook has a
-harmless default, so a unit overrides only what its method needs; `apply` is the one every unit
-writes.
+harmless default, so a unit overrides only what its method needs; `memory` and `apply` are the ones
+every unit writes.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ class MethodUnit(VariantUnit):
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
         """Refuse settings naming modules the model lacks; runs on the meta-device inspection, before weights."""
 
-    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate | None:
-        """Bytes per device, or None when the trainable count is not a formula of the model's shape."""
-        return None
+    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+        """Bytes per device (`estimate.py`'s terms); every method has one, so preflight checks every method."""
+        raise NotImplementedError
 
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """Extra `from_pretrained` keywords (quantization has to happen at load time)."""
@@ -65,6 +65,15 @@ def peft_model(ctx: RunContext, config: Any) -> Any:
 def saved_embeddings(ctx: RunContext) -> list[str] | None:
     """Embedding modules trained and saved whole when the tokenizer gained tokens (None: no new tokens)."""
     return embedding_modules(ctx.model).names if ctx.new_token_ids else None
+
+
+def matching_linears(shape: ModelShape, targets: list[str]) -> dict[str, tuple[int, int]]:
+    """Linear modules PEFT adapts for `targets`: a dotted name equal to a target or ending in `.TARGET`."""
+    return {
+        name: dims
+        for name, dims in shape.linear_modules.items()
+        if any(name == t or name.endswith("." + t) for t in targets)
+    }
 
 
 def check_linear_targets(info: ModelInfo, targets: list[str], field: str) -> None:
