@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION, CONFIG_DIR, CONFIG_FILE
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPONENT_LABEL,
+    CONFIG_ANNOTATION,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    TRAINER_COMPONENT,
+)
 from kubetune.render.bundle import render_bundle
 from kubetune.settings import OperatorSettings
 from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, locked_versions, require_image, run_in_image
@@ -61,7 +67,9 @@ class TrainedInImage:
 
 def render_demo() -> Rendered:
     manifests = render_bundle(yaml.safe_load(DEMO.read_text()), OperatorSettings())
-    (job,) = [m for m in manifests if m["kind"] == "Job"]
+    (job,) = [
+        m for m in manifests if m["kind"] == "Job" and m["metadata"]["labels"][COMPONENT_LABEL] == TRAINER_COMPONENT
+    ]
     return Rendered(job, json.loads(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]))
 
 

@@ -17,7 +17,12 @@ from typing import Any
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_COMPONENT, PREFLIGHT_FLAG, REWARD_MODEL_URI_ENV
+from kubetune.api.v1alpha1.pod_contract import (
+    PREFLIGHT_COMPONENT,
+    PREFLIGHT_FLAG,
+    REWARD_MODEL_URI_ENV,
+    TRAINER_COMPONENT,
+)
 from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.errors import InvalidResourceError
 from kubetune.render import job, names, rbac, service
@@ -56,7 +61,7 @@ def training_pod_plan(
     return job.PodPlan(
         job_name=names.job_name(name),
         owner=owner_of(ftj),
-        component="trainer",
+        component=TRAINER_COMPONENT,
         image=spec.image or settings.trainer_image,
         service_account=names.job_name(name),
         trainer_json=trainer_json(config),
