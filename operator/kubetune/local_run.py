@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION, CONFIG_FILE, TERMINATION_LOG_ENV
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPONENT_LABEL,
+    CONFIG_ANNOTATION,
+    CONFIG_FILE,
+    TERMINATION_LOG_ENV,
+    TRAINER_COMPONENT,
+)
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.render.bundle import render_bundle
 from kubetune.settings import OperatorSettings
@@ -24,7 +30,9 @@ from kubetune.settings import OperatorSettings
 def local_trainer_config(document: dict[str, Any], workdir: Path, pvc_root: Path) -> TrainerConfig:
     """The rendered TrainerConfig with pod paths replaced by local ones (pure apart from nothing)."""
     manifests = render_bundle(document, OperatorSettings())
-    (job,) = [m for m in manifests if m["kind"] == "Job"]
+    (job,) = [
+        m for m in manifests if m["kind"] == "Job" and m["metadata"]["labels"][COMPONENT_LABEL] == TRAINER_COMPONENT
+    ]
     config = TrainerConfig.model_validate_json(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION])
     runtime = config.runtime.model_copy(
         update={
