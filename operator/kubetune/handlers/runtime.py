@@ -63,6 +63,8 @@ class Runtime:
         except KubeError as error:
             log.warning("reconcile of %s %s/%s: %s (retried after a backoff)", kind, namespace, name, error)
             return False
+        if self.resync is not None:
+            self.resync.reconciled(kind, namespace, name)
         return True
 
 

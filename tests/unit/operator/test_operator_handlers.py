@@ -162,6 +162,22 @@ def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
     assert resync.tracked() == [("FineTuneJob", "ns", "a")]
 
 
+def test_the_resync_skips_objects_reconciled_within_its_interval() -> None:
+    """Busy objects are reconciled by their events anyway: the resync polls only the ones nothing else brought up."""
+    runtime = Runtime(settings=SETTINGS, kube=FakeKube())
+    runtime.reconcilers["FineTuneJob"] = lambda namespace, name: None
+    runtime.resync = Resync(0.2, {})
+    runtime.resync.track("FineTuneJob", "ns", "busy", True)
+    runtime.resync.track("FineTuneJob", "ns", "quiet", True)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "busy"), ("FineTuneJob", "ns", "quiet")]
+    assert runtime.process(("FineTuneJob", "ns", "busy"))
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "quiet")]
+    time.sleep(0.25)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "busy"), ("FineTuneJob", "ns", "quiet")]
+    runtime.resync.track("FineTuneJob", "ns", "busy", False)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "quiet")], "settled or deleted: forgotten"
+
+
 def test_watch_events_enqueue_only_when_reconcile_inputs_changed() -> None:
     """The operator's own status writes and the trainer's progress bring no reconcile; spec, result and
     metadata changes do; a deletion forgets the object."""
