@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
 
-.PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e \
+.PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e test-gpu \
         demo bench binaries deepspeed-ops cluster-up cluster-down clean \
         images image-operator image-trainer test-images test-image-operator
 
@@ -47,6 +47,11 @@ test-fast: install binaries ## unit tests of pure code, contract tests (examples
 test-trainer: install deepspeed-ops ## trainer tests that really train tiny models on CPU (GPU tests skip on CPU)
 	$(PYTEST) tests/unit -m trainer
 	$(PYTEST) tests/gpu
+
+test-gpu: install ## the GPU check: kubetune's LoRA, QLoRA and ZeRO-3 paths on CUDA with a ~1B model (one line on CPU)
+	@if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then \
+		$(PYTEST) tests/gpu -s -p no:cacheprovider; \
+	else echo "test-gpu: skipped, no CUDA GPU visible (tests/gpu runs on a machine with one)"; fi
 
 test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok, Kueue)
 	$(PYTEST) tests/integration

@@ -76,7 +76,6 @@ class OperatorSettings(BaseModel):
     workers: int = Field(
         default=8, ge=1, le=128, description="Reconciles running at once (one per object at a time), each a thread."
     )
-    peering_name: str = "kubetune"
     service_account_annotations: dict[str, str] = Field(
         default_factory=dict,
         description="Annotations on every trainer ServiceAccount: the cloud identity of the pods (IRSA "

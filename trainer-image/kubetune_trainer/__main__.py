@@ -32,6 +32,7 @@ from kubetune_trainer.termination import (
     TerminationRequest,
     write_termination_message,
 )
+from kubetune_trainer.torch_extensions import writable_extensions_dir
 
 log = logging.getLogger("kubetune_trainer")
 
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args.config)
+        writable_extensions_dir(Path(config.runtime.work_dir), os.environ)  # before anything loads DeepSpeed ops
         if args.preflight:
             _run_preflight(config)
             return 0

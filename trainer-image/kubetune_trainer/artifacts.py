@@ -38,6 +38,7 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
 from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
+from kubetune_trainer.tracking import publish_with_artifact
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,10 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
         return RunResult(artifact_uri=artifact_uri(ctx), sha256="0" * 64, size_bytes=0, method=ctx.method)
     if ctx.spec.output.merge_weights and ctx.is_peft:
         save_merged(ctx, root, root / MERGED_DIR)
+    for relative, source in ctx.extras.get("artifact_files", {}).items():  # e.g. synthesised training data
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / relative)
+    publish_with_artifact(ctx, root)
     write_manifest(root, training_manifest(ctx, root, fmt=fmt, gate=gate))
     sha, size = tree_digest(root)
     publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)

@@ -1,13 +1,14 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
-Order: validate and probe the machine -> load the data (format errors, before any model download)
+Order: validate and probe the machine -> experiment tracking (MLflow credentials and server)
+-> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer (new tokens, chat template) and data prep -> distributed setup
--> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
-objective builder -> train (resuming from the newest complete checkpoint on durable storage, saving a last one
-on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result` -> delete the run's
-checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as units of `METHODS`
-and `OBJECTIVES`, everything else through `Hooks`.
+-> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
+-> continual learning and objective builder -> train (resuming from the newest complete checkpoint on durable
+storage, saving a last one on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result`
+-> delete the run's checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as
+units of `METHODS` and `OBJECTIVES`, everything else through `Hooks`.
 
 `check` is the preflight pod's run: the stages up to the tokenizer, against the machine the spec asks
 for, with only the model's config and tokenizer downloaded; it returns the report the operator reads.
@@ -23,7 +24,16 @@ from typing import Any
 
 from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, durable, preflight, tokenizer_align
+from kubetune_trainer import (
+    artifacts,
+    constitution,
+    continual,
+    data_stage,
+    durable,
+    preflight,
+    tokenizer_align,
+    tracking,
+)
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -180,6 +190,7 @@ def run(
     hooks = hooks or Hooks()
     termination = termination or TerminationRequest(config.runtime.termination_grace_seconds)
     ctx = build_context(config, capabilities)
+    tracking.prepare(ctx)
     checkpoints = durable.DurableCheckpoints.open(ctx)
     data_stage.load(ctx)
     ctx.notes.append(f"memory estimate {inspect_base(ctx).message}")
@@ -187,6 +198,7 @@ def run(
     data_stage.prepare(ctx)
     setup_distributed(ctx)
     load_weights(ctx)
+    constitution.apply(ctx)  # generates with the base model, before the method wraps it
     ctx.model = METHODS[ctx.method].apply(ctx)
     ctx.callbacks.append(log_progress_callback())
     for hook in hooks.before_train:

@@ -6,6 +6,8 @@ Instead, watch events record which objects still need attention, and one thread 
 those every `resync_seconds`. Settled objects (failed, or succeeded and published) are not polled, and neither
 is an object reconciled (for any reason) within the last `resync_seconds`: the resync is for objects nothing
 else brought up, and under load it would otherwise add a reconcile of every busy object per interval.
+The thread runs outside kopf, so kopf's peering pause does not stop it: each pass first asks its `gate`
+(`peering.PeeringGate`), and a paused replica skips the pass.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ Reconciler = Callable[[str, str], None]
 class Resync:
     """(kind, namespace, name) of unsettled objects, reconciled periodically by a daemon thread."""
 
-    def __init__(self, interval: float, reconcilers: dict[str, Reconciler]) -> None:
+    def __init__(
+        self, interval: float, reconcilers: dict[str, Reconciler], gate: Callable[[], bool] | None = None
+    ) -> None:
         self.interval = interval
         self.reconcilers = reconcilers
+        self.gate = gate or (lambda: True)
         self._known: dict[tuple[str, str, str], float] = {}
         """Tracked keys -> when they were last reconciled (monotonic; -inf before the first)."""
         self._guard = threading.Lock()
@@ -66,10 +71,22 @@ class Resync:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            for kind, namespace, name in self.due():
-                if self._stop.is_set():
-                    return
-                try:
-                    self.reconcilers[kind](namespace, name)
-                except Exception as error:  # one bad object must not stop the resync of the others
-                    log.warning("resync of %s %s/%s failed: %s", kind, namespace, name, error)
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One pass: every tracked object not reconciled within the interval, unless the gate says this replica is
+        paused (or cannot tell)."""
+        try:
+            active = self.gate()
+        except Exception as error:  # the thread must outlive an unreachable API server
+            log.warning("resync skipped: cannot tell whether this replica is paused: %s", error)
+            return
+        if not active:
+            return
+        for kind, namespace, name in self.due():
+            if self._stop.is_set():
+                return
+            try:
+                self.reconcilers[kind](namespace, name)
+            except Exception as error:  # one bad object must not stop the resync of the others
+                log.warning("resync of %s %s/%s failed: %s", kind, namespace, name, error)

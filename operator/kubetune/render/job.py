@@ -50,6 +50,8 @@ class PodPlan:
     runtime: RuntimeSettings
     pvc_claims: dict[str, bool] = field(default_factory=dict)
     credentials: SecretKeyRef | None = None
+    optional_secret_env: dict[str, SecretKeyRef] = field(default_factory=dict)
+    """Env var -> Secret key that may be absent (MLflow's token or user and password)."""
     gpus: int = 0
     cpu: str | None = None
     memory: str | None = None
@@ -126,6 +128,10 @@ def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
                 "valueFrom": {"secretKeyRef": {"name": plan.credentials.name, "key": plan.credentials.key}},
             }
         )
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key, "optional": True}}}
+        for name, ref in plan.optional_secret_env.items()
+    ]
     env += [{"name": name, "value": value} for name, value in sorted(plan.extra_env.items())]
     if plan.runtime.nodes > 1 and plan.service_name:
         env += [

@@ -1,9 +1,11 @@
 """The gate: decide `gatePassed` from the evaluation metrics, as a pure function.
 
-Directions follow the metric: accuracy is better higher; perplexity and loss are better lower. So a
-`minScores` entry is a floor for accuracy suites and a ceiling for perplexity/loss suites, and
-`maxRegression` is an absolute drop in accuracy (0.02 = two points) but a relative rise in
-perplexity/loss (0.02 = 2 % worse than the base), the scale on which each is usually read.
+Directions follow the metric: accuracy and refusal-rate are better higher; perplexity, loss, the bias
+gap and over-refusal are better lower. So a `minScores` entry is a floor for the first and a ceiling
+for the others, and `maxRegression` is an absolute drop in accuracy or refusal rate (0.02 = two
+points), an absolute rise in over-refusal or the bias gap (nats; a base near 0 makes a relative rise
+meaningless) but a relative rise in perplexity/loss
+(0.02 = 2 % worse than the base), the scale on which each is usually read.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Mapping
 from kubetune.api.v1alpha1.training import Gate
 from kubetune_trainer.context import RunContext
 
-METRICS = ("accuracy", "perplexity", "loss")
-HIGHER_IS_BETTER = frozenset({"accuracy"})
+METRICS = ("accuracy", "perplexity", "loss", "bias-gap", "refusal-rate", "over-refusal")
+HIGHER_IS_BETTER = frozenset({"accuracy", "refusal-rate"})
+ABSOLUTE_RISE = frozenset({"bias-gap", "over-refusal"})
+"""Lower-is-better metrics whose regression is read as an absolute rise, not relative to the base."""
 
 
 def suite_score(metrics: Mapping[str, float], suite: str) -> tuple[str, float] | None:
@@ -29,6 +33,8 @@ def regression(kind: str, score: float, base: float) -> float:
     """How much worse than the base (<= 0 means no regression), on the scale `maxRegression` uses."""
     if kind in HIGHER_IS_BETTER:
         return base - score
+    if kind in ABSOLUTE_RISE:
+        return score - base
     return (score - base) / base if base else 0.0
 
 
@@ -60,7 +66,7 @@ def decide(metrics: Mapping[str, float], gate: Gate | None) -> tuple[bool, str |
             base = metrics[f"{suite}.base"]
             drop = regression(kind, score, base)
             if drop > gate.max_regression:
-                unit = "" if kind in HIGHER_IS_BETTER else " (relative)"
+                unit = "" if kind in HIGHER_IS_BETTER | ABSOLUTE_RISE else " (relative)"
                 failures.append(
                     f"{suite}.{kind} regressed by {drop:.4g}{unit} versus the base ({base:.4g} -> {score:.4g}), "
                     f"more than maxRegression {gate.max_regression:.4g}"

@@ -1,4 +1,5 @@
-"""Evaluation suites run after training: held-out perplexity/loss and multiple-choice accuracy.
+"""Evaluation suites run after training: held-out perplexity/loss, multiple-choice accuracy, and the
+constraint suites (counterfactual bias gap in `bias`, refusal rates in `safety`).
 
 Metrics are reported flat as `NAME.METRIC`; a `compareToBase` suite also scores the starting model
 and reports `NAME.base` and `NAME.delta` (tuned minus base), which the gate turns into a regression
@@ -13,10 +14,11 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from kubetune.api.v1alpha1.constraints import REFUSAL_METRICS
 from kubetune.api.v1alpha1.training import EvalSuite
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.evaluate import scoring
+from kubetune_trainer.evaluate import bias, safety, scoring
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,11 @@ log = logging.getLogger(__name__)
 def score_suite(model: Any, tokenizer: Any, suite: EvalSuite, rows: Any, *, max_length: int) -> float:
     if suite.metric == "accuracy":
         return scoring.multiple_choice_accuracy(model, tokenizer, list(rows), max_length=max_length)
+    if suite.metric == "bias-gap":
+        assert suite.term_pairs is not None  # the CEL rule requires them for bias-gap
+        return bias.bias_gap(model, tokenizer, rows, suite.term_pairs, max_length=max_length)
+    if suite.metric in REFUSAL_METRICS:
+        return safety.refusal_share(model, tokenizer, rows, suite.refusal)
     total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(rows, tokenizer), max_length=max_length)
     return total.perplexity if suite.metric == "perplexity" else total.loss
 

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName
+from kubetune.api.v1alpha1.constraints import TERM_PAIR_RULES, RefusalJudge, TermPairs
 
 SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
 LabelKey = Annotated[str, StringConstraints(max_length=317)]
@@ -109,17 +110,44 @@ class ResourcesSpec(KubeModel):
 
 
 class EvalSuite(KubeModel):
-    """One evaluation: perplexity on held-out data, or accuracy on multiple choice by log-likelihood."""
+    """One evaluation: perplexity on held-out data, accuracy on multiple choice by log-likelihood, the
+    counterfactual bias gap, or a safety rate (refusals on harmful prompts, over-refusals on benign ones)."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
             "self.metric != 'accuracy' || has(self.dataset)",
             "evaluation.suites: metric accuracy needs a dataset of multiple-choice rows (question, choices, answer)",
         ),
+        CelRule(
+            "(self.metric == 'bias-gap') == has(self.termPairs)",
+            "evaluation.suites: metric bias-gap needs termPairs (e.g. [[he, she]]), and only bias-gap takes them",
+        ),
+        *TERM_PAIR_RULES,
+        CelRule(
+            "!(self.metric in ['refusal-rate', 'over-refusal']) || has(self.dataset)",
+            "evaluation.suites: metrics refusal-rate and over-refusal need a dataset of prompts (harmful prompts "
+            "for refusal-rate, benign ones for over-refusal)",
+        ),
+        CelRule(
+            "!has(self.refusal) || self.metric in ['refusal-rate', 'over-refusal']",
+            "evaluation.suites: refusal only applies to metrics refusal-rate and over-refusal",
+        ),
     )
 
     name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
-    metric: Literal["perplexity", "accuracy", "loss"] = Field(description="perplexity, accuracy or loss.")
+    metric: Literal["perplexity", "accuracy", "loss", "bias-gap", "refusal-rate", "over-refusal"] = Field(
+        description="perplexity, accuracy, loss; bias-gap: the mean absolute log-likelihood gap (nats) between "
+        "each row mentioning a term and its counterfactual with termPairs swapped (lower is fairer); "
+        "refusal-rate: share of the dataset's (harmful) prompts whose generated answer refuses (higher is safer); "
+        "over-refusal: the same share on benign prompts (lower is better)."
+    )
+    term_pairs: TermPairs | None = Field(
+        default=None, description="bias-gap only: pairs of terms swapped both ways, e.g. [[he, she], [him, her]]."
+    )
+    refusal: RefusalJudge | None = Field(
+        default=None,
+        description="refusal-rate and over-refusal only: how answers are judged refusals (default: built-in rules).",
+    )
     dataset: DataSource | None = Field(default=None, description="Data for this suite (default: the eval split).")
     compare_to_base: bool = Field(default=False, description="Also score the base model; report NAME.delta.")
 
