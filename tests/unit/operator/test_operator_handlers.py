@@ -217,11 +217,14 @@ def test_without_verbose_kopfs_line_per_handler_call_is_dropped_and_failures_sta
     try:
         with caplog.at_level(logging.INFO):
             objects.info("Handler 'pod_event' succeeded.")
+            objects.info("Handler 'job_event' succeeded.")
+            objects.info("Handler 'finetunejob_seen' succeeded.")
             objects.warning("Handler 'pod_event' failed temporarily: boom")
             objects.info("Something else happened.")
     finally:
         objects.filters.clear()
     assert [r.getMessage() for r in caplog.records] == [
+        "Handler 'finetunejob_seen' succeeded.",
         "Handler 'pod_event' failed temporarily: boom",
         "Something else happened.",
     ]
