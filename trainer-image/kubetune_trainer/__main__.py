@@ -59,11 +59,11 @@ def load_config(path: Path) -> TrainerConfig:
 
 def default_hooks() -> Hooks:
     """The production wiring: status/metrics reporting, evaluation suites and the gate."""
-    from kubetune_trainer import report
+    from kubetune_trainer import measure, report
     from kubetune_trainer.evaluate import evaluate_suites, gate_hook
 
     return Hooks(
-        before_train=[report.attach_reporter],
+        before_train=[report.attach_reporter, measure.attach],
         evaluate=evaluate_suites,
         gate=gate_hook,
         after_result=[report.publish_result],
@@ -104,7 +104,9 @@ def _configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune_trainer", description="Run one kubetune training job.")
-    parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the mounted ConfigMap)")
+    parser.add_argument(
+        "--config", required=True, type=Path, help="TrainerConfig JSON (mounted from the pod's annotation)"
+    )
     parser.add_argument(
         PREFLIGHT_FLAG, action="store_true", help="only the checks that need no weights; report to the termination log"
     )

@@ -2,7 +2,9 @@
 
 Layout under `<output.uri>/<adapterName>/`: the adapter (PEFT `adapter_model.safetensors` +
 `adapter_config.json`, or full `model.safetensors` for full/partial), the tokenizer, optionally
-`merged/` (full weights with the adapter folded in) and `kubetune.json`. `sha256` is over every file
+`merged/` (full weights with the adapter folded in), `training_log.jsonl` (every logged step: loss,
+learning rate, eval loss, the objective's own signals such as DPO reward margins) and `kubetune.json`.
+`sha256` is over every file
 in sorted relative-path order (`sha256(path NUL file-sha256 LF ...)`), so it is stable across
 filesystems and tells whether two artifacts are byte-identical.
 
@@ -14,6 +16,7 @@ Adapter) treat a prefix without `kubetune.json` as absent.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.artifact import (
+    TRAINING_LOG_FILE,
     ArtifactManifest,
     FileDigest,
     ManifestBaseModel,
@@ -82,7 +86,14 @@ def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> ManifestForm
         return None
     (directory / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
     ctx.tokenizer.save_pretrained(str(directory))
+    write_training_log(directory / TRAINING_LOG_FILE, trainer.state.log_history)
     return "peft-safetensors" if ctx.is_peft else "safetensors"
+
+
+def write_training_log(path: Path, history: list[dict[str, Any]]) -> None:
+    """One JSON object per logged step, numbers only (what the trainer logged, in order)."""
+    lines = [{k: v for k, v in entry.items() if isinstance(v, int | float)} for entry in history]
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
 
 
 def save_merged(ctx: RunContext, adapter_dir: Path, directory: Path) -> None:

@@ -39,6 +39,7 @@ from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
+from kubetune_trainer.measure import ESTIMATE_KEY
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
 from kubetune_trainer.termination import TerminationRequest
@@ -91,6 +92,8 @@ def inspect_base(ctx: RunContext, *, weights: bool = True) -> preflight.MemoryVe
         ctx.spec, info, ctx.capabilities, precision=ctx.precision, world_size=ctx.config.runtime.world_size
     )
     ctx.method = verdict.method or ctx.method
+    if verdict.estimate is not None:
+        ctx.extras[ESTIMATE_KEY] = verdict.estimate
     if ctx.spec.method.type == "auto" and verdict.method is not None:
         ctx.notes.append(f"method auto resolved to {ctx.method}")
     METHODS[ctx.method].check_targets(ctx, info)

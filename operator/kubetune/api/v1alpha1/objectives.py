@@ -21,7 +21,7 @@ from kubetune.api.v1alpha1.constraints import CostConstraint
 from kubetune.api.v1alpha1.data import DataFormat
 
 Beta = Annotated[float, Field(gt=0, le=100, description="Strength of the pull towards the reference policy.")]
-BuiltinReward = Literal["length", "format", "keyword-match", "non-repetition"]
+BuiltinReward = Literal["length", "format", "keyword-match", "non-repetition", "reference-match"]
 TrainedModel = Literal["causal-lm", "sequence-classifier"]
 
 
@@ -63,7 +63,8 @@ class RewardSource(KubeModel):
     )
     builtin: Annotated[list[BuiltinReward], Field(max_length=8)] | None = Field(
         default=None,
-        description="Built-in reward functions, summed: length, format, keyword-match, non-repetition.",
+        description="Built-in reward functions, summed: length, format, keyword-match, non-repetition, "
+        "reference-match (the completion starts with the prompt row's `reference` answer).",
     )
     keywords: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)] | None = Field(
         default=None, description="Words rewarded by keyword-match."
