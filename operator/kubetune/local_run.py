@@ -1,9 +1,9 @@
 """`kubetune run FILE`: train a FineTuneJob on this machine through the operator's render path.
 
-The TrainerConfig is taken from the very ConfigMap the operator would create, so a local run
-exercises the same rendering and the same trainer as the cluster; only the pod's mount points
-(cache, scratch, checkpoints, pvc://) are moved under a local work directory, and status
-reporting is off because there is no FineTuneJob object to patch.
+The TrainerConfig is taken from the very Job the operator would create (its pod template carries trainer.json),
+so a local run exercises the same rendering and the same trainer as the cluster; only the pod's mount points
+(cache, scratch, checkpoints, pvc://) are moved under a local work directory, and status reporting is off
+because there is no FineTuneJob object to patch.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.adapter import Adapter
-from kubetune.api.v1alpha1.pod_contract import CONFIG_FILE, TERMINATION_LOG_ENV
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPONENT_LABEL,
+    CONFIG_ANNOTATION,
+    CONFIG_FILE,
+    PREFLIGHT_COMPONENT,
+    TERMINATION_LOG_ENV,
+)
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.bundle import render_bundle
@@ -58,8 +64,11 @@ def local_merge_config(
 
 
 def config_of(manifests: list[dict[str, Any]]) -> TrainerConfig:
-    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
-    return TrainerConfig.model_validate_json(config_map["data"][CONFIG_FILE])
+    """trainer.json of the one Job that trains or merges (a training bundle renders its preflight Job first)."""
+    (job,) = [
+        m for m in manifests if m["kind"] == "Job" and m["metadata"]["labels"][COMPONENT_LABEL] != PREFLIGHT_COMPONENT
+    ]
+    return TrainerConfig.model_validate_json(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION])
 
 
 def localized(config: TrainerConfig, workdir: Path, pvc_root: Path, cache_dir: Path | None = None) -> TrainerConfig:

@@ -53,6 +53,13 @@ DURATION = Histogram(
 RECONCILES = Counter("kubetune_reconciles", "Reconciles by kind.", ["kind"], registry=REGISTRY)
 RECONCILE_ERRORS = Counter("kubetune_reconcile_errors", "Reconciles that raised, by kind.", ["kind"], registry=REGISTRY)
 RECONCILE_SECONDS = Histogram("kubetune_reconcile_duration_seconds", "Reconcile latency.", ["kind"], registry=REGISTRY)
+WORKQUEUE_DEPTH = Gauge("kubetune_workqueue_depth", "Objects waiting for a reconcile worker.", registry=REGISTRY)
+WORKQUEUE_WAIT_SECONDS = Histogram(
+    "kubetune_workqueue_wait_seconds",
+    "From an object entering the work queue to a worker starting its reconcile.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, float("inf")),
+    registry=REGISTRY,
+)
 for _kind in KUBETUNE_RESOURCES:  # 0 from the start, not absent until the first error: the error-ratio alert
     RECONCILE_ERRORS.labels(kind=_kind)  # and the dashboard then read a series a healthy operator really serves
 

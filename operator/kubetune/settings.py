@@ -63,7 +63,19 @@ class OperatorSettings(BaseModel):
     watch_server_timeout: int = Field(default=300, ge=1, description="Seconds before the API server ends a watch.")
     watch_client_timeout: int = Field(default=330, ge=1, description="Client-side bound on a watch request.")
     error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
-    handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
+    handler_backoff: float = Field(
+        default=5.0, gt=0, description="Delay before a failed reconcile is retried; doubled per further failure."
+    )
+    child_event_delay: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="Seconds a Job or pod event waits for more before its owner is reconciled (one status update "
+        "for a burst of them); the owner's own changes are reconciled at once.",
+    )
+    workers: int = Field(
+        default=8, ge=1, le=128, description="Reconciles running at once (one per object at a time), each a thread."
+    )
     service_account_annotations: dict[str, str] = Field(
         default_factory=dict,
         description="Annotations on every trainer ServiceAccount: the cloud identity of the pods (IRSA "

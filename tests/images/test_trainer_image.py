@@ -2,7 +2,7 @@
 
 The FineTuneJob is `examples/demo-tiny-lora.yaml`, rendered by the operator's own render functions: the
 container runs as the pod's runAsUser with the image's entrypoint and the rendered arguments, every volume
-of the rendered pod is mounted where the pod mounts it (the ConfigMap with trainer.json read-only, the
+of the rendered pod is mounted where the pod mounts it (trainer.json from the pod annotation, read-only, the
 PVC with the tiny model, the emptyDirs), and the env is the container's. The only edits to the rendered
 TrainerConfig are the ones that need a cluster: no status patching (no API server) and a free metrics port.
 """
@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kubetune.api.v1alpha1.pod_contract import CONFIG_DIR, CONFIG_FILE
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPONENT_LABEL,
+    CONFIG_ANNOTATION,
+    CONFIG_DIR,
+    CONFIG_FILE,
+    TRAINER_COMPONENT,
+)
 from kubetune.render.bundle import render_bundle
 from kubetune.settings import OperatorSettings
 from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, locked_versions, require_image, run_in_image
@@ -61,9 +67,10 @@ class TrainedInImage:
 
 def render_demo(document: dict[str, Any] | None = None) -> Rendered:
     manifests = render_bundle(document or yaml.safe_load(DEMO.read_text()), OperatorSettings())
-    (job,) = [m for m in manifests if m["kind"] == "Job"]
-    (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
-    return Rendered(job, json.loads(config_map["data"][CONFIG_FILE]))
+    (job,) = [
+        m for m in manifests if m["kind"] == "Job" and m["metadata"]["labels"][COMPONENT_LABEL] == TRAINER_COMPONENT
+    ]
+    return Rendered(job, json.loads(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]))
 
 
 def free_port() -> int:
@@ -79,14 +86,16 @@ def pod_mounts(rendered: Rendered, root: Path, claims: dict[str, Path], config: 
     sources: dict[str, Path] = {}
     for volume in rendered.pod["volumes"]:
         name = volume["name"]
-        if "configMap" in volume:
+        if "downwardAPI" in volume:
+            (item,) = volume["downwardAPI"]["items"]
+            assert item["fieldRef"]["fieldPath"] == f"metadata.annotations['{CONFIG_ANNOTATION}']"
             sources[name] = root / name
             sources[name].mkdir()
-            (sources[name] / CONFIG_FILE).write_text(json.dumps(config))
+            (sources[name] / item["path"]).write_text(json.dumps(config))
         elif "persistentVolumeClaim" in volume:
             sources[name] = claims[volume["persistentVolumeClaim"]["claimName"]]
         else:
-            assert "emptyDir" in volume, f"volume {name}: the test knows configMap, PVC and emptyDir only"
+            assert "emptyDir" in volume, f"volume {name}: the test knows downwardAPI, PVC and emptyDir only"
             sources[name] = root / name
             sources[name].mkdir()
     for source in sources.values():

@@ -67,6 +67,7 @@ def test_chart_installs_and_grants_the_operator_only_what_it_needs(
         ("get", "secrets"),
         ("list", "secrets"),
         ("get", "configmaps"),
+        ("create", "configmaps"),  # trainer.json travels in the Job's pod template
         ("delete", "pods"),
         ("create", "clusterroles"),
     ]:

@@ -22,7 +22,7 @@ from kubetune_dev.local_node.images import (
 from kubetune_dev.local_node.node import node_manifest
 from kubetune_dev.local_node.pods import NodeRuntime, visible_host_paths_kept
 from kubetune_dev.local_node.process import mount_order, mount_script
-from kubetune_dev.local_node.volumes import Mount
+from kubetune_dev.local_node.volumes import Mount, materialize
 
 pytestmark = pytest.mark.unit
 
@@ -137,6 +137,28 @@ def test_mount_points_another_namespace_still_uses_are_not_removed(tmp_path: Pat
     assert busy.is_dir(), "a pod of another session still has its volume mounted there"
     assert spaced.is_dir()
     assert not idle.exists()
+
+
+def test_downward_api_volumes_carry_pod_annotations_and_names(tmp_path: Path) -> None:
+    """trainer.json reaches the trainer as a downward-API file of the pod's annotation, as the kubelet writes it."""
+    from kubernetes import client
+
+    items = [
+        client.V1DownwardAPIVolumeFile(
+            path="trainer.json", field_ref=client.V1ObjectFieldSelector(field_path="metadata.annotations['k/c']")
+        ),
+        client.V1DownwardAPIVolumeFile(path="name", field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")),
+    ]
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="run-train-abcde", namespace="ml", annotations={"k/c": '{"mode": "train"}'}),
+        spec=client.V1PodSpec(
+            containers=[],
+            volumes=[client.V1Volume(name="config", downward_api=client.V1DownwardAPIVolumeSource(items=items))],
+        ),
+    )
+    folders = materialize(None, pod, tmp_path / "sandbox", tmp_path / "claims")  # no API reads for these volumes
+    assert (folders["config"] / "trainer.json").read_text() == '{"mode": "train"}'
+    assert (folders["config"] / "name").read_text() == "run-train-abcde"
 
 
 @pytest.mark.parametrize(

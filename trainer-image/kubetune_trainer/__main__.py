@@ -104,7 +104,9 @@ def _configure_logging() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune_trainer", description="Run one kubetune training job.")
-    parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the mounted ConfigMap)")
+    parser.add_argument(
+        "--config", required=True, type=Path, help="TrainerConfig JSON (mounted from the pod's annotation)"
+    )
     parser.add_argument(
         PREFLIGHT_FLAG, action="store_true", help="only the checks that need no weights; report to the termination log"
     )

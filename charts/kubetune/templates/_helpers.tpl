@@ -35,7 +35,7 @@ app.kubernetes.io/component: operator
   verbs: [get, list, watch]
 # Children are written with server-side apply and never read back: create + patch, no get.
 - apiGroups: [""]
-  resources: [configmaps, serviceaccounts, services]
+  resources: [serviceaccounts, services]
   verbs: [create, patch]
 - apiGroups: [""]
   resources: [persistentvolumeclaims]

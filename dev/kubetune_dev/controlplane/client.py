@@ -11,7 +11,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -91,6 +91,17 @@ class AdminClient:
         """Server-side apply (JSON is YAML), so installing twice or over an older version just converges."""
         path = f"{object_path(obj)}?fieldManager={FIELD_MANAGER}&force=true"
         return self.request("PATCH", path, obj, content_type="application/apply-patch+yaml")
+
+    def watch(self, path: str, resource_version: str, timeout_seconds: int = 10) -> Iterator[dict[str, Any]]:
+        """Watch events (`{"type": ..., "object": ...}`) of a collection from `resource_version` on, with bookmarks,
+        until the server ends the watch after `timeout_seconds`; the caller resumes from the last version seen."""
+        query = f"watch=1&allowWatchBookmarks=true&resourceVersion={resource_version}&timeoutSeconds={timeout_seconds}"
+        req = urllib.request.Request(f"{self.api_url}{path}?{query}")
+        req.add_header("Accept", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout_seconds + 30, context=self._context) as response:
+            for line in response:
+                if line.strip():
+                    yield json.loads(line)
 
     def delete(self, path: str) -> dict[str, Any] | None:
         try:

@@ -63,9 +63,23 @@ def _projected(core: client.CoreV1Api, pod: Any, volume: Any, folder: Path) -> N
             data = _secret_data(core, namespace, source.secret.name)
             _write_items(folder, _select(data, source.secret.items))
         elif source.downward_api:
-            for item in source.downward_api.items:
-                if item.field_ref and item.field_ref.field_path == "metadata.namespace":
-                    (folder / item.path).write_text(namespace)
+            _downward_api(pod, source.downward_api.items, folder)
+
+
+def _field(pod: Any, path: str) -> str:
+    """A downward-API fieldRef of pod metadata: name, namespace, uid, or one annotation or label."""
+    meta = pod.metadata
+    for prefix, values in (("metadata.annotations", meta.annotations), ("metadata.labels", meta.labels)):
+        if path.startswith(f"{prefix}["):
+            return str((values or {}).get(path[len(prefix) + 2 : -2], ""))
+    return str(getattr(meta, path.removeprefix("metadata."), ""))
+
+
+def _downward_api(pod: Any, items: Any, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in items or []:
+        if item.field_ref:
+            (folder / item.path).write_text(_field(pod, item.field_ref.field_path))
 
 
 def _select(data: dict[str, str | bytes], items: Any) -> dict[str, str | bytes]:
@@ -88,6 +102,8 @@ def materialize(core: client.CoreV1Api, pod: Any, sandbox: Path, claims_root: Pa
             _write_items(folder, _select(_secret_data(core, namespace, volume.secret.secret_name), volume.secret.items))
         elif volume.projected:
             _projected(core, pod, volume, folder)
+        elif volume.downward_api:
+            _downward_api(pod, volume.downward_api.items, folder)
         elif volume.persistent_volume_claim:
             folder = claims_root / namespace / volume.persistent_volume_claim.claim_name
         folder.mkdir(parents=True, exist_ok=True)

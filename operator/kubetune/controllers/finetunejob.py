@@ -146,7 +146,8 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
             reward_uri = adapter_artifact_uri(observed.reward_adapter)
             started = ftj.status is not None and ftj.status.start_time is not None
-            stored = apply_all(kube, bundle(ftj, settings, current, reward_uri), started=started)
+            children = bundle(ftj, settings, current, reward_uri, with_identity=not decided.identity_applied)
+            stored = apply_all(kube, children, started=started)
             observed = replace(observed, job=stored.get("Job"))
     if decided.recovered_result is not None:
         log.warning("%s: the trainer's result write never landed; recovered it from its termination message", name)

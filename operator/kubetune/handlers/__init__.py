@@ -59,17 +59,30 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(args))
 
 
-def quiet_libraries() -> None:
-    """--verbose is for kopf and kubetune; the CEL evaluator and HTTP pool would drown it."""
-    for name in ("celpy", "urllib3", "kubernetes"):
+def quiet_libraries(verbose: bool) -> None:
+    """--verbose is for kopf and kubetune; the CEL evaluator, the HTTP pool and the probe's access log would drown
+    it. Without it, kopf's line per Job or pod handler call ("Handler 'pod_event' succeeded.", one per watch event:
+    the handlers only enqueue) is dropped too; failures, the kinds' own handler lines and kubetune's lines stay."""
+    for name in ("celpy", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    if not verbose:
+        logging.getLogger("kopf.objects").addFilter(_handler_succeeded_lines)
+
+
+CHILD_HANDLER_LINES = frozenset({"Handler 'job_event' succeeded.", "Handler 'pod_event' succeeded."})
+"""Most watch events at scale; a kind's own handler lines stay (with their [namespace/name] prefix they tell
+which replica handled an object)."""
+
+
+def _handler_succeeded_lines(record: logging.LogRecord) -> bool:
+    return not (record.levelno == logging.INFO and str(record.msg) in CHILD_HANDLER_LINES)
 
 
 def run_operator(args: Sequence[str]) -> int:
     """`kubetune operator`: kopf run with kubetune's handlers; returns the process exit code."""
     options = parse_args(args)
     kopf.configure(verbose=options.verbose, debug=options.debug, log_prefix=True)  # [namespace/name] on lines
-    quiet_libraries()
+    quiet_libraries(options.verbose)
     membership = Membership.derive(os.environ, options.namespace, options.priority, datetime.now(UTC))
     kopf.run(
         standalone=options.standalone,

@@ -1,8 +1,8 @@
-"""Jobs and pods the operator created: any change re-reconciles the owner named in their annotation."""
+"""Jobs and pods the operator created: any change enqueues the owner named in their annotation, batched for
+`child_event_delay` seconds: a pod that is scheduled and starts, and its Job counting it, are one reconcile."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +11,6 @@ import kopf
 from kubetune.api.v1alpha1.pod_contract import MANAGED_BY_LABEL, OPERATOR_FIELD_MANAGER, OWNER_ANNOTATION
 from kubetune.handlers.runtime import Runtime, runtime_of
 
-log = logging.getLogger(__name__)
 MANAGED = {MANAGED_BY_LABEL: OPERATOR_FIELD_MANAGER}
 
 
@@ -21,21 +20,13 @@ def owner_of(annotations: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def requeue_owner(runtime: Runtime, namespace: str, annotations: Mapping[str, str]) -> None:
-    """Reconciles the owning kubetune object now; a failure is left to the resync loop."""
+    """Enqueues the owning kubetune object (a kind the operator does not reconcile is ignored)."""
     owner = owner_of(annotations)
-    if owner is None:
-        return
-    kind, name = owner
-    reconcile = runtime.reconcilers.get(kind)
-    if reconcile is None:
-        return
-    try:
-        reconcile(namespace, name)
-    except kopf.TemporaryError as error:
-        log.warning("%s (the timer will retry)", error)
+    if owner is not None and owner[0] in runtime.reconcilers:
+        runtime.enqueue(owner[0], namespace, owner[1], runtime.settings.child_event_delay)
 
 
-def child_event(namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+async def child_event(namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
     requeue_owner(runtime_of(memo), namespace or "", annotations)
 
 

@@ -1,7 +1,7 @@
 """The kinds the operator reconciles: for each, its resource, its controller and what its outcome records.
 
 Adding a kind is one `Kind` here and one controller; `registration.register_kind` gives it the same
-handlers, locking, metrics, retries and resync as the others.
+handlers, work queue, metrics, retries and resync as the others.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kubetune import metrics
 from kubetune.api.resources import ADAPTER, FINETUNEJOB, ResourceId
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import Outcome, reconcile_finetunejob
-from kubetune.handlers.runtime import Runtime, locked_and_metered
+from kubetune.handlers.runtime import Runtime, metered
 from kubetune.k8s.interface import KubeClient
 from kubetune.settings import OperatorSettings
 
@@ -37,7 +37,7 @@ class Kind(Generic[T]):
         def sync() -> T:
             return self.controller(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC))
 
-        self.record(namespace, name, locked_and_metered(runtime, kind, namespace, name, sync))
+        self.record(namespace, name, metered(kind, sync))
 
 
 def record_finetunejob(namespace: str, name: str, outcome: Outcome | None) -> None:

@@ -1,40 +1,70 @@
-"""kopf glue for a reconciled kind, written once: every trigger runs the same level-based reconcile.
+"""kopf glue for a reconciled kind, written once: one watch-event handler per kind, which only enqueues.
 
-Create, resume (operator start) and spec updates reconcile at once; every watch event keeps the
-resync set current, and a deletion only drops local state (children go through garbage collection).
+Only `kopf.on.event` is used: kopf's change handlers (create/update/resume) keep their progress and the last
+handled spec in annotations, which costs two patches of every object per change. The level-based reconcile needs
+neither: it compares the spec's generation with `status.observedGeneration` itself, and the watch's initial
+listing brings every object once when the operator starts. An event whose reconcile inputs
+(`plan.reconcile_inputs`) did not change since the last one (the operator's own status write, the trainer's
+progress) is not enqueued. Every event keeps the resync set current; a deletion drops local state.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from kubetune.decisions.plan import settled
+from kubetune.decisions.plan import reconcile_inputs, settled
 from kubetune.handlers.kinds import Kind
 from kubetune.handlers.runtime import runtime_of
+from kubetune.handlers.workqueue import Key
 
 
-def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any]) -> None:
+class SeenInputs:
+    """The last reconcile inputs seen per object (a short digest each), dropped when the object is deleted."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._digests: dict[Key, str] = {}
+
+    def changed(self, key: Key, digest: str) -> bool:
+        with self._guard:
+            if self._digests.get(key) == digest:
+                return False
+            self._digests[key] = digest
+            return True
+
+    def forget(self, key: Key) -> None:
+        with self._guard:
+            self._digests.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._digests)
+
+
+def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any]) -> SeenInputs:
+    """Returns the handler's memory of reconcile inputs (tests check that deletions empty it)."""
     resource = kind.resource
     gvr = (resource.group, resource.version, resource.plural)
-    prefix = resource.kind.lower()
+    seen_inputs = SeenInputs()
 
-    def changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-        kind.reconcile(runtime_of(memo), namespace or "", name)
-
-    def seen(event: Mapping[str, Any], body: Any, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    async def seen(event: Mapping[str, Any], namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
         runtime = runtime_of(memo)
-        gone = event.get("type") == "DELETED"
+        body = dict(event["object"])
+        key = (resource.kind, namespace or "", name)
+        if event.get("type") == "DELETED":
+            seen_inputs.forget(key)
+            kind.phases.set(key[1], name, None)
+            if runtime.resync is not None:
+                runtime.resync.track(*key, wanted=False)
+            return
         if runtime.resync is not None:
-            wanted = not gone and not settled(resource.kind, body)
-            runtime.resync.track(resource.kind, namespace or "", name, wanted)
-        if gone:
-            kind.phases.set(namespace or "", name, None)
-            runtime.locks.forget(resource.kind, namespace or "", name)
+            runtime.resync.track(*key, wanted=not settled(resource.kind, body))
+        if seen_inputs.changed(key, reconcile_inputs(resource.kind, body)):
+            runtime.enqueue(*key)
 
-    kopf.on.resume(*gvr, id=f"{prefix}_changed", registry=registry)(changed)
-    kopf.on.create(*gvr, id=f"{prefix}_changed", registry=registry)(changed)
-    kopf.on.update(*gvr, field="spec", id=f"{prefix}_changed", registry=registry)(changed)
-    kopf.on.event(*gvr, id=f"{prefix}_seen", registry=registry)(seen)
+    kopf.on.event(*gvr, id=f"{resource.kind.lower()}_seen", registry=registry)(seen)
+    return seen_inputs

@@ -3,7 +3,9 @@
 kopf timers put a finalizer on every object (to stop the timer before deletion), so a run could not
 be deleted while the operator is down, and finalizer removal could stall behind a running timer.
 Instead, watch events record which objects still need attention, and one thread re-reconciles
-those every `resync_seconds`. Settled objects (failed, or succeeded and published) are not polled.
+those every `resync_seconds`. Settled objects (failed, or succeeded and published) are not polled, and neither
+is an object reconciled (for any reason) within the last `resync_seconds`: the resync is for objects nothing
+else brought up, and under load it would otherwise add a reconcile of every busy object per interval.
 The thread runs outside kopf, so kopf's peering pause does not stop it: each pass first asks its `gate`
 (`peering.PeeringGate`), and a paused replica skips the pass.
 """
@@ -11,7 +13,9 @@ The thread runs outside kopf, so kopf's peering pause does not stop it: each pas
 from __future__ import annotations
 
 import logging
+import math
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -28,7 +32,8 @@ class Resync:
         self.interval = interval
         self.reconcilers = reconcilers
         self.gate = gate or (lambda: True)
-        self._known: set[tuple[str, str, str]] = set()
+        self._known: dict[tuple[str, str, str], float] = {}
+        """Tracked keys -> when they were last reconciled (monotonic; -inf before the first)."""
         self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kubetune-resync", daemon=True)
@@ -36,13 +41,25 @@ class Resync:
     def track(self, kind: str, namespace: str, name: str, wanted: bool) -> None:
         with self._guard:
             if wanted:
-                self._known.add((kind, namespace, name))
+                self._known.setdefault((kind, namespace, name), -math.inf)
             else:
-                self._known.discard((kind, namespace, name))
+                self._known.pop((kind, namespace, name), None)
+
+    def reconciled(self, kind: str, namespace: str, name: str) -> None:
+        """A reconcile of a tracked object finished: its next resync is one interval from now."""
+        with self._guard:
+            if (kind, namespace, name) in self._known:
+                self._known[(kind, namespace, name)] = time.monotonic()
 
     def tracked(self) -> list[tuple[str, str, str]]:
         with self._guard:
             return sorted(self._known)
+
+    def due(self) -> list[tuple[str, str, str]]:
+        """Tracked keys not reconciled within the last interval."""
+        now = time.monotonic()
+        with self._guard:
+            return sorted(key for key, last in self._known.items() if now - last >= self.interval)
 
     def start(self) -> None:
         self._thread.start()
@@ -57,7 +74,8 @@ class Resync:
             self.run_once()
 
     def run_once(self) -> None:
-        """One pass: every tracked object, unless the gate says this replica is paused (or cannot tell)."""
+        """One pass: every tracked object not reconciled within the interval, unless the gate says this replica is
+        paused (or cannot tell)."""
         try:
             active = self.gate()
         except Exception as error:  # the thread must outlive an unreachable API server
@@ -65,7 +83,7 @@ class Resync:
             return
         if not active:
             return
-        for kind, namespace, name in self.tracked():
+        for kind, namespace, name in self.due():
             if self._stop.is_set():
                 return
             try:

@@ -1,13 +1,12 @@
 """What every handler shares while the operator runs, and the one wrapper every reconcile goes through.
 
-The wrapper gives each kind the same behaviour: one reconcile at a time per object (a spec change and
-its pods' events never race), counted and timed in metrics, and API errors turned into a kopf retry
-after the configured backoff.
+Handlers and the resync only enqueue (`Runtime.enqueue`); the work queue's workers run `Runtime.process`, which
+gives each kind the same behaviour: counted and timed in metrics, and a failure retried after a backoff.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,27 +16,13 @@ import kopf
 
 from kubetune import metrics
 from kubetune.handlers.resync import Reconciler, Resync
+from kubetune.handlers.workqueue import Key, WorkQueue
 from kubetune.k8s.interface import KubeClient, KubeError
 from kubetune.settings import OperatorSettings
 
 MEMO_KEY = "runtime"
 T = TypeVar("T")
-
-
-class KeyedLocks:
-    """One lock per object, so a FineTuneJob change and its pod events never reconcile it concurrently."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-
-    def lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault((kind, namespace, name), threading.Lock())
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        with self._guard:
-            self._locks.pop((kind, namespace, name), None)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,9 +32,40 @@ class Runtime:
     settings: OperatorSettings
     kube: KubeClient
     reconcilers: dict[str, Reconciler] = field(default_factory=dict)
-    """kind -> reconcile(namespace, name): how the resync loop and child events reach an owner."""
-    locks: KeyedLocks = field(default_factory=KeyedLocks)
+    """kind -> reconcile(namespace, name), run by the work queue's workers."""
+    queue: WorkQueue | None = None
     resync: Resync | None = None
+
+    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+        """Reconcile now, or after `delay` seconds unless something enqueues it sooner (at once when no queue runs:
+        unit tests drive the runtime without threads)."""
+        if self.queue is None:
+            self.process((kind, namespace, name))
+        else:
+            self.queue.add((kind, namespace, name), delay)
+
+    def enqueuers(self) -> dict[str, Reconciler]:
+        """kind -> enqueue(namespace, name), for the resync loop."""
+
+        def enqueuer(kind: str) -> Reconciler:
+            return lambda namespace, name: self.enqueue(kind, namespace, name)
+
+        return {kind: enqueuer(kind) for kind in self.reconcilers}
+
+    def process(self, key: Key) -> bool:
+        """One reconcile; False (retry after the backoff) when the API server failed it."""
+        kind, namespace, name = key
+        reconcile = self.reconcilers.get(kind)
+        if reconcile is None:
+            return True
+        try:
+            reconcile(namespace, name)
+        except KubeError as error:
+            log.warning("reconcile of %s %s/%s: %s (retried after a backoff)", kind, namespace, name, error)
+            return False
+        if self.resync is not None:
+            self.resync.reconciled(kind, namespace, name)
+        return True
 
 
 def runtime_of(memo: kopf.Memo) -> Runtime:
@@ -60,17 +76,14 @@ def runtime_of(memo: kopf.Memo) -> Runtime:
     return runtime
 
 
-def locked_and_metered(runtime: Runtime, kind: str, namespace: str, name: str, sync: Callable[[], T]) -> T:
-    """Runs one reconcile serialized per object and counted; API errors become a kopf retry."""
+def metered(kind: str, sync: Callable[[], T]) -> T:
+    """Runs one reconcile, counted and timed; a failure is counted and raised."""
     started = time.monotonic()
     metrics.RECONCILES.labels(kind=kind).inc()
     try:
-        with runtime.locks.lock(kind, namespace, name):
-            return sync()
-    except KubeError as error:
+        return sync()
+    except Exception:
         metrics.RECONCILE_ERRORS.labels(kind=kind).inc()
-        raise kopf.TemporaryError(
-            f"reconcile of {namespace}/{name}: {error}", delay=runtime.settings.handler_backoff
-        ) from None
+        raise
     finally:
         metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)

@@ -1,5 +1,6 @@
 """Operator lifecycle: settings from the environment (the only place that reads it), kopf settings, the
-runtime with its reconciler registry built from the kinds, the metrics endpoint, login and the probe."""
+runtime with its reconciler registry built from the kinds, its work queue and resync, the metrics endpoint,
+login and the probe."""
 
 from __future__ import annotations
 
@@ -20,30 +21,41 @@ from kubetune.handlers.kinds import Kind
 from kubetune.handlers.peering import MEMBERSHIP_KEY, Membership, PeeringGate
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
+from kubetune.handlers.workqueue import WorkQueue
 from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import KubeClient
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
-PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
 
 log = logging.getLogger(__name__)
 _metrics_started = threading.Event()
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds the diff base of change handlers (a deep copy of the object) on every watch event, handlers or
+    not; the operator has no change handlers, so there is nothing to build, store or compare."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    """Explicit kopf settings: our own annotation prefix and finalizer, bounded watches, fast retries."""
+    """Explicit kopf settings: our own finalizer name (kopf adds none for event handlers), bounded watches, retries
+    of API errors. kopf keeps no diff base: the operator registers no change handlers."""
     kopf_settings.persistence.finalizer = FINALIZER
-    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     kopf_settings.watching.server_timeout = settings.watch_server_timeout
     kopf_settings.watching.client_timeout = settings.watch_client_timeout
     kopf_settings.watching.connect_timeout = 30
     kopf_settings.networking.error_backoffs = settings.error_backoffs
-    kopf_settings.execution.default_backoff = settings.handler_backoff
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.posting.reporting_component = OPERATOR_FIELD_MANAGER
 
@@ -51,12 +63,14 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
 def build_runtime(
     settings: OperatorSettings, kube: KubeClient, kinds: Sequence[Kind[Any]], gate: Callable[[], bool] | None = None
 ) -> Runtime:
-    """The runtime with its registry: each kind's reconcile, bound to this runtime, by kind name. `gate`
-    (peering) says whether the resync may run now; without one it always may."""
+    """The runtime with its registry (each kind's reconcile, bound to this runtime, by kind name), the work queue
+    whose workers run them and the resync, which enqueues. `gate` (peering) says whether the resync may run now;
+    without one it always may."""
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    runtime.resync = Resync(settings.resync_seconds, runtime.reconcilers, gate)
+    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff)
+    runtime.resync = Resync(settings.resync_seconds, runtime.enqueuers(), gate)
     return runtime
 
 
@@ -86,8 +100,10 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
         operator_settings = OperatorSettings.from_env(os.environ)
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        kube = Kube.from_environment(kubeconfig)
+        kube = Kube.from_environment(kubeconfig, pool_size=operator_settings.workers + 2)
         runtime = build_runtime(operator_settings, kube, kinds, peering_gate(settings, memo, kube))
+        if runtime.queue is not None:
+            runtime.queue.start()
         if runtime.resync is not None:
             runtime.resync.start()
         memo[MEMO_KEY] = runtime
@@ -98,8 +114,12 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
 
     def cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime = memo.get(MEMO_KEY)
-        if isinstance(runtime, Runtime) and runtime.resync is not None:
+        if not isinstance(runtime, Runtime):
+            return
+        if runtime.resync is not None:
             runtime.resync.stop()
+        if runtime.queue is not None:
+            runtime.queue.stop()
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster token, else KUBECONFIG read at login time (not at import, as the client library does)."""

@@ -32,9 +32,12 @@ class Kube:
         self.api = api_client
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> Kube:
-        """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    def from_environment(cls, kubeconfig: str | None = None, pool_size: int | None = None) -> Kube:
+        """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config).
+        `pool_size` keeps that many connections open (one per concurrent request; the default is 5 per CPU)."""
         configuration = k8s_client.Configuration()
+        if pool_size is not None:
+            configuration.connection_pool_maxsize = pool_size
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:

@@ -1,7 +1,7 @@
 """Running a lab's manifests on this machine, through the operator's render path and the real trainer.
 
 Like `kubetune run`, every FineTuneJob becomes the TrainerConfig the operator would put in its
-ConfigMap (and every merge Adapter the merge config of its Job), with pod paths moved under a work
+training Job (and every merge Adapter the merge config of its Job), with pod paths moved under a work
 directory; the trainer runs as a subprocess, never imported (the operator package must not import
 it). The lab's claim `pvc://kubetune-labs/` is a folder whose `model` and `data` entries link to the
 model directory and the datasets, and whose `runs` receives the artifacts. Results are read back

@@ -14,10 +14,10 @@ from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
 from kubetune.api.v1alpha1.methods import METHOD_FACTS
 from kubetune.api.v1alpha1.pod_contract import BASE_MODEL_LABEL, CACHE_DIR, CHECKPOINT_DIR, PVC_ROOT, SCRATCH_DIR
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
-from kubetune.render import configmap, job, names, rbac
+from kubetune.render import job, names, rbac
 from kubetune.render.meta import Manifest, Owner, labels, owner_reference, propagated
 from kubetune.render.names import label_value
-from kubetune.render.trainer_config import pvc_claims
+from kubetune.render.trainer_config import pvc_claims, trainer_json
 from kubetune.settings import OperatorSettings
 
 
@@ -134,7 +134,7 @@ def merge_task(adapter: Adapter, sources: list[Adapter], settings: OperatorSetti
 
 
 def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSettings) -> list[Manifest]:
-    """ServiceAccount, Role (this Adapter's status only), RoleBinding, ConfigMap and the merge Job."""
+    """ServiceAccount, Role (this Adapter's status only), RoleBinding and the merge Job (with trainer.json)."""
     name = adapter.metadata.name or ""
     namespace = adapter.metadata.namespace or "default"
     task = merge_task(adapter, sources, settings)
@@ -153,7 +153,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         merge=task,
         runtime=runtime,
     )
-    identity = config_name = names.merge_job_name(name)
+    identity = names.merge_job_name(name)
     owner = Owner("Adapter", name, namespace, adapter.metadata.uid)
     plan = job.PodPlan(
         job_name=names.merge_job_name(name),
@@ -161,7 +161,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         component="merge",
         image=settings.trainer_image,
         service_account=identity,
-        config_map=config_name,
+        trainer_json=trainer_json(config),
         runtime=runtime,
         pvc_claims=pvc_claims(task.to_wire(), writable_uris=(task.output_uri,)),
         backoff_limit=1,
@@ -171,6 +171,5 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         *rbac.identity(
             identity, owner, settings.service_account_annotations_for(namespace), settings.image_pull_secrets
         ),
-        configmap.config_map(config_name, owner, config),
         job.job(plan, settings),
     ]

@@ -1,10 +1,10 @@
 """Everything one FineTuneJob needs, in the order it should be applied.
 
-Identity and config come before the Job so the first pod never starts without its ServiceAccount,
-Role or trainer.json; the Service comes before the Job so index 0's DNS name exists at rendezvous.
+Identity comes before the Job so the first pod never starts without its ServiceAccount and Role (trainer.json
+travels in the Job itself); the Service comes before the Job so index 0's DNS name exists at rendezvous.
 
 The preflight Job comes first of all (`preflight_bundle`): the trainer image in `--preflight` mode in
-a CPU pod. It reads the run's own ConfigMap (it checks exactly the document the training pods will
+a CPU pod. It carries the training pods' own trainer.json (it checks exactly the document they will
 read) and runs under the run's ServiceAccount (its image pull Secrets and cloud identity) without a
 token. It requests no GPU and carries no Kueue label, so it never waits in the GPU queue, and it
 mounts only the claims of its inputs, read-only (the output claim stays free for the training pod).
@@ -18,13 +18,18 @@ from typing import Any
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.common import SecretKeyRef
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
-from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_COMPONENT, PREFLIGHT_FLAG, REWARD_MODEL_URI_ENV
+from kubetune.api.v1alpha1.pod_contract import (
+    PREFLIGHT_COMPONENT,
+    PREFLIGHT_FLAG,
+    REWARD_MODEL_URI_ENV,
+    TRAINER_COMPONENT,
+)
 from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.api.v1alpha1.tracking import MLFLOW_CREDENTIAL_KEYS
 from kubetune.errors import InvalidResourceError
-from kubetune.render import configmap, job, names, rbac, service
+from kubetune.render import job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import pvc_claims, trainer_config, writable_uris
+from kubetune.render.trainer_config import pvc_claims, trainer_config, trainer_json, writable_uris
 from kubetune.settings import OperatorSettings
 
 PREFLIGHT_BACKOFF_LIMIT = 1
@@ -58,10 +63,10 @@ def training_pod_plan(
     return job.PodPlan(
         job_name=names.job_name(name),
         owner=owner_of(ftj),
-        component="trainer",
+        component=TRAINER_COMPONENT,
         image=spec.image or settings.trainer_image,
         service_account=names.job_name(name),
-        config_map=names.job_name(name),
+        trainer_json=trainer_json(config),
         runtime=config.runtime,
         pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uris(spec)),
         credentials=spec.base_model.credentials_secret_ref,
@@ -127,21 +132,18 @@ def owner_of(ftj: FineTuneJob) -> Owner:
 
 
 def run_identity(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
-    """ServiceAccount, Role, RoleBinding and the ConfigMap: shared by the preflight and the training pods."""
+    """ServiceAccount, Role and RoleBinding: shared by the preflight and the training pods."""
     owner = owner_of(ftj)
     account = names.job_name(owner.name)
     annotations = {
         **settings.service_account_annotations_for(owner.namespace),
         **ftj.spec.service_account_annotations,
     }
-    return [
-        *rbac.identity(account, owner, annotations, settings.image_pull_secrets),
-        configmap.config_map(account, owner, trainer_config(ftj, settings)),
-    ]
+    return rbac.identity(account, owner, annotations, settings.image_pull_secrets)
 
 
 def preflight_bundle(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
-    """What the run needs before its checks pass: its identity and ConfigMap, then the preflight Job."""
+    """What the run needs before its checks pass: its identity, then the preflight Job."""
     return [*run_identity(ftj, settings), job.job(preflight_pod_plan(ftj, settings), settings)]
 
 
@@ -150,14 +152,16 @@ def bundle(
     settings: OperatorSettings,
     current_suspend: bool | None = None,
     reward_model_uri: str | None = None,
+    with_identity: bool = True,
 ) -> list[Manifest]:
-    """ServiceAccount, Role, RoleBinding, ConfigMap, [headless Service], Job.
+    """ServiceAccount, Role, RoleBinding, [headless Service], Job.
 
     `reward_model_uri` is the resolved artifact of an rlhf reward Adapter (the cluster knows it;
-    `kubetune render` of a file does not, and then the variable is left out).
+    `kubetune render` of a file does not, and then the variable is left out). `with_identity=False` leaves out
+    the identity the preflight bundle of the same spec applied already.
     """
     plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), reward_model_uri)
-    out = run_identity(ftj, settings)
+    out = run_identity(ftj, settings) if with_identity else []
     if plan.service_name:
         out.append(service.headless_service(plan.service_name, owner_of(ftj), plan.job_name, settings.rendezvous_port))
     out.append(job.job(plan, settings))

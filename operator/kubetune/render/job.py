@@ -17,6 +17,7 @@ from kubetune.api.v1alpha1.common import SecretKeyRef
 from kubetune.api.v1alpha1.pod_contract import (
     CACHE_DIR,
     COMPLETION_INDEX_ANNOTATION,
+    CONFIG_ANNOTATION,
     CONFIG_DIR,
     CONFIG_FILE,
     PVC_ROOT,
@@ -32,6 +33,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 TRAINER_MODULE = "kubetune_trainer"
 LAUNCH_MODULE = "kubetune_trainer.launch"
+CONFIG_FIELD = f"metadata.annotations['{CONFIG_ANNOTATION}']"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class PodPlan:
     component: str
     image: str
     service_account: str
-    config_map: str
+    trainer_json: str
+    """trainer.json, carried in the pod template's CONFIG_ANNOTATION and mounted through the downward API."""
     runtime: RuntimeSettings
     pvc_claims: dict[str, bool] = field(default_factory=dict)
     credentials: SecretKeyRef | None = None
@@ -150,7 +153,7 @@ def _volumes(plan: PodPlan, settings: OperatorSettings) -> tuple[list[dict[str, 
         else {"emptyDir": {}}
     )
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": plan.config_map}},
+        {"name": "config", "downwardAPI": {"items": [{"path": CONFIG_FILE, "fieldRef": {"fieldPath": CONFIG_FIELD}}]}},
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": plan.shared_memory}},
         {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size}},
         {"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size}},
@@ -283,7 +286,10 @@ def job(plan: PodPlan, settings: OperatorSettings) -> Manifest:
         "completions": plan.runtime.nodes,
         "parallelism": plan.runtime.nodes,
         "template": {
-            "metadata": {"labels": pod_labels, "annotations": {**plan.pod_annotations, **meta["annotations"]}},
+            "metadata": {
+                "labels": pod_labels,
+                "annotations": {**plan.pod_annotations, **meta["annotations"], CONFIG_ANNOTATION: plan.trainer_json},
+            },
             "spec": _pod_spec(plan, settings),
         },
     }

@@ -7,6 +7,7 @@ volumes and the trainer's view can never disagree.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any, Literal
 
@@ -96,6 +97,11 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
         job=ftj.spec,
         runtime=resolve_runtime(ftj.spec, settings, ftj.metadata.uid),
     )
+
+
+def trainer_json(config: TrainerConfig) -> str:
+    """trainer.json as the pod sees it (never a credential: those arrive as env from Secrets)."""
+    return json.dumps(config.to_wire(), indent=2, sort_keys=True) + "\n"
 
 
 def pvc_claims(document: Any, writable_uris: Collection[str] = ()) -> dict[str, bool]:

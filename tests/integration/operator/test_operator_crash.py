@@ -32,7 +32,7 @@ from support.witness import Witness
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
 RUNS = 24
-CHILD_KINDS = ("Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding")
+CHILD_KINDS = ("Job", "ServiceAccount", "Role", "RoleBinding")
 
 
 def run_name(index: int) -> str:

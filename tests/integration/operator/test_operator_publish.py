@@ -168,7 +168,7 @@ def test_missing_secret_waits_then_starts(operator: Any, cluster: Any, ftj_facto
     )
     cluster.wait_phase("needs-secret", "Running")
     assert "s3cr3t" not in str(cluster.get("FineTuneJob", "needs-secret"))
-    assert "s3cr3t" not in str(cluster.get("ConfigMap", "needs-secret-train"))
+    assert "s3cr3t" not in str(cluster.get("Job", "needs-secret-train"))
 
 
 def test_unknown_reward_adapter_is_a_condition_until_it_exists(operator: Any, cluster: Any, ftj_factory: Any) -> None:

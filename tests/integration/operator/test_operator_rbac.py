@@ -5,26 +5,14 @@ it); a full run with a credentials Secret (children, status, Events, Adapter) mu
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubetune_dev.chart import template
-from kubetune_dev.controlplane.pki import write_token_kubeconfig
 from kubetune_dev.controlplane.testing import wait_until
+from kubetune_dev.operator_identity import chart_rules, grant_chart_identity, revoke
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
-
-OPERATOR_SA = "kubetune-operator"
-
-
-def chart_rules(namespace: str, helm: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The Role (watchNamespaces mode) and cluster-scoped rules exactly as the chart renders them."""
-    objects = template(helm, values={"watchNamespaces": f"{{{namespace}}}"})
-    role = next(o for o in objects if o["kind"] == "Role")
-    cluster = next(o for o in objects if o["kind"] == "ClusterRole")
-    return role["rules"], cluster["rules"]
 
 
 def test_operator_needs_no_more_than_the_chart_grants(
@@ -36,38 +24,8 @@ def test_operator_needs_no_more_than_the_chart_grants(
     assert not any("secrets" in rule["resources"] for rule in namespaced_rules + cluster_rules)
     monkeypatch.setenv("KUBETUNE_CHECK_SECRETS", "false")
     kube = cluster.kube
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-    kube.create(
-        cluster.url("ServiceAccount"), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_SA}}
-    )
-    subject = [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": ns}]
-    kube.create(f"{rbac}/namespaces/{ns}/roles", {"metadata": {"name": OPERATOR_SA}, "rules": namespaced_rules})
-    kube.create(
-        f"{rbac}/namespaces/{ns}/rolebindings",
-        {
-            "metadata": {"name": OPERATOR_SA},
-            "subjects": subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR_SA},
-        },
-    )
-    cluster_name = f"kubetune-operator-{ns}"
-    kube.create(f"{rbac}/clusterroles", {"metadata": {"name": cluster_name}, "rules": cluster_rules})
-    kube.create(
-        f"{rbac}/clusterrolebindings",
-        {
-            "metadata": {"name": cluster_name},
-            "subjects": subject,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": cluster_name},
-        },
-    )
-    token = kube.create(
-        cluster.url("ServiceAccount", OPERATOR_SA, "token"),
-        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 3600}},
-    )["status"]["token"]
-    identity = write_token_kubeconfig(
-        cluster.tmp / "operator.kubeconfig", cluster.plane.api_url, cluster.plane.pki.ca_cert, token
-    )
-    operator = make_operator(ns, identity)
+    identity = grant_chart_identity(cluster.plane, ns, cluster.tmp / "operator.kubeconfig")
+    operator = make_operator(ns, identity.kubeconfig)
     operator.start()
     try:
         body = ftj_body("rbac", ns, baseModel={"uri": "hf://org/tiny", "credentialsSecretRef": {"name": "hf-token"}})
@@ -95,9 +53,8 @@ def test_operator_needs_no_more_than_the_chart_grants(
             wait_until(f"{name} finalized", lambda name=name: cluster.get("FineTuneJob", name) is None, timeout=30)
     finally:
         operator.stop()
-        kube.request("DELETE", f"{rbac}/clusterrolebindings/{cluster_name}")
-        kube.request("DELETE", f"{rbac}/clusterroles/{cluster_name}")
-    user = f"system:serviceaccount:{ns}:{OPERATOR_SA}"
+        revoke(cluster.plane, identity)
+    user = identity.username
     denied, uris = [], []
     for line in cluster.plane.audit_log.read_text().splitlines():
         entry = json.loads(line)

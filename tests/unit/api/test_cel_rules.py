@@ -235,3 +235,33 @@ def test_trainer_config_mode_rules() -> None:
         TrainerConfig.model_validate({"mode": "merge", "target": target})
     with pytest.raises(ValueError, match="mode train needs job"):
         TrainerConfig.model_validate({"mode": "train", "target": target})
+
+
+def test_verdicts_are_remembered_by_digest_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator validates unchanged objects on every reconcile; the interpreter runs once per object version."""
+    from kubetune.api import base
+
+    evaluated: list[str] = []
+    compiled = base._compiled
+
+    class Counting:
+        def __init__(self, rule: str) -> None:
+            self.rule = rule
+
+        def evaluate(self, activation: Any) -> Any:
+            evaluated.append(self.rule)
+            return compiled(self.rule).evaluate(activation)
+
+    monkeypatch.setattr(base, "_compiled", Counting)
+    monkeypatch.setattr(base, "VERDICTS_KEPT", 2)
+    monkeypatch.setattr(base, "_verdicts", base.OrderedDict())
+    rule = "self.rank > 0 && self.rank < 7"
+    assert cel_holds(rule, {"rank": 3}) is True
+    assert cel_holds(rule, {"rank": 3}) is True
+    assert cel_holds(rule, {"rank": 9}) is False
+    assert cel_holds(rule, {"rank": 9}) is False
+    assert len(evaluated) == 2
+    cel_holds(rule, {"rank": 4})  # a third verdict pushes out the least recently used ({"rank": 3})
+    cel_holds(rule, {"rank": 3})
+    assert len(evaluated) == 4
+    assert len(base._verdicts) == 2

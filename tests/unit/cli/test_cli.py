@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.cli import main
+from kubetune.local_run import local_trainer_config
+from kubetune.render.bundle import render_bundle
+from kubetune.settings import OperatorSettings
 
 pytestmark = pytest.mark.unit
 
@@ -84,3 +89,17 @@ def test_crds_prints_both_definitions(capsys: pytest.CaptureFixture[str]) -> Non
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["version"]) == 0
     assert capsys.readouterr().out.startswith("kubetune 0.1.0 (API kubetune.io/v1alpha1)")
+
+
+def test_kubetune_run_trains_the_training_jobs_document_with_local_paths(tmp_path: Path) -> None:
+    """The preflight Job renders before the training Job: `kubetune run` takes the training Job's trainer.json."""
+    document = yaml.safe_load(VALID)
+    trained = [m for m in render_bundle(document, OperatorSettings()) if m["kind"] == "Job"][-1]
+    rendered = TrainerConfig.model_validate_json(
+        trained["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    )
+    config = local_trainer_config(document, tmp_path / "work", tmp_path / "pvc")
+    assert config.mode == "train"
+    assert config.job == rendered.job
+    assert (config.runtime.pvc_mount_root, config.runtime.report_status) == (str(tmp_path / "pvc"), False)
+    assert config.runtime.work_dir == str(tmp_path / "work" / "scratch")

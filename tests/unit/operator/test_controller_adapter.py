@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 
-from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import (
+    CONFIG_ANNOTATION,
+    JOB_NAME_LABEL,
+    OPERATOR_FIELD_MANAGER,
+    TRAINER_FIELD_MANAGER,
+)
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.k8s.interface import path
 from kubetune.settings import OperatorSettings
@@ -72,9 +77,10 @@ def test_merge_flow_with_one_writer_per_status_field(kube: FakeKube) -> None:
         reconcile(kube, name)
     kube.create(path("Adapter", NS), adapter("merged", merge=MERGE))
     assert reconcile(kube, "merged") == "Merging"
-    for kind in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job"):
+    for kind in ("ServiceAccount", "Role", "RoleBinding", "Job"):
         assert kube.stored(kind, NS, "merged-merge") is not None, kind
-    config = json.loads(kube.stored("ConfigMap", NS, "merged-merge")["data"]["trainer.json"])
+    template = kube.stored("Job", NS, "merged-merge")["spec"]["template"]
+    config = json.loads(template["metadata"]["annotations"][CONFIG_ANNOTATION])
     assert config["mode"] == "merge"
     assert [s["artifactUri"] for s in config["merge"]["sources"]] == ["s3://adapters/legal/", "s3://adapters/tax/"]
     assert config["merge"]["outputUri"] == "s3://adapters/merged/"

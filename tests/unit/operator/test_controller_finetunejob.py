@@ -33,7 +33,7 @@ SHA = "c" * 64
 GATE = {"suites": [{"name": "heldout", "metric": "perplexity"}], "gate": {"minScores": {"heldout": 3.0}}}
 OPT_IN = {**GATE, "gate": {**GATE["gate"], "publishUnvalidated": True}}
 MISSED = "gate failed: heldout.perplexity 3.5 is above the limit 3"
-CHILDREN = ("ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job")
+CHILDREN = ("ServiceAccount", "Role", "RoleBinding", "Job")
 
 
 def finetunejob(name: str = "j", **spec: Any) -> dict[str, Any]:

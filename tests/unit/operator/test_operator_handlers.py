@@ -1,17 +1,23 @@
-"""The kopf glue without kopf running: command line, registration, the runtime wrapper, child events, resync."""
+"""The kopf glue without kopf running: command line, registration, the runtime wrapper, child events, resync.
+The work queue itself: test_operator_workqueue.py."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 import pytest
 
 from kubetune import metrics
-from kubetune.handlers import parse_args, register_operator
+from kubetune.handlers import parse_args, quiet_libraries, register_operator
 from kubetune.handlers.children import requeue_owner
 from kubetune.handlers.kinds import KINDS
+from kubetune.handlers.registration import register_kind
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
 from kubetune.handlers.startup import build_runtime, in_cluster_server
@@ -36,6 +42,13 @@ FINETUNEJOB = {
 }
 
 
+def wait_for(check: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 class Unavailable(FakeKube):
     """An API server that answers every read with 503."""
 
@@ -54,16 +67,19 @@ def test_operator_command_line() -> None:
         parse_args(["--standalone", "--peering", "x"])
 
 
-def test_every_kind_gets_the_same_handlers_from_one_registration() -> None:
+def test_every_kind_gets_the_same_watch_handler_and_no_change_handler() -> None:
+    """Change handlers would make kopf patch its progress and diffbase annotations onto every object."""
     registry = kopf.OperatorRegistry()
     register_operator(registry)
     # kopf has no public listing of a registry's handlers; its internal one is read here only.
-    changing = {(h.id, h.selector.any_name) for h in registry._changing.get_all_handlers()}
+    assert not registry._changing.get_all_handlers()
     watching = {(h.id, h.selector.any_name) for h in registry._watching.get_all_handlers()}
-    for prefix, plural in (("finetunejob", "finetunejobs"), ("adapter", "adapters")):
-        assert {(f"{prefix}_changed", plural), (f"{prefix}_changed/spec", plural)} <= changing
-        assert (f"{prefix}_seen", plural) in watching
-    assert {("job_event", "jobs"), ("pod_event", "pods")} <= watching
+    assert watching == {
+        ("finetunejob_seen", "finetunejobs"),
+        ("adapter_seen", "adapters"),
+        ("job_event", "jobs"),
+        ("pod_event", "pods"),
+    }
     assert {h.id for h in registry._activities.get_all_handlers()} == {"startup", "cleanup", "login", "api"}
 
 
@@ -72,23 +88,30 @@ def test_the_runtime_registry_reaches_each_kinds_controller() -> None:
     kube.create(path("FineTuneJob", "ml"), FINETUNEJOB)
     runtime = build_runtime(SETTINGS, kube, KINDS)
     assert set(runtime.reconcilers) == {"FineTuneJob", "Adapter"}
+    assert runtime.queue is not None
+    assert runtime.queue.workers == SETTINGS.workers
     assert runtime.resync is not None
-    assert runtime.resync.reconcilers is runtime.reconcilers
-    runtime.reconcilers["FineTuneJob"]("ml", "j")
+    assert set(runtime.resync.reconcilers) == {"FineTuneJob", "Adapter"}
+    runtime.resync.reconcilers["FineTuneJob"]("ml", "j")  # the resync only enqueues
+    assert runtime.queue.pending() == 1
+    assert not kube.list(path("Job", "ml"))
+    runtime.queue.start()
+    wait_for(lambda: bool(kube.list(path("Job", "ml"))))
+    runtime.queue.stop()
     (created,) = kube.list(path("Job", "ml"))
     assert created["metadata"]["labels"]["app.kubernetes.io/component"] == "preflight"  # the first child Job
     assert metrics.REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "ml", "phase": "Pending"}) == 1
     metrics.FINETUNEJOB_PHASES.set("ml", "j", None)
 
 
-def test_api_errors_become_a_kopf_retry_after_the_backoff_and_are_counted() -> None:
+def test_api_errors_ask_the_queue_for_a_retry_and_are_counted(caplog: pytest.LogCaptureFixture) -> None:
     runtime = build_runtime(SETTINGS, Unavailable(), KINDS)
     errors = metrics.REGISTRY.get_sample_value("kubetune_reconcile_errors_total", {"kind": "Adapter"}) or 0
-    with pytest.raises(kopf.TemporaryError) as retry:
-        runtime.reconcilers["Adapter"]("ml", "a")
-    assert retry.value.delay == 7
-    assert "etcd is down" in str(retry.value)
+    assert runtime.process(("Adapter", "ml", "a")) is False
+    assert "etcd is down" in caplog.text
     assert metrics.REGISTRY.get_sample_value("kubetune_reconcile_errors_total", {"kind": "Adapter"}) == errors + 1
+    assert runtime.queue is not None
+    assert runtime.queue.backoff == 7
 
 
 def test_the_runtime_travels_typed_in_the_memo() -> None:
@@ -106,11 +129,11 @@ def test_child_events_reconcile_the_owner_named_in_their_annotation() -> None:
     def reconciler(kind: str) -> Any:
         def reconcile(namespace: str, name: str) -> None:
             calls.append((kind, namespace, name))
-            raise kopf.TemporaryError("API down")  # left to the resync loop, not raised into kopf
+            raise KubeError(503, "Service Unavailable", "API down")  # retried by the queue, never raised into kopf
 
         return reconcile
 
-    runtime = Runtime(settings=SETTINGS, kube=FakeKube())
+    runtime = Runtime(settings=SETTINGS, kube=FakeKube())  # no queue: enqueue reconciles at once
     runtime.reconcilers.update({"FineTuneJob": reconciler("FineTuneJob"), "Adapter": reconciler("Adapter")})
     requeue_owner(runtime, "ml", {"kubetune.io/owner": "FineTuneJob/j"})
     requeue_owner(runtime, "ml", {"kubetune.io/owner": "Adapter/merged"})
@@ -137,6 +160,74 @@ def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
     resync.stop()
     assert set(seen) == {("ns", "a")}
     assert resync.tracked() == [("FineTuneJob", "ns", "a")]
+
+
+def test_the_resync_skips_objects_reconciled_within_its_interval() -> None:
+    """Busy objects are reconciled by their events anyway: the resync polls only the ones nothing else brought up."""
+    runtime = Runtime(settings=SETTINGS, kube=FakeKube())
+    runtime.reconcilers["FineTuneJob"] = lambda namespace, name: None
+    runtime.resync = Resync(0.2, {})
+    runtime.resync.track("FineTuneJob", "ns", "busy", True)
+    runtime.resync.track("FineTuneJob", "ns", "quiet", True)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "busy"), ("FineTuneJob", "ns", "quiet")]
+    assert runtime.process(("FineTuneJob", "ns", "busy"))
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "quiet")]
+    time.sleep(0.25)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "busy"), ("FineTuneJob", "ns", "quiet")]
+    runtime.resync.track("FineTuneJob", "ns", "busy", False)
+    assert runtime.resync.due() == [("FineTuneJob", "ns", "quiet")], "settled or deleted: forgotten"
+
+
+def test_watch_events_enqueue_only_when_reconcile_inputs_changed() -> None:
+    """The operator's own status writes and the trainer's progress bring no reconcile; spec, result and
+    metadata changes do; a deletion forgets the object."""
+    registry = kopf.OperatorRegistry()
+    seen_inputs = register_kind(registry, KINDS[0])
+    (handler,) = registry._watching.get_all_handlers()  # kopf's internal listing, read here only
+    enqueued: list[tuple[str, str, str]] = []
+    runtime = Runtime(settings=SETTINGS, kube=FakeKube())
+    runtime.reconcilers["FineTuneJob"] = lambda namespace, name: enqueued.append(("FineTuneJob", namespace, name))
+    runtime.resync = Resync(60, {})
+    memo = kopf.Memo({MEMO_KEY: runtime})
+
+    def event(kind: str | None, **changes: Any) -> None:
+        body = {**FINETUNEJOB, "metadata": {"name": "j", "namespace": "ml", "generation": 1}, **changes}
+        asyncio.run(handler.fn(event={"type": kind, "object": body}, namespace="ml", name="j", memo=memo))
+
+    running = {"phase": "Running", "observedGeneration": 1}
+    event(None)  # the listing when the operator starts
+    event("MODIFIED", status=running)  # its own status write
+    event("MODIFIED", status={**running, "progress": {"step": 5}})  # the trainer's progress
+    assert len(enqueued) == 1
+    assert runtime.resync.tracked() == [("FineTuneJob", "ml", "j")]
+    event("MODIFIED", status={**running, "result": {"artifactUri": "s3://o/", "sha256": "1" * 64}})
+    event("MODIFIED", metadata={"name": "j", "namespace": "ml", "generation": 2})
+    assert len(enqueued) == 3
+    event("DELETED")
+    assert len(enqueued) == 3
+    assert len(seen_inputs) == 0
+    assert runtime.resync.tracked() == []
+
+
+def test_without_verbose_kopfs_line_per_handler_call_is_dropped_and_failures_stay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    objects = logging.getLogger("kopf.objects")
+    quiet_libraries(verbose=False)
+    try:
+        with caplog.at_level(logging.INFO):
+            objects.info("Handler 'pod_event' succeeded.")
+            objects.info("Handler 'job_event' succeeded.")
+            objects.info("Handler 'finetunejob_seen' succeeded.")
+            objects.warning("Handler 'pod_event' failed temporarily: boom")
+            objects.info("Something else happened.")
+    finally:
+        objects.filters.clear()
+    assert [r.getMessage() for r in caplog.records] == [
+        "Handler 'finetunejob_seen' succeeded.",
+        "Handler 'pod_event' failed temporarily: boom",
+        "Something else happened.",
+    ]
 
 
 def test_in_cluster_login_uses_the_service_address_the_pod_was_given() -> None:

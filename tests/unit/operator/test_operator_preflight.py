@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION
 from kubetune.api.v1alpha1.preflight import gpu_memory_bytes, quantity_bytes, spec_digest
 from kubetune.controllers.finetunejob import reconcile_finetunejob
 from kubetune.decisions.observed import Observed
@@ -58,8 +59,13 @@ def test_the_preflight_job_is_a_cpu_pod_outside_the_gpu_queue_with_read_only_inp
         suspend=True,
     )
     *identity, job = preflight_bundle(queued, SETTINGS)
-    assert [m["kind"] for m in identity] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap"]
-    assert identity == bundle(queued, SETTINGS)[:4], "the training Job reuses the very same identity and config"
+    assert [m["kind"] for m in identity] == ["ServiceAccount", "Role", "RoleBinding"]
+    training = bundle(queued, SETTINGS)
+    assert identity == training[:3], "the training Job reuses the very same identity"
+    config = job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    assert config == training[-1]["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION], (
+        "the preflight pod checks the very document the training pods read"
+    )
     assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "preflight"
     assert not [k for k in job["metadata"]["labels"] if k.startswith("kueue.x-k8s.io/")]
     assert job["spec"]["suspend"] is False, "neither spec.suspend nor the queue holds the check back"
@@ -269,10 +275,11 @@ class CountingKube(FakeKube):
         return super().create(url, body)
 
 
-@pytest.mark.parametrize(("enabled", "requests", "changes"), [(False, 7, 7), (True, 14, 10)])
+@pytest.mark.parametrize(("enabled", "requests", "changes"), [(False, 6, 6), (True, 9, 9)])
 def test_what_the_preflight_costs_in_write_requests(enabled: bool, requests: int, changes: int) -> None:
-    """From creation to the training Job: SA, Role, RoleBinding, ConfigMap, Job, a status write and an Event.
-    The preflight adds its Job, one more status write and Event, and re-applies the four unchanged objects."""
+    """From creation to the training Job: SA, Role, RoleBinding, Job, a status write and an Event (trainer.json
+    travels in the Job). The preflight adds its Job, one more status write and Event; the identity it applied is
+    not applied again."""
     kube = CountingKube()
     create(kube, preflight={"enabled": enabled})
     spent = [0, 0]

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION, CONFIG_DIR, CONFIG_FILE
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.errors import InvalidResourceError
 from kubetune.render import names
 from kubetune.render.adapter import published_adapter
@@ -67,7 +69,7 @@ def test_truncated_names_do_not_collide() -> None:
 
 def test_children_in_order_with_owner_references_and_labels() -> None:
     out = bundle(ftj(), SETTINGS)
-    assert [m["kind"] for m in out] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "Job"]
+    assert [m["kind"] for m in out] == ["ServiceAccount", "Role", "RoleBinding", "Job"]
     for manifest in out:
         meta = manifest["metadata"]
         assert meta["ownerReferences"][0] == {
@@ -117,12 +119,32 @@ def test_service_account_carries_cloud_identity_and_pull_secrets() -> None:
     assert "imagePullSecrets" not in plain
 
 
-def test_credentials_only_as_secret_env_never_in_config_map() -> None:
+def test_credentials_only_as_secret_env_never_in_trainer_json() -> None:
     out = kinds(bundle(ftj(), SETTINGS))
-    assert "hf-token" in out["ConfigMap"]["data"]["trainer.json"]  # the reference, not a value
+    config = out["Job"]["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    assert "hf-token" in config  # the reference, not a value
     env = {e["name"]: e for e in pod(out["Job"])["containers"][0]["env"]}
     assert env["KUBETUNE_MODEL_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
-    assert '"modelTokenEnv": "KUBETUNE_MODEL_TOKEN"' in out["ConfigMap"]["data"]["trainer.json"]
+    assert '"modelTokenEnv": "KUBETUNE_MODEL_TOKEN"' in config
+
+
+def test_trainer_json_travels_in_the_pod_template_and_is_mounted_read_only_through_the_downward_api() -> None:
+    """No ConfigMap: the pod reads trainer.json where it always did, from its own annotation."""
+    job = kinds(bundle(ftj(), SETTINGS))["Job"]
+    spec = pod(job)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "config"]
+    assert volume == {
+        "name": "config",
+        "downwardAPI": {
+            "items": [{"path": CONFIG_FILE, "fieldRef": {"fieldPath": f"metadata.annotations['{CONFIG_ANNOTATION}']"}}]
+        },
+    }
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "config"]
+    assert mount == {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+    assert spec["containers"][0]["command"][-2:] == ["--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+    config = TrainerConfig.model_validate_json(job["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION])
+    assert config.target.name == "legal"
+    assert CONFIG_ANNOTATION not in job["metadata"].get("annotations", {})
 
 
 def test_mlflow_credentials_are_optional_secret_keys_and_tensorboard_claims_writable() -> None:
@@ -135,7 +157,10 @@ def test_mlflow_credentials_are_optional_secret_keys_and_tensorboard_claims_writ
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     for key in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "mlflow-auth", "key": key, "optional": True}}
-    assert '"trackingUri": "https://mlflow.example"' in out["ConfigMap"]["data"]["trainer.json"]
+    assert (
+        '"trackingUri": "https://mlflow.example"'
+        in out["Job"]["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    )
     claims = {v["persistentVolumeClaim"]["claimName"]: v for v in spec["volumes"] if "persistentVolumeClaim" in v}
     assert {name: c["persistentVolumeClaim"]["readOnly"] for name, c in claims.items()} == {
         "data": True,
@@ -183,7 +208,9 @@ def test_pod_failure_policy_ignores_disruption_and_sigterm_and_fails_on_config_e
 
 
 def trainer_json(manifests: list[dict[str, Any]]) -> dict[str, Any]:
-    config: dict[str, Any] = json.loads(kinds(manifests)["ConfigMap"]["data"]["trainer.json"])
+    config: dict[str, Any] = json.loads(
+        kinds(manifests)["Job"]["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    )
     return config
 
 

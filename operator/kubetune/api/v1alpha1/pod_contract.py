@@ -39,14 +39,17 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 """Set by the Job controller on the pods of an Indexed Job: the node rank of a multi-node run."""
 
 PREFLIGHT_FLAG = "--preflight"
-"""Trainer argument of the preflight pod: check the spec in `trainer.json` (the run's own ConfigMap), download
+"""Trainer argument of the preflight pod: check the spec in `trainer.json` (the training pods' own), download
 only config and tokenizer files, and write a `preflight.PreflightReport` as the termination message."""
 PREFLIGHT_COMPONENT = "preflight"
-"""`app.kubernetes.io/component` of the preflight Job and its pod (the training pods' is `trainer`)."""
+"""`app.kubernetes.io/component` of the preflight Job and its pod (the training pods' is TRAINER_COMPONENT)."""
+TRAINER_COMPONENT = "trainer"
 
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "trainer.json"
-"""The TrainerConfig, mounted from the run's ConfigMap at CONFIG_DIR/CONFIG_FILE."""
+"""The TrainerConfig at CONFIG_DIR/CONFIG_FILE, a downward-API file of the pod's CONFIG_ANNOTATION."""
+CONFIG_ANNOTATION = f"{GROUP}/trainer-config"
+"""On the Job's pod template: the TrainerConfig JSON, so a run needs no ConfigMap (one write less)."""
 CACHE_DIR = "/var/cache/kubetune"
 SCRATCH_DIR = "/scratch"
 CHECKPOINT_DIR = f"{SCRATCH_DIR}/checkpoints"

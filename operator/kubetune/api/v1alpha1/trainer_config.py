@@ -1,4 +1,4 @@
-"""TrainerConfig: the document the operator renders into a ConfigMap and the trainer reads.
+"""TrainerConfig: the document the operator renders into the Job's pod template and the trainer reads.
 
 It carries the validated FineTuneJob spec plus everything resolved at render time (world size,
 launcher, mount points, where to report), so the trainer never talks to the API server to learn

@@ -1,0 +1,197 @@
+"""Pieces of the operator-at-scale benchmark: the operator as the process a user runs, watches that time when
+objects appear or change, its RSS, and its API requests from the apiserver's audit log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubetune_dev.controlplane.client import AdminClient, ApiError
+from kubetune_dev.controlplane.ports import free_ports
+from kubetune_dev.controlplane.processes import rss_mib
+from kubetune_dev.controlplane.testing import wait_until
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class OperatorProcess:
+    """`kubetune operator --standalone -n NAMESPACE`, with the environment a user would set, and nothing inherited
+    from this test process's KUBETUNE_* variables. `source` (a checkout's `operator` folder) runs another version
+    of the code, e.g. the one before a change, for a before/after comparison in the same run."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, log: Path, source: Path | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log = log
+        self.source = source
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, settings: dict[str, str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBETUNE_")}
+        env.update(settings, KUBECONFIG=str(self.kubeconfig))
+        if self.source is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        (port,) = free_ports(1)
+        probe = f"http://127.0.0.1:{port}/healthz"
+        command = [sys.executable, "-m", "kubetune.cli", "operator", "--standalone", "-n", self.namespace]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*command, "--liveness", probe], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+        wait_until("the operator's liveness probe", lambda: self._answers(probe), timeout=120, interval=0.5)
+
+    def _answers(self, url: str) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            raise AssertionError(f"the operator exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def rss_mib(self) -> float:
+        assert self.process is not None
+        return rss_mib(self.process.pid) or 0.0
+
+    def settled_rss_mib(self, seconds: float) -> float:
+        """RSS after `seconds` without work for it (idle workers exit, the garbage collector runs)."""
+        time.sleep(seconds)
+        return self.rss_mib()
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+class PeakRss:
+    """The highest RSS of the operator, sampled every 0.2 s while in the `with` block."""
+
+    def __init__(self, operator: OperatorProcess) -> None:
+        self.operator = operator
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.operator.rss_mib())
+
+
+class Watch:
+    """List-then-watch of one collection in a background thread; `on_event(type, object, monotonic time)` runs for
+    every object listed (as ADDED) and every later change, in order, on that thread."""
+
+    def __init__(self, api: AdminClient, path: str, on_event: Callable[[str, dict[str, Any], float], None]) -> None:
+        self.api = api
+        self.path = path
+        self.on_event = on_event
+        self.failure: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Watch:
+        listed = self.api.get(self.path)
+        for item in listed.get("items") or []:
+            self.on_event("ADDED", item, time.monotonic())
+        self._version = listed["metadata"]["resourceVersion"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise AssertionError(f"watch of {self.path} failed: {self.failure!r}")
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for event in self.api.watch(self.path, self._version, timeout_seconds=5):
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        raise ApiError(int(obj.get("code") or 0), json.dumps(obj))
+                    self._version = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self.on_event(event["type"], obj, time.monotonic())
+                    if self._stop.is_set():
+                        return
+        except BaseException as error:  # surfaced by check(): a silent watch would look like a slow operator
+            self.failure = error
+
+
+class AuditLog:
+    """Write requests of one user, read from the apiserver's JSON audit log from a mark (a byte offset) on."""
+
+    def __init__(self, path: Path, username: str) -> None:
+        self.path = path
+        self.username = username
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def writes(self, since: int) -> tuple[Counter[str], int]:
+        """'verb resource[/subresource]' -> count of the user's write requests in the complete lines after
+        `since`, and the offset after the last of them."""
+        counts: Counter[str] = Counter()
+        with self.path.open("rb") as log:
+            log.seek(since)
+            data = log.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        for line in complete.splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if entry.get("user", {}).get("username") != self.username or entry.get("verb") not in WRITE_VERBS:
+                    continue
+                ref = entry.get("objectRef") or {}
+                resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                counts[f"{entry['verb']} {resource}"] += 1
+        return counts, since + len(complete)
+
+    def quiet_writes(self, since: int, quiet_seconds: float, timeout: float) -> Counter[str]:
+        """The writes since `since`, once none has been added for `quiet_seconds` (the operator settled)."""
+        deadline = time.monotonic() + timeout
+        total, offset = self.writes(since)
+        stable_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - stable_since < quiet_seconds:
+            time.sleep(1)
+            more, offset = self.writes(offset)
+            if more:
+                total.update(more)
+                stable_since = time.monotonic()
+        return total
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (the value at or above `fraction` of the sorted values)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered), max(1, math.ceil(fraction * len(ordered)))) - 1]
