@@ -155,6 +155,7 @@ def training_manifest(
         method=ManifestMethod(requested=spec.method.type, resolved=ctx.method, settings=spec.method.to_wire()),
         objective=spec.objective.to_wire(),
         precision=ctx.precision,
+        seed=spec.training.seed,
         base_model=ManifestBaseModel(uri=spec.base_model.uri, revision=ctx.base_revision),
         dataset=ManifestDataset(digest=ctx.data_digest, prep_report=ctx.extras.get("prep_report", ctx.prep_report)),
         tokenizer=ManifestTokenizer(added_token_ids=ctx.new_token_ids),

@@ -107,6 +107,7 @@ class RunContext:
             "weight_decay": t.weight_decay,
             "seed": t.seed,
             "data_seed": t.seed,
+            "full_determinism": t.deterministic,
             "bf16": self.precision == "bf16",
             "fp16": self.precision == "fp16",
             "activation_checkpointing": t.gradient_checkpointing,

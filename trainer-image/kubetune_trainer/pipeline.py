@@ -3,7 +3,7 @@
 Order: validate and probe the machine -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer and data prep -> distributed setup
--> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
+-> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
 objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
 -> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
 `OBJECTIVES`, everything else through `Hooks`.
@@ -95,6 +95,23 @@ def setup_distributed(ctx: RunContext) -> None:
     ctx.extras["deepspeed_args"] = TrainingArguments(**ctx.training_args_kwargs())
 
 
+def seed_run(ctx: RunContext) -> None:
+    """Seed Python, NumPy and torch before weights load, so initialisation repeats run to run.
+
+    The Trainer seeds itself only when it is built, after the method has already drawn its random
+    initial weights (LoRA's A matrices, prompt embeddings, new token rows, a reward head), so without
+    this two identical runs start from different adapters. `training.deterministic` also makes torch
+    pick deterministic kernels (slower on GPU).
+    """
+    from transformers import enable_full_determinism, set_seed
+
+    training = ctx.spec.training
+    if training.deterministic:
+        enable_full_determinism(training.seed)
+    else:
+        set_seed(training.seed)
+
+
 def load_weights(ctx: RunContext) -> None:
     assert ctx.base_model_path is not None
     ctx.model = load_model(
@@ -163,6 +180,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
     data_stage.prepare(ctx)
     setup_distributed(ctx)
+    seed_run(ctx)
     load_weights(ctx)
     ctx.model = METHODS[ctx.method].apply(ctx)
     ctx.callbacks.append(log_progress_callback())

@@ -83,6 +83,8 @@ class ArtifactManifest(ManifestModel):
     objective: dict[str, Any] | None = None
     """The objective block of the job (wire form)."""
     precision: str | None = None
+    seed: int | None = None
+    """`training.seed` of the run: with the same spec, data and hardware it reproduces the weights."""
     dataset: ManifestDataset | None = None
     tokenizer: ManifestTokenizer | None = None
     metrics: dict[str, float] | None = None

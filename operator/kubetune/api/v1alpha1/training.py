@@ -35,7 +35,18 @@ class TrainingSpec(KubeModel):
     )
     warmup_ratio: float = Field(default=0.03, ge=0, le=1, description="Fraction of steps spent warming up.")
     weight_decay: float = Field(default=0.0, ge=0, le=1, description="Decoupled weight decay.")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Random seed for data order and init.")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**31 - 1,
+        description="Random seed, set before the model loads: covers adapter initialisation, new token rows "
+        "and data order, and is recorded in the artifact manifest.",
+    )
+    deterministic: bool = Field(
+        default=False,
+        description="Also use deterministic kernels (torch.use_deterministic_algorithms; slower on GPU), so two "
+        "runs of the same spec on the same hardware give identical weights.",
+    )
 
 
 class DistributedSpec(KubeModel):
