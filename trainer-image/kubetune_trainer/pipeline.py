@@ -2,7 +2,7 @@
 
 Order: validate and probe the machine -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
--> tokenizer and data prep -> distributed setup
+-> tokenizer and data prep -> the objective's data check -> distributed setup
 -> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
 objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
 -> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
@@ -179,6 +179,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
     ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
     data_stage.prepare(ctx)
+    OBJECTIVES[ctx.spec.objective.type].check_data(ctx)
     setup_distributed(ctx)
     seed_run(ctx)
     load_weights(ctx)

@@ -77,10 +77,22 @@ def check_spec(spec: FineTuneJobSpec, caps: Capabilities) -> list[str]:
             f"distributed.strategy fsdp does not support method {method}; "
             "use strategy ddp, or deepspeed with zeroStage <= 2"
         )
+    check_training_options(spec, caps)
     warnings = []
     if spec.training.optimizer.startswith("paged_") and not caps.cuda:
         warnings.append(f"optimizer {spec.training.optimizer} is not paged on CPU (bitsandbytes falls back)")
     return warnings
+
+
+def check_training_options(spec: FineTuneJobSpec, caps: Capabilities) -> None:
+    """Liger's kernels need this machine to have a GPU (the spec's rule only sees `resources.gpus`)."""
+    import importlib.util
+
+    if spec.training.liger_kernel:
+        if not caps.cuda:
+            raise ConfigError("training.ligerKernel needs a CUDA GPU (Triton kernels); set ligerKernel: false")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("training.ligerKernel: liger-kernel is not installed in this trainer image")
 
 
 def effective_precision(requested: Precision, caps: Capabilities) -> tuple[Precision, str | None]:

@@ -100,6 +100,21 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 2, "offload": "none"}),
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 3, "offload": "none"}),
     ),
+    "dataset.prep.packing applies to objective sft only": (
+        spec(dataset={"train": {"uri": "file:///d"}, "format": "auto", "prep": {"packing": True}}),
+        spec(
+            dataset={"train": {"uri": "file:///d"}, "format": "preference", "prep": {"packing": True}},
+            objective={"type": "dpo"},
+        ),
+    ),
+    "training.ligerKernel needs GPUs": (
+        spec(training={"ligerKernel": True}, resources={"gpus": 1}),
+        spec(training={"ligerKernel": True}, resources={"gpus": 0}),
+    ),
+    "training.neftuneNoiseAlpha cannot be used with objective rlhf": (
+        spec(training={"neftuneNoiseAlpha": 5.0}),
+        spec(training={"neftuneNoiseAlpha": 5.0}, objective={"type": "rlhf"}, format="prompt"),
+    ),
 }
 
 

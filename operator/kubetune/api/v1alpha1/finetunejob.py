@@ -11,7 +11,7 @@ from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
-from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
+from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -22,7 +22,13 @@ from kubetune.api.v1alpha1.training import (
 )
 
 Phase = Literal["Pending", "Queued", "Initializing", "Running", "Succeeded", "Failed", "Suspended"]
-_PAIRWISE = "[" + ", ".join(f"'{t}'" for t in PAIRWISE_PREFERENCE) + "]"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+_PAIRWISE = _cel_list(PAIRWISE_PREFERENCE)
 
 
 class FineTuneJobSpec(KubeModel):
@@ -51,6 +57,21 @@ class FineTuneJobSpec(KubeModel):
             "!(self.method.type in ['qlora', 'auto']) || self.distributed.strategy != 'deepspeed' "
             "|| self.distributed.zeroStage < 3",
             "method qlora cannot be sharded with DeepSpeed ZeRO-3: use distributed.zeroStage 0..2 or strategy ddp",
+        ),
+        CelRule(
+            f"!self.dataset.prep.packing || self.objective.type in {_cel_list(PACKING_OBJECTIVES)}",
+            f"dataset.prep.packing applies to objective {', '.join(PACKING_OBJECTIVES)} only (the TRL trainers of "
+            "the others do not pack): set packing: false",
+        ),
+        CelRule(
+            "!self.training.ligerKernel || self.resources.gpus >= 1",
+            "training.ligerKernel needs GPUs (Liger's kernels are written in Triton): set resources.gpus >= 1 "
+            "or ligerKernel: false",
+        ),
+        CelRule(
+            "!has(self.training.neftuneNoiseAlpha) || self.objective.type != 'rlhf'",
+            "training.neftuneNoiseAlpha cannot be used with objective rlhf: the noise would also perturb the "
+            "completions it samples; remove neftuneNoiseAlpha",
         ),
     )
 

@@ -42,6 +42,25 @@ class TrainingSpec(KubeModel):
         description="Random seed, set before the model loads: covers adapter initialisation, new token rows "
         "and data order, and is recorded in the artifact manifest.",
     )
+    neftune_noise_alpha: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="NEFTune: uniform noise of scale alpha / sqrt(tokens x hidden) added to the input embeddings "
+        "while training (the paper used 5 for instruction tuning); not with objective rlhf, whose sampled "
+        "completions it would perturb.",
+    )
+    torch_compile: bool = Field(
+        default=False,
+        description="Compile the model with torch.compile (inductor): faster steps after a compile of the first "
+        "ones (minutes on a large model).",
+    )
+    liger_kernel: bool = Field(
+        default=False,
+        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) on the "
+        "architectures Liger supports (Llama, Mistral, Qwen, Gemma, Phi...): less activation memory and faster "
+        "steps; needs resources.gpus >= 1.",
+    )
     deterministic: bool = Field(
         default=False,
         description="Also use deterministic kernels (torch.use_deterministic_algorithms; slower on GPU), so two "
