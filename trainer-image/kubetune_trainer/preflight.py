@@ -13,12 +13,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from kubetune.api.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
 from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, QloraMethod, TrainedMethod
 from kubetune.api.v1alpha1.training import Precision
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.methods.lora import lora_block

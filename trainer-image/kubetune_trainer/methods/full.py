@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune.api.v1alpha1.methods import FullMethod
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune_trainer.methods.unit import MethodUnit
 
 

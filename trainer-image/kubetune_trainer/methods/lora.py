@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, adapter_weights, lora_params, weight_bytes
 from kubetune.api.v1alpha1.methods import (
     AutoMethod,
     DoraMethod,
@@ -18,7 +19,6 @@ from kubetune.api.v1alpha1.methods import (
 )
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, adapter_weights, lora_params, weight_bytes
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods.unit import MethodUnit, check_linear_targets, peft_model, task_type
 from kubetune_trainer.tokenizer_align import new_token_training

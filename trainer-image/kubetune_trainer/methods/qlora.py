@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.api.estimate import ModelShape, TrainSetup, quantized_weights
 from kubetune.api.v1alpha1.methods import QloraMethod, QuantizationSettings
 from kubetune_trainer.context import Capabilities, RunContext
-from kubetune_trainer.estimate import ModelShape, TrainSetup, quantized_weights
 from kubetune_trainer.methods.lora import LoraUnit
 
 _COMPUTE_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}

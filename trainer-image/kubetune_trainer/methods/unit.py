@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup
 from kubetune.api.v1alpha1.methods import METHOD_UNION, MethodFacts, MethodVariant
 from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.registry import VariantUnit
 from kubetune_trainer.tokenizer_align import embedding_modules

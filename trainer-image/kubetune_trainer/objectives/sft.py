@@ -49,9 +49,7 @@ def loss_masking(requested: bool | None, columns: set[str], template: str) -> Lo
     if "messages" in columns:
         if has_generation_markers(template):
             return LossMasking(completion_only=False, assistant_only=True)
-        problem = (
-            "the chat template has no {% generation %} markers, so TRL cannot tell assistant tokens from the rest"
-        )
+        problem = "the chat template has no {% generation %} markers, so TRL cannot tell assistant tokens from the rest"
         if requested:
             raise ConfigError(
                 f"objective.completionOnlyLoss: {problem}; set tokenizer.chatTemplate to a template that wraps "
@@ -85,8 +83,10 @@ class SftUnit(ObjectiveUnit):
         objective = as_variant(ctx.spec.objective, SftObjective)
         columns = set(ctx.train_dataset.column_names)
         template = getattr(ctx.tokenizer, "chat_template", None) or ""
-        if "messages" in columns and objective.completion_only_loss is not False and not has_generation_markers(
-            template
+        if (
+            "messages" in columns
+            and objective.completion_only_loss is not False
+            and not has_generation_markers(template)
         ):
             patched = training_chat_template(ctx.tokenizer) if template else None
             if patched:
