@@ -2,8 +2,8 @@
 
 Three kinds: static combinations the API schema cannot express (e.g. merging an unmergeable method),
 read from the method's facts; capabilities of this machine (bf16, bitsandbytes, DeepSpeed); and the
-memory estimate against the devices (the method unit's `memory`), which is also what resolves
-`method: auto` to the first of `AutoMethod.candidates` that fits.
+memory estimate against the devices (`kubetune.api.estimate`, the numbers `kubetune estimate` prints),
+which is also what resolves `method: auto` to the first of `AutoMethod.candidates` that fits.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from kubetune.api.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
+from kubetune.api import sizing
+from kubetune.api.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup, estimate
+from kubetune.api.sizing import train_setup
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
-from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, QloraMethod, TrainedMethod
+from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, TrainedMethod
 from kubetune.api.v1alpha1.training import Precision
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import METHODS
-from kubetune_trainer.methods.lora import lora_block
 
 log = logging.getLogger(__name__)
 
@@ -114,26 +115,6 @@ def device_budget(caps: Capabilities, env: Mapping[str, str] | None = None) -> i
     return int(environ.get(CPU_BUDGET_ENV, DEFAULT_CPU_BUDGET))
 
 
-def train_setup(spec: FineTuneJobSpec, precision: Precision, world_size: int) -> TrainSetup:
-    method = spec.method
-    lora = lora_block(method)
-    quant = method.quantization if isinstance(method, QloraMethod) else None
-    deepspeed = spec.distributed.strategy == "deepspeed"
-    return TrainSetup(
-        precision=precision,
-        batch_size=spec.training.batch_size,
-        seq_len=spec.dataset.prep.max_seq_length,
-        gradient_checkpointing=spec.training.gradient_checkpointing,
-        world_size=world_size,
-        zero_stage=spec.distributed.zero_stage if deepspeed else None,
-        offload=spec.distributed.offload,
-        lora_rank=lora.rank if lora else 16,
-        lora_targets=tuple(lora.target_modules) if lora else ("all-linear",),
-        quant_bits=quant.bits if quant else 4,
-        double_quant=quant.double_quant if quant else True,
-    )
-
-
 def shape_of(info: ModelInfo) -> ModelShape:
     return ModelShape(
         num_params=info.num_params,
@@ -144,27 +125,16 @@ def shape_of(info: ModelInfo) -> ModelShape:
     )
 
 
-def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate | None:
-    """Bytes per device for `method` (its unit's formula); None when it has none."""
-    return METHODS[method].memory(shape, setup)
-
-
 def choose_auto(
     shape: ModelShape, setup: TrainSetup, budget_bytes: int, caps: Capabilities
 ) -> tuple[str, MemoryEstimate]:
     """The first of `AutoMethod.candidates` this machine runs and that fits; else a config error with numbers."""
-    tried: list[MemoryEstimate] = []
-    for method in AutoMethod.candidates:
-        if METHODS[method].machine_problem(caps):
-            continue
-        result = estimate(method, shape, setup)
-        assert result is not None, f"auto candidate {method} has no memory formula"
-        if result.total <= budget_bytes:
-            return method, result
-        tried.append(result)
+    choice = sizing.choose_auto(shape, setup, budget_bytes, lambda m: not METHODS[m].machine_problem(caps))
+    if choice.method is not None and choice.estimate is not None:
+        return choice.method, choice.estimate
     raise ConfigError(
         f"model with {shape.num_params:,} parameters does not fit {budget_bytes / GIB:.2f} GiB per device with any "
-        f"method: {'; '.join(t.summary() for t in tried)}; request GPUs with more memory, more GPUs with "
+        f"method: {'; '.join(t.summary() for t in choice.tried)}; request GPUs with more memory, more GPUs with "
         "distributed.strategy deepspeed, or a smaller batchSize / maxSeqLength"
     )
 

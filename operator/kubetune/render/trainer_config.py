@@ -24,8 +24,8 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> Runtim
     nodes torchrun starts the processes and DeepSpeed reads the rendezvous from its environment.
     """
     nodes = spec.resources.nodes
-    per_node = max(spec.resources.gpus, 1)
-    world = per_node * nodes
+    per_node = spec.resources.processes_per_node
+    world = spec.resources.world_size
     strategy: Strategy
     requested = spec.distributed.strategy
     if requested == "auto":

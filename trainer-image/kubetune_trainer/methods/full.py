@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune.api.v1alpha1.methods import FullMethod
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.methods.unit import MethodUnit
@@ -12,9 +11,6 @@ from kubetune_trainer.methods.unit import MethodUnit
 
 class FullUnit(MethodUnit):
     variant = FullMethod
-
-    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-        return full_weights(self.name, shape, setup)
 
     def apply(self, ctx: RunContext) -> Any:
         for param in ctx.model.parameters():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune.api.estimate import ModelShape, TrainSetup, quantized_weights
 from kubetune.api.v1alpha1.methods import QloraMethod, QuantizationSettings
 from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.methods.lora import LoraUnit
@@ -45,9 +44,6 @@ class QloraUnit(LoraUnit):
 
     def machine_problem(self, caps: Capabilities) -> str | None:
         return None if caps.bitsandbytes else "method qlora needs bitsandbytes, which this trainer image lacks"
-
-    def base_weight_bytes(self, shape: ModelShape, setup: TrainSetup) -> int:
-        return quantized_weights(shape, setup)
 
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """`auto` resolved to qlora quantizes with the defaults; bf16 compute falls back without bf16."""

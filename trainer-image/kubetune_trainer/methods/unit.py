@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup
 from kubetune.api.v1alpha1.methods import METHOD_UNION, MethodFacts, MethodVariant
 from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.errors import ConfigError
@@ -37,10 +36,6 @@ class MethodUnit(VariantUnit):
 
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
         """Refuse settings naming modules the model lacks; runs on the meta-device inspection, before weights."""
-
-    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate | None:
-        """Bytes per device, or None when the trainable count is not a formula of the model's shape."""
-        return None
 
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """Extra `from_pretrained` keywords (quantization has to happen at load time)."""

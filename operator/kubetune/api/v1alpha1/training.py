@@ -137,6 +137,15 @@ class ResourcesSpec(KubeModel):
         "the queue, and a higher one preempts lower ones where the ClusterQueue allows it; needs queueName.",
     )
 
+    @property
+    def processes_per_node(self) -> int:
+        """One training process per GPU; a CPU-only pod runs one."""
+        return max(self.gpus, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.processes_per_node * self.nodes
+
 
 class EvalSuite(KubeModel):
     """One evaluation: perplexity on held-out data, or accuracy on multiple choice by log-likelihood."""
