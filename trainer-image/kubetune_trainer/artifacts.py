@@ -36,6 +36,7 @@ from kubetune.api.v1alpha1.artifact import (
 from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
+from kubetune_trainer.evaluate.suites import HARNESS_RESULTS
 from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
 
@@ -160,6 +161,7 @@ def training_manifest(
         dataset=ManifestDataset(digest=ctx.data_digest, prep_report=ctx.extras.get("prep_report", ctx.prep_report)),
         tokenizer=ManifestTokenizer(added_token_ids=ctx.new_token_ids),
         metrics=ctx.metrics,
+        evaluations=ctx.extras.get(HARNESS_RESULTS),
         gate=ManifestGate(passed=gate[0], message=gate[1]),
         merged=(root / MERGED_DIR).is_dir(),
         notes=ctx.notes,

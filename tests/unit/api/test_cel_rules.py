@@ -71,6 +71,14 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"name": "mc", "metric": "accuracy", "dataset": {"uri": "file:///mc"}},
         {"name": "mc", "metric": "accuracy"},
     ),
+    "evaluation.suites: set exactly one of metric": (
+        {"name": "arc", "lmEval": {"tasks": ["arc_easy"]}},
+        {"name": "arc", "metric": "loss", "lmEval": {"tasks": ["arc_easy"]}},
+    ),
+    "evaluation.suites: lmEval tasks bring their own data": (
+        {"name": "arc", "lmEval": {"tasks": ["local"], "include": {"uri": "file:///tasks"}}},
+        {"name": "arc", "lmEval": {"tasks": ["local"]}, "dataset": {"uri": "file:///tasks"}},
+    ),
     "evaluation.suites: suite names must be unique": (
         {"suites": [{"name": "a"}, {"name": "b"}]},
         {"suites": [{"name": "a"}, {"name": "a"}]},

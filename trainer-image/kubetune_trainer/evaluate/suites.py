@@ -1,9 +1,11 @@
-"""Evaluation suites run after training: held-out perplexity/loss and multiple-choice accuracy.
+"""Evaluation suites run after training: held-out perplexity/loss, multiple-choice accuracy, and
+lm-evaluation-harness tasks (`harness`).
 
 Metrics are reported flat as `NAME.METRIC`; a `compareToBase` suite also scores the starting model
 and reports `NAME.base` and `NAME.delta` (tuned minus base), which the gate turns into a regression
 check. For PEFT methods the base is the same model with its adapter disabled (no second copy in
-memory); otherwise the base weights are loaded again from the model cache.
+memory); otherwise the base weights are loaded again from the model cache. Harness suites also
+leave their per-task results for the artifact manifest and their metric's direction for the gate.
 """
 
 from __future__ import annotations
@@ -15,21 +17,46 @@ from typing import Any
 
 from kubetune.api.v1alpha1.training import EvalSuite
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.data.uris import resolve
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.evaluate import scoring
+from kubetune_trainer.evaluate.gate import HARNESS_DIRECTIONS
+from kubetune_trainer.evaluate.harness import run_harness
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
 
 
-def score_suite(model: Any, tokenizer: Any, suite: EvalSuite, rows: Any, *, max_length: int) -> float:
+HARNESS_RESULTS = "evaluate.harness_results"
+"""`RunContext.extras` key: harness suite name -> {"tasks": per-task results, "baseTasks": the base's}."""
+
+
+def score_suite(ctx: RunContext, model: Any, suite: EvalSuite, data: Any, *, base: bool = False) -> float:
+    """`data` is the suite's rows, or for a harness suite its resolved `include` directory (or None)."""
+    tokenizer, max_length = ctx.tokenizer, ctx.spec.dataset.prep.max_seq_length
+    if suite.lm_eval is not None:
+        result = run_harness(model, tokenizer, suite.lm_eval, data, max_length=max_length)
+        ctx.extras.setdefault(HARNESS_DIRECTIONS, {})[suite.name] = result.higher_is_better
+        record = ctx.extras.setdefault(HARNESS_RESULTS, {}).setdefault(suite.name, {})
+        record["baseTasks" if base else "tasks"] = dict(result.tasks)
+        return result.score
     if suite.metric == "accuracy":
-        return scoring.multiple_choice_accuracy(model, tokenizer, list(rows), max_length=max_length)
-    total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(rows, tokenizer), max_length=max_length)
+        return scoring.multiple_choice_accuracy(model, tokenizer, list(data), max_length=max_length)
+    total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(data, tokenizer), max_length=max_length)
     return total.perplexity if suite.metric == "perplexity" else total.loss
 
 
-def suite_rows(ctx: RunContext, suite: EvalSuite) -> Any:
+def suite_data(ctx: RunContext, suite: EvalSuite) -> Any:
+    if suite.lm_eval is not None:
+        include = suite.lm_eval.include
+        if include is None:
+            return None
+        return resolve(
+            include.uri,
+            cache_dir=ctx.paths.cache_dir,
+            pvc_root=ctx.paths.pvc_root,
+            token_env=ctx.config.runtime.model_token_env,
+        ).path
     if suite.dataset is not None:
         return load_reference(ctx, suite.dataset.uri, raw=suite.metric == "accuracy")
     if ctx.eval_dataset is None:
@@ -69,20 +96,19 @@ def evaluate_suites(ctx: RunContext, trainer: Any) -> Mapping[str, float]:
             f"evaluation suites skipped: objective {ctx.spec.objective.type} trains a {trained}, not a language model"
         )
         return {}
-    model, tokenizer = trainer.model, ctx.tokenizer
-    max_length = ctx.spec.dataset.prep.max_seq_length
+    model = trainer.model
     metrics: dict[str, float] = {}
     compare: list[tuple[EvalSuite, Any]] = []
     for suite in suites:
-        rows = suite_rows(ctx, suite)
-        metrics[f"{suite.name}.{suite.metric}"] = score_suite(model, tokenizer, suite, rows, max_length=max_length)
+        data = suite_data(ctx, suite)
+        metrics[f"{suite.name}.{suite.score_metric}"] = score_suite(ctx, model, suite, data)
         if suite.compare_to_base:
-            compare.append((suite, rows))
+            compare.append((suite, data))
     if compare:
         with base_model(ctx, model) as base:
-            for suite, rows in compare:
-                before = score_suite(base, tokenizer, suite, rows, max_length=max_length)
+            for suite, data in compare:
+                before = score_suite(ctx, base, suite, data, base=True)
                 metrics[f"{suite.name}.base"] = before
-                metrics[f"{suite.name}.delta"] = metrics[f"{suite.name}.{suite.metric}"] - before
+                metrics[f"{suite.name}.delta"] = metrics[f"{suite.name}.{suite.score_metric}"] - before
     log.info("evaluation: %s", ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     return metrics

@@ -88,6 +88,8 @@ class ArtifactManifest(ManifestModel):
     dataset: ManifestDataset | None = None
     tokenizer: ManifestTokenizer | None = None
     metrics: dict[str, float] | None = None
+    evaluations: dict[str, Any] | None = None
+    """lm-evaluation-harness suites by name: the harness's per-task results (every metric, stderr, n-shot)."""
     gate: ManifestGate | None = None
     merged: bool | None = None
     """A `merged/` directory holds full weights with the adapter folded in."""

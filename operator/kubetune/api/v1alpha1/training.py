@@ -147,20 +147,71 @@ class ResourcesSpec(KubeModel):
         return self.processes_per_node * self.nodes
 
 
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+
+
+class LmEvalSuite(KubeModel):
+    """Tasks of EleutherAI's lm-evaluation-harness, run on the trained model (and the base with compareToBase).
+
+    Built-in tasks (arc_easy, hellaswag, mmlu, ...) download their datasets from the Hub when they run
+    (into the model-cache volume, so later runs reuse them); tasks under `include` (task YAMLs with
+    local data files) run offline.
+    """
+
+    tasks: Annotated[list[TaskName], Field(min_length=1, max_length=8)] = Field(
+        description="Task or group names, e.g. [arc_easy, hellaswag], or tasks defined under include."
+    )
+    metric: MetricName = Field(
+        default="acc",
+        description="The harness metric every task reports (acc, acc_norm, exact_match, ...); the suite's score "
+        "is its mean over the tasks, reported as NAME.METRIC and used by the gate.",
+    )
+    num_fewshot: int | None = Field(default=None, ge=0, le=64, description="Few-shot examples (default: the task's).")
+    limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Examples per task (default: all).")
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Requests scored per forward pass.")
+    include: DataSource | None = Field(
+        default=None,
+        description="A directory of task YAMLs (pvc://, s3://, hf://datasets/... or file://); data files they "
+        "name by relative path are read from that directory.",
+    )
+
+
 class EvalSuite(KubeModel):
-    """One evaluation: perplexity on held-out data, or accuracy on multiple choice by log-likelihood."""
+    """One evaluation: perplexity or loss on held-out data, multiple-choice accuracy, or lm-evaluation-harness."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            "self.metric != 'accuracy' || has(self.dataset)",
+            "has(self.metric) != has(self.lmEval)",
+            "evaluation.suites: set exactly one of metric (perplexity, accuracy or loss on a dataset) or lmEval "
+            "(lm-evaluation-harness tasks)",
+        ),
+        CelRule(
+            "!has(self.metric) || self.metric != 'accuracy' || has(self.dataset)",
             "evaluation.suites: metric accuracy needs a dataset of multiple-choice rows (question, choices, answer)",
+        ),
+        CelRule(
+            "!has(self.lmEval) || !has(self.dataset)",
+            "evaluation.suites: lmEval tasks bring their own data; put local task files under lmEval.include, "
+            "not dataset",
         ),
     )
 
     name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
-    metric: Literal["perplexity", "accuracy", "loss"] = Field(description="perplexity, accuracy or loss.")
+    metric: Literal["perplexity", "accuracy", "loss"] | None = Field(
+        default=None, description="perplexity, accuracy or loss (or use lmEval)."
+    )
     dataset: DataSource | None = Field(default=None, description="Data for this suite (default: the eval split).")
+    lm_eval: LmEvalSuite | None = Field(default=None, description="lm-evaluation-harness tasks instead of metric.")
     compare_to_base: bool = Field(default=False, description="Also score the base model; report NAME.delta.")
+
+    @property
+    def score_metric(self) -> str:
+        """The METRIC of the suite's score `NAME.METRIC`."""
+        if self.lm_eval is not None:
+            return self.lm_eval.metric
+        assert self.metric is not None  # the CEL rule above: one of metric or lmEval
+        return self.metric
 
 
 class Gate(KubeModel):
