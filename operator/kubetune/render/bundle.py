@@ -51,6 +51,7 @@ def training_pod_plan(
         runtime=config.runtime,
         pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uri=spec.output.uri),
         credentials=spec.base_model.credentials_secret_ref,
+        output_credentials=spec.output.credentials_secret_ref,
         gpus=spec.resources.gpus,
         cpu=spec.resources.cpu,
         memory=spec.resources.memory,

@@ -44,6 +44,7 @@ class PodPlan:
     runtime: RuntimeSettings
     pvc_claims: dict[str, bool] = field(default_factory=dict)
     credentials: SecretKeyRef | None = None
+    output_credentials: SecretKeyRef | None = None
     gpus: int = 0
     cpu: str | None = None
     memory: str | None = None
@@ -89,13 +90,12 @@ def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    if plan.credentials is not None and plan.runtime.model_token_env:
-        env.append(
-            {
-                "name": plan.runtime.model_token_env,
-                "valueFrom": {"secretKeyRef": {"name": plan.credentials.name, "key": plan.credentials.key}},
-            }
-        )
+    for ref, name in (
+        (plan.credentials, plan.runtime.model_token_env),
+        (plan.output_credentials, plan.runtime.output_token_env),
+    ):
+        if ref is not None and name:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     env += [{"name": name, "value": value} for name, value in sorted(plan.extra_env.items())]
     if plan.runtime.nodes > 1 and plan.service_name:
         env += [

@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
-from kubetune.api.v1alpha1.pod_contract import CACHE_DIR, CHECKPOINT_DIR, MODEL_TOKEN_ENV, PVC_ROOT, SCRATCH_DIR
+from kubetune.api.v1alpha1.pod_contract import (
+    CACHE_DIR,
+    CHECKPOINT_DIR,
+    MODEL_TOKEN_ENV,
+    OUTPUT_TOKEN_ENV,
+    PVC_ROOT,
+    SCRATCH_DIR,
+)
 from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.settings import OperatorSettings
 
@@ -59,6 +66,7 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> Runtim
         progress_interval_seconds=settings.progress_interval_seconds,
         report_status=True,
         model_token_env=MODEL_TOKEN_ENV if spec.base_model.credentials_secret_ref else None,
+        output_token_env=OUTPUT_TOKEN_ENV if spec.output.credentials_secret_ref else None,
     )
 
 

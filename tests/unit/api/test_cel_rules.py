@@ -79,6 +79,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"name": "arc", "lmEval": {"tasks": ["local"], "include": {"uri": "file:///tasks"}}},
         {"name": "arc", "lmEval": {"tasks": ["local"]}, "dataset": {"uri": "file:///tasks"}},
     ),
+    "output.uri hf://ORG/NAME pushes to the Hub": (
+        {"uri": "hf://org/adapter", "credentialsSecretRef": {"name": "hub-write"}},
+        {"uri": "hf://org/adapter"},
+    ),
     "evaluation.suites: suite names must be unique": (
         {"suites": [{"name": "a"}, {"name": "b"}]},
         {"suites": [{"name": "a"}, {"name": "a"}]},

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName
+from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName, SecretKeyRef
 
 SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
 LabelKey = Annotated[str, StringConstraints(max_length=317)]
@@ -266,7 +266,22 @@ class CheckpointingSpec(KubeModel):
 class OutputSpec(KubeModel):
     """Where artifacts go and how the Adapter is published."""
 
-    uri: OutputUri = Field(description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH.")
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!self.uri.startsWith('hf://') || has(self.credentialsSecretRef)",
+            "output.uri hf://ORG/NAME pushes to the Hub: set output.credentialsSecretRef to a Secret holding a "
+            "token with write access",
+        ),
+    )
+
+    uri: OutputUri = Field(
+        description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH (the artifact goes under ADAPTERNAME/), "
+        "or hf://ORG/NAME: a Hub model repository the adapter is pushed to, with a model card."
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with a Hub token allowed to write the hf:// repository; never logged or in status.",
+    )
     adapter_name: ResourceName | None = Field(default=None, description="Adapter to publish (default: the job name).")
     merge_weights: bool = Field(default=False, description="Also export merged full weights.")
     adapter_retention: Literal["Retain", "DeleteWithJob"] = Field(
