@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def resolve_base_model(ref: BaseModelRef, *, cache_dir: Path, pvc_root: Path, to
     """Materialise the base model locally; hf:// pins `revision` and returns the resolved commit."""
     parsed = parse_uri(ref.uri)
     if isinstance(parsed, HfUri):
-        parsed = HfUri(repo_id=parsed.repo_id, revision=parsed.revision or ref.revision)
+        parsed = replace(parsed, revision=parsed.revision or ref.revision)
     source = resolve(parsed, cache_dir=cache_dir, pvc_root=pvc_root, repo_type="model", token_env=token_env)
     if not (source.path / "config.json").is_file():
         raise ConfigError(f"baseModel {ref.uri} has no config.json at {source.path}; point it at a model directory")

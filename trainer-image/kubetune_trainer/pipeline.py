@@ -1,6 +1,7 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
-Order: validate and probe the machine -> load the data (format errors, before any model download)
+Order: validate and probe the machine -> an hf:// output's repository (the token can write)
+-> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer and data prep -> the objective's data check -> distributed setup
 -> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, preflight, tokenizer_align
+from kubetune_trainer import artifacts, continual, data_stage, hub, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -173,6 +174,7 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     """One training run from a validated TrainerConfig to a published artifact."""
     hooks = hooks or Hooks()
     ctx = build_context(config, capabilities)
+    hub.ensure_repo(ctx)
     data_stage.load(ctx)
     inspect_base(ctx)
     assert ctx.base_model_path is not None
