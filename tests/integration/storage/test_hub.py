@@ -78,6 +78,9 @@ def test_adapter_is_pushed_with_a_model_card_in_one_pinned_commit(
     assert header["datasets"] == ["org/counting"]
     assert header["library_name"] == "peft"
     assert f"| train.loss | {result.metrics['train.loss']:.6g} |" in card
+    assert "Gate: **passed**." in card  # no suites and no thresholds: the gate holds
+    assert "| precision, seed | fp32, 42 |" in card  # CPU trains in fp32; the default seed
+    assert "| method | lora (requested lora): `{" in card
     base_commit = hub.repos[("model", "org/tiny-base")].commits[0][0]
     assert f"`hf://org/tiny-base` @ `{base_commit}`" in card  # lineage: the base revision actually trained on
 
@@ -87,6 +90,8 @@ def test_adapter_is_pushed_with_a_model_card_in_one_pinned_commit(
     manifest = read_manifest(pulled)
     assert manifest is not None
     assert manifest.base_model.revision == base_commit
+    assert manifest.dataset.digest
+    assert f"| training data | `hf://datasets/org/counting` ({manifest.dataset.digest}) |" in card
     assert "README.md" in manifest.files
     base = resolve("hf://org/tiny-base", cache_dir=tmp_path / "readback", repo_type="model").path
     assert load_trained(pulled, base) is not None
