@@ -180,6 +180,8 @@ def always_pass(_ctx: RunContext, _metrics: Mapping[str, float]) -> tuple[bool, 
 class Hooks:
     """Extension points other packages plug into without editing the pipeline."""
 
+    preflight: list[ContextHook] = field(default_factory=list)
+    """Checks that run once data and tokenizer are ready, before weights load: a failure costs seconds, not a run."""
     before_train: list[ContextHook] = field(default_factory=list)
     evaluate: EvaluationHook = no_evaluation
     gate: GateHook = always_pass

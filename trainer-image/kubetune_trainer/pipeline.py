@@ -3,7 +3,8 @@
 Order: validate and probe the machine -> an hf:// output's repository (the token can write)
 -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
--> tokenizer and data prep -> the objective's data check -> distributed setup
+-> tokenizer and data prep -> the objective's data check -> `Hooks.preflight` (evaluation data and
+tasks) -> distributed setup
 -> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
 objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
 -> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
@@ -182,6 +183,8 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
     ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
     data_stage.prepare(ctx)
     OBJECTIVES[ctx.spec.objective.type].check_data(ctx)
+    for check in hooks.preflight:
+        check(ctx)
     setup_distributed(ctx)
     seed_run(ctx)
     load_weights(ctx)

@@ -6,7 +6,8 @@ nothing is saved or reloaded, and `compareToBase` scores the base the same way b
 tasks; the direction (higher or lower is better) comes from the harness, which knows it per task and
 metric (a custom task declares it in its YAML). Tasks under `include` are loaded by the harness's
 own TaskManager; data files they name by relative path resolve against that directory, which is why
-the evaluation runs with it as the working directory.
+the evaluation runs with it as the working directory. The task index is built before weights load
+(`task_index`, called by the suites' preflight), so an unknown task fails the run in seconds.
 """
 
 from __future__ import annotations
@@ -47,10 +48,23 @@ def working_directory(path: Path | None) -> Iterator[None]:
         os.chdir(previous)
 
 
-def task_manager(settings: LmEvalSuite, include: Path | None) -> Any:
+@dataclass(frozen=True)
+class TaskIndex:
+    """The harness's index of a suite's tasks, and the resolved `include` directory they may come from."""
+
+    include: Path | None
+    manager: Any
+
+
+def task_index(settings: LmEvalSuite, include: Path | None) -> TaskIndex:
     """The harness's task index: only `include` when it defines every task (indexing the 14k built-ins takes
     seconds), the built-ins too otherwise; unknown names are a config error before anything is scored."""
-    from lm_eval.tasks import TaskManager
+    try:
+        from lm_eval.tasks import TaskManager
+    except ImportError as exc:
+        raise ConfigError(
+            "evaluation lmEval needs lm-evaluation-harness, which this trainer image lacks (the kubetune[eval] extra)"
+        ) from exc
 
     manager = TaskManager(include_path=str(include), include_defaults=False) if include else None
     if manager is None or not set(settings.tasks) <= set(manager.all_tasks):
@@ -62,7 +76,7 @@ def task_manager(settings: LmEvalSuite, include: Path | None) -> Any:
             f"evaluation lmEval.tasks: {', '.join(unknown)} is not an lm-evaluation-harness task{where} "
             "(`lm-eval ls tasks` lists them)"
         )
-    return manager
+    return TaskIndex(include=include, manager=manager)
 
 
 def metric_value(task: str, results: Mapping[str, Any], metric: str) -> float:
@@ -100,27 +114,22 @@ def summarize(settings: LmEvalSuite, results: Mapping[str, Any]) -> HarnessScore
 
 
 def run_harness(
-    model: Any, tokenizer: Any, settings: LmEvalSuite, include: Path | None, *, max_length: int
+    model: Any, tokenizer: Any, settings: LmEvalSuite, index: TaskIndex, *, max_length: int
 ) -> HarnessScore:
-    """Score `model` on the suite's tasks with the harness; `include` is the resolved task directory."""
-    try:
-        from lm_eval import simple_evaluate
-        from lm_eval.models.huggingface import HFLM
-    except ImportError as exc:
-        raise ConfigError(
-            "evaluation lmEval needs lm-evaluation-harness, which this trainer image lacks (the kubetune[eval] extra)"
-        ) from exc
-    manager = task_manager(settings, include)
+    """Score `model` on the suite's tasks with the harness, from the index `task_index` built."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
     was_training = model.training
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=settings.batch_size, max_length=max_length)
     try:
-        with working_directory(include):
+        with working_directory(index.include):
             results = simple_evaluate(
                 model=lm,
                 tasks=list(settings.tasks),
                 num_fewshot=settings.num_fewshot,
                 limit=settings.limit,
-                task_manager=manager,
+                task_manager=index.manager,
                 log_samples=False,
                 bootstrap_iters=0,  # stderr by bootstrap takes minutes per metric; closed-form ones still come
             )

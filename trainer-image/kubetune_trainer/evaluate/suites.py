@@ -6,6 +6,8 @@ and reports `NAME.base` and `NAME.delta` (tuned minus base), which the gate turn
 check. For PEFT methods the base is the same model with its adapter disabled (no second copy in
 memory); otherwise the base weights are loaded again from the model cache. Harness suites also
 leave their per-task results for the artifact manifest and their metric's direction for the gate.
+Every suite's data (and a harness suite's task index) is prepared before weights load
+(`prepare_suites`), so a wrong URI or task name fails the run before any training.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from kubetune_trainer.data.uris import resolve
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.evaluate import scoring
 from kubetune_trainer.evaluate.gate import HARNESS_DIRECTIONS
-from kubetune_trainer.evaluate.harness import run_harness
+from kubetune_trainer.evaluate.harness import run_harness, task_index
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,12 @@ log = logging.getLogger(__name__)
 
 HARNESS_RESULTS = "evaluate.harness_results"
 """`RunContext.extras` key: harness suite name -> {"tasks": per-task results, "baseTasks": the base's}."""
+PREPARED = "evaluate.prepared"
+"""`RunContext.extras` key: suite name -> its data, as `suite_data` returns it (filled by `prepare_suites`)."""
 
 
 def score_suite(ctx: RunContext, model: Any, suite: EvalSuite, data: Any, *, base: bool = False) -> float:
-    """`data` is the suite's rows, or for a harness suite its resolved `include` directory (or None)."""
+    """`data` is the suite's rows, or for a harness suite its `TaskIndex`."""
     tokenizer, max_length = ctx.tokenizer, ctx.spec.dataset.prep.max_seq_length
     if suite.lm_eval is not None:
         result = run_harness(model, tokenizer, suite.lm_eval, data, max_length=max_length)
@@ -49,14 +53,15 @@ def score_suite(ctx: RunContext, model: Any, suite: EvalSuite, data: Any, *, bas
 def suite_data(ctx: RunContext, suite: EvalSuite) -> Any:
     if suite.lm_eval is not None:
         include = suite.lm_eval.include
-        if include is None:
-            return None
-        return resolve(
-            include.uri,
-            cache_dir=ctx.paths.cache_dir,
-            pvc_root=ctx.paths.pvc_root,
-            token_env=ctx.config.runtime.model_token_env,
-        ).path
+        directory = None
+        if include is not None:
+            directory = resolve(
+                include.uri,
+                cache_dir=ctx.paths.cache_dir,
+                pvc_root=ctx.paths.pvc_root,
+                token_env=ctx.config.runtime.model_token_env,
+            ).path
+        return task_index(suite.lm_eval, directory)
     if suite.dataset is not None:
         return load_reference(ctx, suite.dataset.uri, raw=suite.metric == "accuracy")
     if ctx.eval_dataset is None:
@@ -85,6 +90,13 @@ def base_model(ctx: RunContext, model: Any) -> Iterator[Any]:
     del base
 
 
+def prepare_suites(ctx: RunContext) -> None:
+    """`Hooks.preflight`: every suite's data and harness task index, read before weights load, so a wrong URI,
+    a missing eval split or an unknown task is a config error in seconds rather than after training."""
+    if ctx.spec.objective.facts.model == "causal-lm":
+        ctx.extras[PREPARED] = {suite.name: suite_data(ctx, suite) for suite in ctx.spec.evaluation.suites}
+
+
 def evaluate_suites(ctx: RunContext, trainer: Any) -> Mapping[str, float]:
     """`Hooks.evaluate` for the pipeline: every suite of `spec.evaluation`, on the trained model."""
     suites = ctx.spec.evaluation.suites
@@ -99,8 +111,9 @@ def evaluate_suites(ctx: RunContext, trainer: Any) -> Mapping[str, float]:
     model = trainer.model
     metrics: dict[str, float] = {}
     compare: list[tuple[EvalSuite, Any]] = []
+    prepared = ctx.extras.get(PREPARED, {})
     for suite in suites:
-        data = suite_data(ctx, suite)
+        data = prepared[suite.name] if suite.name in prepared else suite_data(ctx, suite)
         metrics[f"{suite.name}.{suite.score_metric}"] = score_suite(ctx, model, suite, data)
         if suite.compare_to_base:
             compare.append((suite, data))

@@ -1,5 +1,6 @@
 """lm-evaluation-harness suites on the trained tiny model: a local task (YAML + JSONL, offline), the base
-comparison, the gate on the harness's metric, the per-task results in the manifest, and the refusals."""
+comparison, the gate on the harness's metric, the per-task results in the manifest, and the refusals (unknown
+tasks before any weights load)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from kubetune.api.v1alpha1.training import Gate, LmEvalSuite
 from kubetune_dev.tiny import LM_EVAL_TASK, write_lm_eval_task
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook
+from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook, prepare_suites
 from kubetune_trainer.evaluate.gate import SuiteScore
-from kubetune_trainer.evaluate.harness import summarize, task_manager
+from kubetune_trainer.evaluate.harness import summarize
 from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -38,7 +39,7 @@ def test_harness_suite_scores_the_trained_model_against_the_base(
         data_files["text"],
         job={"evaluation": evaluation},
         training={"maxSteps": 24, "learningRate": 2e-2},
-        hooks=Hooks(evaluate=evaluate_suites, gate=gate_hook),
+        hooks=Hooks(preflight=[prepare_suites], evaluate=evaluate_suites, gate=gate_hook),
     )
     metrics = result.metrics
     assert metrics["counting.delta"] == pytest.approx(metrics["counting.acc"] - metrics["counting.base"])
@@ -78,7 +79,19 @@ def test_gate_reads_a_lower_is_better_harness_metric() -> None:
     assert "regressed by 0.2 (relative)" in (message or "")
 
 
-def test_unknown_tasks_are_config_errors(task_dir: Path) -> None:
-    settings = LmEvalSuite.model_validate({"tasks": [LM_EVAL_TASK, "no_such_task_xyz"]})
-    with pytest.raises(ConfigError, match="no_such_task_xyz is not an lm-evaluation-harness task"):
-        task_manager(settings, task_dir)
+def test_unknown_tasks_fail_before_weights_load(
+    run_job: RunJob, data_files: dict[str, Path], task_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetune_trainer import pipeline
+
+    def no_weights(_ctx: object) -> None:
+        raise AssertionError("weights loaded before the evaluation tasks were checked")
+
+    monkeypatch.setattr(pipeline, "load_weights", no_weights)
+    lm_eval = {"tasks": [LM_EVAL_TASK, "no_such_task_xyz"], "include": {"uri": f"file://{task_dir}"}}
+    with pytest.raises(ConfigError, match="no_such_task_xyz is not an lm-evaluation-harness task or under"):
+        run_job(
+            data_files["text"],
+            job={"evaluation": {"suites": [{"name": "counting", "lmEval": lm_eval}]}},
+            hooks=Hooks(preflight=[prepare_suites], evaluate=evaluate_suites),
+        )
