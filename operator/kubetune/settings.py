@@ -39,6 +39,13 @@ class OperatorSettings(BaseModel):
         default=None, description="Secret with AWS_* keys for s3:// URIs, passed as envFrom (optional)."
     )
     rendezvous_port: int = Field(default=29500, ge=1, le=65535)
+    termination_grace_seconds: int = Field(
+        default=120,
+        ge=10,
+        le=3600,
+        description="terminationGracePeriodSeconds of trainer pods: on SIGTERM (eviction, preemption, suspend) "
+        "the trainer saves a checkpoint when the last one took less than this, then exits.",
+    )
     trainer_metrics_port: int = Field(default=TRAINER_METRICS_PORT, ge=1, le=65535)
     progress_interval_seconds: float = Field(default=10.0, gt=0)
     merge_output_prefix: str | None = Field(

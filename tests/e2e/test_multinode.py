@@ -83,29 +83,36 @@ def test_two_pods_rendezvous_and_train_one_model(demo: Demo, run: dict[str, Any]
     assert_published_once_by_rank_zero(demo, result, [rank_zero])
 
 
-def kill_when_rank_zero_logs(demo: Demo, job: str, step: int, index: int) -> TrainerPod:
-    """SIGKILL every process of the pod with `index` once rank 0 has logged `step`; returns that pod."""
+def kill_when_checkpointed(demo: Demo, name: str, job: str, step: int, index: int) -> TrainerPod:
+    """SIGKILL every process of the pod with `index` once checkpoint `step` is complete on durable storage (both
+    nodes' markers on the claim) and rank 0 has gone past it; returns that pod."""
 
-    def rank_zero_reached() -> bool:
+    def complete() -> bool:
+        uid = demo.kubectl("get", "ftj", name, "-n", NAMESPACE, "--ignore-not-found", "-o", "jsonpath={.metadata.uid}")
+        folder = demo.claim_dir / "adapters" / ".checkpoints" / uid / f"checkpoint-{step}"
+        return bool(uid) and all((folder / f"kubetune-checkpoint-{n}-of-2.json").is_file() for n in (0, 1))
+
+    def rank_zero_past() -> bool:
         pods = [p for p in trainer_pods(demo, job) if p.phase == "Running"]
-        return len(pods) == 2 and any(p.index == 0 and f"step {step}/" in p.log for p in pods)
+        return len(pods) == 2 and any(p.index == 0 and f"step {step + 1}/" in p.log for p in pods)
 
-    wait_until(f"rank 0 of {job} at step {step}", rank_zero_reached, timeout=600, interval=0.5)
+    wait_until(f"checkpoint {step} of {job} complete", complete, timeout=600, interval=0.2)
+    wait_until(f"rank 0 of {job} past step {step}", rank_zero_past, timeout=600, interval=0.2)
     victim = next(p for p in trainer_pods(demo, job) if p.index == index and p.phase == "Running")
     assert demo.node is not None
     assert demo.node.kill(NAMESPACE, victim.name)
     return victim
 
 
-def test_a_killed_pod_fails_both_ranks_and_the_job_reruns_from_step_zero(demo: Demo) -> None:
+def test_a_killed_pod_fails_both_ranks_and_the_job_resumes_from_the_checkpoint(demo: Demo) -> None:
     """SIGKILL rank 1 mid-run: rank 0 sees the broken gloo connection and exits 1 (no hang), both failures count
-    against backoffLimit, the Job recreates both indexes, and the new pods train from step 0 (checkpoints
-    live in the pod's emptyDir, so the first attempt's checkpoint is gone), then publish once."""
-    steps, checkpoint_every, kill_at = 100, 5, 7  # a step takes 0.05-1.5 s here: the kill must land mid-run
+    against backoffLimit but are one failed try, the Job recreates both indexes, and the new pods resume from
+    the newest checkpoint both nodes completed on durable storage (the claim), then publish once."""
+    steps, checkpoint_every, kill_after = 100, 5, 5  # a step takes 0.05-1.5 s here: the kill must land mid-run
     name = "mn-crash"
     job = f"{name}-train"
     with ThreadPoolExecutor(1) as pool:
-        killing = pool.submit(kill_when_rank_zero_logs, demo, job, kill_at, 1)
+        killing = pool.submit(kill_when_checkpointed, demo, name, job, kill_after, 1)
         result = demo.train(finetunejob(name, steps=steps, checkpoint_every=checkpoint_every, **LORA_DDP), timeout=900)
         victim = killing.result()
 
@@ -117,18 +124,23 @@ def test_a_killed_pod_fails_both_ranks_and_the_job_reruns_from_step_zero(demo: D
     assert (killed.phase, killed.exit_code, killed.reason) == ("Failed", 137, "Error")
     assert (first_zero.phase, first_zero.exit_code) == ("Failed", 1), "rank 0 fails on the lost peer"
     assert PEER_LOST.search(first_zero.log), first_zero.log[-2000:]
-    assert list((first_zero.sandbox / "volumes" / "scratch" / "checkpoints").glob("checkpoint-*")), "it had one"
 
     reruns = [p for p in pods if p.name not in (first_zero.name, killed.name)]
     assert sorted(p.index for p in reruns) == [0, 1]
     assert all(p.phase == "Succeeded" for p in reruns), reruns
     rerun_zero = next(p for p in reruns if p.index == 0)
-    assert "resuming from" not in rerun_zero.log
-    assert f"step 1/{steps} " in rerun_zero.log, "the rerun starts from step 0"
+    resumed = [int(step) for step in re.findall(r"resuming from checkpoint (\d+) of ", rerun_zero.log)]
+    assert resumed, rerun_zero.log[-2000:]
+    assert resumed[0] >= kill_after
+    reached = max(int(s) for s in re.findall(r"INFO kubetune_trainer\.pipeline: step (\d+)/", first_zero.log))
+    assert 0 <= reached - resumed[0] <= checkpoint_every, "at most one checkpoint interval is lost"
+    assert f"step {resumed[0] + 1}/{steps} " in rerun_zero.log, "the rerun continues where the checkpoint was"
+    assert f"step 1/{steps} " not in rerun_zero.log
     assert rerun_zero.log.count(f"training done: {steps} steps") == 1
 
     job_status = demo.kubectl("get", "job", job, "-n", NAMESPACE, "-o", "jsonpath={.status.failed}")
     assert job_status == "2", "one crash costs two of backoffLimit: the killed rank and the rank it took down"
-    assert status["attempts"] == 3, "attempts counts failed pods plus the current one"
+    assert status["attempts"] == 2, "but it is one failed try"
     assert status["progress"]["step"] == steps
+    assert status["progress"]["resumedFromStep"] == resumed[0]
     assert_published_once_by_rank_zero(demo, result, [first_zero, rerun_zero])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["S3Server", "find_weed", "running_s3_server"]
+__all__ = ["S3Process", "S3Server", "find_weed", "running_s3_server", "s3_process"]
 
 ACCESS_KEY = "kubetune-test"
 SECRET_KEY = "kubetune-test-secret-key"
@@ -147,7 +147,8 @@ def _wait_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path, t
         if process.poll() is not None:
             raise RuntimeError(f"weed exited with {process.returncode}:\n{_tail(log)}")
         try:
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            # a restarted server already has the bucket (SeaweedFS reports it as BucketAlreadyExists)
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
                 client.create_bucket(Bucket="readiness-probe")
             client.put_object(Bucket="readiness-probe", Key="probe", Body=b"ok")
             if client.get_object(Bucket="readiness-probe", Key="probe")["Body"].read() == b"ok":
@@ -186,14 +187,52 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=10)
 
 
-@contextlib.contextmanager
-def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2) -> Iterator[S3Server]:
-    """Start SeaweedFS with S3 on free loopback ports under `workdir`; stop it (by PID) on exit.
+class S3Process:
+    """One `weed mini` on fixed ports and a data directory: it can be stopped and started again (the store going
+    down and coming back with its data), unlike a fresh `running_s3_server`."""
 
-    A port picked as free can be taken before weed binds it, so startup is retried once on failure.
-    """
-    weed = find_weed()
-    workdir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, weed: Path, workdir: Path, ports: list[int], config: Path) -> None:
+        self.weed, self.workdir, self.ports, self.config = weed, workdir, ports, config
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+        self.server = S3Server(
+            endpoint_url=f"http://127.0.0.1:{ports[6]}",
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            region=REGION,
+            pid=0,
+        )
+
+    def start(self, timeout: float = 60.0) -> S3Server:
+        log = self.workdir / f"weed-{self.starts}.log"
+        self.starts += 1
+        (self.workdir / "data").mkdir(exist_ok=True)
+        with log.open("wb") as log_file:
+            self.process = subprocess.Popen(
+                _command(self.weed, self.workdir, self.ports, self.config),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                # weed puts its gRPC unix sockets in the temp dir: keep them in the throwaway workdir
+                env={**os.environ, "TMPDIR": str(self.workdir)},
+            )
+        self.server = S3Server(**{**self.server.__dict__, "pid": self.process.pid})
+        try:
+            _wait_ready(self.server, self.process, log, timeout)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self.server
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            self.process = None
+        _remove_sockets(self.ports)
+
+
+def _identities(workdir: Path) -> Path:
     config = workdir / "s3-identities.json"
     identity = {
         "identities": [
@@ -205,39 +244,36 @@ def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2
         ]
     }
     config.write_text(json.dumps(identity))
+    return config
+
+
+@contextlib.contextmanager
+def s3_process(workdir: Path, *, timeout: float = 60.0, attempts: int = 2) -> Iterator[S3Process]:
+    """A started `S3Process` on free loopback ports under `workdir`; stopped (by PID) on exit.
+
+    A port picked as free can be taken before weed binds it, so startup is retried once on failure.
+    """
+    weed = find_weed()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = _identities(workdir)
     error: Exception | None = None
-    for attempt in range(attempts):
-        ports = _free_ports(13)
-        log = workdir / f"weed-{attempt}.log"
-        (workdir / "data").mkdir(exist_ok=True)
-        with log.open("wb") as log_file:
-            process = subprocess.Popen(
-                _command(weed, workdir, ports, config),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=workdir,
-                # weed puts its gRPC unix sockets in the temp dir: keep them in the throwaway workdir
-                env={**os.environ, "TMPDIR": str(workdir)},
-            )
-        server = S3Server(
-            endpoint_url=f"http://127.0.0.1:{ports[6]}",
-            access_key=ACCESS_KEY,
-            secret_key=SECRET_KEY,
-            region=REGION,
-            pid=process.pid,
-        )
+    for _ in range(attempts):
+        process = S3Process(weed, workdir, _free_ports(13), config)
         try:
-            _wait_ready(server, process, log, timeout)
+            process.start(timeout)
         except RuntimeError as exc:
-            _stop(process)
-            _remove_sockets(ports)
             error = exc
             continue
         try:
-            yield server
+            yield process
         finally:
-            _stop(process)
-            _remove_sockets(ports)
+            process.stop()
         return
     raise RuntimeError(f"could not start SeaweedFS S3 after {attempts} attempts: {error}")
+
+
+@contextlib.contextmanager
+def running_s3_server(workdir: Path, *, timeout: float = 60.0, attempts: int = 2) -> Iterator[S3Server]:
+    """Start SeaweedFS with S3 on free loopback ports under `workdir`; stop it (by PID) on exit."""
+    with s3_process(workdir, timeout=timeout, attempts=attempts) as process:
+        yield process.server

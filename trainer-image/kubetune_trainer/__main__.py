@@ -1,9 +1,10 @@
 """Entrypoint: `python -m kubetune_trainer --config trainer.json`.
 
-Exit codes are the contract with the operator: 0 success; 78 (`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG)
-when the spec or its data is wrong, which the Job's pod failure policy never retries, with one line
-`kubetune-trainer: config error: <message>` on stderr and in the termination log (what the operator
-copies into status); 1 for anything else (OOM, network, preemption), which is retried.
+Exit codes are the contract with the operator: 0 success, with the result in the termination log; 78
+(`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG) when the spec or its data is wrong, which the Job's pod failure policy
+never retries, with one line `kubetune-trainer: config error: <message>` on stderr and in the termination
+log (what the operator copies into status); 143 (`TERMINATED_EXIT_CODE`) after SIGTERM (see
+`termination`), which the policy ignores; 1 for anything else (OOM, network), which is retried.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
-from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TrainerConfig
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TERMINATED_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.termination import (
+    CONFIG_ERROR_PREFIX,
+    Terminated,
+    TerminationRequest,
+    write_termination_message,
+)
 
 log = logging.getLogger("kubetune_trainer")
 
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 RETRYABLE_EXIT_CODE = 1
 """Merge mode lives in its own package, which exposes `run(config: TrainerConfig) -> object`."""
 
@@ -68,14 +73,9 @@ def _run_merge(config: TrainerConfig) -> None:
 
 
 def _report_config_error(message: str) -> None:
-    line = f"kubetune-trainer: config error: {message}"
+    line = f"{CONFIG_ERROR_PREFIX}{message}"
     print(line, file=sys.stderr, flush=True)
-    target = Path(os.environ.get(TERMINATION_LOG_ENV, DEFAULT_TERMINATION_LOG))
-    try:
-        with target.open("w") as handle:
-            handle.write(line + "\n")
-    except OSError:
-        pass  # not in a pod (or not writable): stderr already has the line
+    write_termination_message(line + "\n")
 
 
 def _configure_logging() -> None:
@@ -104,12 +104,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if config.mode == "merge":
             _run_merge(config)
             return 0
+        termination = TerminationRequest(config.runtime.termination_grace_seconds)
+        termination.install()
         from kubetune_trainer.pipeline import run
 
-        result = run(config, hooks=default_hooks())
+        result = run(config, hooks=default_hooks(), termination=termination)
     except ConfigError as exc:
         _report_config_error(exc.message)
         return CONFIG_ERROR_EXIT_CODE
+    except Terminated:
+        log.warning("stopped by SIGTERM; a replacement pod resumes from the newest durable checkpoint")
+        return TERMINATED_EXIT_CODE
     except Exception:
         log.exception("training failed (retryable)")
         return RETRYABLE_EXIT_CODE

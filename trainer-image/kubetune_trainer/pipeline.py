@@ -6,9 +6,10 @@ Order: validate and probe the machine -> an hf:// output's repository (the token
 -> tokenizer and data prep -> the objective's data check -> `Hooks.preflight` (evaluation data and
 tasks) -> distributed setup
 -> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
-objective builder -> train (resuming from the newest checkpoint) -> `Hooks.evaluate` / `Hooks.gate`
--> artifacts -> `Hooks.after_result`. Methods and objectives plug in as units of `METHODS` and
-`OBJECTIVES`, everything else through `Hooks`.
+objective builder -> train (resuming from the newest complete checkpoint on durable storage, saving a last one
+on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result` -> delete the run's
+checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as units of `METHODS`
+and `OBJECTIVES`, everything else through `Hooks`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, hub, preflight, tokenizer_align
+from kubetune_trainer import artifacts, continual, data_stage, durable, hub, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
@@ -28,6 +29,7 @@ from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
+from kubetune_trainer.termination import TerminationRequest
 
 log = logging.getLogger(__name__)
 
@@ -149,32 +151,38 @@ def log_progress_callback() -> Any:
     return LogProgress()
 
 
-def latest_checkpoint(ctx: RunContext) -> str | None:
-    if not ctx.spec.checkpointing.resume or not ctx.paths.checkpoint_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last: str | None = get_last_checkpoint(str(ctx.paths.checkpoint_dir))  # type: ignore[no-untyped-call]
-    if last:
-        log.info("resuming from %s", last)
-    return last
-
-
-def train(ctx: RunContext, trainer: Any) -> None:
+def train(
+    ctx: RunContext, trainer: Any, checkpoints: durable.DurableCheckpoints, termination: TerminationRequest
+) -> None:
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # raw dicts on stdout; LogProgress logs the same, readable
+    stop = checkpoints.attach(trainer, termination)
+    resume = checkpoints.resume_point(trainer) if ctx.spec.checkpointing.resume else None
     started = time.monotonic()
-    output = trainer.train(resume_from_checkpoint=latest_checkpoint(ctx))
+    with termination.deferred():
+        output = trainer.train(resume_from_checkpoint=resume)
+    if stop.stopped_at is not None:
+        checkpoints.stop_for_termination(termination, saved=stop.saved)
     ctx.metrics["train.loss"] = float(output.training_loss)
     ctx.metrics["train.steps"] = float(output.global_step)
     log.info("training done: %d steps in %.1f s", output.global_step, time.monotonic() - started)
 
 
-def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabilities | None = None) -> RunResult:
-    """One training run from a validated TrainerConfig to a published artifact."""
+def run(
+    config: TrainerConfig,
+    hooks: Hooks | None = None,
+    capabilities: Capabilities | None = None,
+    termination: TerminationRequest | None = None,
+) -> RunResult:
+    """One training run from a validated TrainerConfig to a published artifact.
+
+    `termination` is the process's SIGTERM handler (the entrypoint installs it); without one nothing stops the run.
+    """
     hooks = hooks or Hooks()
+    termination = termination or TerminationRequest(config.runtime.termination_grace_seconds)
     ctx = build_context(config, capabilities)
+    checkpoints = durable.DurableCheckpoints.open(ctx)
     hub.ensure_repo(ctx)
     data_stage.load(ctx)
     inspect_base(ctx)
@@ -194,10 +202,12 @@ def run(config: TrainerConfig, hooks: Hooks | None = None, capabilities: Capabil
         hook(ctx)
     ewc_state, lwf_state = continual.prepare(ctx)
     trainer = continual.attach(OBJECTIVES[ctx.spec.objective.type].build(ctx), ewc_state=ewc_state, lwf_state=lwf_state)
-    train(ctx, trainer)
+    train(ctx, trainer, checkpoints, termination)
     ctx.metrics.update(hooks.evaluate(ctx, trainer))
     gate = hooks.gate(ctx, ctx.metrics)
     result = artifacts.save_artifacts(ctx, trainer, gate=gate)
+    checkpoints.finish_uploads(trainer)
     for after in hooks.after_result:
         after(ctx, result)
+    checkpoints.after_success(trainer)
     return result

@@ -8,9 +8,11 @@ apply removes fields a manager stops sending. Credentials are the pod's ServiceA
 Role allows `get`/`patch` on this one object's status and nothing else; outside a pod (tests,
 `kubetune run`) `KUBECONFIG` is used.
 
-Reporting is best effort: an unreachable or refusing API server is logged and training continues,
+Progress reporting is best effort: an unreachable or refusing API server is logged and training continues,
 since losing a progress update is harmless and losing a training run is not. Updates are sent at most
-every `runtime.progressIntervalSeconds`, plus one at the end.
+every `runtime.progressIntervalSeconds`, plus one at the end. The result is not left to chance: it goes
+into the container's termination message first (the operator recovers it from there), then its status
+write is retried with backoff until it lands, SIGTERM arrives, or `RESULT_WRITE_SECONDS` pass.
 
 All Kubernetes client code of the trainer lives in this module.
 """
@@ -33,6 +35,7 @@ from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
 from kubetune.api.v1alpha1.trainer_config import StatusTarget
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.metrics import TrainerMetrics
+from kubetune_trainer.termination import Terminated, result_message, write_termination_message
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,9 @@ REQUEST_TIMEOUT_SECONDS = 5
 MAX_BACKOFF_DOUBLINGS = 5
 """While the API server refuses or is unreachable, the interval doubles up to 32x, so a dead endpoint
 costs a few blocked seconds per several minutes of training rather than per interval."""
+RESULT_WRITE_SECONDS = 600.0
+"""How long the final result write is retried; the termination message carries the result after that."""
+RESULT_BACKOFF_SECONDS = (1.0, 30.0)
 
 
 def _now() -> str:
@@ -140,6 +146,8 @@ class ProgressReporter(TrainerCallback):
         self._start_step = 0
         self._start_tokens = 0
         self._last_sent: float | None = None
+        self.resumed_from_step: int | None = None
+        self.checkpoint_step: int | None = None
 
     # --- trainer events ------------------------------------------------------------------------------
     def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
@@ -148,6 +156,10 @@ class ProgressReporter(TrainerCallback):
         self._started = self.clock()
         self._start_step = state.global_step  # a resumed run's rate counts from where it resumed
         self._start_tokens = int(state.num_input_tokens_seen or 0)
+        self.resumed_from_step = int(state.global_step) or None
+        if self.resumed_from_step:  # say at once where this pod resumed (a durable checkpoint)
+            self.checkpoint_step = self.checkpoint_step or self.resumed_from_step
+            self.update(state, force=True)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
         for key, name in (("loss", "loss"), ("eval_loss", "evalLoss"), ("learning_rate", "learningRate")):
@@ -193,8 +205,14 @@ class ProgressReporter(TrainerCallback):
             tokens_per_second=round(tokens / elapsed, 2) if tokens > 0 and elapsed > 0 else None,
             eta_seconds=int(elapsed / done * (total - step)) if done > 0 and total >= step else None,
             updated_at=_now(),
+            resumed_from_step=self.resumed_from_step,
+            checkpoint_step=self.checkpoint_step,
         )
         return progress.to_wire()
+
+    def note_checkpoint(self, step: int) -> None:
+        """Called (from the upload thread) when checkpoint `step` is complete on durable storage."""
+        self.checkpoint_step = step
 
     def report_result(self, result: dict[str, Any]) -> bool:
         """Apply `status.result` (with the last progress, so apply keeps it)."""
@@ -228,17 +246,45 @@ def attach_reporter(ctx: RunContext) -> None:
         return
     reporter = make_reporter(ctx.config.target, ctx.config.runtime)
     ctx.extras["reporter"] = reporter
+    ctx.extras["on_checkpoint"] = reporter.note_checkpoint
     ctx.callbacks.append(reporter)
 
 
-def publish_result(ctx: RunContext, result: Any) -> None:
-    """`Hooks.after_result`: write `status.result` from the pipeline's `RunResult`."""
+def publish_result(ctx: RunContext, result: Any, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    """`Hooks.after_result`: the termination message, then `status.result` until the write lands."""
     reporter: ProgressReporter | None = ctx.extras.get("reporter")
     if reporter is None:
         return
-    reporter.report_result(result.to_train_result().to_wire())
-    if reporter.metrics is not None:
-        reporter.metrics.close()
+    wire = result.to_train_result().to_wire()
+    write_termination_message(result_message(wire))
+    try:
+        deliver_result(reporter, wire, sleep=sleep)
+    finally:
+        if reporter.metrics is not None:
+            reporter.metrics.close()
+
+
+def deliver_result(reporter: ProgressReporter, result: dict[str, Any], *, sleep: Callable[[float], None]) -> bool:
+    """Retries the result write with backoff (1 s doubling to 30 s) for up to RESULT_WRITE_SECONDS; SIGTERM ends
+    the retries too. Either way the termination message has the result, so the run is not lost."""
+    if reporter.writer is None:
+        return False
+    deadline = reporter.clock() + RESULT_WRITE_SECONDS
+    delay = RESULT_BACKOFF_SECONDS[0]
+    try:
+        while not reporter.report_result(result):
+            if reporter.clock() + delay > deadline:
+                log.error(
+                    "the result write did not land in %.0f s; the termination message has it", RESULT_WRITE_SECONDS
+                )
+                return False
+            log.warning("retrying the result write in %.0f s", delay)
+            sleep(delay)
+            delay = min(delay * 2, RESULT_BACKOFF_SECONDS[1])
+    except Terminated:
+        log.warning("SIGTERM while writing the result; the termination message has it")
+        return False
+    return True
 
 
 def publish_adapter_artifact(target: StatusTarget, artifact: dict[str, Any]) -> bool:

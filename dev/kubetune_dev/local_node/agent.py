@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -88,6 +89,17 @@ class LocalNode:
                 running.process.send_signal(signal.SIGKILL)
                 return True
         return False
+
+    def freeze(self, namespace: str, name: str) -> Callable[[], None] | None:
+        """SIGSTOPs the pod's process group: its trainer halts mid-step, as on an overloaded node, so a test can act
+        at an exact step however fast training runs. Returns the thaw (SIGCONT), which works after the pod was
+        deleted too; signals sent meanwhile (a deletion's SIGTERM) stay pending until then. None: not running."""
+        for running in list(self.running.values()):
+            if (running.namespace, running.name) == (namespace, name) and running.process.poll() is None:
+                group = running.process.pid
+                os.killpg(group, signal.SIGSTOP)
+                return lambda: os.killpg(group, signal.SIGCONT)
+        return None
 
     def _sync(self) -> None:
         listed: list[Any] = self.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={self.name}").items

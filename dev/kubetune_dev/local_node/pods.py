@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune_dev.local_node import process, volumes
@@ -82,16 +83,26 @@ def container_env(
     (sandbox / "home").mkdir(parents=True, exist_ok=True)
     for source in container.env_from or []:
         if source.config_map_ref:
-            config = core.read_namespaced_config_map(source.config_map_ref.name, namespace).data or {}
+            config = _optional(source.config_map_ref, lambda ref: core.read_namespaced_config_map(ref.name, namespace))
             env.update({f"{source.prefix or ''}{k}": v for k, v in config.items()})
         if source.secret_ref:
-            data = core.read_namespaced_secret(source.secret_ref.name, namespace).data or {}
+            data = _optional(source.secret_ref, lambda ref: core.read_namespaced_secret(ref.name, namespace))
             env.update({f"{source.prefix or ''}{k}": base64.b64decode(v).decode() for k, v in data.items()})
     for var in container.env or []:
         value = _env_value(core, pod, var)
         if value is not None:
             env[var.name] = expand(value, env) if var.value_from is None else value
     return env
+
+
+def _optional(ref: Any, read: Callable[[Any], Any]) -> dict[str, str]:
+    """The data of an envFrom source; an `optional` one that does not exist contributes nothing (as in a kubelet)."""
+    try:
+        return dict(read(ref).data or {})
+    except ApiException as error:
+        if error.status == 404 and ref.optional:
+            return {}
+        raise
 
 
 def _env_value(core: client.CoreV1Api, pod: Any, var: Any) -> str | None:

@@ -19,7 +19,7 @@ from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 from kubetune.k8s.interface import KubeClient, Obj
 from kubetune.k8s.observe import live_object, observe_finetunejob
-from kubetune.k8s.writes import apply_all, emit_event, write_status
+from kubetune.k8s.writes import apply_all, emit_event, write_status, write_trainer_status
 from kubetune.render.adapter import adapter_name, published_adapter
 from kubetune.render.bundle import bundle, job_suspend
 from kubetune.render.names import job_name
@@ -127,6 +127,13 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
             started = ftj.status is not None and ftj.status.start_time is not None
             stored = apply_all(kube, bundle(ftj, settings, current, reward_uri), started=started)
             observed = replace(observed, job=stored.get("Job"))
+    if decided.recovered_result is not None:
+        log.warning("%s: the trainer's result write never landed; recovered it from its termination message", name)
+        progress = ftj.status.progress if ftj.status else None
+        trainer_fields = {"result": decided.recovered_result.to_wire()}
+        if progress is not None:
+            trainer_fields["progress"] = progress.to_wire()
+        write_trainer_status(kube, "FineTuneJob", ftj.metadata.namespace or "default", name, trainer_fields)
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
         _publish(kube, ftj, now)
     return compute_status(ftj, observed, now, job, decided.adapter_ref, conflict=decided.adapter_conflict)

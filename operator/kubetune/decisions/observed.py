@@ -6,10 +6,18 @@ tests can feed with literal dicts copied from a real cluster.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
+from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec, TrainResult
+from kubetune.api.v1alpha1.pod_contract import (
+    COMPLETION_INDEX_ANNOTATION,
+    RESULT_MESSAGE_PREFIX,
+    TRAINER_CONTAINER,
+)
+from kubetune.api.v1alpha1.trainer_config import TERMINATED_EXIT_CODE
 
 Obj = dict[str, Any]
 
@@ -107,3 +115,38 @@ def waiting_reason(pod: Obj) -> tuple[str, str] | None:
 
 def creation_order(pod: Obj) -> str:
     return str(pod.get("metadata", {}).get("creationTimestamp") or "")
+
+
+def completion_index(pod: Obj) -> int:
+    """The pod's index in an Indexed Job (0 for a single-node run, whose pods carry no index)."""
+    raw = pod.get("metadata", {}).get("annotations", {}).get(COMPLETION_INDEX_ANNOTATION, "0")
+    return int(raw) if str(raw).isdigit() else 0
+
+
+def counted_failure(pod: Obj) -> bool:
+    """A failed pod the Job counts against backoffLimit: not a disruption, not a trainer stopped by SIGTERM."""
+    if pod.get("status", {}).get("phase") != "Failed" or is_disrupted(pod):
+        return False
+    done = terminated(pod, TRAINER_CONTAINER)
+    return not (done and done.get("exitCode") == TERMINATED_EXIT_CODE)
+
+
+def failed_tries(pods: tuple[Obj, ...]) -> int:
+    """Failed tries: a multi-node try fails all its pods (one per index), so the most failures of any one index."""
+    per_index = Counter(completion_index(p) for p in pods if counted_failure(p))
+    return max(per_index.values(), default=0)
+
+
+def termination_result(pods: tuple[Obj, ...]) -> TrainResult | None:
+    """The result a succeeded trainer left in its termination message (newest pod first), for when its
+    status write never landed; None when no pod has one or it does not parse."""
+    succeeded = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded" and completion_index(p) == 0]
+    for pod in sorted(succeeded, key=creation_order, reverse=True):
+        message = str((terminated(pod, TRAINER_CONTAINER) or {}).get("message") or "")
+        for line in message.splitlines():
+            if line.startswith(RESULT_MESSAGE_PREFIX):
+                try:
+                    return TrainResult.model_validate(json.loads(line.removeprefix(RESULT_MESSAGE_PREFIX)))
+                except ValueError:  # pydantic's ValidationError included
+                    break
+    return None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter, termination_result
 from kubetune.decisions.status import TERMINAL
 
 
@@ -19,6 +19,9 @@ class Plan:
     publish_adapter: bool
     adapter_ref: str | None = None
     adapter_conflict: str | None = None
+    recovered_result: TrainResult | None = None
+    """The trainer finished but its `status.result` write never landed: the result from its termination message,
+    to be written in its place (the next reconcile publishes it like any result)."""
 
 
 def children_stale(ftj: FineTuneJob, job: Obj | None, desired_suspend: bool) -> bool:
@@ -55,11 +58,12 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
         c.get("type") in ("Complete", "SuccessCriteriaMet") and c.get("status") == "True"
         for c in observed.job.get("status", {}).get("conditions") or []
     )
+    recovered = termination_result(observed.pods) if job_done and result is None else None
     published_sha = (adapter or {}).get("spec", {}).get("artifact", {}).get("sha256")
     publish = result is not None and (job_done or (status is not None and status.phase == "Succeeded"))
     publish = publish and (adapter is None or published_sha != (result.sha256 if result else None))
     ref = adapter_name if (publish or adapter is not None) else None
-    return Plan(apply_children, publish_adapter=publish, adapter_ref=ref)
+    return Plan(apply_children, publish_adapter=publish, adapter_ref=ref, recovered_result=recovered)
 
 
 def settled(kind: str, body: Obj) -> bool:

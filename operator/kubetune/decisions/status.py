@@ -21,10 +21,11 @@ from kubetune.decisions.observed import (
     Obj,
     Observed,
     adapter_artifact_uri,
+    counted_failure,
     creation_order,
+    failed_tries,
     gate_failure,
     is_active,
-    is_disrupted,
     job_condition,
     pod_condition,
     reward_adapter,
@@ -83,7 +84,7 @@ def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
 
 
 def _last_failed(pods: tuple[Obj, ...]) -> Obj | None:
-    failed = [p for p in pods if p.get("status", {}).get("phase") == "Failed" and not is_disrupted(p)]
+    failed = [p for p in pods if counted_failure(p)]
     return max(failed, key=creation_order) if failed else None
 
 
@@ -189,13 +190,18 @@ def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
     return pods
 
 
-def attempts(job: Obj | None, phase: str, previous: int) -> int:
-    """Failed pods the Job counted (disruptions are ignored by its policy) plus the current try."""
+def attempts(job: Obj | None, pods: tuple[Obj, ...], phase: str, previous: int) -> int:
+    """Failed tries plus the current one. A try is one pod per node: a crash of an N-node run fails N pods
+    (the Job's `failed` counts N) but is one try. Pods the Job's policy ignores (disruptions, a trainer stopped
+    by SIGTERM) are no failed try; the Job's count, per node, covers failed pods that are gone."""
     if job is None:
         return previous
     status = job.get("status", {})
-    failed = int(status.get("failed") or 0)
-    current = 1 if (status.get("active") or status.get("succeeded") or phase in ("Running", "Succeeded")) else 0
+    nodes = max(int(job.get("spec", {}).get("completions") or 1), 1)
+    failed = max(failed_tries(pods), -(-int(status.get("failed") or 0) // nodes))
+    # the pods, not the Job's `active`, which lags behind a pod that just failed (that try is over)
+    trying = any(is_active(p) or p.get("status", {}).get("phase") == "Succeeded" for p in pods)
+    current = 1 if (trying or phase in ("Running", "Succeeded")) else 0
     if phase == "Failed":
         current = 0 if failed else 1
     return max(previous, failed + current)
@@ -258,7 +264,7 @@ def compute_status(
         job=job,
         job_name=job_name if job is not None else previous.job_name,
         adapter_ref=adapter_ref,
-        attempts_now=attempts(job, found.phase, previous.attempts),
+        attempts_now=attempts(job, observed.pods, found.phase, previous.attempts),
     )
 
 

@@ -87,11 +87,13 @@ class Kube:
         items = self.request("GET", url, query=query).get("items") or []
         return [dict(item) for item in items]
 
-    def apply(self, manifest: Obj, *, subresource: str | None = None) -> Obj:
+    def apply(
+        self, manifest: Obj, *, subresource: str | None = None, field_manager: str = OPERATOR_FIELD_MANAGER
+    ) -> Obj:
         """Server-side apply with the operator's field manager; force takes fields back from kubectl edits."""
         meta = manifest["metadata"]
         url = path(manifest["kind"], meta["namespace"], meta["name"], subresource)
-        query = {"fieldManager": OPERATOR_FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": field_manager, "force": "true"}
         return self.request("PATCH", url, query=query, body=manifest, content_type=APPLY)
 
     def merge_patch(self, url: str, body: Obj) -> Obj:

@@ -63,8 +63,9 @@ class KubeClient(Protocol):
 
     def list(self, url: str, label_selector: str | None = None) -> list[Obj]: ...
 
-    def apply(self, manifest: Obj, *, subresource: str | None = None) -> Obj:
-        """Server-side apply under the operator's field manager (forced); returns the stored object."""
+    def apply(self, manifest: Obj, *, subresource: str | None = None, field_manager: str = ...) -> Obj:
+        """Server-side apply (forced) under the operator's field manager unless another is named; returns
+        the stored object."""
         ...
 
     def merge_patch(self, url: str, body: Obj) -> Obj: ...

@@ -6,7 +6,7 @@ import logging
 import socket
 from typing import Any
 
-from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
 from kubetune.k8s.interface import RESOURCES, KubeClient, KubeError, Obj, path
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,19 @@ def write_status(kube: KubeClient, stored: Obj, desired: dict[str, Any]) -> bool
     }
     kube.apply(body, subresource="status")
     return True
+
+
+def write_trainer_status(kube: KubeClient, kind: str, namespace: str, name: str, trainer_fields: Obj) -> None:
+    """Writes the trainer's status fields in its place, under its field manager: only for a result the trainer
+    left in its termination message because its own write never landed (the trainer has exited by then).
+    Every field the trainer owns is sent (its last progress with the result), as the trainer itself does."""
+    body = {
+        "apiVersion": RESOURCES[kind].api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "status": trainer_fields,
+    }
+    kube.apply(body, subresource="status", field_manager=TRAINER_FIELD_MANAGER)
 
 
 def emit_event(kube: KubeClient, involved: Obj, *, event_type: str, reason: str, message: str, timestamp: str) -> None:

@@ -136,6 +136,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         pvc_mount_root=PVC_ROOT,
         metrics_port=settings.trainer_metrics_port,
         progress_interval_seconds=settings.progress_interval_seconds,
+        termination_grace_seconds=settings.termination_grace_seconds,
     )
     config = TrainerConfig(
         mode="merge",
@@ -153,7 +154,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         service_account=identity,
         config_map=config_name,
         runtime=runtime,
-        pvc_claims=pvc_claims(task.to_wire(), writable_uri=task.output_uri),
+        pvc_claims=pvc_claims(task.to_wire(), writable_uris=(task.output_uri,)),
         backoff_limit=1,
         pod_annotations=propagated(adapter.metadata.annotations, settings.pod_annotation_prefixes),
     )

@@ -14,7 +14,7 @@ from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import pvc_claims, trainer_config
+from kubetune.render.trainer_config import checkpoint_storage, pvc_claims, trainer_config
 from kubetune.settings import OperatorSettings
 
 
@@ -49,7 +49,9 @@ def training_pod_plan(
         service_account=names.job_name(name),
         config_map=names.job_name(name),
         runtime=config.runtime,
-        pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uri=spec.output.uri),
+        pvc_claims=pvc_claims(
+            [spec.to_wire(), reward_model_uri], writable_uris=(spec.output.uri, checkpoint_storage(spec))
+        ),
         credentials=spec.base_model.credentials_secret_ref,
         output_credentials=spec.output.credentials_secret_ref,
         gpus=spec.resources.gpus,

@@ -1,9 +1,11 @@
 """The batch/v1 Job that runs the trainer (or the merge), with everything a GPU run needs.
 
 The pod failure policy is the retry contract: a disruption (eviction, preemption, node drain) is
-not the trainer's fault and is ignored; exit code 78 means the spec or data is wrong and retrying
-cannot help, so the Job fails at once; anything else counts against `backoffLimit`. A multi-node
-run succeeds when index 0 succeeds (see `rank_zero_success_policy`).
+not the trainer's fault and is ignored, and so is exit code 143, the trainer stopped by SIGTERM (the
+pod deleted or its Job suspended, e.g. by Kueue) after saving a checkpoint; exit code 78 means the spec
+or data is wrong and retrying cannot help, so the Job fails at once; anything else counts against
+`backoffLimit`. `terminationGracePeriodSeconds` is the time a SIGTERM leaves the trainer to save. A
+multi-node run succeeds when index 0 succeeds (see `rank_zero_success_policy`).
 """
 
 from __future__ import annotations
@@ -14,21 +16,22 @@ from typing import Any
 from kubetune.api.v1alpha1.common import SecretKeyRef
 from kubetune.api.v1alpha1.pod_contract import (
     CACHE_DIR,
+    COMPLETION_INDEX_ANNOTATION,
     CONFIG_DIR,
     CONFIG_FILE,
     PVC_ROOT,
     SCRATCH_DIR,
     TRAINER_CONTAINER,
 )
-from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, RuntimeSettings
+from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TERMINATED_EXIT_CODE, RuntimeSettings
 from kubetune.render.meta import KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL, Manifest, Owner, metadata
 from kubetune.render.names import pvc_volume_name
 from kubetune.settings import OperatorSettings
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 TRAINER_MODULE = "kubetune_trainer"
+LAUNCH_MODULE = "kubetune_trainer.launch"
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,35 @@ class PodPlan:
 
 
 def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
-    """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise."""
+    """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise.
+
+    A launcher runs under `kubetune_trainer.launch` (PID 1), which hands SIGTERM to the trainer processes and
+    exits with the codes the pod failure policy reads (the launchers themselves exit 1 for everything).
+    """
     tail = ["-m", TRAINER_MODULE, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
     if runtime.launcher == "python":
         return ["python", *tail]
+    supervised = ["python", "-m", LAUNCH_MODULE, "--"]
     if runtime.launcher == "deepspeed":
-        return ["deepspeed", f"--num_gpus={runtime.processes_per_node}", "--module", TRAINER_MODULE, *tail[1:]]
+        return [
+            *supervised,
+            "deepspeed",
+            f"--num_gpus={runtime.processes_per_node}",
+            "--module",
+            TRAINER_MODULE,
+            *tail[1:],
+        ]
     if runtime.nodes == 1:
-        return ["torchrun", "--standalone", "--nnodes=1", f"--nproc-per-node={runtime.processes_per_node}", *tail]
+        return [
+            *supervised,
+            "torchrun",
+            "--standalone",
+            "--nnodes=1",
+            f"--nproc-per-node={runtime.processes_per_node}",
+            *tail,
+        ]
     return [
+        *supervised,
         "torchrun",
         f"--nnodes={runtime.nodes}",
         f"--nproc-per-node={runtime.processes_per_node}",
@@ -181,6 +204,7 @@ def _pod_spec(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
     volumes, _ = _volumes(plan, settings)
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": plan.runtime.termination_grace_seconds,
         "serviceAccountName": plan.service_account,
         "automountServiceAccountToken": True,
         "securityContext": {
@@ -208,6 +232,14 @@ def pod_failure_policy() -> dict[str, Any]:
     return {
         "rules": [
             {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {
+                "action": "Ignore",
+                "onExitCodes": {
+                    "containerName": TRAINER_CONTAINER,
+                    "operator": "In",
+                    "values": [TERMINATED_EXIT_CODE],
+                },
+            },
             {
                 "action": "FailJob",
                 "onExitCodes": {

@@ -7,6 +7,7 @@ volumes and the trainer's view can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
@@ -19,12 +20,27 @@ from kubetune.api.v1alpha1.pod_contract import (
     SCRATCH_DIR,
 )
 from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, TrainerConfig
+from kubetune.api.v1alpha1.training import CHECKPOINTS_UNDER_OUTPUT
 from kubetune.settings import OperatorSettings
 
 Strategy = Literal["single", "ddp", "deepspeed", "fsdp"]
 
 
-def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> RuntimeSettings:
+def checkpoint_storage(spec: FineTuneJobSpec) -> str:
+    """`checkpointing.storage.uri`, or the folder next to the artifacts that shares their claim or bucket."""
+    return spec.checkpointing.storage.uri or f"{spec.output.uri.rstrip('/')}/{CHECKPOINTS_UNDER_OUTPUT}/"
+
+
+def checkpoint_uri(spec: FineTuneJobSpec, uid: str | None) -> str | None:
+    """This run's durable checkpoints: one folder per FineTuneJob uid, so a re-created job with the same name
+    never resumes from its predecessor. Without a uid (`kubetune render` or `kubetune run` of a file) there is
+    no run to tie them to, and checkpoints stay in the pod's checkpoint directory."""
+    if not uid:
+        return None
+    return f"{checkpoint_storage(spec).rstrip('/')}/{uid}/"
+
+
+def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings, uid: str | None = None) -> RuntimeSettings:
     """Strategy and launcher from the spec: one process per GPU, torchrun across nodes.
 
     The DeepSpeed launcher needs ssh between nodes, so it is only used on a single node; across
@@ -61,6 +77,8 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings) -> Runtim
         cache_dir=CACHE_DIR,
         work_dir=SCRATCH_DIR,
         checkpoint_dir=CHECKPOINT_DIR,
+        checkpoint_uri=checkpoint_uri(spec, uid),
+        termination_grace_seconds=settings.termination_grace_seconds,
         pvc_mount_root=PVC_ROOT,
         metrics_port=settings.trainer_metrics_port,
         progress_interval_seconds=settings.progress_interval_seconds,
@@ -77,13 +95,15 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
             kind="FineTuneJob", namespace=ftj.metadata.namespace or "default", name=ftj.metadata.name or ""
         ),
         job=ftj.spec,
-        runtime=resolve_runtime(ftj.spec, settings),
+        runtime=resolve_runtime(ftj.spec, settings, ftj.metadata.uid),
     )
 
 
-def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool]:
-    """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only the output is writable."""
+def pvc_claims(document: Any, writable_uris: Collection[str] = ()) -> dict[str, bool]:
+    """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only the claims of `writable_uris`
+    (the output and the checkpoint storage) are writable."""
     claims: dict[str, bool] = {}
+    writable = {uri.removeprefix("pvc://").split("/", 1)[0] for uri in writable_uris if uri.startswith("pvc://")}
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -94,7 +114,7 @@ def pvc_claims(document: Any, writable_uri: str | None = None) -> dict[str, bool
                 walk(value)
         elif isinstance(node, str) and node.startswith("pvc://"):
             claim = node.removeprefix("pvc://").split("/", 1)[0]
-            claims[claim] = claims.get(claim, False) or node == writable_uri
+            claims[claim] = claim in writable
 
-    walk(document)
+    walk([document, *writable_uris])
     return dict(sorted(claims.items()))

@@ -140,3 +140,8 @@ def test_a_higher_priority_run_preempts_a_lower_one(
     (admitted,) = workloads(cluster, cluster.get("Job", "high-train"))
     assert admitted["spec"]["priority"] == 1000
     assert true(admitted, "Admitted")
+
+    cluster.kube.request("DELETE", cluster.url("FineTuneJob", "high"))  # the quota frees: Kueue readmits "low"
+    readmitted = cluster.wait_phase("low", "Running", timeout=90)
+    assert readmitted["attempts"] == 1, "a preemption consumes no retry"
+    assert not cluster.get("Job", "low-train")["status"].get("failed")

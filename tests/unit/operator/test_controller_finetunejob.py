@@ -7,6 +7,7 @@ reconcile of an unchanged world writes nothing.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,6 +147,40 @@ def test_success_publishes_the_adapter_whose_status_the_adapter_controller_write
     writes = len(kube.writes)
     reconcile(kube)
     assert kube.writes[writes:] == []  # published once per result
+
+
+def test_a_result_whose_write_never_landed_is_recovered_from_the_termination_message(kube: FakeKube) -> None:
+    """The trainer exited 0 with the result in its termination message, but no status write of it landed."""
+    kube.create(path("FineTuneJob", NS), finetunejob())
+    reconcile(kube)
+    start_pod(kube, "j-train")
+    kube.trainer_reports("FineTuneJob", NS, "j", {"progress": {"step": 10, "totalSteps": 10}})
+    reconcile(kube)
+    result = {"artifactUri": "s3://o/j/j/", "sha256": SHA, "sizeBytes": 10, "gatePassed": True, "method": "lora"}
+    message = "kubetune-result: " + json.dumps(result) + "\n"
+    complete(kube, "j-train")
+    terminated = {"exitCode": 0, "reason": "Completed", "message": message}
+    kube.apply_status(
+        "Pod",
+        NS,
+        "j-train-abcde",
+        {"phase": "Succeeded", "containerStatuses": [{"name": "trainer", "state": {"terminated": terminated}}]},
+        "kubelet",
+    )
+    reconcile(kube)
+    recovered = status(kube)
+    assert recovered["result"]["sha256"] == SHA
+    assert recovered["progress"]["step"] == 10, "the trainer's progress is written with it, as the trainer would"
+    owners = kube.status_owners("FineTuneJob", NS, "j")
+    assert owners[TRAINER_FIELD_MANAGER] == {"progress", "result"}, "written in the trainer's name, not the operator's"
+    assert kube.stored("Adapter", NS, "j") is None, "published by the next reconcile, like any result"
+
+    reconcile(kube)
+    assert kube.stored("Adapter", NS, "j")["spec"]["artifact"]["sha256"] == SHA
+    assert status(kube)["adapterRef"] == {"name": "j"}
+    writes = len(kube.writes)
+    reconcile(kube)
+    assert kube.writes[writes:] == [], "recovered once"
 
 
 def test_an_invalid_spec_fails_with_its_problem_and_creates_nothing(kube: FakeKube) -> None:

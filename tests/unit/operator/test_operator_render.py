@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from kubetune.settings import OperatorSettings
 pytestmark = pytest.mark.unit
 
 SETTINGS = OperatorSettings()
+SUPERVISED = ["python", "-m", "kubetune_trainer.launch", "--"]
 SHA = "b" * 64
 
 
@@ -152,16 +154,57 @@ def test_restricted_pod_security() -> None:
     assert spec["restartPolicy"] == "Never"
 
 
-def test_pod_failure_policy_ignores_disruption_and_fails_on_config_error() -> None:
+def test_pod_failure_policy_ignores_disruption_and_sigterm_and_fails_on_config_error() -> None:
     job = kinds(bundle(ftj(backoffLimit=2, activeDeadlineSeconds=600), SETTINGS))["Job"]
     assert job["spec"]["podFailurePolicy"] == pod_failure_policy()
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
-    assert rules[1]["action"] == "FailJob"
-    assert rules[1]["onExitCodes"]["values"] == [78]
-    assert rules[1]["onExitCodes"]["containerName"] == "trainer"
+    assert rules[1]["action"] == "Ignore"
+    assert rules[1]["onExitCodes"] == {"containerName": "trainer", "operator": "In", "values": [143]}
+    assert rules[2]["action"] == "FailJob"
+    assert rules[2]["onExitCodes"]["values"] == [78]
+    assert rules[2]["onExitCodes"]["containerName"] == "trainer"
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] == 600
+    assert job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == SETTINGS.termination_grace_seconds
+
+
+def trainer_json(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads(kinds(manifests)["ConfigMap"]["data"]["trainer.json"])
+    return config
+
+
+def claims(manifests: list[dict[str, Any]]) -> dict[str, bool]:
+    """claim -> readOnly of the trainer pod's PVC volumes."""
+    volumes = pod(kinds(manifests)["Job"])["volumes"]
+    return {
+        v["persistentVolumeClaim"]["claimName"]: v["persistentVolumeClaim"]["readOnly"]
+        for v in volumes
+        if "persistentVolumeClaim" in v
+    }
+
+
+def test_checkpoints_go_to_durable_storage_under_the_run_uid() -> None:
+    default = bundle(ftj(output={"uri": "pvc://models/out"}), SETTINGS)
+    assert trainer_json(default)["runtime"]["checkpointUri"] == "pvc://models/out/.checkpoints/u-1/"
+    assert trainer_json(default)["runtime"]["terminationGraceSeconds"] == SETTINGS.termination_grace_seconds
+    assert claims(default) == {"data": True, "models": False}
+
+    chosen = bundle(
+        ftj(output={"uri": "pvc://models/out"}, checkpointing={"storage": {"uri": "pvc://scratch-claim/ckpt"}}),
+        SETTINGS,
+    )
+    assert trainer_json(chosen)["runtime"]["checkpointUri"] == "pvc://scratch-claim/ckpt/u-1/"
+    assert claims(chosen) == {"data": True, "models": False, "scratch-claim": False}, "output and checkpoints written"
+
+    on_s3 = bundle(ftj(checkpointing={"storage": {"uri": "s3://ckpt-bucket/runs/"}}), SETTINGS)
+    assert trainer_json(on_s3)["runtime"]["checkpointUri"] == "s3://ckpt-bucket/runs/u-1/"
+
+
+def test_without_a_uid_checkpoints_stay_in_the_pod() -> None:
+    document = ftj()
+    document = document.model_copy(update={"metadata": document.metadata.model_copy(update={"uid": None})})
+    assert trainer_json(bundle(document, SETTINGS))["runtime"].get("checkpointUri") is None
 
 
 def test_gpus_product_tolerations_priority() -> None:
@@ -185,7 +228,12 @@ def test_gpus_product_tolerations_priority() -> None:
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100", "pool": "train"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["priorityClassName"] == "high"
-    assert spec["containers"][0]["command"][:3] == ["torchrun", "--standalone", "--nnodes=1"]
+    assert spec["containers"][0]["command"][:7] == [
+        *SUPERVISED,
+        "torchrun",
+        "--standalone",
+        "--nnodes=1",
+    ], "a launcher runs under the wrapper that maps SIGTERM and exit codes"
 
 
 def test_pvc_uris_become_volumes_and_only_output_is_writable() -> None:
@@ -213,7 +261,7 @@ def test_multi_node_indexed_job_with_headless_service() -> None:
     assert env["MASTER_ADDR"]["value"] == f"{job['metadata']['name']}-0.{service['metadata']['name']}"
     assert "job-completion-index" in env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
     command = spec["containers"][0]["command"]
-    assert command[:3] == ["torchrun", "--nnodes=3", "--nproc-per-node=8"]
+    assert command[:7] == [*SUPERVISED, "torchrun", "--nnodes=3", "--nproc-per-node=8"]
     assert "--node-rank=$(NODE_RANK)" in command
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
-from kubetune.decisions.observed import Observed, adapter_artifact_uri
+from kubetune.decisions.observed import Observed, adapter_artifact_uri, termination_result
 from kubetune.decisions.plan import plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 
@@ -292,6 +293,59 @@ def test_attempts_do_not_count_evictions_and_count_failures() -> None:
     assert retried.attempts == 2
     failed = compute_status(ftj(), Observed(job=job(("Failed", "BackoffLimitExceeded", ""), failed=3)), NOW, "j")
     assert failed.attempts == 3
+
+
+def indexed(pod_body: dict[str, Any], index: int) -> dict[str, Any]:
+    annotations = {"batch.kubernetes.io/job-completion-index": str(index)}
+    return {**pod_body, "metadata": {**pod_body["metadata"], "name": f"p{index}", "annotations": annotations}}
+
+
+def test_a_crash_of_a_two_node_run_is_one_failed_try() -> None:
+    """Both pods of the try fail (the killed rank and the rank its loss took down): the Job counts 2, it is 1 try."""
+    crashed = (indexed(failed_pod(137), 0), indexed(failed_pod(1), 1))
+    rerun = (indexed(pod("Running", "2026-11-29T11:05:00Z"), 0), indexed(pod("Running", "2026-11-29T11:05:00Z"), 1))
+    nodes = {"resources": {"nodes": 2, "gpus": 1}}
+    two_nodes = job(active=2, failed=2)
+    two_nodes["spec"]["completions"] = 2
+    status = compute_status(ftj(**nodes), Observed(job=two_nodes, pods=crashed + rerun), NOW, "j")
+    assert status.attempts == 2
+    gone = compute_status(ftj(**nodes), Observed(job=two_nodes, pods=rerun), NOW, "j")
+    assert gone.attempts == 2, "the Job's failed count, per node, stands in for failed pods that are gone"
+
+
+def test_a_trainer_stopped_by_sigterm_is_no_failed_try() -> None:
+    """Exit 143 (suspended, deleted or preempted pod that saved and stopped) is ignored by the pod failure policy."""
+    stopped = failed_pod(143, message="")
+    status = compute_status(ftj(), Observed(job=job(active=1), pods=(stopped, pod("Running"))), NOW, "j")
+    assert status.attempts == 1
+    suspended = compute_status(ftj(suspend=True), Observed(job=job(suspend=True), pods=(stopped,)), NOW, "j")
+    assert (suspended.phase, suspended.attempts) == ("Suspended", 0)
+
+
+def succeeded_pod(message: str, created: str) -> dict[str, Any]:
+    terminated = {"exitCode": 0, "reason": "Completed", "message": message}
+    return pod("Succeeded", created, containerStatuses=[{"name": "trainer", "state": {"terminated": terminated}}])
+
+
+def test_the_result_is_read_from_the_newest_termination_message_that_has_one() -> None:
+    old = {"artifactUri": "s3://o/a/", "sha256": "a" * 64, "sizeBytes": 1}
+    new = {"artifactUri": "s3://o/b/", "sha256": "b" * 64, "sizeBytes": 2, "gatePassed": False}
+    pods = (
+        succeeded_pod("kubetune-result: " + json.dumps(old), "2026-11-29T11:00:00Z"),
+        succeeded_pod("noise\nkubetune-result: " + json.dumps(new) + "\n", "2026-11-29T11:05:00Z"),
+        failed_pod(1, message="kubetune-result: {}", created="2026-11-29T11:09:00Z"),
+    )
+    found = termination_result(pods)
+    assert found is not None
+    assert (found.sha256, found.gate_passed) == ("b" * 64, False)
+    assert termination_result((succeeded_pod("kubetune-result: {not json", "2026-11-29T11:00:00Z"),)) is None
+    assert termination_result((succeeded_pod("training finished", "2026-11-29T11:00:00Z"),)) is None
+    done = job(("Complete", "CompletionsReached", ""), succeeded=1)
+    assert plan(ftj(), Observed(job=done, pods=pods), "j").recovered_result == found
+    has_result = ftj(status={"result": old})
+    assert plan(has_result, Observed(job=done, pods=pods), "j").recovered_result is None, "the trainer's write wins"
+    running = plan(ftj(), Observed(job=job(active=1), pods=pods), "j")
+    assert running.recovered_result is None, "only once the Job is complete"
 
 
 def test_times_and_transition_times_are_stable() -> None:

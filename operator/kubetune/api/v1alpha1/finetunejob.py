@@ -154,6 +154,16 @@ class Progress(KubeModel):
     tokens_per_second: float | None = Field(default=None, description="Input tokens per second since the start.")
     eta_seconds: int | None = Field(default=None, description="Estimated seconds until the last step.")
     updated_at: Timestamp | None = Field(default=None, description="When the trainer last wrote progress.")
+    resumed_from_step: int | None = Field(
+        default=None,
+        ge=0,
+        description="Step of the checkpoint the current trainer pod resumed from (unset: it started at step 0).",
+    )
+    checkpoint_step: int | None = Field(
+        default=None,
+        ge=0,
+        description="Step of the newest complete checkpoint on durable storage: where a replacement pod resumes.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -215,7 +225,11 @@ class FineTuneJobStatus(KubeModel):
     job_name: Annotated[str, StringConstraints(max_length=63)] | None = Field(
         default=None, description="The batch/v1 Job running the trainer."
     )
-    attempts: int = Field(default=0, description="Trainer runs so far: failed pods the Job counted plus the current.")
+    attempts: int = Field(
+        default=0,
+        description="Tries so far: failures that count against backoffLimit plus the current try (a multi-node "
+        "try is one pod per node); preemption, eviction and suspension do not count.",
+    )
     start_time: Timestamp | None = Field(
         default=None, description="When the run first reached Running (spec is frozen from then on)."
     )

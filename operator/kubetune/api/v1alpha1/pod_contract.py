@@ -35,6 +35,8 @@ OWNER_ANNOTATION = f"{GROUP}/owner"
 """KIND/NAME of the owning kubetune object, so Job and pod events map back to it without a lookup."""
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 """Set by the Job controller on its pods: selects a run's pods and the rendezvous Service's endpoints."""
+COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+"""Set by the Job controller on the pods of an Indexed Job: the node rank of a multi-node run."""
 
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "trainer.json"
@@ -42,6 +44,8 @@ CONFIG_FILE = "trainer.json"
 CACHE_DIR = "/var/cache/kubetune"
 SCRATCH_DIR = "/scratch"
 CHECKPOINT_DIR = f"{SCRATCH_DIR}/checkpoints"
+"""Where the trainer writes checkpoints in the pod; each one is then copied to the durable storage
+(`checkpointing.storage`), which is what a replacement pod resumes from."""
 PVC_ROOT = "/mnt/pvc"
 """Each claim named in a `pvc://CLAIM/...` URI is mounted at PVC_ROOT/CLAIM."""
 TRAINER_METRICS_PORT = 9400
@@ -54,4 +58,9 @@ OUTPUT_TOKEN_ENV = "KUBETUNE_OUTPUT_TOKEN"
 REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
 """The trainer cannot read Adapters, so the operator resolves `rlhf.reward.adapterRef` into this variable."""
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"
-"""Where the trainer writes its one-line failure reason (default: the pod's /dev/termination-log)."""
+"""Where the trainer writes its one-line failure reason or its result (default: the pod's /dev/termination-log)."""
+RESULT_MESSAGE_PREFIX = "kubetune-result: "
+"""A successful trainer's termination message is this prefix and `status.result` as compact JSON (under the
+kubelet's 4 KiB limit): the operator recovers the result from it when the trainer's status write never landed."""
+TERMINATION_MESSAGE_LIMIT = 4096
+"""The kubelet keeps at most this many bytes of a container's termination message."""

@@ -21,6 +21,9 @@ EnvName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Z_][A-Z
 
 CONFIG_ERROR_EXIT_CODE = 78
 """Exit code of the trainer for bad configuration or data (EX_CONFIG): never retried."""
+TERMINATED_EXIT_CODE = 143
+"""Exit code of a trainer stopped by SIGTERM (128 + 15: the pod was deleted, evicted, preempted or its Job
+suspended), after saving a checkpoint when the grace period allowed: not a failure, never counted as a retry."""
 
 
 class StatusTarget(KubeModel):
@@ -42,6 +45,10 @@ class RuntimeSettings(KubeModel):
     cache_dir: Path = CACHE_DIR
     work_dir: Path = SCRATCH_DIR
     checkpoint_dir: Path = CHECKPOINT_DIR
+    checkpoint_uri: Path | None = None
+    """Durable checkpoints of this run (`checkpointing.storage.uri`/<uid>/); None keeps them in checkpoint_dir only."""
+    termination_grace_seconds: int = Field(default=120, ge=1)
+    """The pod's terminationGracePeriodSeconds: how long a SIGTERM leaves to save a last checkpoint."""
     pvc_mount_root: Path = PVC_ROOT
     metrics_port: int = Field(default=TRAINER_METRICS_PORT, ge=0, le=65535)
     progress_interval_seconds: float = Field(default=10.0, gt=0)

@@ -255,12 +255,38 @@ class EvaluationSpec(KubeModel):
     gate: Gate | None = Field(default=None, description="Thresholds for the Validated condition.")
 
 
+CHECKPOINTS_UNDER_OUTPUT = ".checkpoints"
+"""Default checkpoint storage: this folder under `output.uri`."""
+
+
+class CheckpointStorageSpec(KubeModel):
+    """Where checkpoints outlive the pod, so a replacement pod (retry, eviction, suspend, preemption) resumes."""
+
+    uri: OutputUri | None = Field(
+        default=None,
+        description="s3://BUCKET/PREFIX or pvc://CLAIM/PATH (file:///PATH only for local runs); each run writes "
+        f"under URI/<FineTuneJob uid>/. Default: OUTPUT_URI/{CHECKPOINTS_UNDER_OUTPUT}/ (next to output.uri, "
+        "with the same credentials).",
+    )
+    delete_on_success: bool = Field(
+        default=True,
+        description="Remove this run's checkpoints once its artifact and result are published; false keeps "
+        "them. Checkpoints of a run that failed, or was deleted unfinished, are always kept (remove "
+        "URI/<uid>/ by hand).",
+    )
+
+
 class CheckpointingSpec(KubeModel):
-    """Periodic checkpoints so a preempted pod resumes instead of starting over."""
+    """Periodic checkpoints on durable storage so a replacement pod resumes instead of starting over."""
 
     every_steps: int = Field(default=200, ge=1, le=10_000_000, description="Save every N optimizer steps.")
-    keep_last: int = Field(default=2, ge=1, le=100, description="Checkpoints kept.")
-    resume: bool = Field(default=True, description="Resume from the newest checkpoint on restart.")
+    keep_last: int = Field(
+        default=2, ge=1, le=100, description="Checkpoints kept, in the pod and on the durable storage."
+    )
+    resume: bool = Field(default=True, description="Resume from the newest complete checkpoint on restart.")
+    storage: CheckpointStorageSpec = Field(
+        default_factory=CheckpointStorageSpec, description="Durable checkpoint location and cleanup."
+    )
 
 
 class OutputSpec(KubeModel):

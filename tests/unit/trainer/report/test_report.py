@@ -6,7 +6,9 @@ tests/integration/test_trainer_progress.py.
 
 from __future__ import annotations
 
+import json
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 
 from kubetune.api.v1alpha1.trainer_config import StatusTarget
 from kubetune_trainer.metrics import TrainerMetrics
-from kubetune_trainer.report import ProgressReporter, StatusWriter
+from kubetune_trainer.report import RESULT_WRITE_SECONDS, ProgressReporter, StatusWriter, deliver_result
+from kubetune_trainer.termination import TerminationRequest, result_message, write_termination_message
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
@@ -124,3 +127,100 @@ def test_unreachable_api_server_is_logged_not_raised(caplog: pytest.LogCaptureFi
     assert writer.apply({"progress": {"step": 1}}) is False
     assert writer.failures == 1
     assert "could not update FineTuneJob ns/job status" in caplog.text
+
+
+def test_a_resumed_pod_reports_its_resume_step_at_once_and_each_durable_checkpoint() -> None:
+    writer, clock = FakeWriter(), Clock()
+    reporter = ProgressReporter(writer, None, interval_seconds=60, clock=clock)  # type: ignore[arg-type]
+    reporter.on_train_begin(None, _state(4, 0), None)
+    assert [(s["progress"]["step"], s["progress"]["resumedFromStep"]) for s in writer.applied] == [(4, 4)]
+    assert writer.applied[0]["progress"]["checkpointStep"] == 4, "it resumed from a complete durable checkpoint"
+    reporter.note_checkpoint(6)
+    clock.now += 61
+    reporter.on_step_end(None, _state(7, 0), None)
+    last = writer.applied[-1]["progress"]
+    assert (last["step"], last["resumedFromStep"], last["checkpointStep"]) == (7, 4, 6)
+
+
+def test_a_fresh_pod_has_no_resume_step() -> None:
+    writer = FakeWriter()
+    reporter = ProgressReporter(writer, None, interval_seconds=0)  # type: ignore[arg-type]
+    reporter.on_train_begin(None, _state(0, 0), None)
+    reporter.on_step_end(None, _state(1, 0), None)
+    assert "resumedFromStep" not in writer.applied[-1]["progress"]
+
+
+class FlakyWriter(FakeWriter):
+    """Refuses the first `failures` writes, like an API server that is restarting."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures_left = failures
+
+    def apply(self, status: dict[str, Any]) -> bool:
+        self.applied.append(status)
+        if self.failures_left:
+            self.failures_left -= 1
+            self.consecutive_failures += 1
+            return False
+        self.consecutive_failures = 0
+        return True
+
+
+RESULT = {"artifactUri": "s3://o/job/", "sha256": "0" * 64, "sizeBytes": 1}
+
+
+def test_the_result_write_is_retried_with_backoff_until_it_lands() -> None:
+    writer, clock = FlakyWriter(failures=4), Clock()
+    reporter = ProgressReporter(writer, None, interval_seconds=10, clock=clock)  # type: ignore[arg-type]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.now += seconds
+
+    assert deliver_result(reporter, RESULT, sleep=sleep) is True
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    assert len(writer.applied) == 5
+    assert writer.applied[-1]["result"] == RESULT
+
+
+def test_the_result_write_gives_up_after_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    writer, clock = FlakyWriter(failures=10**6), Clock()
+    reporter = ProgressReporter(writer, None, interval_seconds=10, clock=clock)  # type: ignore[arg-type]
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    assert deliver_result(reporter, RESULT, sleep=sleep) is False
+    assert clock.now - 100.0 <= RESULT_WRITE_SECONDS
+    assert len(writer.applied) > 20, "kept trying, at most every 30 s"
+    assert "the termination message has it" in caplog.text
+
+
+def test_sigterm_ends_the_result_retries() -> None:
+    writer = FlakyWriter(failures=10**6)
+    reporter = ProgressReporter(writer, None, interval_seconds=10)  # type: ignore[arg-type]
+
+    def sleep(_seconds: float) -> None:
+        TerminationRequest(30).handle()  # the handler raises outside the training loop
+
+    assert deliver_result(reporter, RESULT, sleep=sleep) is False
+    assert len(writer.applied) == 1
+
+
+def test_the_result_goes_into_the_termination_message_first(tmp_path: Path) -> None:
+    log = tmp_path / "termination-log"
+    metrics = {f"suite{i}-{'x' * 90}.perplexity": 1.0 + i for i in range(64)}  # the API allows this much
+    big = {**RESULT, "metrics": metrics, "prepReport": {"rows_in": 10}, "gateMessage": "gate passed"}
+    write_termination_message(result_message(big), {"KUBETUNE_TERMINATION_LOG": str(log)})
+    text = log.read_text()
+    assert len(text.encode()) <= 4096
+    assert text.startswith("kubetune-result: ")
+    parsed = json.loads(text.removeprefix("kubetune-result: "))
+    assert parsed["sha256"] == RESULT["sha256"]
+    assert "prepReport" not in parsed, "dropped first to fit the kubelet's 4 KiB"
+    assert "metrics" not in parsed, "then the metrics"
+    assert parsed["gateMessage"] == "gate passed"
+    small = json.loads(result_message(RESULT).removeprefix("kubetune-result: "))
+    assert small == RESULT
