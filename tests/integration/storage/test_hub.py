@@ -58,6 +58,7 @@ def _config(tmp_path: Path, model_dir: Path, repo: str = "team/tiny-lora") -> Tr
     )
     wire["job"]["baseModel"] = {"uri": "hf://org/tiny-base"}
     wire["job"]["dataset"]["train"] = {"uri": "hf://datasets/org/counting"}
+    wire["job"]["checkpointing"]["storage"] = {"uri": f"file://{tmp_path}/checkpoints/"}  # the Hub holds no checkpoints
     return TrainerConfig.model_validate(wire)
 
 

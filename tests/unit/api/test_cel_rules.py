@@ -123,6 +123,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         spec(training={"ligerKernel": True}, resources={"gpus": 1}),
         spec(training={"ligerKernel": True}, resources={"gpus": 0}),
     ),
+    "output.uri hf://ORG/NAME receives only the finished artifact": (
+        spec(output={"uri": "hf://org/adapter"}, checkpointing={"storage": {"uri": "s3://checkpoints/adapter/"}}),
+        spec(output={"uri": "hf://org/adapter"}, checkpointing={"storage": {}}),
+    ),
     "training.neftuneNoiseAlpha cannot be used with objective rlhf": (
         spec(training={"neftuneNoiseAlpha": 5.0}),
         spec(training={"neftuneNoiseAlpha": 5.0}, objective={"type": "rlhf"}, format="prompt"),

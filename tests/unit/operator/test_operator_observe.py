@@ -37,6 +37,7 @@ def test_secret_lookup_only_when_the_operator_may_read_secrets(check_secrets: bo
                 "dataset": {"train": {"uri": "s3://d/t.jsonl"}},
                 "method": {"type": "lora", "lora": {}},
                 "output": {"uri": "hf://org/adapter", "credentialsSecretRef": {"name": "hub-write"}},
+                "checkpointing": {"storage": {"uri": "s3://checkpoints/j/"}},
             },
         }
     )

@@ -127,7 +127,7 @@ def test_credentials_only_as_secret_env_never_in_config_map() -> None:
 
 def test_hub_output_token_arrives_as_its_own_secret_env() -> None:
     hub = {"uri": "hf://team/legal-lora", "credentialsSecretRef": {"name": "hub-write", "key": "hf"}}
-    out = kinds(bundle(ftj(output=hub), SETTINGS))
+    out = kinds(bundle(ftj(output=hub, checkpointing={"storage": {"uri": "pvc://checkpoints/legal/"}}), SETTINGS))
     env = {e["name"]: e for e in pod(out["Job"])["containers"][0]["env"]}
     assert env["KUBETUNE_OUTPUT_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hub-write", "key": "hf"}}
     assert env["KUBETUNE_MODEL_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}

@@ -14,10 +14,13 @@ MODEL_URI_PATTERN = rf"^(hf://{_HF_REPO}|{_STORAGE})$"
 DATASET_URI_PATTERN = rf"^(hf://(datasets/)?{_HF_REPO}|{_STORAGE})$"
 """Datasets follow huggingface_hub's `hf://datasets/ORG/NAME`; the short `hf://ORG/NAME` also names a dataset."""
 OUTPUT_URI_PATTERN = rf"^(hf://{_HF_REPO}|{_STORAGE})$"
+STORAGE_URI_PATTERN = rf"^({_STORAGE})$"
+"""A folder kubetune writes many files into over time (checkpoints): a claim, a bucket or a local path, not the Hub."""
 
 ModelUri = Annotated[str, StringConstraints(max_length=512, pattern=MODEL_URI_PATTERN)]
 DatasetUri = Annotated[str, StringConstraints(max_length=512, pattern=DATASET_URI_PATTERN)]
 OutputUri = Annotated[str, StringConstraints(max_length=512, pattern=OUTPUT_URI_PATTERN)]
+StorageUri = Annotated[str, StringConstraints(max_length=512, pattern=STORAGE_URI_PATTERN)]
 ResourceName = Annotated[
     str,
     StringConstraints(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),

@@ -69,6 +69,11 @@ class FineTuneJobSpec(KubeModel):
             "or ligerKernel: false",
         ),
         CelRule(
+            "!self.output.uri.startsWith('hf://') || has(self.checkpointing.storage.uri)",
+            "output.uri hf://ORG/NAME receives only the finished artifact: set checkpointing.storage.uri "
+            "(s3://BUCKET/PREFIX or pvc://CLAIM/PATH) for the checkpoints a replacement pod resumes from",
+        ),
+        CelRule(
             "!has(self.training.neftuneNoiseAlpha) || self.objective.type != 'rlhf'",
             "training.neftuneNoiseAlpha cannot be used with objective rlhf: the noise would also perturb the "
             "completions it samples; remove neftuneNoiseAlpha",

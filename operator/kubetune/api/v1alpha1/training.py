@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName, SecretKeyRef
+from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName, SecretKeyRef, StorageUri
 
 SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
 LabelKey = Annotated[str, StringConstraints(max_length=317)]
@@ -262,11 +262,11 @@ CHECKPOINTS_UNDER_OUTPUT = ".checkpoints"
 class CheckpointStorageSpec(KubeModel):
     """Where checkpoints outlive the pod, so a replacement pod (retry, eviction, suspend, preemption) resumes."""
 
-    uri: OutputUri | None = Field(
+    uri: StorageUri | None = Field(
         default=None,
         description="s3://BUCKET/PREFIX or pvc://CLAIM/PATH (file:///PATH only for local runs); each run writes "
         f"under URI/<FineTuneJob uid>/. Default: OUTPUT_URI/{CHECKPOINTS_UNDER_OUTPUT}/ (next to output.uri, "
-        "with the same credentials).",
+        "with the same credentials); required when output.uri is hf://, which holds only the finished artifact.",
     )
     delete_on_success: bool = Field(
         default=True,
