@@ -8,7 +8,8 @@ it downloads a snapshot (`repo_info`, `list_repo_tree`, `hf_hub_download`: `.../
 `.../tree/REV`, `HEAD`/`GET .../resolve/REV/PATH`), for models and datasets. Every file is declared
 a regular (non-LFS) upload in preupload, so content travels base64-encoded inside the commit; the
 LFS/Xet transfer the real Hub uses for large files is the part this does NOT exercise. Writes need
-the configured bearer token (a wrong one gets 401); reads are public. Commits are real: each one
+the configured bearer token (a wrong one gets 401), and so do reads of private repositories (public ones
+need none). Commits are real: each one
 gets a new sha, and a repository's history keeps every commit, so `@SHA` pins a snapshot.
 
 Use `running_hub(token)` as a context manager; it yields a `LocalHub` with the endpoint and the
@@ -55,9 +56,11 @@ class LocalHub:
     repos: dict[tuple[str, str], Repo] = field(default_factory=dict)
     """(repo type, repo id) -> repository."""
 
-    def put(self, repo_type: str, repo_id: str, files: dict[str, bytes], message: str = "seed") -> str:
+    def put(
+        self, repo_type: str, repo_id: str, files: dict[str, bytes], message: str = "seed", *, private: bool = False
+    ) -> str:
         """Store a commit directly (seeding a base model or a dataset the trainer will download)."""
-        repo = self.repos.setdefault((repo_type, repo_id), Repo(repo_type))
+        repo = self.repos.setdefault((repo_type, repo_id), Repo(repo_type, private=private))
         return _commit(repo, files, message)
 
 
@@ -175,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo_type = "dataset" if parts[0] == "datasets" else "model"
         parts = parts[1:] if repo_type == "dataset" else parts
         repo = self.hub.repos.get((repo_type, "/".join(parts[:2])))
+        if repo is not None and repo.private and not self._authorized():
+            return
         snapshot = repo.snapshot(unquote(parts[3])) if repo and len(parts) > 4 and parts[2] == "resolve" else None
         path = unquote("/".join(parts[4:]))
         if snapshot is None or path not in snapshot[1]:
@@ -195,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._resolve(parts, head)
             return
         repo, _, repo_id, verb, rest = self._api_target(parts)
+        if repo is not None and repo.private and not self._authorized():
+            return
         snapshot = repo.snapshot(rest.split("/", 1)[0] or "main") if repo else None
         if snapshot is None:
             self._error(404, "Repository not found", "RepoNotFound")

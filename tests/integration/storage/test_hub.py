@@ -86,7 +86,8 @@ def test_adapter_is_pushed_with_a_model_card_in_one_pinned_commit(
     assert f"`hf://org/tiny-base` @ `{base_commit}`" in card  # lineage: the base revision actually trained on
 
     # the pinned URI reads back through the same resolution merges and reward models use
-    pulled = resolve(result.artifact_uri, cache_dir=tmp_path / "readback", repo_type="model").path
+    # the repository is private: reading it back needs the token too
+    pulled = resolve(result.artifact_uri, cache_dir=tmp_path / "readback", repo_type="model", token_env=TOKEN_ENV).path
     assert tree_digest(pulled) == (result.sha256, result.size_bytes)
     manifest = read_manifest(pulled)
     assert manifest is not None
@@ -103,7 +104,8 @@ def test_second_run_is_a_new_commit_of_the_same_repository(tmp_path: Path, model
     second = run(_config(tmp_path / "b", model_dir))
     repo = hub.repos[("model", "team/tiny-lora")]
     assert [c[0] for c in repo.commits] == [first.artifact_uri.split("@")[1], second.artifact_uri.split("@")[1]]
-    assert resolve(first.artifact_uri, cache_dir=tmp_path / "c", repo_type="model").path.is_dir()  # still readable
+    pinned = resolve(first.artifact_uri, cache_dir=tmp_path / "c", repo_type="model", token_env=TOKEN_ENV)
+    assert pinned.path.is_dir()  # still readable
 
 
 def test_a_token_that_cannot_write_fails_before_the_data_is_read(
@@ -124,7 +126,9 @@ def test_a_token_that_cannot_write_fails_before_the_data_is_read(
     assert ("model", "team/tiny-lora") not in hub.repos
 
 
-def test_estimate_reads_an_hf_config(tmp_path: Path, hub: LocalHub, capsys: pytest.CaptureFixture[str]) -> None:
+def test_estimate_reads_an_hf_config(
+    tmp_path: Path, model_dir: Path, hub: LocalHub, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(
         yaml.safe_dump(
@@ -144,6 +148,14 @@ def test_estimate_reads_an_hf_config(tmp_path: Path, hub: LocalHub, capsys: pyte
     assert main(["estimate", str(job), "--gpu", "small=2"]) == 0
     out = capsys.readouterr().out
     assert "model: hf://org/tiny-base (llama): 122,816 parameters" in out
-    job.write_text(job.read_text().replace("org/tiny-base", "org/missing"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    hub.put("model", "org/private-base", {"config.json": (model_dir / "config.json").read_bytes()}, private=True)
+    job.write_text(job.read_text().replace("org/tiny-base", "org/private-base"))
+    assert main(["estimate", str(job)]) == 1
+    assert "gated or private; set HF_TOKEN to a token with access" in capsys.readouterr().out
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    assert main(["estimate", str(job), "--gpu", "small=2"]) == 0
+    assert "model: hf://org/private-base (llama): 122,816 parameters" in capsys.readouterr().out
+    job.write_text(job.read_text().replace("org/private-base", "org/missing"))
     assert main(["estimate", str(job)]) == 1
     assert "no config.json (repository or revision not found)" in capsys.readouterr().out
