@@ -157,15 +157,10 @@ def test_suites_and_gate_in_the_pipeline(
     assert "heldout.perplexity" in message
 
 
+@pytest.mark.usefixtures("weights_never_load")
 def test_a_missing_suite_dataset_fails_before_weights_load(
-    run_job: RunJob, data_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
 ) -> None:
-    from kubetune_trainer import pipeline
-
-    def no_weights(_ctx: object) -> None:
-        raise AssertionError("weights loaded before the evaluation data was read")
-
-    monkeypatch.setattr(pipeline, "load_weights", no_weights)
     missing = tmp_path / "mc-missing.jsonl"
     evaluation = {"suites": [{"name": "mc", "metric": "accuracy", "dataset": {"uri": f"file://{missing}"}}]}
     with pytest.raises(UriError, match=r"mc-missing\.jsonl"):

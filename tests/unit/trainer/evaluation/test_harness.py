@@ -79,15 +79,8 @@ def test_gate_reads_a_lower_is_better_harness_metric() -> None:
     assert "regressed by 0.2 (relative)" in (message or "")
 
 
-def test_unknown_tasks_fail_before_weights_load(
-    run_job: RunJob, data_files: dict[str, Path], task_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kubetune_trainer import pipeline
-
-    def no_weights(_ctx: object) -> None:
-        raise AssertionError("weights loaded before the evaluation tasks were checked")
-
-    monkeypatch.setattr(pipeline, "load_weights", no_weights)
+@pytest.mark.usefixtures("weights_never_load")
+def test_unknown_tasks_fail_before_weights_load(run_job: RunJob, data_files: dict[str, Path], task_dir: Path) -> None:
     lm_eval = {"tasks": [LM_EVAL_TASK, "no_such_task_xyz"], "include": {"uri": f"file://{task_dir}"}}
     with pytest.raises(ConfigError, match="no_such_task_xyz is not an lm-evaluation-harness task or under"):
         run_job(

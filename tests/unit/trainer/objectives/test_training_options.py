@@ -15,7 +15,7 @@ import pytest
 
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_dev.tiny import message_rows, write_jsonl
-from kubetune_trainer.context import Capabilities, Hooks, RunContext
+from kubetune_trainer.context import Capabilities, Hooks
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.objectives.sft import loss_masking, training_chat_template
 from kubetune_trainer.pipeline import build_context, run
@@ -122,15 +122,8 @@ def test_unmarked_template_trains_on_every_token_and_says_so(tmp_path: Path, mod
     assert any("completion-only loss does not apply" in note for note in manifest["notes"])
 
 
-def test_required_completion_only_loss_fails_before_weights_load(
-    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from kubetune_trainer import pipeline
-
-    def no_weights(_ctx: RunContext) -> None:
-        raise AssertionError("weights loaded before the data check")
-
-    monkeypatch.setattr(pipeline, "load_weights", no_weights)
+@pytest.mark.usefixtures("weights_never_load")
+def test_required_completion_only_loss_fails_before_weights_load(tmp_path: Path, model_dir: Path) -> None:
     job = _messages_job(tmp_path, UNMARKED, True)
     with pytest.raises(ConfigError, match=r"objective\.completionOnlyLoss: the chat template has no"):
         run(_config(tmp_path, model_dir, tmp_path, job=job))
