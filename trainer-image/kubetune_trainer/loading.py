@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.estimate import ModelShape
 from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.objectives import TrainedModel
 from kubetune_trainer.data.uris import HfUri, ResolvedSource, parse_uri, resolve
@@ -30,13 +31,8 @@ _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 class ModelInfo:
     """What the estimator and validators need to know about a model, read without loading weights."""
 
-    num_params: int
-    hidden_size: int
-    num_layers: int
-    linear_shapes: dict[str, tuple[int, int]]
-    """Leaf module name (e.g. `q_proj`) -> (in_features, out_features) of one instance."""
-    linear_counts: dict[str, int]
-    """Leaf module name -> how many modules carry that name."""
+    shape: ModelShape
+    """Sizes for the memory estimate (the same type `kubetune estimate` derives from config.json alone)."""
     module_names: frozenset[str]
     """Every dotted module path, for matching targets like `model.layers.0.mlp`."""
     model_type: str
@@ -92,12 +88,15 @@ def inspect_model(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
             shapes.setdefault(leaf, (module.in_features, module.out_features))
             counts[leaf] = counts.get(leaf, 0) + 1
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return ModelInfo(
+    shape = ModelShape(
         num_params=sum(p.numel() for p in model.parameters()),
         hidden_size=int(getattr(text_config, "hidden_size", 0)),
         num_layers=int(getattr(text_config, "num_hidden_layers", 0)),
         linear_shapes=shapes,
         linear_counts=counts,
+    )
+    return ModelInfo(
+        shape=shape,
         module_names=frozenset(n for n, _ in model.named_modules() if n),
         model_type=str(getattr(config, "model_type", "unknown")),
     )

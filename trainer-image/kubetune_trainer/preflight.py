@@ -115,16 +115,6 @@ def device_budget(caps: Capabilities, env: Mapping[str, str] | None = None) -> i
     return int(environ.get(CPU_BUDGET_ENV, DEFAULT_CPU_BUDGET))
 
 
-def shape_of(info: ModelInfo) -> ModelShape:
-    return ModelShape(
-        num_params=info.num_params,
-        hidden_size=info.hidden_size,
-        num_layers=info.num_layers,
-        linear_shapes=info.linear_shapes,
-        linear_counts=info.linear_counts,
-    )
-
-
 def choose_auto(
     shape: ModelShape, setup: TrainSetup, budget_bytes: int, caps: Capabilities
 ) -> tuple[str, MemoryEstimate]:
@@ -173,7 +163,7 @@ def resolve_method(
     """Resolve `auto` and check that methods with a memory formula fit the device budget."""
     budget = device_budget(caps, env)
     setup = train_setup(spec, precision, world_size)
-    shape = shape_of(info)
+    shape = info.shape
     if isinstance(spec.method, AutoMethod):
         method, result = choose_auto(shape, setup, budget, caps)
         log.info("method auto resolved to %s (%s of %.2f GiB)", method, result.summary(), budget / GIB)

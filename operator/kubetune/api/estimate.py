@@ -43,7 +43,8 @@ NESTED_BLOCK = 256
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The parts of a model the estimator needs (see `loading.ModelInfo`)."""
+    """The parts of a model the estimator needs: from config.json (`model_shape`) or from the architecture built
+    on the meta device (the trainer's `loading.inspect_model`)."""
 
     num_params: int
     hidden_size: int

@@ -64,7 +64,7 @@ def saved_embeddings(ctx: RunContext) -> list[str] | None:
 
 def check_linear_targets(info: ModelInfo, targets: list[str], field: str) -> None:
     """Refuse target modules the model does not have, naming the linear modules it does have."""
-    leaves = set(info.linear_shapes)
+    leaves = set(info.shape.linear_shapes)
     unknown = [t for t in targets if t not in leaves and t not in info.module_names]
     if unknown:
         raise ConfigError(

@@ -17,7 +17,7 @@ from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.estimate_report import Gpu, estimate_report
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.loading import inspect_model
-from kubetune_trainer.preflight import resolve_method, shape_of
+from kubetune_trainer.preflight import resolve_method
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -56,7 +56,7 @@ def test_every_known_family_is_covered() -> None:
 def test_config_shape_equals_the_meta_device_inspection(tmp_path: Path, model_type: str) -> None:
     directory = _saved_config(tmp_path, model_type, VARIANTS[model_type])
     config = json.loads((directory / "config.json").read_text())
-    assert shape_from_config(config) == shape_of(inspect_model(directory))
+    assert shape_from_config(config) == inspect_model(directory).shape
 
 
 def test_cli_table_and_preflight_give_the_same_numbers(tmp_path: Path, model_dir: Path) -> None:
@@ -69,7 +69,7 @@ def test_cli_table_and_preflight_give_the_same_numbers(tmp_path: Path, model_dir
     caps = Capabilities(cuda=True, gpu_memory_bytes=0, bf16=True, bitsandbytes=True, deepspeed=True)
     info = inspect_model(model_dir)
     setup = train_setup(spec, "bf16", 1)
-    full, lora = (estimate(m, shape_of(info), setup) for m in ("full", "lora"))
+    full, lora = (estimate(m, info.shape, setup) for m in ("full", "lora"))
     assert full is not None
     assert lora is not None
     picks = set()

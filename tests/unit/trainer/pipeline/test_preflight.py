@@ -25,7 +25,6 @@ from kubetune_trainer.preflight import (
     choose_auto,
     effective_precision,
     resolve_method,
-    shape_of,
 )
 from support.trainer_job import trainer_config
 
@@ -145,10 +144,10 @@ def test_inspection_and_lora_formula_match_the_real_model(model_dir: Path, tiny_
 
     assert isinstance(tiny_info, ModelInfo)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    assert tiny_info.num_params == sum(p.numel() for p in model.parameters())
+    assert tiny_info.shape.num_params == sum(p.numel() for p in model.parameters())
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"]))
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    assert lora_params(shape_of(tiny_info), 4, ("q_proj", "down_proj")) == trainable
+    assert lora_params(tiny_info.shape, 4, ("q_proj", "down_proj")) == trainable
 
 
 def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path, tiny_info: object) -> None:
@@ -158,7 +157,7 @@ def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path
     wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", {"type": "auto"})
     spec = TrainerConfig.model_validate(wire).job
     assert spec is not None
-    shape = shape_of(tiny_info)
+    shape = tiny_info.shape
     setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_targets=("all-linear",))
     full = estimate("full", shape, setup).total
     lora = estimate("lora", shape, setup).total
