@@ -43,7 +43,10 @@ def estimate_report(spec: FineTuneJobSpec, shape: ModelShape, gpus: Sequence[Gpu
     if own is not None:
         lines.append(f"method {own.summary()}")
     elif method != "auto":
-        lines.append(f"method {method}: no memory formula (only the auto candidates full, lora and qlora have one)")
+        lines.append(
+            f"method {method}: not sized from config.json alone (full, lora, dora and qlora are); the preflight "
+            "pod sizes it from the model's module layout"
+        )
     header = ["GPU PRODUCT", "MEMORY GiB"]
     if own is not None:
         header += [f"{method.upper()} GiB", "FITS"]

@@ -38,6 +38,13 @@ class OperatorSettings(BaseModel):
     storage_secret_name: str | None = Field(
         default=None, description="Secret with AWS_* keys for s3:// URIs, passed as envFrom (optional)."
     )
+    preflight_cpu: str = Field(default="1", description="CPU request and limit of the preflight pod.")
+    preflight_memory: str = Field(
+        default="4Gi", description="Memory request and limit of the preflight pod (config, tokenizer, data check)."
+    )
+    preflight_deadline_seconds: int = Field(
+        default=900, ge=60, description="activeDeadlineSeconds of the preflight Job (it downloads the data it checks)."
+    )
     rendezvous_port: int = Field(default=29500, ge=1, le=65535)
     termination_grace_seconds: int = Field(
         default=120,

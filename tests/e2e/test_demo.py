@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from kubetune_dev.demo import REPO, Demo, DemoResult
 from support.gitops_health import argocd_health, kstatus
@@ -77,6 +78,27 @@ def test_gitops_tools_read_the_trained_run_and_its_adapter_as_healthy(result: De
     assert [argocd_health(o)["status"] for o in objects] == ["Healthy", "Healthy"]
 
 
+def test_a_real_preflight_pod_checked_the_spec_before_the_training_job(demo: Demo, result: DemoResult) -> None:
+    """The trainer image's `--preflight` ran as a pod of its own on the local node, and only then the training Job."""
+    status = result.finetunejob["status"]
+    report = status["preflight"]
+    assert (report["method"], report["memoryFit"]) == ("lora", "Fits"), report
+    assert report["summary"].startswith("lora: ")
+    assert report["deviceMemoryBytes"] == 16 * 2**30, "a CPU run is checked against the trainer's host budget"
+    passed = next(c for c in status["conditions"] if c["type"] == "PreflightPassed")
+    assert (passed["status"], passed["message"]) == ("True", report["summary"])
+    jobs = json.loads(demo.kubectl("get", "jobs", "-n", "demo", "-l", "kubetune.io/job=demo-tiny-lora", "-o", "json"))
+    by_component = {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in jobs["items"]}
+    checked, trained = by_component["preflight"], by_component["trainer"]
+    assert checked["status"]["succeeded"] == 1
+    assert checked["status"]["completionTime"] <= trained["metadata"]["creationTimestamp"]
+    pods = json.loads(
+        demo.kubectl("get", "pods", "-n", "demo", "-l", "app.kubernetes.io/component=preflight", "-o", "json")
+    )
+    (terminated,) = [c["state"]["terminated"] for p in pods["items"] for c in p["status"]["containerStatuses"]]
+    assert json.loads(terminated["message"]) == report
+
+
 def test_operator_metrics_count_the_succeeded_job(demo: Demo, result: DemoResult) -> None:
     assert result.finetunejob["status"]["phase"] == "Succeeded"
     with urllib.request.urlopen(f"http://127.0.0.1:{demo.metrics_port}/metrics", timeout=10) as response:
@@ -107,3 +129,18 @@ def test_kubetune_run_trains_the_same_manifest_locally(tmp_path: Path, result: D
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert list((claim / "adapters").rglob("adapter_model.safetensors"))
+
+
+def test_a_bad_target_module_fails_in_the_preflight_pod_and_no_training_job_starts(
+    demo: Demo, result: DemoResult
+) -> None:
+    """After the demo (its metrics are asserted above): the same spec with a typo, found by a real preflight pod."""
+    manifest = yaml.safe_load((REPO / "examples/demo-tiny-lora.yaml").read_text())
+    manifest["metadata"]["name"] = "typo"
+    manifest["spec"]["method"]["lora"]["targetModules"] = ["q_proj", "v_projj"]
+    manifest["spec"]["output"]["adapterName"] = "typo"
+    failed = demo.train(manifest, timeout=300).finetunejob["status"]
+    assert (failed["phase"], failed["reason"]) == ("Failed", "ConfigError"), failed
+    assert failed["message"].startswith("kubetune-trainer: config error: method.lora.targetModules: v_projj not found")
+    jobs = json.loads(demo.kubectl("get", "jobs", "-n", "demo", "-l", "kubetune.io/job=typo", "-o", "json"))
+    assert [j["metadata"]["labels"]["app.kubernetes.io/component"] for j in jobs["items"]] == ["preflight"]

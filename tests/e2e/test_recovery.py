@@ -189,7 +189,7 @@ def _deleting(demo: Demo, pod: str) -> bool:
     return bool(found)
 
 
-def test_bad_data_fails_once_with_one_clear_line(demo: Demo) -> None:
+def test_bad_data_fails_once_with_one_clear_line_before_a_gpu_job(demo: Demo) -> None:
     write_jsonl(demo.claim_dir / "datasets" / "broken.jsonl", [{"prompt": "no text column", "id": i} for i in range(8)])
     doc = finetunejob("bad-data", steps=10, every=5)
     doc["spec"]["dataset"]["train"]["uri"] = "pvc://demo-data/datasets/broken.jsonl"
@@ -200,9 +200,11 @@ def test_bad_data_fails_once_with_one_clear_line(demo: Demo) -> None:
     assert "\n" not in status["message"]
     assert "text" in status["message"], status["message"]
     assert status["message"].endswith("(fix the spec or the data; config errors are not retried)")
-    (pod,) = trainer_pods(demo, "bad-data-train")
+    jobs = json.loads(demo.kubectl("get", "jobs", "-n", NAMESPACE, "-l", "kubetune.io/job=bad-data", "-o", "json"))
+    by_component = {j["metadata"]["labels"]["app.kubernetes.io/component"]: j for j in jobs["items"]}
+    assert set(by_component) == {"preflight"}, "the CPU preflight pod caught it: no GPU Job was ever created"
+    (pod,) = trainer_pods(demo, by_component["preflight"]["metadata"]["name"])
     assert pod.exit_code == 78
-    assert status["attempts"] == 1
     assert result.adapter is None
 
 

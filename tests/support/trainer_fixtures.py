@@ -49,6 +49,14 @@ def data_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
+def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the entrypoint writes its termination message (a pod's /dev/termination-log)."""
+    path = tmp_path / "termination-log"
+    monkeypatch.setenv("KUBETUNE_TERMINATION_LOG", str(path))
+    return path
+
+
+@pytest.fixture
 def pvc_root(tmp_path: Path) -> Path:
     """Stands in for /mnt/pvc, where the operator mounts each claim."""
     root = tmp_path / "mnt-pvc"

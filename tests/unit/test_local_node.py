@@ -28,7 +28,16 @@ def test_mounts_that_would_hide_the_virtualenv_are_dropped() -> None:
     runtime = NodeRuntime("127.0.0.1", 6443, Path("/tmp/checkout/.venv/bin"), Path("/tmp/checkout/.kubetune"))
     tmp = Mount(Path("/x/tmp"), "/tmp")
     scratch = Mount(Path("/x/scratch"), "/scratch")
-    assert visible_host_paths_kept([tmp, scratch], runtime) == [scratch]
+    assert visible_host_paths_kept([tmp, scratch], runtime, Path("/srv/node/pods/p")) == [scratch]
+
+
+def test_mounts_that_would_hide_the_sandbox_are_dropped() -> None:
+    """The termination log lives in the sandbox: a pod's /tmp emptyDir must not hide a node rooted in /tmp."""
+    runtime = NodeRuntime("127.0.0.1", 6443, Path("/opt/venv/bin"), Path("/tmp/node"))
+    tmp = Mount(Path("/tmp/node/pods/p/volumes/tmp"), "/tmp")
+    scratch = Mount(Path("/tmp/node/pods/p/volumes/scratch"), "/scratch")
+    assert visible_host_paths_kept([tmp, scratch], runtime, Path("/tmp/node/pods/p")) == [scratch]
+    assert visible_host_paths_kept([tmp, scratch], runtime, Path("/srv/node/pods/p")) == [tmp, scratch]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
-"""Entrypoint: `python -m kubetune_trainer --config trainer.json`.
+"""Entrypoint: `python -m kubetune_trainer --config trainer.json [--preflight]`.
 
 Exit codes are the contract with the operator: 0 success, with the result in the termination log; 78
 (`CONFIG_ERROR_EXIT_CODE`, EX_CONFIG) when the spec or its data is wrong, which the Job's pod failure policy
 never retries, with one line `kubetune-trainer: config error: <message>` on stderr and in the termination
 log (what the operator copies into status); 143 (`TERMINATED_EXIT_CODE`) after SIGTERM (see
 `termination`), which the policy ignores; 1 for anything else (OOM, network), which is retried.
+
+`--preflight` (the operator's CPU pod before the GPU Job) runs only the checks that need no weights
+and, on success, writes the `PreflightReport` as JSON to the termination log for the operator to read.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_FLAG
 from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE, TERMINATED_EXIT_CODE, TrainerConfig
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError
@@ -78,6 +82,14 @@ def _report_config_error(message: str) -> None:
     write_termination_message(line + "\n")
 
 
+def _run_preflight(config: TrainerConfig) -> None:
+    from kubetune_trainer.pipeline import check
+
+    report = json.dumps(check(config).to_wire(), separators=(",", ":"))
+    log.info("preflight passed: %s", report)
+    write_termination_message(report + "\n")
+
+
 def _configure_logging() -> None:
     """Log lines go to stdout so stderr carries only the one-line config error the operator reads.
 
@@ -93,6 +105,9 @@ def _configure_logging() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubetune_trainer", description="Run one kubetune training job.")
     parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the mounted ConfigMap)")
+    parser.add_argument(
+        PREFLIGHT_FLAG, action="store_true", help="only the checks that need no weights; report to the termination log"
+    )
     # the deepspeed launcher appends --local_rank=N; the rank also arrives as LOCAL_RANK
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -101,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args.config)
+        if args.preflight:
+            _run_preflight(config)
+            return 0
         if config.mode == "merge":
             _run_merge(config)
             return 0

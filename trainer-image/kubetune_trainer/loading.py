@@ -1,7 +1,9 @@
 """Base model and tokenizer: resolve the URI into the cache, inspect cheaply, then load for real.
 
 Resolution goes through the data package's URI layer so hf://, s3://, pvc:// and file:// behave the
-same for models and datasets (one cache on the model-cache volume, the hub commit pinned). The
+same for models and datasets (one cache on the model-cache volume, the hub commit pinned), and fetches
+only the files a run needs (`data.model_files`: config and tokenizer, plus one copy of the weights
+unless only the preflight checks run). The
 inspection step builds the model on the `meta` device from its config only: the estimator and the
 target-module check need parameter counts and module names, and getting them must not touch a GPU
 or read gigabytes of weights, so a bad spec fails in seconds.
@@ -16,9 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kubetune.api.estimate import ModelShape
 from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.objectives import TrainedModel
+from kubetune_trainer.data.model_files import model_files, weight_files
 from kubetune_trainer.data.uris import HfUri, ResolvedSource, parse_uri, resolve
 from kubetune_trainer.errors import ConfigError
 
@@ -31,21 +33,43 @@ _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 class ModelInfo:
     """What the estimator and validators need to know about a model, read without loading weights."""
 
-    shape: ModelShape
-    """Sizes for the memory estimate (the same type `kubetune estimate` derives from config.json alone)."""
+    num_params: int
+    hidden_size: int
+    num_layers: int
+    linear_shapes: dict[str, tuple[int, int]]
+    """Leaf module name (e.g. `q_proj`) -> (in_features, out_features) of one instance."""
+    linear_counts: dict[str, int]
+    """Leaf module name -> how many modules carry that name."""
     module_names: frozenset[str]
     """Every dotted module path, for matching targets like `model.layers.0.mlp`."""
     model_type: str
+    linear_modules: dict[str, tuple[int, int]]
+    """Dotted name -> (in_features, out_features) of every linear module."""
+    parameter_sizes: dict[str, int]
+    """Parameter name -> element count (tied weights once, as `named_parameters` lists them)."""
+    kv_dim: int
+    """Key/value width per layer: kv heads x head dim (hidden size without grouped-query attention)."""
 
 
-def resolve_base_model(ref: BaseModelRef, *, cache_dir: Path, pvc_root: Path, token_env: str | None) -> ResolvedSource:
-    """Materialise the base model locally; hf:// pins `revision` and returns the resolved commit."""
+def resolve_base_model(
+    ref: BaseModelRef, *, cache_dir: Path, pvc_root: Path, token_env: str | None, weights: bool = True
+) -> ResolvedSource:
+    """Materialise the base model locally (without its weights when `weights` is False: the preflight);
+    hf:// pins `revision` and returns the resolved commit."""
     parsed = parse_uri(ref.uri)
     if isinstance(parsed, HfUri):
         parsed = replace(parsed, revision=parsed.revision or ref.revision)
-    source = resolve(parsed, cache_dir=cache_dir, pvc_root=pvc_root, repo_type="model", token_env=token_env)
+    files = model_files(weights=weights, remote_code=ref.trust_remote_code)
+    source = resolve(
+        parsed, cache_dir=cache_dir, pvc_root=pvc_root, repo_type="model", token_env=token_env, files=files
+    )
     if not (source.path / "config.json").is_file():
         raise ConfigError(f"baseModel {ref.uri} has no config.json at {source.path}; point it at a model directory")
+    if weights and not weight_files([p.name for p in source.path.iterdir() if p.is_file()]):
+        raise ConfigError(
+            f"baseModel {ref.uri} has no weights at {source.path}: expected model.safetensors or pytorch_model.bin "
+            "(single or sharded with an index)"
+        )
     if source.revision is None:
         return ResolvedSource(uri=source.uri, path=source.path, revision=local_model_digest(source.path))
     return source
@@ -82,24 +106,37 @@ def inspect_model(path: Path, *, trust_remote_code: bool = False) -> ModelInfo:
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)  # type: ignore[no-untyped-call]
     shapes: dict[str, tuple[int, int]] = {}
     counts: dict[str, int] = {}
+    linears: dict[str, tuple[int, int]] = {}
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             leaf = name.rsplit(".", 1)[-1]
             shapes.setdefault(leaf, (module.in_features, module.out_features))
             counts[leaf] = counts.get(leaf, 0) + 1
+            linears[name] = (module.in_features, module.out_features)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    shape = ModelShape(
-        num_params=sum(p.numel() for p in model.parameters()),
+    sizes = {name: p.numel() for name, p in model.named_parameters()}
+    return ModelInfo(
+        num_params=sum(sizes.values()),
         hidden_size=int(getattr(text_config, "hidden_size", 0)),
         num_layers=int(getattr(text_config, "num_hidden_layers", 0)),
         linear_shapes=shapes,
         linear_counts=counts,
-    )
-    return ModelInfo(
-        shape=shape,
         module_names=frozenset(n for n, _ in model.named_modules() if n),
         model_type=str(getattr(config, "model_type", "unknown")),
+        linear_modules=linears,
+        parameter_sizes=sizes,
+        kv_dim=kv_dim(text_config),
     )
+
+
+def kv_dim(config: Any) -> int:
+    """Width of one layer's keys (and values), as PEFT's prefix tuning sizes its prefixes."""
+    hidden = int(getattr(config, "hidden_size", 0))
+    kv_heads = getattr(config, "num_key_value_heads", None)
+    if not kv_heads:
+        return hidden
+    head_dim = getattr(config, "head_dim", None) or hidden // max(1, int(getattr(config, "num_attention_heads", 1)))
+    return int(head_dim) * int(kv_heads)
 
 
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False) -> Any:

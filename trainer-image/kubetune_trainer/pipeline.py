@@ -3,13 +3,16 @@
 Order: validate and probe the machine -> an hf:// output's repository (the token can write)
 -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
--> tokenizer and data prep -> the objective's data check -> `Hooks.preflight` (evaluation data and
-tasks) -> distributed setup
+-> tokenizer (new tokens, chat template) and data prep -> the objective's data check -> `Hooks.preflight`
+(evaluation data and tasks) -> distributed setup
 -> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
 objective builder -> train (resuming from the newest complete checkpoint on durable storage, saving a last one
 on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result` -> delete the run's
 checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as units of `METHODS`
 and `OBJECTIVES`, everything else through `Hooks`.
+
+`check` is the preflight pod's run: the stages up to the tokenizer, against the machine the spec asks
+for, with only the model's config and tokenizer downloaded; it returns the report the operator reads.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer import artifacts, continual, data_stage, durable, hub, preflight, tokenizer_align
 from kubetune_trainer.artifacts import RunResult
@@ -61,24 +65,37 @@ def build_context(config: TrainerConfig, capabilities: Capabilities | None = Non
     return ctx
 
 
-def inspect_base(ctx: RunContext) -> None:
-    """Resolve the base model into the cache, then check targets and memory against it."""
+def inspect_base(ctx: RunContext, *, weights: bool = True) -> preflight.MemoryVerdict:
+    """Resolve the base model into the cache (config and tokenizer only unless `weights`), then check
+    targets and memory against it."""
     ref = ctx.spec.base_model
     source = resolve_base_model(
-        ref, cache_dir=ctx.paths.cache_dir, pvc_root=ctx.paths.pvc_root, token_env=ctx.config.runtime.model_token_env
+        ref,
+        cache_dir=ctx.paths.cache_dir,
+        pvc_root=ctx.paths.pvc_root,
+        token_env=ctx.config.runtime.model_token_env,
+        weights=weights,
     )
     ctx.base_model_path = source.path
     ctx.base_revision = source.revision
     info = inspect_model(source.path, trust_remote_code=ref.trust_remote_code)
-    ctx.method, estimate = preflight.resolve_method(
+    verdict = preflight.resolve_method(
         ctx.spec, info, ctx.capabilities, precision=ctx.precision, world_size=ctx.config.runtime.world_size
     )
-    if estimate is not None:
-        ctx.notes.append(f"memory estimate {estimate.summary()}")
-    if ctx.spec.method.type == "auto":
+    ctx.method = verdict.method or ctx.method
+    if ctx.spec.method.type == "auto" and verdict.method is not None:
         ctx.notes.append(f"method auto resolved to {ctx.method}")
     METHODS[ctx.method].check_targets(ctx, info)
     log.info("base model %s at %s (revision %s), method %s", ref.uri, source.path, source.revision, ctx.method)
+    return verdict
+
+
+def prepare_tokenizer(ctx: RunContext) -> None:
+    """Load and align the tokenizer, and refuse conversations it cannot render."""
+    assert ctx.base_model_path is not None
+    ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
+    ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
+    tokenizer_align.require_chat_template(ctx.tokenizer, ctx.train_dataset.column_names)
 
 
 def setup_distributed(ctx: RunContext) -> None:
@@ -185,10 +202,8 @@ def run(
     checkpoints = durable.DurableCheckpoints.open(ctx)
     hub.ensure_repo(ctx)
     data_stage.load(ctx)
-    inspect_base(ctx)
-    assert ctx.base_model_path is not None
-    ctx.tokenizer = load_tokenizer(ctx.base_model_path, trust_remote_code=ctx.spec.base_model.trust_remote_code)
-    ctx.new_token_ids = tokenizer_align.align_tokenizer(ctx.tokenizer, ctx.spec.tokenizer)
+    ctx.notes.append(f"memory estimate {inspect_base(ctx).message}")
+    prepare_tokenizer(ctx)
     data_stage.prepare(ctx)
     OBJECTIVES[ctx.spec.objective.type].check_data(ctx)
     for check in hooks.preflight:
@@ -211,3 +226,15 @@ def run(
         after(ctx, result)
     checkpoints.after_success(trainer)
     return result
+
+
+def check(config: TrainerConfig, capabilities: Capabilities | None = None) -> PreflightReport:
+    """The preflight pod's run: spec, data format, model config (targets, memory) and tokenizer, checked
+    against the machine the spec asks for, with no weights downloaded; a problem is a `ConfigError`."""
+    if config.job is None:
+        raise ConfigError(f"mode {config.mode} has no FineTuneJob spec to check")
+    ctx = build_context(config, capabilities or preflight.expected_capabilities(config.job))
+    data_stage.load(ctx)
+    verdict = inspect_base(ctx, weights=False)
+    prepare_tokenizer(ctx)
+    return preflight.report(spec_digest(ctx.spec), verdict, ctx.notes)

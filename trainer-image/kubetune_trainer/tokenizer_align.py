@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune.api.v1alpha1.data import TokenizerSpec
+from kubetune_trainer.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,16 @@ def align_tokenizer(tokenizer: Any, spec: TokenizerSpec) -> list[int]:
     ids = [int(tokenizer.convert_tokens_to_ids(t)) for t in fresh]
     log.info("added %d tokens to the vocabulary (now %d)", added, len(tokenizer))
     return ids
+
+
+def require_chat_template(tokenizer: Any, columns: list[str]) -> None:
+    """Conversations (`messages` rows) are rendered with the tokenizer's chat template; without one the
+    trainer would fail only after the weights are loaded."""
+    if "messages" in columns and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError(
+            "dataset rows are conversations but the base model's tokenizer has no chat template: set "
+            "tokenizer.chatTemplate, or use a model that ships one"
+        )
 
 
 def resize_embeddings(model: Any, tokenizer: Any) -> None:

@@ -19,6 +19,16 @@ No annotation
     A pod owned by a Job succeeds with exit code 0 as soon as it is Running (kwokctl's default
     behaviour); a bare pod stays Running until deleted.
 
+A kubetune preflight pod (label ``app.kubernetes.io/component: preflight``) ignores the annotations above,
+so one FineTuneJob's annotations can steer its preflight and its trainers apart:
+
+``kwok.kubetune.io/preflight-exit-code: "<int>"``
+    The preflight container fails with this exit code (default: it succeeds with 0).
+``kwok.kubetune.io/preflight-message: "<text>"``
+    Its termination message (the preflight report, or the trainer's one-line config error).
+``kwok.kubetune.io/preflight-run-for: "<duration>"``
+    How long it runs first.
+
 Pods should use ``restartPolicy: Never``: nothing restarts a Failed fake container.
 """
 
@@ -32,6 +42,10 @@ import yaml
 ANNOTATION_EXIT_CODE = "kwok.kubetune.io/exit-code"
 ANNOTATION_RUN_FOR = "kwok.kubetune.io/run-for"
 ANNOTATION_KEEP_RUNNING = "kwok.kubetune.io/keep-running"
+ANNOTATION_PREFLIGHT_EXIT_CODE = "kwok.kubetune.io/preflight-exit-code"
+ANNOTATION_PREFLIGHT_MESSAGE = "kwok.kubetune.io/preflight-message"
+ANNOTATION_PREFLIGHT_RUN_FOR = "kwok.kubetune.io/preflight-run-for"
+COMPONENT = '.metadata.labels["app.kubernetes.io/component"]'
 
 # Nodes kwok manages carry this annotation (kwok's own convention); other nodes are left alone.
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -55,8 +69,12 @@ def _annotation(key: str) -> str:
     return f'.metadata.annotations["{key}"]'
 
 
-def _terminated_status(exit_code: str, reason: str, phase: str) -> str:
+def _terminated_status(exit_code: str, reason: str, phase: str, message_annotation: str | None = None) -> str:
     # Same shape as kwok's pod/fast/pod-complete.yaml, with the exit code, reason and phase parameterised.
+    message = ""
+    if message_annotation:  # a line only when the pod carries the annotation
+        message = f'{{{{ with index $.metadata.annotations "{message_annotation}" }}}}'
+        message += "      message: {{ . | Quote }}\n{{ end }}"
     return (
         "{{ $now := Now }}\n"
         "containerStatuses:\n"
@@ -69,6 +87,7 @@ def _terminated_status(exit_code: str, reason: str, phase: str) -> str:
         "  state:\n"
         "    terminated:\n"
         f"      exitCode: {exit_code}\n"
+        f"{message}"
         "      finishedAt: {{ $now | Quote }}\n"
         f"      reason: {reason}\n"
         "      startedAt: {{ $now | Quote }}\n"
@@ -86,7 +105,9 @@ def _terminated_status(exit_code: str, reason: str, phase: str) -> str:
     )
 
 
-def _finish_stage(name: str, extra: list[dict[str, Any]], status_template: str) -> dict[str, Any]:
+def _finish_stage(
+    name: str, extra: list[dict[str, Any]], status_template: str, run_for: str = ANNOTATION_RUN_FOR
+) -> dict[str, Any]:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
@@ -97,13 +118,12 @@ def _finish_stage(name: str, extra: list[dict[str, Any]], status_template: str) 
                 "matchExpressions": [
                     {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
                     {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                    {"key": _annotation(ANNOTATION_KEEP_RUNNING), "operator": "DoesNotExist"},
                     *extra,
                 ]
             },
             "delay": {
                 "durationMilliseconds": 0,
-                "durationFrom": {"expressionFrom": _annotation(ANNOTATION_RUN_FOR)},
+                "durationFrom": {"expressionFrom": _annotation(run_for)},
             },
             "next": {"statusTemplate": status_template},
         },
@@ -113,10 +133,15 @@ def _finish_stage(name: str, extra: list[dict[str, Any]], status_template: str) 
 def outcome_stages() -> list[dict[str, Any]]:
     """Selectors are ANDed, so "Job pod without exit-code OR exit-code 0" needs two stages."""
     exit_code = _annotation(ANNOTATION_EXIT_CODE)
+    trainer: list[dict[str, Any]] = [
+        {"key": COMPONENT, "operator": "NotIn", "values": ["preflight"]},
+        {"key": _annotation(ANNOTATION_KEEP_RUNNING), "operator": "DoesNotExist"},
+    ]
     return [
         _finish_stage(
             "kubetune-pod-job-default-succeed",
             [
+                *trainer,
                 {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]},
                 {"key": exit_code, "operator": "DoesNotExist"},
             ],
@@ -124,18 +149,48 @@ def outcome_stages() -> list[dict[str, Any]]:
         ),
         _finish_stage(
             "kubetune-pod-exit-zero",
-            [{"key": exit_code, "operator": "In", "values": ["0"]}],
+            [*trainer, {"key": exit_code, "operator": "In", "values": ["0"]}],
             _terminated_status("0", "Completed", "Succeeded"),
         ),
         _finish_stage(
             "kubetune-pod-exit-nonzero",
-            [{"key": exit_code, "operator": "Exists"}, {"key": exit_code, "operator": "NotIn", "values": ["0"]}],
+            [
+                *trainer,
+                {"key": exit_code, "operator": "Exists"},
+                {"key": exit_code, "operator": "NotIn", "values": ["0"]},
+            ],
             _terminated_status(
                 # Inside range the dot is the container, so reach the pod through $.
                 '{{ index $.metadata.annotations "' + ANNOTATION_EXIT_CODE + '" }}',
                 "Error",
                 "Failed",
             ),
+        ),
+        *preflight_stages(),
+    ]
+
+
+def preflight_stages() -> list[dict[str, Any]]:
+    """A preflight pod succeeds (with its report as the termination message) unless told to fail."""
+    exit_code = _annotation(ANNOTATION_PREFLIGHT_EXIT_CODE)
+    preflight = {"key": COMPONENT, "operator": "In", "values": ["preflight"]}
+    return [
+        _finish_stage(
+            "kubetune-preflight-succeed",
+            [preflight, {"key": exit_code, "operator": "DoesNotExist"}],
+            _terminated_status("0", "Completed", "Succeeded", ANNOTATION_PREFLIGHT_MESSAGE),
+            ANNOTATION_PREFLIGHT_RUN_FOR,
+        ),
+        _finish_stage(
+            "kubetune-preflight-fail",
+            [preflight, {"key": exit_code, "operator": "Exists"}],
+            _terminated_status(
+                '{{ index $.metadata.annotations "' + ANNOTATION_PREFLIGHT_EXIT_CODE + '" }}',
+                "Error",
+                "Failed",
+                ANNOTATION_PREFLIGHT_MESSAGE,
+            ),
+            ANNOTATION_PREFLIGHT_RUN_FOR,
         ),
     ]
 

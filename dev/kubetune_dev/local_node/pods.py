@@ -140,10 +140,11 @@ def _field(pod: Any, path: str) -> str:
     return ""
 
 
-def visible_host_paths_kept(mounts: list[volumes.Mount], runtime: NodeRuntime) -> list[volumes.Mount]:
-    """Drops mounts that would hide the toolchain the pod runs with (e.g. an emptyDir at /tmp when the
-    checkout and its virtualenv live under /tmp): such a pod shares that host directory instead."""
-    needed = [runtime.bin_dir, *(Path(p) for p in sys.path if p)]
+def visible_host_paths_kept(mounts: list[volumes.Mount], runtime: NodeRuntime, sandbox: Path) -> list[volumes.Mount]:
+    """Drops mounts that would hide the toolchain the pod runs with or its sandbox, where its termination log
+    is written (e.g. an emptyDir at /tmp when the checkout, its virtualenv or the node's root live under
+    /tmp): such a pod shares that host directory instead."""
+    needed = [runtime.bin_dir, sandbox, *(Path(p) for p in sys.path if p)]
     return [m for m in mounts if not any(path.is_relative_to(m.target) for path in needed)]
 
 
@@ -161,7 +162,7 @@ def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime, hosts: str
     sandbox.mkdir(parents=True, exist_ok=True)
     host_volumes = volumes.materialize(core, pod, sandbox, runtime.root / "claims")
     (sandbox / HOSTS_FILE).write_text(hosts)
-    mounts = visible_host_paths_kept(volumes.mounts_for(container, host_volumes), runtime)
+    mounts = visible_host_paths_kept(volumes.mounts_for(container, host_volumes), runtime, sandbox)
     mounts.append(volumes.Mount(sandbox / HOSTS_FILE, "/etc/hosts"))
     created = process.ensure_mount_points(mounts)
     env = container_env(core, pod, container, runtime, sandbox)

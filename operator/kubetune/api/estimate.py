@@ -13,6 +13,11 @@ meta-device inspection of the model) and in the CLI (on the model's config.json 
   2 + 2 + 4 + 8 = 16 bytes per parameter (the usual anchor); fp32 is 4 + 4 + 8 = 16 as well.
   Adapter parameters are kept in fp32: 4 + 4 + 8 = 16 bytes each.
 * LoRA: T = r x (d_in + d_out) per target module (+ d_out magnitude per module for DoRA).
+* partial: T = the selected parameters, trained like full fine-tuning (weights, gradients and AdamW states).
+* bottleneck adapters: down (d x d/f + d/f) and up (d/f x d + d) per adapted projection of width d.
+* IA3: one scale per output channel of each target (per input channel of a feed-forward target).
+* prompt tuning: n_virtual x hidden; prefix tuning: n_virtual x layers x 2 x (kv heads x head dim); both make
+  every sequence n_virtual positions longer for the activations.
 * DeepSpeed ZeRO over N processes: stage >= 1 divides optimizer states and master weights by N,
   stage >= 2 also gradients, stage 3 also weights; offload moves optimizer states (and, at stage 3,
   weights) to host memory.
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
 
+from kubetune.api.v1alpha1.methods import MethodVariant
 from kubetune.api.v1alpha1.training import Precision
 
 GIB = 1024**3
@@ -52,6 +58,12 @@ class ModelShape:
     linear_shapes: Mapping[str, tuple[int, int]]
     linear_counts: Mapping[str, int]
     output_head: str = "lm_head"
+    linear_modules: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """Dotted name -> (in_features, out_features) of every linear module (adapters and IA3 size by instance)."""
+    parameter_sizes: Mapping[str, int] = field(default_factory=dict)
+    """Parameter name -> element count (tied weights once), for partial fine-tuning's selection."""
+    kv_dim: int = 0
+    """Key/value width per layer (kv heads x head dim) that prefix tuning learns; 0 means hidden_size."""
 
     @property
     def linear_params(self) -> int:
@@ -73,6 +85,9 @@ class TrainSetup:
     lora_targets: tuple[str, ...] = ("all-linear",)
     quant_bits: Literal[4, 8] = 4
     double_quant: bool = True
+    method: MethodVariant | None = None
+    """The spec's method block, for the units whose trainable count depends on more than LoRA's (auto's
+    candidates read the flat LoRA and quantization fields above, which auto shares with lora and qlora)."""
 
 
 @dataclass(frozen=True)
@@ -128,10 +143,11 @@ def activation_bytes(shape: ModelShape, setup: TrainSetup) -> int:
     return scale * ACTIVATION_BYTES_PER_ELEMENT * tokens * shape.num_layers
 
 
-def full_weights(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-    """Every base weight trains (AdamW, fp32 master copy under mixed precision), sharded by ZeRO."""
+def full_weights(method: str, shape: ModelShape, setup: TrainSetup, trainable: int | None = None) -> MemoryEstimate:
+    """Base weights train in place (AdamW, fp32 master copy under mixed precision), sharded by ZeRO: all of
+    them, or the `trainable` ones of partial fine-tuning (activations counted for every layer, an upper bound)."""
     wb = weight_bytes(setup.precision)
-    trainable = shape.num_params
+    trainable = shape.num_params if trainable is None else trainable
     mixed = setup.precision != "fp32"
     weights = shape.num_params * wb
     grads = trainable * wb
@@ -159,6 +175,12 @@ def adapter_weights(
     return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
 
 
+def frozen_base(method: str, shape: ModelShape, setup: TrainSetup, trainable: int) -> MemoryEstimate:
+    """`trainable` adapter parameters on a base held in the compute dtype."""
+    weights = shape.num_params * weight_bytes(setup.precision)
+    return adapter_weights(method, shape, setup, trainable=trainable, weights=weights)
+
+
 def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
     """Quantized linear weights (output head excluded) plus everything else in the compute dtype."""
     quantized = shape.linear_params
@@ -168,9 +190,7 @@ def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
 
 def lora_memory(method: str, shape: ModelShape, setup: TrainSetup, *, dora: bool = False) -> MemoryEstimate:
     """LoRA (or DoRA) on a base kept in the compute dtype."""
-    trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=dora)
-    weights = shape.num_params * weight_bytes(setup.precision)
-    return adapter_weights(method, shape, setup, trainable=trainable, weights=weights)
+    return frozen_base(method, shape, setup, lora_params(shape, setup.lora_rank, setup.lora_targets, dora=dora))
 
 
 def qlora_memory(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:

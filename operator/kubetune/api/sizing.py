@@ -45,6 +45,7 @@ def train_setup(spec: FineTuneJobSpec, precision: Precision, world_size: int) ->
         lora_targets=tuple(lora.target_modules) if lora else ("all-linear",),
         quant_bits=quant.bits if quant else 4,
         double_quant=quant.double_quant if quant else True,
+        method=method,
     )
 
 

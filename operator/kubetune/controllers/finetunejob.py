@@ -13,16 +13,18 @@ from datetime import datetime
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
+from kubetune.api.v1alpha1.preflight import spec_digest
+from kubetune.decisions import preflight
 from kubetune.decisions.conditions import timestamp
 from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
-from kubetune.k8s.interface import KubeClient, Obj
+from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import live_object, observe_finetunejob
 from kubetune.k8s.writes import apply_all, emit_event, write_status, write_trainer_status
 from kubetune.render.adapter import adapter_name, published_adapter
-from kubetune.render.bundle import bundle, job_suspend
-from kubetune.render.names import job_name
+from kubetune.render.bundle import bundle, job_suspend, preflight_bundle
+from kubetune.render.names import job_name, preflight_job_name
 from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
 
@@ -118,8 +120,16 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
     job = job_name(name)
     target = adapter_name(ftj)
     claims = list(pvc_claims(ftj.spec.to_wire()))
-    observed = observe_finetunejob(kube, ftj, job, target, claims, check_secrets=settings.check_secrets)
+    checks = preflight_job_name(name, spec_digest(ftj.spec)) if preflight.awaiting(ftj) else None
+    observed = observe_finetunejob(
+        kube, ftj, job, target, claims, check_secrets=settings.check_secrets, preflight_job_name=checks
+    )
     decided = plan(ftj, observed, target)
+    if decided.apply_preflight:
+        stored = apply_all(kube, preflight_bundle(ftj, settings), started=False)
+        observed = replace(observed, preflight_job=stored.get("Job"))
+    if decided.delete_preflight and checks is not None:
+        kube.delete(path("Job", ftj.metadata.namespace or "default", checks))
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):

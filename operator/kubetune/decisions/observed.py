@@ -35,6 +35,9 @@ class Observed:
     adapter: Obj | None = None
     workload: Obj | None = None
     """Kueue's Workload for the Job, read while a queued Job is suspended (None: none, or no Kueue)."""
+    preflight_job: Obj | None = None
+    """The preflight Job of the current spec, read only while it gates the training Job."""
+    preflight_pods: tuple[Obj, ...] = ()
 
 
 def reward_adapter(spec: FineTuneJobSpec) -> str | None:

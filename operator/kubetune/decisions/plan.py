@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
+from kubetune.decisions import preflight
 from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter, termination_result
 from kubetune.decisions.status import TERMINAL
 
@@ -22,6 +23,10 @@ class Plan:
     recovered_result: TrainResult | None = None
     """The trainer finished but its `status.result` write never landed: the result from its termination message,
     to be written in its place (the next reconcile publishes it like any result)."""
+    apply_preflight: bool = False
+    """Create the preflight Job (with the run's identity and ConfigMap): no training Job until it passes."""
+    delete_preflight: bool = False
+    """Its pod checked another version of the spec: delete it, the next reconcile creates it again."""
 
 
 def children_stale(ftj: FineTuneJob, job: Obj | None, desired_suspend: bool) -> bool:
@@ -44,7 +49,10 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     finished = status is not None and status.phase in TERMINAL and status.observed_generation == ftj.metadata.generation
     reward_missing = reward_adapter(ftj.spec) is not None and adapter_artifact_uri(observed.reward_adapter) is None
     waiting = observed.job is None and (bool(observed.missing_secrets or observed.missing_pvcs) or reward_missing)
-    apply_children = not finished and not waiting
+    checks = preflight.gate(ftj, observed)
+    acting = not finished and not waiting
+    apply_children = acting and checks.open
+    create_checks, redo_checks = acting and checks.stage == "missing", checks.stage == "stale"
     result = status.result if status else None
     adapter = observed.adapter
     if adapter is not None and _adapter_source(adapter) not in (None, ftj.metadata.name):
@@ -53,6 +61,8 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
             publish_adapter=False,
             adapter_conflict=f"Adapter {adapter_name} already exists and was produced by FineTuneJob "
             f"{_adapter_source(adapter)}: set spec.output.adapterName to another name",
+            apply_preflight=create_checks,
+            delete_preflight=redo_checks,
         )
     job_done = observed.job is not None and any(
         c.get("type") in ("Complete", "SuccessCriteriaMet") and c.get("status") == "True"
@@ -63,7 +73,14 @@ def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     publish = result is not None and (job_done or (status is not None and status.phase == "Succeeded"))
     publish = publish and (adapter is None or published_sha != (result.sha256 if result else None))
     ref = adapter_name if (publish or adapter is not None) else None
-    return Plan(apply_children, publish_adapter=publish, adapter_ref=ref, recovered_result=recovered)
+    return Plan(
+        apply_children,
+        publish_adapter=publish,
+        adapter_ref=ref,
+        recovered_result=recovered,
+        apply_preflight=create_checks,
+        delete_preflight=redo_checks,
+    )
 
 
 def settled(kind: str, body: Obj) -> bool:

@@ -1,54 +1,37 @@
 """FineTuneJob status as a pure function of the object, what was observed, and the time.
 
 The phase comes from the Job first (terminal conditions, suspension), then from its pods
-(scheduling, image pulls, running). Every non-happy phase has a reason and a message that says
-what to change. `progress` and `result` belong to the trainer: they are carried over untouched.
+(scheduling, image pulls, running); before the Job exists, from the preflight Job and its pod.
+Every non-happy phase has a reason and a message that says what to change. `progress` and `result`
+belong to the trainer: they are carried over untouched.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from kubetune.api.problems import Problem
 from kubetune.api.v1alpha1.common import LocalObjectRef
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, ResolvedInputs, TrainResult
-from kubetune.api.v1alpha1.pod_contract import FINETUNEJOB_TRAINER_FIELDS, TRAINER_CONTAINER
-from kubetune.api.v1alpha1.trainer_config import CONFIG_ERROR_EXIT_CODE
+from kubetune.api.v1alpha1.pod_contract import FINETUNEJOB_TRAINER_FIELDS
+from kubetune.api.v1alpha1.preflight import PreflightReport
 from kubetune.decisions.conditions import Conditions, Status, Verdict, timestamp
 from kubetune.decisions.health import GATE_FAILED, health_conditions
 from kubetune.decisions.observed import (
     Obj,
     Observed,
     adapter_artifact_uri,
-    counted_failure,
-    creation_order,
     failed_tries,
     gate_failure,
     is_active,
     job_condition,
-    pod_condition,
     reward_adapter,
-    terminated,
-    waiting_reason,
 )
+from kubetune.decisions.pods import blocked, config_error, exit_detail, last_failed, secret_not_found
+from kubetune.decisions.preflight import Gate, gate, preflight_passed, preflight_verdict
 from kubetune.decisions.queueing import queued
 
 TERMINAL = ("Succeeded", "Failed")
-IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
-
-
-MISSING_SECRET = re.compile(r'secret "([^"]+)" not found', re.IGNORECASE)
-"""The kubelet's CreateContainerConfigError message for a secretKeyRef to a Secret that does not exist."""
-
-
-def secret_not_found(names: str) -> Verdict:
-    return Verdict(
-        "Pending",
-        "SecretNotFound",
-        f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
-        "or remove the reference; the run starts as soon as it exists",
-    )
 
 
 def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
@@ -83,31 +66,12 @@ def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
     return None
 
 
-def _last_failed(pods: tuple[Obj, ...]) -> Obj | None:
-    failed = [p for p in pods if counted_failure(p)]
-    return max(failed, key=creation_order) if failed else None
-
-
-def _exit_detail(pod: Obj | None) -> tuple[int | None, str, str]:
-    """(exit code, reason, one-line termination message) of the trainer container."""
-    done = terminated(pod, TRAINER_CONTAINER) if pod else None
-    if not done:
-        return None, "", ""
-    message = str(done.get("message") or "").strip()
-    lines = [line for line in message.splitlines() if line.strip()]
-    return done.get("exitCode"), str(done.get("reason") or ""), (lines[-1] if lines else "")
-
-
 def failure(ftj: FineTuneJob, observed: Observed, job_reason: str, job_message: str) -> Verdict:
     """Why the Job failed, from its condition and the last trainer container that was not disrupted."""
-    pod = _last_failed(observed.pods)
-    code, reason, message = _exit_detail(pod)
-    if code == CONFIG_ERROR_EXIT_CODE or (job_reason == "PodFailurePolicy" and code is None):
-        return Verdict(
-            "Failed",
-            "ConfigError",
-            (message or job_message) + " (fix the spec or the data; config errors are not retried)",
-        )
+    found = config_error(observed.pods, job_reason, job_message)
+    if found is not None:
+        return found
+    code, reason, message = exit_detail(last_failed(observed.pods))
     if job_reason == "DeadlineExceeded":
         return Verdict(
             "Failed",
@@ -135,31 +99,11 @@ def failure(ftj: FineTuneJob, observed: Observed, job_reason: str, job_message: 
 
 def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
     """An active Job: blocked pods first (they need the user), then how many trainers run."""
+    found = blocked(ftj, observed.pods)
+    if found is not None:
+        return found
     nodes = ftj.spec.resources.nodes
     active = [p for p in observed.pods if is_active(p)]
-    for pod in active:
-        waiting = waiting_reason(pod)
-        if waiting and waiting[0] in IMAGE_PULL:
-            image = ftj.spec.image or "the operator's trainer image"
-            return Verdict(
-                "Pending",
-                "ImagePullBackOff",
-                f"cannot pull {image}: {waiting[1] or waiting[0]}; check spec.image, the registry and imagePullSecrets",
-            )
-        if waiting and waiting[0] == "CreateContainerConfigError":
-            missing = MISSING_SECRET.search(waiting[1] or "")
-            if missing:
-                return secret_not_found(missing.group(1))
-            return Verdict("Pending", "CreateContainerConfigError", waiting[1] or "the pod cannot be configured")
-    for pod in active:
-        scheduled = pod_condition(pod, "PodScheduled")
-        if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-            return Verdict(
-                "Pending",
-                "Unschedulable",
-                f"{scheduled.get('message') or 'no node fits the pod'}: request fewer GPUs (resources.gpus), "
-                "or check resources.gpuProduct, nodeSelector and tolerations",
-            )
     running = [p for p in active if p.get("status", {}).get("phase") == "Running"]
     if running and len(running) >= nodes:
         return Verdict("Running", "Training", f"{len(running)}/{nodes} trainer pod(s) running")
@@ -171,10 +115,14 @@ def _pod_verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
     return Verdict("Pending", "Creating", "waiting for the Job controller to create the trainer pods")
 
 
-def verdict(ftj: FineTuneJob, observed: Observed) -> Verdict:
+def verdict(ftj: FineTuneJob, observed: Observed, checks: Gate) -> Verdict:
     job = observed.job
     if job is None:
-        return missing_inputs(ftj, observed) or Verdict("Pending", "Creating", "creating the training Job")
+        return (
+            missing_inputs(ftj, observed)
+            or preflight_verdict(ftj, observed, checks)
+            or Verdict("Pending", "Creating", "creating the training Job")
+        )
     if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
         return Verdict("Succeeded", "Completed", "training finished")
     failed = job_condition(job, "Failed") or job_condition(job, "FailureTarget")
@@ -253,7 +201,8 @@ def compute_status(
     conflict: str | None = None,
 ) -> FineTuneJobStatus:
     previous = ftj.status or FineTuneJobStatus()
-    found = verdict(ftj, observed)
+    checks = gate(ftj, observed)
+    found = verdict(ftj, observed, checks)
     job = observed.job
     return _build(
         previous,
@@ -265,6 +214,8 @@ def compute_status(
         job_name=job_name if job is not None else previous.job_name,
         adapter_ref=adapter_ref,
         attempts_now=attempts(job, observed.pods, found.phase, previous.attempts),
+        preflight=preflight_passed(checks, found),
+        report=checks.report if checks.open and checks.report is not None else previous.preflight,
     )
 
 
@@ -285,6 +236,8 @@ def invalid_status(
         job_name=before.job_name,
         adapter_ref=None,
         attempts_now=before.attempts,
+        preflight=("Unknown", "InvalidSpec", "the spec is not valid, so it was not checked"),
+        report=before.preflight,
     )
 
 
@@ -299,6 +252,8 @@ def _build(
     job_name: str | None,
     adapter_ref: str | None,
     attempts_now: int,
+    preflight: tuple[Status, str, str],
+    report: PreflightReport | None,
 ) -> FineTuneJobStatus:
     phase = found.phase
     start = previous.start_time
@@ -314,6 +269,7 @@ def _build(
         book.flag("Succeeded", phase == "Succeeded", found),
         book.flag("Failed", phase == "Failed", found),
         book.flag("Suspended", phase in ("Suspended", "Queued"), found),
+        book.make("PreflightPassed", *preflight),
         book.make("Validated", *validated(result)),
     ]
     resolved = previous.resolved
@@ -330,6 +286,7 @@ def _build(
             "completion_time": done,
             "resolved": resolved,
             "adapter_ref": LocalObjectRef(name=adapter_ref) if adapter_ref else previous.adapter_ref,
+            "preflight": report,
             "reason": outcome.reason,
             "message": outcome.message[:2048],
         }

@@ -47,11 +47,17 @@ def observe_finetunejob(
     claims: list[str],
     *,
     check_secrets: bool = True,
+    preflight_job_name: str | None = None,
 ) -> Observed:
     """`check_secrets=False` (no RBAC on Secrets) leaves a missing Secret to the pod: SecretNotFound from its
-    CreateContainerConfigError instead of before the Job exists."""
+    CreateContainerConfigError instead of before the Job exists. The preflight Job is read when named: while
+    status holds no passed check of the spec as it is."""
     namespace = ftj.metadata.namespace or "default"
     job, pods = job_and_pods(kube, namespace, job_name)
+    preflight_job: Obj | None = None
+    preflight_pods: tuple[Obj, ...] = ()
+    if preflight_job_name is not None:
+        preflight_job, preflight_pods = job_and_pods(kube, namespace, preflight_job_name)
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
     if job is None or not any(p.get("status", {}).get("phase") == "Running" for p in pods):
@@ -78,4 +84,6 @@ def observe_finetunejob(
         adapter=adapter,
         reward_adapter=kube.get(path("Adapter", namespace, reward)) if reward else None,
         workload=workload,
+        preflight_job=preflight_job,
+        preflight_pods=preflight_pods,
     )

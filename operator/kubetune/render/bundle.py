@@ -2,20 +2,32 @@
 
 Identity and config come before the Job so the first pod never starts without its ServiceAccount,
 Role or trainer.json; the Service comes before the Job so index 0's DNS name exists at rendezvous.
+
+The preflight Job comes first of all (`preflight_bundle`): the trainer image in `--preflight` mode in
+a CPU pod. It reads the run's own ConfigMap (it checks exactly the document the training pods will
+read) and runs under the run's ServiceAccount (its image pull Secrets and cloud identity) without a
+token. It requests no GPU and carries no Kueue label, so it never waits in the GPU queue, and it
+mounts only the claims of its inputs, read-only (the output claim stays free for the training pod).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from kubetune.api.problems import validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
+from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_COMPONENT, PREFLIGHT_FLAG, REWARD_MODEL_URI_ENV
+from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
 from kubetune.render.trainer_config import checkpoint_storage, pvc_claims, trainer_config
 from kubetune.settings import OperatorSettings
+
+PREFLIGHT_BACKOFF_LIMIT = 1
+"""One retry: a download that failed for the network gets a second chance, a config error (78) none."""
+PREFLIGHT_SHARED_MEMORY = "256Mi"
 
 
 def job_suspend(ftj: FineTuneJob, current: bool | None) -> bool:
@@ -72,8 +84,55 @@ def training_pod_plan(
     )
 
 
+def preflight_pod_plan(ftj: FineTuneJob, settings: OperatorSettings) -> job.PodPlan:
+    """The training pod's plan and placement without GPUs, queue, rendezvous or API access, with its own limits."""
+    spec = ftj.spec
+    train = training_pod_plan(ftj, settings, suspend=False)
+    single = {"strategy": "single", "launcher": "python", "nodes": 1, "processes_per_node": 1, "world_size": 1}
+    return replace(
+        train,
+        job_name=names.preflight_job_name(ftj.metadata.name or "", spec_digest(spec)),
+        component=PREFLIGHT_COMPONENT,
+        runtime=train.runtime.model_copy(update=single),
+        pvc_claims=pvc_claims([spec.base_model.to_wire(), spec.dataset.to_wire()]),
+        gpus=0,
+        cpu=settings.preflight_cpu,
+        memory=settings.preflight_memory,
+        shared_memory=PREFLIGHT_SHARED_MEMORY,
+        node_selector=dict(spec.resources.node_selector),
+        queue_name=None,
+        workload_priority_class=None,
+        service_name=None,
+        suspend=False,
+        backoff_limit=PREFLIGHT_BACKOFF_LIMIT,
+        active_deadline_seconds=settings.preflight_deadline_seconds,
+        extra_env={},
+        arguments=(PREFLIGHT_FLAG,),
+        api_access=False,
+    )
+
+
 def owner_of(ftj: FineTuneJob) -> Owner:
     return Owner("FineTuneJob", ftj.metadata.name or "", ftj.metadata.namespace or "default", ftj.metadata.uid)
+
+
+def run_identity(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
+    """ServiceAccount, Role, RoleBinding and the ConfigMap: shared by the preflight and the training pods."""
+    owner = owner_of(ftj)
+    account = names.job_name(owner.name)
+    annotations = {
+        **settings.service_account_annotations_for(owner.namespace),
+        **ftj.spec.service_account_annotations,
+    }
+    return [
+        *rbac.identity(account, owner, annotations, settings.image_pull_secrets),
+        configmap.config_map(account, owner, trainer_config(ftj, settings)),
+    ]
+
+
+def preflight_bundle(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
+    """What the run needs before its checks pass: its identity and ConfigMap, then the preflight Job."""
+    return [*run_identity(ftj, settings), job.job(preflight_pod_plan(ftj, settings), settings)]
 
 
 def bundle(
@@ -87,28 +146,24 @@ def bundle(
     `reward_model_uri` is the resolved artifact of an rlhf reward Adapter (the cluster knows it;
     `kubetune render` of a file does not, and then the variable is left out).
     """
-    owner = owner_of(ftj)
     plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), reward_model_uri)
-    annotations = {
-        **settings.service_account_annotations_for(owner.namespace),
-        **ftj.spec.service_account_annotations,
-    }
-    out = [
-        *rbac.identity(plan.service_account, owner, annotations, settings.image_pull_secrets),
-        configmap.config_map(plan.config_map, owner, trainer_config(ftj, settings)),
-    ]
+    out = run_identity(ftj, settings)
     if plan.service_name:
-        out.append(service.headless_service(plan.service_name, owner, plan.job_name, settings.rendezvous_port))
+        out.append(service.headless_service(plan.service_name, owner_of(ftj), plan.job_name, settings.rendezvous_port))
     out.append(job.job(plan, settings))
     return out
 
 
 def render_bundle(document: dict[str, Any], settings: OperatorSettings) -> list[dict[str, Any]]:
-    """For `kubetune render FILE`: validate a FineTuneJob document and return its children.
+    """For `kubetune render FILE`: validate a FineTuneJob document and return its children, the preflight
+    Job (unless `spec.preflight.enabled` is false) before the training Job.
 
     Raises InvalidResourceError (with one actionable line per problem) for a bad document.
     """
     ftj, problems = validate(FineTuneJob, document)
     if ftj is None:
         raise InvalidResourceError("FineTuneJob", problems)
-    return bundle(ftj, settings)
+    children = bundle(ftj, settings)
+    if not ftj.spec.preflight.enabled:
+        return children
+    return [*children[:-1], job.job(preflight_pod_plan(ftj, settings), settings), children[-1]]

@@ -63,15 +63,19 @@ class PodPlan:
     active_deadline_seconds: int | None = None
     pod_annotations: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    arguments: tuple[str, ...] = ()
+    """Appended to the trainer's command line (the preflight pod's `--preflight`)."""
+    api_access: bool = True
+    """Mount a ServiceAccount token: the trainer writes status with it; the preflight pod never talks to the API."""
 
 
-def launcher_command(runtime: RuntimeSettings, rendezvous_port: int) -> list[str]:
+def launcher_command(runtime: RuntimeSettings, rendezvous_port: int, arguments: tuple[str, ...] = ()) -> list[str]:
     """One process per GPU: plain python, the DeepSpeed launcher on one node, torchrun otherwise.
 
     A launcher runs under `kubetune_trainer.launch` (PID 1), which hands SIGTERM to the trainer processes and
     exits with the codes the pod failure policy reads (the launchers themselves exit 1 for everything).
     """
-    tail = ["-m", TRAINER_MODULE, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]
+    tail = ["-m", TRAINER_MODULE, "--config", f"{CONFIG_DIR}/{CONFIG_FILE}", *arguments]
     if runtime.launcher == "python":
         return ["python", *tail]
     supervised = ["python", "-m", LAUNCH_MODULE, "--"]
@@ -177,7 +181,7 @@ def _container(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
         "name": TRAINER_CONTAINER,
         "image": plan.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": launcher_command(plan.runtime, settings.rendezvous_port),
+        "command": launcher_command(plan.runtime, settings.rendezvous_port, plan.arguments),
         "env": _env(plan, settings),
         "ports": [{"name": "metrics", "containerPort": settings.trainer_metrics_port, "protocol": "TCP"}],
         "volumeMounts": mounts,
@@ -206,7 +210,7 @@ def _pod_spec(plan: PodPlan, settings: OperatorSettings) -> dict[str, Any]:
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": plan.runtime.termination_grace_seconds,
         "serviceAccountName": plan.service_account,
-        "automountServiceAccountToken": True,
+        "automountServiceAccountToken": plan.api_access,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": settings.run_as_user,

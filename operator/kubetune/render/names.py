@@ -46,6 +46,12 @@ def job_name(owner: str) -> str:
     return dns_label(owner, "train", max_length=JOB_NAME_MAX)
 
 
+def preflight_job_name(owner: str, spec_digest: str) -> str:
+    """One preflight Job per version of the spec (a Job's pod template is immutable; an edited spec before
+    the run starts gets its own check): the digest's first 8 hex digits tell them apart."""
+    return dns_label(owner, "preflight", spec_digest.removeprefix("sha256:")[:8], max_length=JOB_NAME_MAX)
+
+
 def merge_job_name(adapter: str) -> str:
     return dns_label(adapter, "merge", max_length=JOB_NAME_MAX)
 

@@ -78,6 +78,9 @@ def test_queued_while_the_quota_is_used_and_admitted_when_it_frees(
 
     status = queued_because(cluster, "next", "WaitingForAdmission", "insufficient unused quota for nvidia.com/gpu")
     assert queue in status["message"]
+    (checked,) = cluster.list("Job", "app.kubernetes.io/component=preflight,kubetune.io/job=next")
+    assert true(checked, "Complete"), "the preflight ran while the GPU quota was used up: it is not queued"
+    assert not [k for k in checked["metadata"]["labels"] if k.startswith("kueue.x-k8s.io/")]
     job = cluster.get("Job", "next-train")
     assert job["spec"]["suspend"] is True
     assert cluster.pods("next-train") == []

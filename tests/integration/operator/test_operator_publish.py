@@ -86,7 +86,7 @@ def test_restart_mid_flight_no_duplicates(operator: Any, cluster: Any, ftj_facto
     operator.stop()
     operator.start()  # a second restart changes nothing
     wait_until("a resync", lambda: True)
-    assert len(cluster.list("Job", "kubetune.io/job=restart")) == 1
+    assert len(cluster.list("Job", "kubetune.io/job=restart,app.kubernetes.io/component!=preflight")) == 1
     assert len(cluster.list("Adapter")) == 1
     assert cluster.status("restart")["phase"] == "Succeeded"
 

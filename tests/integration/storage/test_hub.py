@@ -1,4 +1,4 @@
-"""hf:// against a local stand-in for the Hugging Face Hub (`support.hub_server`): the trainer downloads its base
+"""hf:// against a local stand-in for the Hugging Face Hub (`support.local_hub`): the trainer downloads its base
 model and an hf://datasets/... dataset, trains, and pushes the adapter with a model card in one commit that its
 result pins; a token that cannot write fails before any data is read; `kubetune estimate` reads an hf:// config.
 
@@ -23,7 +23,7 @@ from kubetune_trainer.data.uris import resolve
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.manifest import read_manifest
 from kubetune_trainer.pipeline import run
-from support.hub_server import LocalHub, running_hub
+from support.local_hub import LocalHub, running_hub
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.trainer]

@@ -108,6 +108,14 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         spec(objective={"type": "rlhf"}, format="messages"),
     ),
     "objective sft cannot use preference": (spec(format="messages"), spec(format="kto")),
+    "preflight.gpuMemory is only read by the memory check": (
+        {"memoryCheck": "warn", "gpuMemory": "80Gi"},
+        {"memoryCheck": "off", "gpuMemory": "80Gi"},
+    ),
+    "preflight.gpuMemory is the memory of one GPU": (
+        spec(resources={"gpus": 1}, preflight={"gpuMemory": "24Gi"}),
+        spec(resources={"gpus": 0}, preflight={"gpuMemory": "24Gi"}),
+    ),
     "method qlora cannot be sharded": (
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 2, "offload": "none"}),
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 3, "offload": "none"}),

@@ -20,6 +20,9 @@ from kubetune.controllers.finetunejob import reconcile_finetunejob
 from kubetune.k8s.interface import path
 from kubetune.settings import OperatorSettings
 from support.fake_kube import JOB_CONTROLLER, FakeKube
+from support.preflight_pod import SUMMARY
+from support.preflight_pod import finish_preflight as play_preflight
+from support.preflight_pod import preflight_job as support_preflight_job
 
 pytestmark = pytest.mark.unit
 
@@ -68,6 +71,22 @@ def complete(kube: FakeKube, job: str) -> None:
     kube.apply_status("Pod", NS, f"{job}-abcde", {"phase": "Succeeded"}, "kubelet")
 
 
+def preflight_job(kube: FakeKube, name: str = "j") -> str:
+    return support_preflight_job(kube, NS, name)
+
+
+def finish_preflight(kube: FakeKube, name: str = "j", **outcome: Any) -> str:
+    return play_preflight(kube, NS, name, **outcome)
+
+
+def created(kube: FakeKube, name: str = "j") -> Any:
+    """A new run, through its preflight check up to its training Job."""
+    kube.create(path("FineTuneJob", NS), finetunejob(name))
+    reconcile(kube, name)
+    finish_preflight(kube, name)
+    return reconcile(kube, name)
+
+
 @pytest.fixture
 def kube() -> FakeKube:
     return FakeKube()
@@ -76,6 +95,13 @@ def kube() -> FakeKube:
 def test_a_new_run_gets_its_children_and_a_pending_status(kube: FakeKube) -> None:
     kube.create(path("FineTuneJob", NS), finetunejob())
     outcome = reconcile(kube)
+    checking = status(kube)
+    assert (checking["phase"], checking["reason"]) == ("Pending", "Preflight")
+    assert kube.stored("Job", NS, "j-train") is None, "no GPU Job before the preflight passed"
+    assert kube.stored("Job", NS, preflight_job(kube)) is not None
+    assert (outcome.before, outcome.after, outcome.method) == (None, "Pending", "lora")
+    finish_preflight(kube)
+    reconcile(kube)
     for kind in CHILDREN:
         child = kube.stored(kind, NS, "j-train")
         assert child is not None, kind
@@ -84,9 +110,10 @@ def test_a_new_run_gets_its_children_and_a_pending_status(kube: FakeKube) -> Non
     assert kube.stored("Job", NS, "j-train")["spec"]["suspend"] is False
     assert (status(kube)["phase"], status(kube)["reason"]) == ("Pending", "Creating")
     assert status(kube)["observedGeneration"] == 1
-    assert (outcome.before, outcome.after, outcome.method) == (None, "Pending", "lora")
-    assert [e["reason"] for e in kube.events(NS)] == ["Creating"]
-    assert kube.status_owners("FineTuneJob", NS, "j")[OPERATOR_FIELD_MANAGER] >= {"phase", "conditions"}
+    assert status(kube)["preflight"]["summary"] == SUMMARY
+    assert conditions(kube.stored("FineTuneJob", NS, "j"))["PreflightPassed"] == ("True", "Passed")
+    assert [e["reason"] for e in kube.events(NS)] == ["Preflight", "Creating"]
+    assert kube.status_owners("FineTuneJob", NS, "j")[OPERATOR_FIELD_MANAGER] >= {"phase", "conditions", "preflight"}
 
 
 def test_a_second_reconcile_of_an_unchanged_world_writes_nothing(kube: FakeKube) -> None:
@@ -95,11 +122,15 @@ def test_a_second_reconcile_of_an_unchanged_world_writes_nothing(kube: FakeKube)
     writes = len(kube.writes)
     reconcile(kube)
     assert kube.writes[writes:] == []
+    finish_preflight(kube)
+    reconcile(kube)
+    writes = len(kube.writes)
+    reconcile(kube)
+    assert kube.writes[writes:] == []
 
 
 def test_observed_pods_move_the_phase_and_the_trainers_fields_stay_its_own(kube: FakeKube) -> None:
-    kube.create(path("FineTuneJob", NS), finetunejob())
-    reconcile(kube)
+    created(kube)
     start_pod(kube, "j-train")
     kube.trainer_reports("FineTuneJob", NS, "j", {"progress": {"step": 5, "totalSteps": 10, "percent": 50}})
     outcome = reconcile(kube)
@@ -111,12 +142,14 @@ def test_observed_pods_move_the_phase_and_the_trainers_fields_stay_its_own(kube:
     owners = kube.status_owners("FineTuneJob", NS, "j")
     assert owners[TRAINER_FIELD_MANAGER] == {"progress"}
     assert not owners[OPERATOR_FIELD_MANAGER] & {"progress", "result"}
-    assert [e["reason"] for e in kube.events(NS)] == ["Creating", "Training"]
+    assert [e["reason"] for e in kube.events(NS)] == ["Preflight", "Creating", "Training"]
 
 
 def run_to_success(kube: FakeKube, name: str, result: dict[str, Any], **spec: Any) -> None:
     """A run from creation to a completed Job whose trainer reported `result`, one reconcile per step."""
     kube.create(path("FineTuneJob", NS), finetunejob(name, **spec))
+    reconcile(kube, name)
+    finish_preflight(kube, name)
     reconcile(kube, name)
     start_pod(kube, f"{name}-train")
     reconcile(kube, name)
@@ -151,8 +184,7 @@ def test_success_publishes_the_adapter_whose_status_the_adapter_controller_write
 
 def test_a_result_whose_write_never_landed_is_recovered_from_the_termination_message(kube: FakeKube) -> None:
     """The trainer exited 0 with the result in its termination message, but no status write of it landed."""
-    kube.create(path("FineTuneJob", NS), finetunejob())
-    reconcile(kube)
+    created(kube)
     start_pod(kube, "j-train")
     kube.trainer_reports("FineTuneJob", NS, "j", {"progress": {"step": 10, "totalSteps": 10}})
     reconcile(kube)
@@ -204,21 +236,30 @@ def test_a_missing_secret_waits_without_children_until_it_exists(kube: FakeKube)
     assert [(e["type"], e["reason"]) for e in kube.events(NS)] == [("Warning", "SecretNotFound")]
     kube.create(path("Secret", NS), {"metadata": {"name": "hf-token"}, "data": {"token": "czNjcjN0"}})
     reconcile(kube)
-    env = kube.stored("Job", NS, "j-train")["spec"]["template"]["spec"]["containers"][0]["env"]
-    token = next(e for e in env if e["name"] == "KUBETUNE_MODEL_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
+    job = finish_preflight(kube)
+    reconcile(kube)
+    for name in (job, "j-train"):  # the preflight pod downloads the config of a gated model too
+        env = kube.stored("Job", NS, name)["spec"]["template"]["spec"]["containers"][0]["env"]
+        token = next(e for e in env if e["name"] == "KUBETUNE_MODEL_TOKEN")
+        assert token["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "token"}
     assert "czNjcjN0" not in str(kube.stored("FineTuneJob", NS, "j"))
 
 
 def test_a_spec_change_before_the_start_recreates_the_job(kube: FakeKube) -> None:
-    """A queued Job's pod template is immutable: it is deleted, and the next reconcile creates the new one."""
+    """A queued Job's pod template is immutable: it is deleted, and the new spec is checked and gets its Job."""
     kube.create(path("FineTuneJob", NS), finetunejob(resources={"gpus": 1, "queueName": "team"}))
+    reconcile(kube)
+    first = finish_preflight(kube)
     reconcile(kube)
     assert kube.stored("Job", NS, "j-train")["spec"]["suspend"] is True
     assert status(kube)["phase"] == "Queued"
     kube.merge_patch(path("FineTuneJob", NS, "j"), {"spec": {"resources": {"gpus": 2}}}, field_manager="kubectl")
     reconcile(kube)
     assert kube.stored("Job", NS, "j-train") is None
+    reconcile(kube)
+    assert kube.stored("Job", NS, "j-train") is None
+    assert preflight_job(kube) != first, "the edited spec is checked by its own preflight Job"
+    finish_preflight(kube)
     reconcile(kube)
     job = kube.stored("Job", NS, "j-train")
     limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -243,6 +284,8 @@ def test_an_adapter_of_another_run_is_not_overwritten(kube: FakeKube) -> None:
         "FineTuneJob", NS, "j", {"result": {"artifactUri": "s3://o/j/", "sha256": SHA, "sizeBytes": 1}}
     )
     reconcile(kube)
+    finish_preflight(kube)
+    reconcile(kube)
     start_pod(kube, "j-train")
     complete(kube, "j-train")
     reconcile(kube)
@@ -252,8 +295,7 @@ def test_an_adapter_of_another_run_is_not_overwritten(kube: FakeKube) -> None:
 
 
 def test_a_deleted_run_is_not_reconciled(kube: FakeKube) -> None:
-    kube.create(path("FineTuneJob", NS), finetunejob())
-    reconcile(kube)
+    created(kube)
     kube.delete(path("FineTuneJob", NS, "j"))
     assert kube.stored("Job", NS, "j-train") is None  # children follow through their owner reference
     assert reconcile(kube) is None
@@ -308,8 +350,8 @@ def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
     prompts = {"train": {"uri": "s3://d/prompts.jsonl"}, "format": "prompt"}
     kube.create(path("FineTuneJob", NS), finetunejob("rl", objective=rlhf, dataset=prompts))
     reconcile(kube, "rl")
-    assert (kube.stored("Job", NS, "rl-train") is not None) is usable
+    assert (kube.stored("Job", NS, preflight_job(kube, "rl")) is not None) is usable
     waiting = status(kube, "rl")
-    assert (waiting["phase"], waiting["reason"]) == ("Pending", "Creating" if usable else "AdapterGateFailed")
+    assert (waiting["phase"], waiting["reason"]) == ("Pending", "Preflight" if usable else "AdapterGateFailed")
     if not usable:
         assert MISSED in waiting["message"]

@@ -75,7 +75,8 @@ def test_the_runtime_registry_reaches_each_kinds_controller() -> None:
     assert runtime.resync is not None
     assert runtime.resync.reconcilers is runtime.reconcilers
     runtime.reconcilers["FineTuneJob"]("ml", "j")
-    assert kube.stored("Job", "ml", "j-train") is not None
+    (created,) = kube.list(path("Job", "ml"))
+    assert created["metadata"]["labels"]["app.kubernetes.io/component"] == "preflight"  # the first child Job
     assert metrics.REGISTRY.get_sample_value("kubetune_finetunejobs", {"namespace": "ml", "phase": "Pending"}) == 1
     metrics.FINETUNEJOB_PHASES.set("ml", "j", None)
 

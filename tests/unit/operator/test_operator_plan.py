@@ -37,7 +37,11 @@ def ftj(status: dict[str, Any] | None = None, generation: int = 1, **spec: Any) 
 def test_waits_for_inputs_before_creating_anything() -> None:
     decided = plan(ftj(), Observed(missing_secrets=("hf",)), "j")
     assert not decided.apply_children
-    assert plan(ftj(), Observed(), "j").apply_children
+    assert not decided.apply_preflight
+    fresh = plan(ftj(), Observed(), "j")
+    assert fresh.apply_preflight, "the preflight Job comes first"
+    assert not fresh.apply_children
+    assert plan(ftj(preflight={"enabled": False}), Observed(), "j").apply_children
 
 
 def test_finished_runs_are_not_recreated() -> None:
@@ -89,7 +93,7 @@ def test_unknown_reward_adapter_waits_with_a_condition() -> None:
     not_ready = {"spec": {"artifact": {"uri": "s3://rm/"}}, "status": {"phase": "Pending"}}
     assert compute_status(model, Observed(reward_adapter=not_ready), NOW, "j").reason == "AdapterNotReady"
     ready = {"spec": {"artifact": {"uri": "pvc://models/rm/"}}, "status": {"phase": "Ready"}}
-    assert plan(model, Observed(reward_adapter=ready), "j").apply_children
+    assert plan(model, Observed(reward_adapter=ready), "j").apply_preflight
 
 
 @pytest.mark.parametrize(

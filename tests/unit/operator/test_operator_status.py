@@ -87,7 +87,7 @@ def cond(status: FineTuneJobStatus, kind: str) -> tuple[str, str, str]:
 
 
 CASES: list[tuple[str, FineTuneJob, Observed, str, str, str]] = [
-    ("no job yet", ftj(), Observed(), "Pending", "Creating", "creating"),
+    ("no job yet", ftj(), Observed(), "Pending", "Preflight", "checking the spec"),
     ("missing secret", ftj(), Observed(missing_secrets=("hf-token",)), "Pending", "SecretNotFound", "hf-token"),
     ("missing pvc", ftj(), Observed(missing_pvcs=("data",)), "Pending", "PVCNotFound", "data"),
     ("no pods yet", ftj(), Observed(job=job(active=1)), "Pending", "Creating", "Job controller"),
@@ -489,10 +489,10 @@ def test_a_reward_adapter_its_gate_rejected_is_never_used(
     model = ftj(**RLHF)
     observed = Observed(reward_adapter=reward_adapter(gate, phase))
     assert (adapter_artifact_uri(observed.reward_adapter) is not None) is usable
-    assert plan(model, observed, "j").apply_children is usable
+    assert plan(model, observed, "j").apply_preflight is usable
     status = compute_status(model, observed, NOW, "j")
     if usable:
-        assert status.reason == "Creating"
+        assert status.reason == "Preflight"
         return
     assert (status.phase, status.reason) == ("Pending", reason)
     if reason == "AdapterGateFailed":

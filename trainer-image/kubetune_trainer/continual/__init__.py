@@ -111,12 +111,8 @@ def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:
 def _prepped(ctx: RunContext, dataset: Any) -> Any:
     """Replay rows are trained on, so they pass the same dedup, PII, license and length rules as train."""
     from kubetune_trainer.data.prep import prepare_from_spec
+    from kubetune_trainer.data.prep_rows import TokenLengths
 
-    tokenizer = ctx.tokenizer
-
-    def token_length(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=True)["input_ids"])
-
-    result = prepare_from_spec(dataset, ctx.spec.dataset.prep, token_length=token_length)
+    result = prepare_from_spec(dataset, ctx.spec.dataset.prep, lengths=TokenLengths(ctx.tokenizer))
     log.info("replay data: %s", result.report.summary())
     return result.dataset

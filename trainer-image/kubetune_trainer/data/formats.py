@@ -159,7 +159,9 @@ def row_sequences(row: Mapping[str, Any]) -> list[str]:
 
 def row_text(row: Mapping[str, Any]) -> str:
     """All the text of one normalised row, each field once: the key for dedup and the empty check."""
-    parts = [_render_value(row.get(c)) for c in ("text", "messages", "prompt", "completion", "chosen", "rejected")]
+    parts = [
+        _render_value(row[c]) for c in ("text", "messages", "prompt", "completion", "chosen", "rejected") if c in row
+    ]
     return "\n".join(p for p in parts if p)
 
 

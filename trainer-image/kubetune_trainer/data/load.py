@@ -5,6 +5,8 @@ The on-disk layout decides the reader: `*.jsonl`/`*.json` and `*.parquet` files 
 and any other directory (a hub snapshot, a folder of shards) through `datasets`' data-file inference.
 Arrow caches go under the caller's cache directory so a second job does not re-parse or re-download.
 The digest (sha256 over the source files) is what the operator records as `status.resolved.datasetDigest`.
+A directory's dataset card (`README.md` with YAML metadata, as every hub dataset has) is read for its
+`license`, which prep applies to rows that carry no license of their own.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "detect_source_kind",
     "load_dataset_path",
     "load_dataset_uri",
+    "read_card_license",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ class LoadedDataset:
     path: Path
     digest: str
     revision: str | None = None
+    card_license: str | None = None
+    """The `license` of the dataset card, if the source is a directory with one (hub datasets are)."""
 
 
 def detect_source_kind(path: Path) -> SourceKind:
@@ -118,6 +123,20 @@ def dataset_digest(path: Path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def read_card_license(path: Path) -> str | None:
+    """The card's `license` as one SPDX expression (a list means all of them apply), or None without a card."""
+    from huggingface_hub import DatasetCard
+
+    card_path = path / "README.md"
+    if not path.is_dir() or not card_path.is_file():
+        return None
+    value = DatasetCard.load(card_path).data.to_dict().get("license")
+    if isinstance(value, list):
+        names = [str(v).strip() for v in value if str(v).strip()]
+        return " AND ".join(f"({n})" if " " in n else n for n in names) or None
+    return str(value).strip() or None if value is not None else None
+
+
 def load_dataset_uri(
     uri: str | Uri,
     *,
@@ -133,5 +152,20 @@ def load_dataset_uri(
         raise UriError(f"{source.uri} does not exist (looked at {source.path})")
     dataset = load_dataset_path(source.path, split=split, cache_dir=cache_dir)
     digest = dataset_digest(source.path)
-    log.info("loaded %s: %d rows, columns %s, %s", source.uri, len(dataset), dataset.column_names, digest)
-    return LoadedDataset(dataset=dataset, uri=source.uri, path=source.path, digest=digest, revision=source.revision)
+    card_license = read_card_license(source.path)
+    log.info(
+        "loaded %s: %d rows, columns %s, %s%s",
+        source.uri,
+        len(dataset),
+        dataset.column_names,
+        digest,
+        f", card license {card_license}" if card_license else "",
+    )
+    return LoadedDataset(
+        dataset=dataset,
+        uri=source.uri,
+        path=source.path,
+        digest=digest,
+        revision=source.revision,
+        card_license=card_license,
+    )

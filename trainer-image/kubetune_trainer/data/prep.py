@@ -1,28 +1,33 @@
-"""Data prep (`spec.dataset.prep`): license allow-list, empty rows, PII, duplicates, length - one pass.
+"""Data prep (`spec.dataset.prep`): license allow-list, empty rows, PII, duplicates, length - in parallel.
 
-Runs on a normalised dataset (see `formats.normalize`) so it knows which columns hold text. Each row
-goes through the checks in the order that is cheapest and most correct: license and emptiness first
-(free), PII next (redaction can turn near-identical rows into identical ones), then dedup, then the
-length check (the tokenizer is the most expensive step, so it sees the fewest rows). Every removal
-is counted by reason in a `PrepReport`, which the caller saves with the artifacts and summarises in
-the job's result. If nothing is left, that is a config error carrying the counts.
+Runs on a normalised dataset (see `formats.normalize`) so it knows which columns hold text. Checks
+apply in the order that is cheapest and most correct: license and emptiness first, PII next (redaction
+can turn near-identical rows into identical ones), then dedup, then the length check. Everything that
+depends on one row only (`prep_rows.RowAnalyzer`: PII, MinHash, token counts) runs on `workers`
+processes over chunks of rows; this process applies the results in row order, since for duplicates
+the first occurrence is kept, and logs progress with rows/s. Every removal is counted by reason in a
+`PrepReport`. If nothing is left, that is a config error carrying the counts.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import multiprocessing
+import os
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import uuid
+from collections import Counter, deque
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from kubetune_trainer.data.dedup import ExactDeduplicator, NearDeduplicator
-from kubetune_trainer.data.formats import LICENSE_COLUMN, row_sequences, row_text
+from kubetune_trainer.data.formats import LICENSE_COLUMN
 from kubetune_trainer.data.licenses import LicensePolicy
-from kubetune_trainer.data.pii import ALL_KINDS, find_pii, redact
+from kubetune_trainer.data.prep_report import REMOVAL_REASONS, PrepReport
+from kubetune_trainer.data.prep_rows import ChunkResult, DedupMode, LengthFn, PiiAction, PrepSettings, RowAnalyzer
 from kubetune_trainer.errors import EmptyDataError
 
 if TYPE_CHECKING:
@@ -32,55 +37,32 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REMOVAL_REASONS",
-    "DedupMode",
-    "PiiAction",
     "PrepReport",
     "PrepResult",
+    "PrepSettings",
+    "available_cpus",
     "prepare",
     "prepare_from_spec",
+    "settings_from_spec",
 ]
 
 log = logging.getLogger(__name__)
 
-DedupMode = Literal["none", "exact", "near"]
-PiiAction = Literal["redact", "drop"]
-RemovalReason = Literal["license", "empty", "pii", "duplicate", "near_duplicate", "too_long"]
-REMOVAL_REASONS: tuple[RemovalReason, ...] = ("license", "empty", "pii", "duplicate", "near_duplicate", "too_long")
-TEXT_COLUMNS = ("text", "messages", "prompt", "completion", "chosen", "rejected")
-"""Columns whose strings are scanned for PII (after normalisation these hold all the model sees)."""
-
-
-@dataclass
-class PrepReport:
-    """What prep did: rows in and out, removals by reason, PII findings by kind, and the settings used."""
-
-    rows_in: int = 0
-    rows_out: int = 0
-    removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REMOVAL_REASONS, 0))
-    pii_found: dict[str, int] = field(default_factory=dict)
-    """Findings by kind: replaced by a placeholder (action redact) or the cause of a drop (action drop)."""
-    rows_without_license: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for the artifact manifest and `status.result`)."""
-        return asdict(self)
-
-    def to_json(self) -> str:
-        """Stable, indented JSON (what `save` writes)."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-    def save(self, path: Path) -> None:
-        """Write the report as JSON next to the artifacts."""
-        Path(path).write_text(self.to_json() + "\n")
-
-    def summary(self) -> str:
-        """One line for logs and status, e.g. `prep: 1000 in, 940 out; removed duplicate=50 pii=10`."""
-        removed = " ".join(f"{k}={v}" for k, v in self.removed.items() if v)
-        found = " ".join(f"{k}={v}" for k, v in sorted(self.pii_found.items()))
-        line = f"prep: {self.rows_in} in, {self.rows_out} out; removed {removed or 'none'}"
-        return line + (f"; pii {found}" if found else "")
+CHUNK_ROWS = 2000
+ROWS_PER_WORKER = 20_000
+"""Below this many rows per worker, starting a process costs more than it saves."""
+NER_ROWS_PER_WORKER = 500
+LOG_INTERVAL_SECONDS = 10.0
+WORKER_PRELOAD = (
+    "datasets",
+    "rensa",
+    "re2",
+    "license_expression",
+    "detect_secrets.core.scan",
+    "kubetune_trainer.data.prep_rows",
+    "kubetune_trainer.data.pii",
+)
+"""Imported once by the forkserver (seconds each on a busy node) instead of once per worker."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +73,16 @@ class PrepResult:
     report: PrepReport
 
 
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a pod's CPU limit)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return cpus
+    return cpus if quota == "max" else max(1, min(cpus, int(quota) // int(period)))
+
+
 def prepare(
     dataset: Dataset,
     *,
@@ -98,178 +90,242 @@ def prepare(
     near_threshold: float = 0.85,
     pii_enabled: bool = False,
     pii_action: PiiAction = "redact",
+    pii_ner: bool = False,
+    ner_model: str | None = None,
     allowed_licenses: Collection[str] | None = None,
     declared_license: str | None = None,
+    card_license: str | None = None,
     max_seq_length: int | None = None,
-    token_length: Callable[[str], int] | None = None,
+    lengths: LengthFn | None = None,
+    length_unit: str | None = None,
     phone_regions: Sequence[str] = ("US",),
     keep_license_column: bool = False,
-    log_every: int = 10_000,
+    workers: int = 1,
 ) -> PrepResult:
     """Clean a normalised dataset; see the module docstring for the order of checks.
 
-    `max_seq_length` is measured with `token_length` (pass the tokenizer's length function so it is in
-    tokens, as in the spec); without one it counts characters. Rows over the limit are removed
-    (`too_long`) rather than truncated, so no example silently loses its answer. `allowed_licenses`
-    None disables the license check; a `declared_license` outside the list raises `LicenseError`
-    before any row is read.
+    `max_seq_length` is measured with `lengths` (a batch function: the tokenizer's, so it is in tokens
+    as in the spec, named by `length_unit`); without one it counts characters. Rows over the limit are
+    removed (`too_long`) rather than truncated, so no example silently loses its answer.
+    `allowed_licenses` None disables the license check; a `declared_license` outside the list raises
+    `LicenseError` before any row is read; `card_license` applies to rows without their own.
+    `workers` 0 means as many as `available_cpus()` allows for this many rows.
     """
+    settings = PrepSettings(
+        dedup=dedup,
+        near_threshold=near_threshold,
+        pii_enabled=pii_enabled,
+        pii_action=pii_action,
+        pii_ner=pii_enabled and pii_ner,
+        ner_model=ner_model,
+        phone_regions=tuple(phone_regions),
+        allowed_licenses=tuple(sorted(allowed_licenses)) if allowed_licenses is not None else None,
+        declared_license=declared_license,
+        card_license=card_license,
+        max_seq_length=max_seq_length,
+        length_unit=length_unit or ("tokens" if lengths is not None else "characters"),
+    )
+    return run_prep(dataset, settings, lengths=lengths, workers=workers, keep_license_column=keep_license_column)
+
+
+def run_prep(
+    dataset: Dataset,
+    settings: PrepSettings,
+    *,
+    lengths: LengthFn | None = None,
+    workers: int = 1,
+    keep_license_column: bool = False,
+) -> PrepResult:
+    """`prepare` with its settings already collected (what the cache keys on)."""
     started = time.monotonic()
-    settings: dict[str, Any] = {
-        "dedup": dedup,
-        "near_threshold": near_threshold if dedup == "near" else None,
-        "pii": {"enabled": pii_enabled, "action": pii_action} if pii_enabled else {"enabled": False},
-        "allowed_licenses": sorted(allowed_licenses) if allowed_licenses is not None else None,
-        "declared_license": declared_license,
-        "max_seq_length": max_seq_length,
-        "length_unit": "tokens" if token_length is not None else "characters",
-    }
-    report = PrepReport(rows_in=len(dataset), settings=settings)
+    report = PrepReport(rows_in=len(dataset), settings=settings.to_dict())
     if report.rows_in == 0:
         raise EmptyDataError("the dataset has no rows; check dataset.train.uri points at the right file")
-    policy = LicensePolicy(allowed_licenses, declared_license) if allowed_licenses is not None else None
-    deduplicator = _deduplicator(dedup, near_threshold)
-    measure = token_length or len
+    report.workers = _worker_count(workers, report.rows_in, settings)
+    if settings.allowed_licenses is not None:  # a refused declaration fails before any row is read
+        LicensePolicy(settings.allowed_licenses, settings.declared_license, settings.card_license)
+    deduplicator = _deduplicator(settings)
+    kept: list[int] = []
+    patches: dict[int, dict[str, Any]] = {}
     pii_found: Counter[str] = Counter()
-
-    output_columns = [c for c in dataset.column_names if keep_license_column or c != LICENSE_COLUMN]
-    kept: dict[str, list[Any]] = {c: [] for c in output_columns}
-    for index, source_row in enumerate(_rows(dataset), start=1):
-        row = source_row
-        reason = _check_row(row, report, policy)
-        if reason is None and pii_enabled:
-            row, found = _scan_pii(row, pii_action, phone_regions)
-            pii_found.update(found)
-            if found and pii_action == "drop":
-                reason = "pii"
-        if reason is None and deduplicator is not None:
-            reason = deduplicator.check(row_text(row))
-        if reason is None and max_seq_length is not None and _longest(row, measure) > max_seq_length:
-            reason = "too_long"
-        if reason is None:
-            for column in output_columns:
-                kept[column].append(row[column])
-        else:
-            report.removed[reason] += 1
-        if log_every and index % log_every == 0:
-            log.info("prep: %d/%d rows, removed %s", index, report.rows_in, _nonzero(report.removed))
-
-    report.rows_out = len(kept[output_columns[0]]) if output_columns else 0
+    licenses: Counter[tuple[str, str]] = Counter()
+    last_log = started
+    for chunk in _analyze(dataset, settings, lengths, report.workers):
+        pii_found.update(chunk.pii_found)
+        licenses.update(chunk.licenses)
+        for offset, row_reason in enumerate(chunk.reasons):
+            reason = row_reason
+            if reason is None and deduplicator is not None:
+                reason = _duplicate(deduplicator, chunk, offset)
+            if reason is None and chunk.too_long[offset]:
+                reason = "too_long"
+            if reason is not None:
+                report.removed[reason] += 1
+                continue
+            if offset in chunk.patches:
+                patches[len(kept)] = chunk.patches[offset]
+            kept.append(chunk.start + offset)
+        done = chunk.start + len(chunk.reasons)
+        if time.monotonic() - last_log >= LOG_INTERVAL_SECONDS and done < report.rows_in:
+            last_log = time.monotonic()
+            rate = done / max(last_log - started, 1e-9)
+            log.info(
+                "prep: %d/%d rows (%d%%), %.0f rows/s on %d worker(s), removed %s",
+                *(done, report.rows_in, 100 * done // report.rows_in, rate, report.workers, _nonzero(report.removed)),
+            )
+    report.rows_out = len(kept)
     report.pii_found = dict(sorted(pii_found.items()))
+    report.rows_without_license = licenses[("unknown", "")]
+    report.license_refused = _by_expression(licenses, "refused")
+    report.license_allowed = _by_expression(licenses, "allowed")
     report.seconds = round(time.monotonic() - started, 3)
-    log.info("%s", report.summary())
+    report.rows_per_second = round(report.rows_in / max(report.seconds, 1e-3), 1)
+    log.info("%s (%.0f rows/s on %d worker(s))", report.summary(), report.rows_per_second, report.workers)
     if report.rows_out == 0:
+        refused = f" (license refused: {report.license_refused})" if report.license_refused else ""
         raise EmptyDataError(
-            f"no rows left after dataset.prep ({report.rows_in} in, removed {_nonzero(report.removed)}); "
+            f"no rows left after dataset.prep ({report.rows_in} in, removed {_nonzero(report.removed)}){refused}; "
             "relax prep (dedup, piiFilter, licenses, maxSeqLength) or fix the data"
         )
-    features = dataset.features.copy()
-    for column in set(features) - set(output_columns):
-        del features[column]
-    from datasets import Dataset as HfDataset
+    return PrepResult(dataset=_assemble(dataset, kept, patches, keep_license_column), report=report)
 
-    return PrepResult(dataset=HfDataset.from_dict(kept, features=features), report=report)
+
+def settings_from_spec(
+    spec: DatasetPrep, *, card_license: str | None = None, length_unit: str = "characters"
+) -> PrepSettings:
+    """The prep settings of a FineTuneJob's `spec.dataset.prep` (the pydantic model)."""
+    return PrepSettings(
+        dedup=spec.dedup,
+        near_threshold=spec.near_duplicate_threshold,
+        pii_enabled=spec.pii_filter.enabled,
+        pii_action=spec.pii_filter.action,
+        pii_ner=spec.pii_filter.enabled and spec.pii_filter.ner,
+        ner_model=spec.pii_filter.ner_model,
+        allowed_licenses=tuple(sorted(spec.licenses.allow)) if spec.licenses is not None else None,
+        declared_license=spec.licenses.declared if spec.licenses is not None else None,
+        card_license=card_license,
+        max_seq_length=spec.max_seq_length,
+        length_unit=length_unit,
+    )
 
 
 def prepare_from_spec(
     dataset: Dataset,
     spec: DatasetPrep,
     *,
-    token_length: Callable[[str], int] | None = None,
-    phone_regions: Sequence[str] = ("US",),
+    lengths: LengthFn | None = None,
+    length_unit: str = "characters",
+    card_license: str | None = None,
 ) -> PrepResult:
-    """`prepare` with the settings of the FineTuneJob's `spec.dataset.prep` (the pydantic model)."""
-    return prepare(
-        dataset,
-        dedup=spec.dedup,
-        near_threshold=spec.near_duplicate_threshold,
-        pii_enabled=spec.pii_filter.enabled,
-        pii_action=spec.pii_filter.action,
-        allowed_licenses=list(spec.licenses.allow) if spec.licenses is not None else None,
-        declared_license=spec.licenses.declared if spec.licenses is not None else None,
-        max_seq_length=spec.max_seq_length,
-        token_length=token_length,
-        phone_regions=phone_regions,
-    )
+    """`prepare` with the settings of `spec.dataset.prep`."""
+    settings = settings_from_spec(spec, card_license=card_license, length_unit=length_unit)
+    return run_prep(dataset, settings, lengths=lengths, workers=spec.workers)
 
 
-def _rows(dataset: Dataset, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
-    for batch in dataset.iter(batch_size=batch_size):
-        columns = list(batch)
-        for values in zip(*(batch[c] for c in columns), strict=True):
-            yield dict(zip(columns, values, strict=True))
+# --- parallel row analysis ---------------------------------------------------------------------------
+
+_WORKER: tuple[RowAnalyzer, Dataset] | None = None
 
 
-def _longest(row: Mapping[str, Any], measure: Callable[[str], int]) -> int:
-    return max(measure(sequence) for sequence in row_sequences(row))
+def _init_worker(settings: PrepSettings, lengths: LengthFn | None, dataset: Dataset) -> None:
+    global _WORKER  # noqa: PLW0603 - one analyzer per worker process, built once
+    _WORKER = (RowAnalyzer(settings, lengths), dataset)
 
 
-def _deduplicator(mode: DedupMode, threshold: float) -> ExactDeduplicator | NearDeduplicator | None:
-    if mode == "none":
+def _analyze_range(start: int, stop: int) -> ChunkResult:
+    assert _WORKER is not None, "worker used before _init_worker"
+    analyzer, dataset = _WORKER
+    return analyzer.analyze(dataset, start, stop)
+
+
+def _analyze(dataset: Dataset, settings: PrepSettings, lengths: LengthFn | None, workers: int) -> Iterator[ChunkResult]:
+    """Chunk results in row order: here for one worker, else from a pool with a bounded queue."""
+    ranges = [(start, min(start + CHUNK_ROWS, len(dataset))) for start in range(0, len(dataset), CHUNK_ROWS)]
+    if workers <= 1:
+        local = RowAnalyzer(settings, lengths)
+        for start, stop in ranges:
+            yield local.analyze(dataset, start, stop)
+        return
+    # forkserver: the trainer process has torch and tokenizer threads by now, which fork would copy broken;
+    # the server imports the libraries once and every worker forks from it with them loaded
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(WORKER_PRELOAD))
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(settings, lengths, dataset)
+    ) as pool:
+        todo = iter(ranges)
+        pending: deque[Future[ChunkResult]] = deque(
+            pool.submit(_analyze_range, *r) for _, r in zip(range(2 * workers), todo, strict=False)
+        )
+        while pending:
+            result = pending.popleft().result()
+            for start, stop in todo:
+                pending.append(pool.submit(_analyze_range, start, stop))
+                break
+            yield result
+
+
+def _worker_count(requested: int, rows: int, settings: PrepSettings) -> int:
+    chunks = -(-rows // CHUNK_ROWS)
+    if requested > 0:
+        return max(1, min(requested, chunks))
+    per_worker = NER_ROWS_PER_WORKER if settings.pii_ner else ROWS_PER_WORKER
+    return max(1, min(available_cpus(), rows // per_worker, chunks))
+
+
+# --- applying results in order -----------------------------------------------------------------------
+
+
+def _deduplicator(settings: PrepSettings) -> ExactDeduplicator | NearDeduplicator | None:
+    if settings.dedup == "none":
         return None
-    if mode == "exact":
+    if settings.dedup == "exact":
         return ExactDeduplicator()
-    if mode == "near":
-        return NearDeduplicator(threshold=threshold)
-    raise ValueError(f"unknown dedup mode {mode!r}; use none, exact or near")
+    if settings.dedup == "near":
+        return NearDeduplicator(threshold=settings.near_threshold)
+    raise ValueError(f"unknown dedup mode {settings.dedup!r}; use none, exact or near")
 
 
-def _check_row(row: Mapping[str, Any], report: PrepReport, policy: LicensePolicy | None) -> RemovalReason | None:
-    if policy is not None:
-        decision = policy.decide(row.get(LICENSE_COLUMN))
-        if decision == "refused":
-            return "license"
-        if decision == "unknown":
-            report.rows_without_license += 1
-    if _is_empty(row):
-        return "empty"
-    return None
+def _duplicate(deduplicator: ExactDeduplicator | NearDeduplicator, chunk: ChunkResult, offset: int) -> str | None:
+    key = chunk.exact_keys[offset]
+    assert key is not None
+    if isinstance(deduplicator, NearDeduplicator):
+        assert chunk.signatures is not None
+        return deduplicator.check_key(key, chunk.signatures[offset])
+    return deduplicator.check_key(key)
 
 
-def _is_empty(row: Mapping[str, Any]) -> bool:
-    """A row is empty when the part the model learns from has no text (e.g. a blank completion)."""
-
-    def blank(column: str) -> bool:
-        value = row.get(column)
-        if isinstance(value, list):
-            return not any(str(turn.get("content") or "").strip() for turn in value)
-        return not str(value or "").strip()
-
-    if "chosen" in row:
-        return blank("chosen") or blank("rejected")
-    if "completion" in row:
-        return blank("completion")
-    for column in ("messages", "text", "prompt"):
-        if column in row:
-            return blank(column)
-    return not row_text(row).strip()
-
-
-def _scan_pii(
-    row: dict[str, Any], action: PiiAction, phone_regions: Sequence[str]
-) -> tuple[dict[str, Any], Counter[str]]:
-    found: Counter[str] = Counter()
-
-    def clean(text: str) -> str:
-        if action == "drop":
-            found.update(m.kind for m in find_pii(text, ALL_KINDS, phone_regions))
-            return text
-        redacted, counts = redact(text, ALL_KINDS, phone_regions)
-        found.update(counts)
-        return redacted
-
-    out = dict(row)
-    for column in TEXT_COLUMNS:
-        value = row.get(column)
-        if isinstance(value, str):
-            out[column] = clean(value)
-        elif isinstance(value, list):
-            out[column] = [
-                {**turn, "content": clean(turn["content"])} if isinstance(turn.get("content"), str) else turn
-                for turn in value
-            ]
-    return out, found
+def _assemble(dataset: Dataset, kept: list[int], patches: dict[int, dict[str, Any]], keep_license: bool) -> Dataset:
+    """The kept rows (Arrow `select`, no copy through Python) with redacted values written over."""
+    # fresh fingerprints: datasets would otherwise hash every index and patch to name the results
+    out = dataset.select(kept, new_fingerprint=uuid.uuid4().hex)
+    if patches:
+        out = out.map(
+            _apply_patches,
+            with_indices=True,
+            batched=True,
+            fn_kwargs={"patches": patches},
+            new_fingerprint=uuid.uuid4().hex,
+            load_from_cache_file=False,
+            desc="prep: writing redactions",
+        )
+    if not keep_license and LICENSE_COLUMN in out.column_names:
+        out = out.remove_columns(LICENSE_COLUMN)
+    return out
 
 
-def _nonzero(counts: Mapping[str, int]) -> str:
+def _apply_patches(
+    batch: dict[str, list[Any]], indices: list[int], patches: dict[int, dict[str, Any]]
+) -> dict[str, list[Any]]:
+    for position, index in enumerate(indices):
+        for column, value in patches.get(index, {}).items():
+            batch[column][position] = value
+    return batch
+
+
+def _by_expression(licenses: Counter[tuple[str, str]], decision: str) -> dict[str, int]:
+    return dict(sorted((expression, n) for (d, expression), n in licenses.items() if d == decision))
+
+
+def _nonzero(counts: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in counts.items() if v) or "none"

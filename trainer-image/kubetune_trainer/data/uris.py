@@ -9,6 +9,7 @@ second job with the same inputs does not download again.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from kubetune.api.v1alpha1.pod_contract import PVC_ROOT
+from kubetune_trainer.data.model_files import FileSelection
 from kubetune_trainer.errors import UriError
 
 if TYPE_CHECKING:
@@ -227,8 +229,11 @@ def s3_filesystem(env: Mapping[str, str] | None = None) -> s3fs.S3FileSystem:
     return s3fs.S3FileSystem(**kwargs)
 
 
-def fetch_s3(uri: S3Uri, cache_dir: Path, fs: s3fs.S3FileSystem | None = None) -> Path:
-    """Download an object (or every object under a prefix) into `cache_dir/s3/BUCKET/KEY`.
+def fetch_s3(
+    uri: S3Uri, cache_dir: Path, fs: s3fs.S3FileSystem | None = None, files: FileSelection | None = None
+) -> Path:
+    """Download an object (or the objects under a prefix, those `files` selects by relative name when
+    given) into `cache_dir/s3/BUCKET/KEY`.
 
     Each downloaded file's ETag and size are recorded; a file whose remote ETag and size still match is
     not downloaded again, which is what lets a second job reuse the model-cache volume.
@@ -247,6 +252,9 @@ def fetch_s3(uri: S3Uri, cache_dir: Path, fs: s3fs.S3FileSystem | None = None) -
         objects = filesystem.find(remote, detail=True)
         if not objects:
             raise UriError(f"{uri} is an empty prefix")
+        if files is not None:
+            relative = {name[len(remote) + 1 :]: name for name in objects}
+            objects = {relative[r]: objects[relative[r]] for r in files.select(sorted(relative))}
         for name, detail in sorted(objects.items()):
             relative = name[len(uri.bucket) + 1 :]
             _fetch_object(filesystem, name, detail, data_root / relative, meta_root / relative)
@@ -286,12 +294,17 @@ def fetch_hf(
     repo_type: Literal["dataset", "model"] = "dataset",
     token_env: str | None = None,
     env: Mapping[str, str] | None = None,
+    files: FileSelection | None = None,
 ) -> ResolvedSource:
-    """Snapshot a hub repository into `cache_dir` and return its local folder and resolved commit.
+    """Snapshot a hub repository (the files `files` selects, else all) into `cache_dir`; returns its local
+    folder and resolved commit.
 
-    The token is read from the environment variable the caller names (the operator injects it from the
-    credentials Secret); it is never logged. `HF_HUB_OFFLINE=1` is honoured at call time: only the cache
-    is used, and a missing snapshot is a config error that says so.
+    A selection is fetched in two passes: its patterns first (config and tokenizer), which also caches the
+    repository's file listing for the commit, then what it picks from that listing, pinned to the commit
+    (no second listing; files already cached are not fetched again). The token is read from the
+    environment variable the caller names (the operator injects it from the credentials Secret); it is
+    never logged. `HF_HUB_OFFLINE=1` and `HF_ENDPOINT` (a mirror) are honoured at call time: offline, only
+    the cache is used, and a missing snapshot is a config error that says so.
     """
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
@@ -307,16 +320,26 @@ def fetch_hf(
     repo_type = uri.repo_type or repo_type
     # the hub library reads HF_HUB_OFFLINE and HF_ENDPOINT once at import; the caller's environment may change
     offline = constants.HF_HUB_OFFLINE or environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
-    try:
-        folder = snapshot_download(
-            uri.repo_id,
-            repo_type=repo_type,
-            revision=uri.revision,
-            cache_dir=str(cache_dir),
-            token=token or None,
-            local_files_only=offline,
-            endpoint=environ.get("HF_ENDPOINT") or None,
+
+    def snapshot(revision: str | None, allow: list[str] | None) -> Path:
+        return Path(
+            snapshot_download(
+                uri.repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                cache_dir=str(cache_dir),
+                token=token or None,
+                local_files_only=offline,
+                allow_patterns=allow,
+                endpoint=environ.get("HF_ENDPOINT") or None,
+            )
         )
+
+    try:
+        path = snapshot(uri.revision, list(files.patterns) if files is not None else None)
+        if files is not None and files.pick is not None:
+            names = _listing(uri.repo_id, repo_type, cache_dir, path)
+            path = snapshot(path.name, [glob.escape(name) for name in files.select(names)])
     except GatedRepoError as exc:
         raise UriError(f"{uri} is gated; put an accepted token in the credentials Secret") from exc
     except RevisionNotFoundError as exc:
@@ -327,11 +350,23 @@ def fetch_hf(
         raise UriError(f"{uri}: {exc}") from exc
     except LocalEntryNotFoundError as exc:
         if offline:
-            raise UriError(f"{uri} is not in the cache {cache_dir} and HF_HUB_OFFLINE is set") from exc
+            raise UriError(f"{uri} is not in the cache {cache_dir} (or only partly) and HF_HUB_OFFLINE is set") from exc
         raise
-    path = Path(str(folder))
     # snapshot folders are named after the commit they hold, which is what gets pinned in status
     return ResolvedSource(uri=str(uri), path=path, revision=path.name)
+
+
+def _listing(repo_id: str, repo_type: str, cache_dir: Path, snapshot: Path) -> list[str]:
+    """Every file of the repository at the snapshot's commit, from the listing the first pass cached; a cache
+    written without one (an older huggingface_hub, offline) holds all there is to choose from."""
+    from huggingface_hub import get_cached_repo_tree
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError
+
+    try:
+        tree = get_cached_repo_tree(repo_id, repo_type=repo_type, revision=snapshot.name, cache_dir=str(cache_dir))
+    except CachedRepoTreeNotFoundError:
+        return sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+    return [entry.path for entry in tree]
 
 
 def resolve(
@@ -342,13 +377,15 @@ def resolve(
     repo_type: Literal["dataset", "model"] = "dataset",
     token_env: str | None = None,
     env: Mapping[str, str] | None = None,
+    files: FileSelection | None = None,
 ) -> ResolvedSource:
-    """Materialise any supported URI as a local path (downloading into `cache_dir` when remote)."""
+    """Materialise any supported URI as a local path (downloading into `cache_dir` when remote: the files
+    `files` selects from a repository or prefix, else all)."""
     parsed = parse_uri(uri) if isinstance(uri, str) else uri
     if isinstance(parsed, HfUri):
-        return fetch_hf(parsed, cache_dir, repo_type=repo_type, token_env=token_env, env=env)
+        return fetch_hf(parsed, cache_dir, repo_type=repo_type, token_env=token_env, env=env, files=files)
     if isinstance(parsed, S3Uri):
-        return ResolvedSource(uri=str(parsed), path=fetch_s3(parsed, cache_dir, s3_filesystem(env)))
+        return ResolvedSource(uri=str(parsed), path=fetch_s3(parsed, cache_dir, s3_filesystem(env), files))
     path = local_path(parsed, pvc_root)
     if not path.exists():
         raise UriError(f"{parsed} does not exist (looked at {path})")

@@ -44,6 +44,16 @@ def target_names(module_names: list[str], style: str) -> list[str]:
     return found
 
 
+def bottleneck_width(width: int, reduction_factor: int) -> int:
+    return max(1, width // reduction_factor)
+
+
+def parameters(width: int, reduction_factor: int) -> int:
+    """Trainable parameters of one adapter on a projection `width` wide: down and up, with biases."""
+    size = bottleneck_width(width, reduction_factor)
+    return 2 * width * size + size + width
+
+
 @dataclass
 class BottleneckConfig(PeftConfig):
     """PEFT config of a bottleneck adapter; `target_modules` are full dotted module names."""
@@ -76,7 +86,7 @@ class BottleneckLayer(nn.Module, BaseTunerLayer):
     def update_layer(self, adapter_name: str, reduction_factor: int, **_: Any) -> None:
         base: Any = self.get_base_layer()
         width = int(base.out_features)
-        size = max(1, width // reduction_factor)
+        size = bottleneck_width(width, reduction_factor)
         down, up = nn.Linear(width, size), nn.Linear(size, width)
         nn.init.zeros_(up.weight)
         nn.init.zeros_(up.bias)

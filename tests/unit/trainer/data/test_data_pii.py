@@ -27,11 +27,6 @@ PLANTED = [
     ("ipv4", "the gateway is 10.0.0.1.", "the gateway is [IP_ADDRESS]."),
     ("ipv6", "host 2001:db8::8a2e:370:7334 up", "host [IP_ADDRESS] up"),
     ("ipv6", "link fe80::1ff:fe23:4567:890a.", "link [IP_ADDRESS]."),
-    ("api_key", "AWS AKIAIOSFODNN7EXAMPLE leaked", "AWS [API_KEY] leaked"),
-    ("api_key", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t here", "key [API_KEY] here"),
-    ("api_key", f"token {GITHUB_TOKEN} here", "token [API_KEY] here"),
-    ("api_key", "Authorization: Bearer 8f9aK2mQ7xZp4LrT1vN6wY3b", "Authorization: Bearer [API_KEY]"),
-    ("api_key", 'api_key = "q8Zr2LmX9vT4pK7wN1bY6cH3"', 'api_key = "[API_KEY]"'),
 ]
 
 
@@ -86,4 +81,54 @@ def test_kinds_can_be_limited_and_regions_extended() -> None:
 
 def test_private_key_block() -> None:
     text = "cfg:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEow\nIBAAKC\n-----END RSA PRIVATE KEY-----\nend"
-    assert redact(text)[0] == "cfg:\n[API_KEY]\nend"
+    assert redact(text) == ("cfg:\n[SECRET]\nend", {"secret_private_key": 1})
+
+
+# --- secrets: detect-secrets decides --------------------------------------------------------------
+
+SECRETS = [
+    ("secret_aws_access_key", "AWS AKIAIOSFODNN7EXAMPLE leaked", "AWS [SECRET] leaked"),
+    ("secret_github_token", f"token {GITHUB_TOKEN} here", "token [SECRET] here"),
+    ("secret_gitlab_token", "gitlab glpat-Ab3dEf6hIj9kLm2nOp5q ok", "gitlab [SECRET] ok"),
+    ("secret_slack_token", "slack xoxb-123456789012-1234567890123-abcdefABCDEF12 ok", "slack [SECRET] ok"),
+    ("secret_stripe_access_key", "stripe sk_live_4eC39HqLyjWDarjtT1zdp7dc ok", "stripe [SECRET] ok"),
+    ("secret_secret_keyword", 'api_key = "q8Zr2LmX9vT4pK7wN1bY6cH3"', 'api_key = "[SECRET]"'),
+    ("secret_secret_keyword", "password = 'Tr0ub4dor&3xyz'", "password = '[SECRET]'"),
+    ("secret_hugging_face_token", "HF hf_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zA7 ok", "HF [SECRET] ok"),
+    ("secret_google_api_key", "maps AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY ok", "maps [SECRET] ok"),
+    ("secret_llm_provider_key", "key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8t here", "key [SECRET] here"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "expected"), SECRETS, ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(SECRETS)])
+def test_secrets_detect_secrets_knows_are_redacted_with_their_type(kind: str, text: str, expected: str) -> None:
+    assert redact(text) == (expected, {kind: 1})
+
+
+def test_json_web_token_header_and_payload_are_redacted() -> None:
+    jwt = (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIn0."
+        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+    )
+    redacted, counts = redact(f"Authorization: {jwt}")
+    assert counts == {"secret_json_web_token": 1}
+    assert "eyJ" not in redacted
+
+
+def test_prefilter_candidates_are_supersets_without_lookarounds() -> None:
+    from kubetune_trainer.data.pii import superset_pattern
+
+    assert superset_pattern(r"(?<![\w.])\d+(?!\w)") == r"\d+"
+    assert superset_pattern(r"(?:(?<=\W)|(?<=^))key(?=[(])") == "(?:|)key"
+    assert superset_pattern(r"a\(?<=b") == r"a\(?<=b"  # escaped parenthesis: not a look-behind
+    assert superset_pattern(r"glagent-[A-Za-z0-9_\-]{50,1024}(?!\w)") == r"glagent-[A-Za-z0-9_\-]{50,}"
+
+
+def test_the_prefilter_never_hides_a_finding() -> None:
+    from kubetune_trainer.data.pii import ALL_KINDS, _Prefilter
+
+    prefilter = _Prefilter(ALL_KINDS)
+    for kind, text, _ in PLANTED + SECRETS:
+        detector = "secret" if kind.startswith("secret_") else kind
+        assert detector in prefilter.candidates(text), text
+    assert not prefilter.any("The parties met on Tuesday to discuss the lease.")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from datasets import Dataset
 
+from kubetune_trainer.data import prep as prep_module
 from kubetune_trainer.data.dedup import ExactDeduplicator, NearDeduplicator, normalize_text
 from kubetune_trainer.data.formats import normalize
-from kubetune_trainer.data.licenses import LicensePolicy, normalize_license
+from kubetune_trainer.data.licenses import LicensePolicy
 from kubetune_trainer.data.prep import PrepReport, prepare, prepare_from_spec
 from kubetune_trainer.errors import ConfigError, EmptyDataError, LicenseError
 
@@ -121,10 +123,10 @@ def test_pii_redacted_and_normal_text_untouched() -> None:
         "Wire to [IBAN] today.",
         "SSN [SSN] appears in the form.",
         "Logged in from [IP_ADDRESS] and [IP_ADDRESS].",
-        "Use key [API_KEY] for the bucket.",
+        "Use key [SECRET] for the bucket.",
     ]
     assert result.report.pii_found == {
-        "api_key": 1,
+        "secret_aws_access_key": 1,
         "credit_card": 1,
         "email": 1,
         "iban": 1,
@@ -170,11 +172,13 @@ def test_redaction_can_reveal_duplicates() -> None:
 
 def test_row_licenses_outside_the_allow_list_are_removed() -> None:
     texts = _distinct(5)
-    licenses = ["MIT", "apache 2.0", "proprietary", None, "cc-by-nc-4.0"]
+    licenses = ["MIT", "Apache License 2.0", "proprietary", None, "cc-by-nc-4.0"]
     result = prepare(_text_ds(texts, license=licenses), allowed_licenses=["mit", "apache-2.0"])
     assert result.dataset["text"] == [texts[0], texts[1], texts[3]]
     assert result.report.removed["license"] == 2
     assert result.report.rows_without_license == 1
+    assert result.report.license_refused == {"CC-BY-NC-4.0": 1, "proprietary": 1}
+    assert result.report.license_allowed == {"Apache-2.0": 1, "MIT": 1}
     assert "license" not in result.dataset.column_names
     kept = prepare(_text_ds(texts, license=licenses), allowed_licenses=["mit"], keep_license_column=True)
     assert kept.dataset["license"] == ["MIT", None]
@@ -188,18 +192,18 @@ def test_declared_license_applies_to_rows_without_one() -> None:
 
 
 def test_declared_license_not_allowed_refuses_the_dataset() -> None:
-    with pytest.raises(LicenseError, match=r"dataset license 'cc-by-nc-4.0' is not in prep.licenses.allow \(mit\)"):
+    with pytest.raises(LicenseError, match=r"dataset license 'cc-by-nc-4.0' is not in prep.licenses.allow \(MIT\)"):
         prepare(_text_ds(_distinct(2)), allowed_licenses=["mit"], declared_license="cc-by-nc-4.0")
     with pytest.raises(LicenseError, match="allow is empty"):
         LicensePolicy([])
 
 
-def test_license_normalisation() -> None:
-    assert normalize_license(" Apache_2.0 ") == "apache-2.0"
+def test_licenses_compare_as_spdx_ids() -> None:
     policy = LicensePolicy(["CC-BY-4.0"])
-    assert policy.decide("cc by 4.0") == "allowed"
-    assert policy.decide("mit") == "refused"
-    assert policy.decide(None) == "unknown"
+    assert policy.decide("cc-by-4.0").decision == "allowed"
+    assert policy.decide("Creative Commons Attribution 4.0 International").decision == "allowed"
+    assert policy.decide("mit").decision == "refused"
+    assert policy.decide(None).decision == "unknown"
 
 
 # --- length and empty rows -------------------------------------------------------------------------
@@ -207,7 +211,9 @@ def test_license_normalisation() -> None:
 
 def test_too_long_rows_removed_by_token_count() -> None:
     words = [" ".join(["w"] * n) for n in (3, 10, 11, 50)]
-    result = prepare(_text_ds(words), max_seq_length=10, token_length=lambda s: len(s.split()), dedup="none")
+    result = prepare(
+        _text_ds(words), max_seq_length=10, lengths=lambda texts: [len(t.split()) for t in texts], dedup="none"
+    )
     assert [len(t.split()) for t in result.dataset["text"]] == [3, 10]
     assert result.report.removed["too_long"] == 2
     assert result.report.settings["length_unit"] == "tokens"
@@ -271,12 +277,16 @@ def test_report_round_trips_as_json(tmp_path: Path) -> None:
     assert report.summary() == "prep: 5 in, 4 out; removed duplicate=1; pii email=1"
 
 
-def test_progress_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_progress_is_logged_with_rows_per_second(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prep_module, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(prep_module, "LOG_INTERVAL_SECONDS", 0.0)
     with caplog.at_level("INFO", logger="kubetune_trainer.data.prep"):
-        prepare(_text_ds([*_distinct(5), _distinct(5)[0]]), log_every=2)
-    assert "prep: 4/6 rows, removed duplicate=1" not in caplog.text  # duplicate is row 6
-    assert "prep: 6/6 rows, removed duplicate=1" in caplog.text
-    assert "prep: 6 in, 5 out; removed duplicate=1" in caplog.text
+        prepare(_text_ds([*_distinct(5), _distinct(5)[0]]))
+    assert re.search(r"prep: 2/6 rows \(33%\), \d+ rows/s on 1 worker\(s\), removed none", caplog.text)
+    assert re.search(r"prep: 4/6 rows \(66%\), \d+ rows/s on 1 worker\(s\), removed none", caplog.text)
+    assert re.search(r"prep: 6 in, 5 out; removed duplicate=1 \(\d+ rows/s on 1 worker\(s\)\)", caplog.text)
 
 
 def test_features_survive_prep() -> None:
@@ -300,6 +310,7 @@ def test_prepare_from_the_api_model() -> None:
     )
     texts = ["short ok", "short ok", "mail a@b.com", "w " * 20, "gpl row"]
     result = prepare_from_spec(_text_ds(texts, license=["mit", "mit", "mit", "mit", "gpl-3.0"]), spec)
+    assert result.report.license_refused == {"GPL-3.0": 1}
     assert result.dataset["text"] == ["short ok"]
     assert result.report.removed == {
         "license": 1,

@@ -306,9 +306,9 @@ def test_auto_resolves_from_the_device_budget_and_records_it(
 ) -> None:
     from kubetune.api.estimate import TrainSetup
     from kubetune_trainer.loading import inspect_model
-    from kubetune_trainer.preflight import estimate
+    from kubetune_trainer.preflight import estimate, shape_of
 
-    shape = inspect_model(model_dir).shape
+    shape = shape_of(inspect_model(model_dir))
     setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_rank=8, lora_targets=("all-linear",))
     full = estimate("full", shape, setup)
     assert full is not None

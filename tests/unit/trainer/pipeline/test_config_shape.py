@@ -5,6 +5,7 @@ estimates and the auto choice."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.estimate_report import Gpu, estimate_report
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.loading import inspect_model
-from kubetune_trainer.preflight import resolve_method
+from kubetune_trainer.preflight import resolve_method, shape_of
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -56,7 +57,9 @@ def test_every_known_family_is_covered() -> None:
 def test_config_shape_equals_the_meta_device_inspection(tmp_path: Path, model_type: str) -> None:
     directory = _saved_config(tmp_path, model_type, VARIANTS[model_type])
     config = json.loads((directory / "config.json").read_text())
-    assert shape_from_config(config) == inspect_model(directory).shape
+    inspected = shape_of(inspect_model(directory))
+    # the fields the auto candidates' formulas read (the others size the other methods, from the inspection only)
+    assert shape_from_config(config) == replace(inspected, linear_modules={}, parameter_sizes={}, kv_dim=0)
 
 
 def test_cli_table_and_preflight_give_the_same_numbers(tmp_path: Path, model_dir: Path) -> None:
@@ -69,13 +72,14 @@ def test_cli_table_and_preflight_give_the_same_numbers(tmp_path: Path, model_dir
     caps = Capabilities(cuda=True, gpu_memory_bytes=0, bf16=True, bitsandbytes=True, deepspeed=True)
     info = inspect_model(model_dir)
     setup = train_setup(spec, "bf16", 1)
-    full, lora = (estimate(m, info.shape, setup) for m in ("full", "lora"))
+    full, lora = (estimate(m, shape_of(info), setup) for m in ("full", "lora"))
     assert full is not None
     assert lora is not None
     picks = set()
     for budget in (full.total, full.total - 1, lora.total - 1):
         env = {"KUBETUNE_GPU_MEMORY_BYTES": str(budget)}
-        method, result = resolve_method(spec, info, caps, precision="bf16", world_size=1, env=env)
+        verdict = resolve_method(spec, info, caps, precision="bf16", world_size=1, env=env)
+        method, result = verdict.method, verdict.estimate
         assert result is not None
         report = estimate_report(spec, shape, [Gpu("budget", budget)], model_type="llama")
         row = next(line.split() for line in report.splitlines() if line.startswith("budget"))

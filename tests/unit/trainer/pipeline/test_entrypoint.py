@@ -36,13 +36,6 @@ def _write(tmp: Path, config: dict[str, Any]) -> Path:
 
 
 @pytest.fixture
-def termination_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path / "termination-log"
-    monkeypatch.setenv("KUBETUNE_TERMINATION_LOG", str(path))
-    return path
-
-
-@pytest.fixture
 def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """Config errors must surface before weights are loaded (i.e. before a GPU would be touched)."""
 

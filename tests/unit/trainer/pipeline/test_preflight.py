@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,7 @@ from kubetune_trainer.preflight import (
     choose_auto,
     effective_precision,
     resolve_method,
+    shape_of,
 )
 from support.trainer_job import trainer_config
 
@@ -55,15 +58,8 @@ NO_ACTIVATIONS = TrainSetup(precision="bf16", batch_size=1, seq_len=0)
 
 
 def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-    """The method unit's formula; every method `auto` chooses between has one."""
-    result = preflight.estimate(method, shape, setup)
-    assert result is not None
-    return result
-
-
-def test_methods_without_a_formula_are_not_estimated() -> None:
-    for method in ("partial", "adapter", "prefix", "prompt", "ia3"):
-        assert preflight.estimate(method, SHAPE, NO_ACTIVATIONS) is None
+    """The method unit's formula (every method has one)."""
+    return preflight.estimate(method, shape, setup)
 
 
 def test_full_mixed_precision_adamw_is_16_bytes_per_parameter() -> None:
@@ -125,7 +121,10 @@ def test_auto_picks_full_then_lora_then_qlora_then_refuses() -> None:
     with pytest.raises(ConfigError, match=r"method full needs about .* GiB .* try method lora"):
         check_fits("full", estimate("full", SHAPE, NO_ACTIVATIONS), SHAPE, NO_ACTIVATIONS, 8 * GIB)
     # full needs ~15.9 GiB; at 3.1 GiB lora (~3.0), qlora (~1.7) and full sharded over 8 GPUs (~2.9) fit
-    with pytest.raises(ConfigError, match=r"try method lora or method qlora or 8 GPUs with deepspeed zeroStage 3$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"try method lora or method qlora or 8 GPUs with deepspeed zeroStage 3; if the estimate is wrong",
+    ):
         check_fits("full", estimate("full", SHAPE, NO_ACTIVATIONS), SHAPE, NO_ACTIVATIONS, int(3.1 * GIB))
 
 
@@ -144,10 +143,10 @@ def test_inspection_and_lora_formula_match_the_real_model(model_dir: Path, tiny_
 
     assert isinstance(tiny_info, ModelInfo)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    assert tiny_info.shape.num_params == sum(p.numel() for p in model.parameters())
+    assert tiny_info.num_params == sum(p.numel() for p in model.parameters())
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "down_proj"]))
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    assert lora_params(tiny_info.shape, 4, ("q_proj", "down_proj")) == trainable
+    assert lora_params(shape_of(tiny_info), 4, ("q_proj", "down_proj")) == trainable
 
 
 def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path, tiny_info: object) -> None:
@@ -157,16 +156,21 @@ def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path
     wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", {"type": "auto"})
     spec = TrainerConfig.model_validate(wire).job
     assert spec is not None
-    shape = tiny_info.shape
+    shape = shape_of(tiny_info)
     setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_targets=("all-linear",))
     full = estimate("full", shape, setup).total
     lora = estimate("lora", shape, setup).total
     for budget, expected in ((full, "full"), (full - 1, "lora"), (lora - 1, "qlora")):
         env = {"KUBETUNE_CPU_MEMORY_BYTES": str(budget)}
-        method, _ = resolve_method(spec, tiny_info, CPU, precision="fp32", world_size=1, env=env)
-        assert method == expected
+        verdict = resolve_method(spec, tiny_info, CPU, precision="fp32", world_size=1, env=env)
+        assert (verdict.method, verdict.fit) == (expected, "Fits")
     with pytest.raises(ConfigError, match="does not fit"):
         resolve_method(spec, tiny_info, CPU, precision="fp32", world_size=1, env={"KUBETUNE_CPU_MEMORY_BYTES": "1000"})
+    lenient = spec.model_copy(update={"preflight": spec.preflight.model_copy(update={"memory_check": "warn"})})
+    tight = resolve_method(
+        lenient, tiny_info, CPU, precision="fp32", world_size=1, env={"KUBETUNE_CPU_MEMORY_BYTES": "1000"}
+    )
+    assert (tight.method, tight.fit) == ("qlora", "Exceeds"), "warn: the candidate that needs the least"
 
 
 def test_capability_fallbacks_and_static_refusals(tmp_path: Path, model_dir: Path) -> None:
@@ -191,3 +195,68 @@ def test_capability_fallbacks_and_static_refusals(tmp_path: Path, model_dir: Pat
         check_spec(qlora, NO_BNB)  # type: ignore[arg-type]
     paged = spec({"type": "lora", "lora": {}}, training={"optimizer": "paged_adamw_8bit"})
     assert check_spec(paged, CPU) == ["optimizer paged_adamw_8bit is not paged on CPU (bitsandbytes falls back)"]  # type: ignore[arg-type]
+
+
+MID_SIZE = {  # the shape of Llama 3.2 1B: grouped-query attention, tied embeddings, a 128k vocabulary
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+    "vocab_size": 128256,
+    "tie_word_embeddings": True,
+    "max_position_embeddings": 4096,
+}
+ESTIMATED = ("full", "partial", "lora", "dora", "adapter-houlsby", "adapter-pfeiffer", "prefix", "prompt", "ia3")
+
+
+@pytest.fixture(scope="module")
+def mid_size_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("mid-size")
+    (folder / "config.json").write_text(json.dumps(MID_SIZE))
+    return folder
+
+
+def trainable_after_apply(model: Any, method: str | dict[str, Any], tmp: Path, model_dir: Path) -> int:
+    """What the method unit really makes trainable (PEFT's own modules for the adapter methods)."""
+    from kubetune_trainer.context import RunContext, RunPaths
+    from kubetune_trainer.methods import METHODS
+
+    config = TrainerConfig.model_validate(trainer_config(tmp, model_dir, tmp / "x.jsonl", method))
+    assert config.job is not None
+    paths = RunPaths(cache_dir=tmp, work_dir=tmp, checkpoint_dir=tmp, staging_dir=tmp, pvc_root=tmp)
+    ctx = RunContext(config, config.job, CPU, "fp32", config.job.method.type, paths, model=model)
+    wrapped = METHODS[config.job.method.type].apply(ctx)
+    return sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("method", ESTIMATED)
+@pytest.mark.parametrize("size", ["tiny", "mid-size"])
+def test_every_method_estimates_the_parameters_it_trains(
+    method: str, size: str, tmp_path: Path, model_dir: Path, mid_size_dir: Path
+) -> None:
+    """Gradients are 4 bytes per trainable parameter in fp32: the formula must count what the method trains,
+    on the tiny model (real weights) and on a 1B shape built on the meta device (no weights at all)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from kubetune_trainer.loading import inspect_model
+
+    folder = model_dir if size == "tiny" else mid_size_dir
+    block: str | dict[str, Any] = method
+    if (size, method) == ("mid-size", "partial"):  # its lm_head is tied to the embedding: one parameter, one name
+        block = {"type": "partial", "partial": {"trainableLayers": 2, "trainableModules": ["embed_tokens"]}}
+    info = inspect_model(folder)
+    config = TrainerConfig.model_validate(trainer_config(tmp_path, folder, tmp_path / "x.jsonl", block))
+    assert config.job is not None
+    setup = preflight.train_setup(config.job, "fp32", 1)
+    result = preflight.estimate(config.job.method.type, shape_of(info), setup)
+    with torch.device("meta" if size == "mid-size" else "cpu"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))  # type: ignore[no-untyped-call]
+    assert result.gradients == 4 * trainable_after_apply(model, block, tmp_path, folder)
+    assert result.weights == 4 * info.num_params
+    if method in ("prefix", "prompt"):  # virtual tokens lengthen every sequence
+        assert result.activations > estimate("lora", shape_of(info), setup).activations
