@@ -22,12 +22,13 @@ import base64
 import contextlib
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from support.hub_server import in_thread
 
 __all__ = ["LocalHub", "Repo", "running_hub"]
 
@@ -233,13 +234,6 @@ def running_hub(token: str = "hf_kubetune_test_write") -> Iterator[LocalHub]:
     """Serve on a free 127.0.0.1 port in a thread; stopped (and the port closed) on exit."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     hub = LocalHub(endpoint=f"http://127.0.0.1:{server.server_address[1]}", token=token)
-    handler = type("Handler", (_Handler,), {"hub": hub})
-    server.RequestHandlerClass = handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    server.RequestHandlerClass = type("Handler", (_Handler,), {"hub": hub})
+    with in_thread(server):
         yield hub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
