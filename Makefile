@@ -13,8 +13,8 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export TORCH_EXTENSIONS_DIR := $(CACHE)/torch_extensions
 
-.PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e \
-        demo bench binaries deepspeed-ops cluster-up cluster-down clean \
+.PHONY: help install generate verify lint test test-fast test-integration test-kueue test-trainer test-e2e test-gpu \
+        demo labs bench binaries deepspeed-ops cluster-up cluster-down clean \
         images image-operator image-trainer test-images test-image-operator
 
 help: ## list targets
@@ -22,7 +22,7 @@ help: ## list targets
 
 install: $(VENV)/.synced ## create .venv from uv.lock (all extras)
 $(VENV)/.synced: pyproject.toml uv.lock
-	$(UV) sync --frozen --extra operator --extra trainer --extra eval --extra pii-ner --extra dev
+	$(UV) sync --frozen --extra operator --extra trainer --extra eval --extra pii-ner --extra labs --extra dev
 	@touch $@
 
 generate: install ## write crds/ and charts/kubetune/crds/ from the pydantic models
@@ -47,6 +47,11 @@ test-fast: install binaries ## unit tests of pure code, contract tests (examples
 test-trainer: install deepspeed-ops ## trainer tests that really train tiny models on CPU (GPU tests skip on CPU)
 	$(PYTEST) tests/unit -m trainer
 	$(PYTEST) tests/gpu
+
+test-gpu: install ## the GPU check: kubetune's LoRA, QLoRA and ZeRO-3 paths on CUDA with a ~1B model (one line on CPU)
+	@if $(PY) -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then \
+		$(PYTEST) tests/gpu -s -p no:cacheprovider; \
+	else echo "test-gpu: skipped, no CUDA GPU visible (tests/gpu runs on a machine with one)"; fi
 
 test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok, Kueue)
 	$(PYTEST) tests/integration
@@ -89,6 +94,13 @@ cluster-down: install ## stop the control plane started by cluster-up
 
 demo: install binaries ## apply a FineTuneJob on the local control plane, train a tiny model on CPU, get an Adapter
 	$(PY) -m kubetune_dev.demo
+
+LABS_OUT ?= .kubetune/labs
+LAB_NAMES ?= peft-sweep qlora-memory dpo-vs-rl forgetting fusion
+labs: install ## run every code lab's small setting on CPU (labs/README.md); reports in $(LABS_OUT)
+	@model=$$($(PY) -m kubetune_dev.lab_model) && for lab in $(LAB_NAMES); do \
+		$(BIN)/kubetune lab run $$lab --setting small --model $$model --out $(LABS_OUT) || exit 1; done
+	@echo "reports: $(LABS_OUT)/README.md"
 
 clean: ## remove the venv and caches in the tree (binaries stay cached in ~/.cache/kubetune)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -41,6 +41,12 @@ def helm_args(
     return args
 
 
+def helm(binary: Path, kubeconfig: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """helm against a cluster (install, upgrade, uninstall); the caller checks the return code."""
+    command = [str(binary), *args, "--kubeconfig", str(kubeconfig)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def template(
     helm: Path,
     release: str = "kubetune",

@@ -174,6 +174,15 @@ class Demo:
             f"metrics http://127.0.0.1:{self.metrics_port}/metrics)"
         )
 
+    def crash_operator(self) -> None:
+        """SIGKILLs the operator (between any two of its API calls, as the OOM killer or a lost node would) and
+        starts a new one, as its Deployment would."""
+        assert self.operator is not None
+        self.operator.kill()
+        self.operator.wait(timeout=20)
+        self.log(f"operator SIGKILLed (pid {self.operator.pid})")
+        self._start_operator()
+
     def run(self, timeout: float = 900) -> DemoResult:
         self.log(f"kubectl apply -f {MANIFEST.relative_to(REPO)}")
         return self.train(yaml.safe_load(MANIFEST.read_text()), timeout)

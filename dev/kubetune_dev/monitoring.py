@@ -10,15 +10,22 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 PROMETHEUS_OWN_SERIES = frozenset({"up"})
 """Series Prometheus writes for every target; alerts may use them."""
+ONLY_ON_A_GPU = frozenset({"kubetune_trainer_gpu_memory_bytes"})
+"""Series a CPU run cannot serve: the end-to-end run checks every other name against what it scraped; the GPU
+check (tests/gpu) scrapes these from a trainer on CUDA."""
 
 SUFFIXES = {
     "counter": ("_total", "_created"),
@@ -130,3 +137,49 @@ def check_expressions_parse(promtool: Path, expressions: list[str]) -> str:
     if result.returncode != 0:
         raise AssertionError(f"promtool check rules failed:\n{result.stdout}{result.stderr}")
     return result.stdout
+
+
+def served_series(exposition: str) -> set[str]:
+    """The sample names in one scrape (Prometheus text format), e.g. `..._bucket`, `..._total`."""
+    return {sample.name for family in text_string_to_metric_families(exposition) for sample in family.samples}
+
+
+class SeriesCollector:
+    """Scrapes some /metrics URLs every `interval` seconds in a thread and keeps every sample name seen.
+
+    A trainer serves its metrics only while it trains, so an end-to-end run polls for the whole run and
+    checks the union; unreachable endpoints (a trainer not started yet, or gone) are skipped.
+    """
+
+    def __init__(self, urls: Sequence[str], interval: float = 0.5) -> None:
+        self.urls = list(urls)
+        self.interval = interval
+        self.names: dict[str, set[str]] = {url: set() for url in self.urls}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="series-collector", daemon=True)
+
+    def scrape(self) -> None:
+        for url in self.urls:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    self.names[url] |= served_series(response.read().decode())
+            except (urllib.error.URLError, OSError):
+                continue
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.scrape()
+            self._stop.wait(self.interval)
+
+    @property
+    def seen(self) -> set[str]:
+        return set().union(*self.names.values())
+
+    def __enter__(self) -> SeriesCollector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.scrape()

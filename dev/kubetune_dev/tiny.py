@@ -50,6 +50,8 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<s>assistant: {% endif %}"
 )
 _VERSION = "1"
+SHAPE = {"hidden": HIDDEN, "layers": LAYERS, "heads": 4, "kv_heads": 2, "intermediate": 2 * HIDDEN, "positions": 256}
+"""The tiny Llama's shape; `tiny_model_dir(**shape)` overrides keys (intermediate defaults to 2 x hidden)."""
 
 
 def cache_root() -> Path:
@@ -163,7 +165,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def _build(target: Path, *, tie_embeddings: bool) -> None:
+def _build(target: Path, *, tie_embeddings: bool, shape: dict[str, int]) -> None:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -189,12 +191,12 @@ def _build(target: Path, *, tie_embeddings: bool) -> None:
     tokenizer.chat_template = CHAT_TEMPLATE
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
+        hidden_size=shape["hidden"],
+        intermediate_size=shape["intermediate"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        num_key_value_heads=shape["kv_heads"],
+        max_position_embeddings=shape["positions"],
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -210,16 +212,23 @@ def _build(target: Path, *, tie_embeddings: bool) -> None:
     config_path.write_text(json.dumps(tok_config, indent=2))
 
 
-def tiny_model_dir(*, tie_embeddings: bool = False) -> Path:
-    """Path of the cached tiny model (built on first use; safe under concurrent builders)."""
-    key = hashlib.sha256(json.dumps([_VERSION, _corpus(), tie_embeddings, VOCAB_SIZE, HIDDEN]).encode()).hexdigest()
+def tiny_model_dir(*, tie_embeddings: bool = False, **shape: int) -> Path:
+    """Path of the cached tiny model (built on first use; safe under concurrent builders). Benchmarks and the
+    GPU check ask for bigger Llamas with the same tokenizer through `shape` (keys of `SHAPE`)."""
+    unknown = set(shape) - set(SHAPE)
+    if unknown:
+        raise ValueError(f"unknown model shape keys {sorted(unknown)}; known: {sorted(SHAPE)}")
+    custom = {k: v for k, v in shape.items() if v != SHAPE[k]}
+    full = SHAPE | {"intermediate": 2 * shape.get("hidden", HIDDEN)} | shape
+    described: list[object] = [VOCAB_SIZE, HIDDEN] + ([sorted(full.items())] if custom else [])
+    key = hashlib.sha256(json.dumps([_VERSION, _corpus(), tie_embeddings, *described]).encode()).hexdigest()
     target = cache_root() / f"tiny-llama-{key[:12]}"
     if (target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        _build(tmp, tie_embeddings=tie_embeddings)
+        _build(tmp, tie_embeddings=tie_embeddings, shape=full)
         try:
             os.replace(tmp, target)
         except OSError:

@@ -177,6 +177,49 @@ def cmd_estimate(path: Path, model_config: Path | None, gpu_args: Sequence[str])
     return 0
 
 
+def cmd_lab(args: argparse.Namespace) -> int:
+    """`kubetune lab list|run|manifests`; the lab code (and matplotlib) load only here."""
+    from kubetune.labs.definition import LabError, available
+    from kubetune.labs.runner import manifests, run_lab
+
+    try:
+        if args.lab_command == "list":
+            print("\n".join(available(args.labs_dir)) or f"no labs in {args.labs_dir}")
+            return 0
+        if args.lab_command == "manifests":
+            documents = manifests(args.labs_dir, args.name, setting_name=args.setting, model_uri=args.model_uri)
+            print(yaml.safe_dump_all(documents, sort_keys=False, width=120), end="")
+            return 0
+        model = args.model.resolve() if args.model else None
+        report = run_lab(args.labs_dir, args.name, setting_name=args.setting, model_dir=model, out=args.out.resolve())
+    except LabError as error:
+        print(f"kubetune lab: {error}")
+        return 1
+    print(f"kubetune lab: report in {report}")
+    return 0
+
+
+def _lab_parser(commands: Any) -> None:
+    lab = commands.add_parser("lab", help="the code labs: run one and get a report (labs/README.md)")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+    for name, text in (
+        ("list", "list the labs"),
+        ("run", "run a lab on this machine and write its report"),
+        ("manifests", "print a lab's FineTuneJobs/Adapters for a cluster (setting applied)"),
+    ):
+        sub = lab_commands.add_parser(name, help=text)
+        sub.add_argument("--labs-dir", type=Path, default=Path("labs"), help="folder of labs (default: labs)")
+        if name == "list":
+            continue
+        sub.add_argument("name", metavar="NAME", help="lab name (see `kubetune lab list`) or a lab folder")
+        sub.add_argument("--setting", default="small", help="small (CPU, tiny model) or gpu (default: small)")
+        if name == "manifests":
+            sub.add_argument("--model-uri", help="base model URI replacing the lab's model")
+            continue
+        sub.add_argument("--model", type=Path, help="local base model directory (the small setting needs one)")
+        sub.add_argument("--out", type=Path, default=Path(".kubetune/labs"), help="reports folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubetune", description="Declarative LLM fine-tuning on Kubernetes.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -196,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument(
         "--gpu", action="append", default=[], metavar="PRODUCT[=GiB]", help="size for this GPU (repeatable)"
     )
+    _lab_parser(commands)
     commands.add_parser("operator", help="run the operator (kopf); see `kubetune operator --help`", add_help=False)
     commands.add_parser("crds", help="print the CustomResourceDefinitions")
     commands.add_parser("version", help="print the version")
@@ -217,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_run(args.file, args.workdir, args.pvc_root)
     if args.command == "estimate":
         return cmd_estimate(args.file, args.model_config, args.gpu)
+    if args.command == "lab":
+        return cmd_lab(args)
     if args.command == "crds":
         return cmd_crds()
     return cmd_version()

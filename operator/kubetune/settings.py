@@ -64,7 +64,6 @@ class OperatorSettings(BaseModel):
     watch_client_timeout: int = Field(default=330, ge=1, description="Client-side bound on a watch request.")
     error_backoffs: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 30.0)
     handler_backoff: float = Field(default=5.0, gt=0, description="Delay before a failed handler is retried.")
-    peering_name: str = "kubetune"
     service_account_annotations: dict[str, str] = Field(
         default_factory=dict,
         description="Annotations on every trainer ServiceAccount: the cloud identity of the pods (IRSA "

@@ -36,8 +36,18 @@ def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return container
 
 
+KOPF_FIELD_REFS = {"POD_ID": "metadata.name"}
+"""Variables kopf itself reads, from the pod's own fields: its peering identity is the pod's name."""
+
+
 def env(objects: list[dict[str, Any]]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in operator_container(objects)["env"]}
+    """The operator's literal settings; `field_refs` checks the ones taken from the pod."""
+    return {e["name"]: e["value"] for e in operator_container(objects)["env"] if "valueFrom" not in e}
+
+
+def field_refs(objects: list[dict[str, Any]]) -> dict[str, str]:
+    entries = operator_container(objects)["env"]
+    return {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in entries if "valueFrom" in e}
 
 
 @pytest.mark.parametrize("values", [None, MONITORING_VALUES])
@@ -125,6 +135,7 @@ def test_every_setting_the_chart_passes_is_an_operator_setting(helm: Path) -> No
         },
     )
     variables = env(objects)
+    assert field_refs(objects) == KOPF_FIELD_REFS
     fields = {ENV_PREFIX + name.upper() for name in OperatorSettings.model_fields}
     assert set(variables) <= fields, set(variables) - fields
     settings = OperatorSettings.from_env(variables)

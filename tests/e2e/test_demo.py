@@ -17,21 +17,58 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubetune_dev.demo import REPO, Demo, DemoResult
+from kubetune_dev.chart import CHART, MONITORING_VALUES, PROMETHEUS_OPERATOR_APIS, only, template
+from kubetune_dev.controlplane.paths import find_binaries
+from kubetune_dev.controlplane.ports import free_ports
+from kubetune_dev.demo import MANIFEST, REPO, Demo, DemoResult
+from kubetune_dev.monitoring import (
+    ONLY_ON_A_GPU,
+    SeriesCollector,
+    dashboard_expressions,
+    rule_expressions,
+    unknown_names,
+)
 from support.gitops_health import argocd_health, kstatus
 
 pytestmark = pytest.mark.e2e
 
 
+TRAINER_METRICS_PORT = free_ports(1)[0]
+DASHBOARD = json.loads((CHART / "dashboards" / "kubetune.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    with Demo(tmp_path_factory.mktemp("demo"), log=lambda line: print(line, flush=True)) as running:
+    operator_env = {"KUBETUNE_TRAINER_METRICS_PORT": str(TRAINER_METRICS_PORT)}
+    with Demo(
+        tmp_path_factory.mktemp("demo"), log=lambda line: print(line, flush=True), operator_env=operator_env
+    ) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def result(demo: Demo) -> DemoResult:
+def served(demo: Demo) -> Iterator[SeriesCollector]:
+    """Every series the operator and the trainers serve while the module's runs go on (polled, since a trainer
+    serves its metrics only while it trains)."""
+    urls = [f"http://127.0.0.1:{port}/metrics" for port in (demo.metrics_port, TRAINER_METRICS_PORT)]
+    with SeriesCollector(urls) as collector:
+        yield collector
+
+
+@pytest.fixture(scope="module")
+def result(demo: Demo, served: SeriesCollector) -> DemoResult:
     return demo.run(timeout=600)
+
+
+@pytest.fixture(scope="module")
+def failed(demo: Demo, served: SeriesCollector, result: DemoResult) -> DemoResult:
+    """A run whose dataset does not exist: the preflight pod's trainer exits 78 and the FineTuneJob fails with
+    ConfigError before a training Job exists."""
+    document = yaml.safe_load(MANIFEST.read_text())
+    document["metadata"]["name"] = "demo-missing-data"
+    document["spec"]["dataset"]["train"]["uri"] = "pvc://demo-data/datasets/missing.jsonl"
+    document["spec"]["output"]["adapterName"] = "demo-missing-data"
+    return demo.train(document, timeout=300)
 
 
 def test_finetunejob_trains_to_success_with_live_progress(result: DemoResult) -> None:
@@ -129,6 +166,33 @@ def test_kubetune_run_trains_the_same_manifest_locally(tmp_path: Path, result: D
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert list((claim / "adapters").rglob("adapter_model.safetensors"))
+
+
+def test_a_bad_dataset_fails_the_run_with_the_trainers_config_error(demo: Demo, failed: DemoResult) -> None:
+    status = failed.finetunejob["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "ConfigError")
+    assert "missing.jsonl" in status["message"]
+    assert status["attempts"] == 0, "found by the preflight pod: no training attempt"
+    selector = "kubetune.io/job=demo-missing-data"
+    jobs = json.loads(demo.kubectl("get", "jobs", "-n", "demo", "-l", selector, "-o", "json"))
+    assert [j["metadata"]["labels"]["app.kubernetes.io/component"] for j in jobs["items"]] == ["preflight"]
+
+
+def test_dashboard_and_alerts_name_only_series_the_real_runs_served(
+    served: SeriesCollector, result: DemoResult, failed: DemoResult
+) -> None:
+    """The succeeded and the failed run together serve every series the dashboard and the rules use; the only
+    exceptions are series a CPU run cannot produce (GPU memory), which the GPU check scrapes."""
+    assert result.finetunejob["status"]["phase"] == "Succeeded"
+    assert failed.finetunejob["status"]["phase"] == "Failed"
+    served.scrape()
+    objects = template(find_binaries().helm, values_files=[MONITORING_VALUES], api_versions=PROMETHEUS_OPERATOR_APIS)
+    expressions = rule_expressions(only(objects, "PrometheusRule")["spec"]) + dashboard_expressions(DASHBOARD)
+    missing = set().union(*unknown_names(expressions, served.seen).values())
+    assert missing == set(ONLY_ON_A_GPU), sorted(missing)
+    trainer = served.names[f"http://127.0.0.1:{TRAINER_METRICS_PORT}/metrics"]
+    assert {"kubetune_trainer_step", "kubetune_trainer_loss", "kubetune_trainer_eval_loss"} <= trainer
+    assert "kubetune_finetunejob_failures_total" in served.seen
 
 
 def test_a_bad_target_module_fails_in_the_preflight_pod_and_no_training_job_starts(

@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.k8s.client import Kube
+from kubetune.k8s.interface import path
 from kubetune_dev.controlplane.testing import wait_until
 from kubetune_dev.demo import MANIFEST, NAMESPACE, Demo
 from kubetune_dev.tiny import write_jsonl
 from support.multinode import TrainerPod, trainer_pods
 from support.s3server import S3Process, s3_process
+from support.witness import Witness
 
 pytestmark = pytest.mark.e2e
 
@@ -270,3 +273,65 @@ def test_the_object_store_down_during_a_sync_costs_no_training(demo: Demo, objec
     assert stored[-1] == steps, "the last checkpoint landed once the store was back"
     assert len(stored) <= 2, "keepLast 2 on the store too"
     assert status["attempts"] == 1
+
+
+def phases(kube: Kube, kind: str) -> dict[str, str]:
+    return {
+        item["metadata"]["name"]: (item.get("status") or {}).get("phase", "")
+        for item in kube.list(path(kind, NAMESPACE))
+    }
+
+
+def any_status(kube: Kube, field: str) -> bool:
+    """Whether some FineTuneJob's status has `field` (a path such as `progress.step`) set."""
+    for ftj in kube.list(path("FineTuneJob", NAMESPACE)):
+        value: Any = ftj.get("status") or {}
+        for key in field.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value:
+            return True
+    return False
+
+
+def test_the_operator_sigkilled_during_a_burst_of_real_runs_loses_and_duplicates_nothing(demo: Demo) -> None:
+    """The operator SIGKILLed (and started again) three times while three real runs go: once their first Job
+    exists, once a run reports its first step, once a run's result is written (the operator is about to
+    publish). Every run still ends Succeeded on its first pod, with one Job and one Adapter over the whole
+    scenario. The many-runs version of this, with kwok pods, is tests/integration/operator/test_operator_crash.py."""
+    names = {f"burst-{index}" for index in range(3)}
+    kube = Kube.from_environment(str(demo.plane.kubeconfig_path))
+    log = demo.workdir / "operator.log"
+    log_start = log.stat().st_size
+    with Witness(lambda kind: kube.list(path(kind, NAMESPACE)), interval=0.5) as witness:
+        for name in sorted(names):
+            doc = finetunejob(name, steps=12, every=6)
+            demo.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(doc))
+        wait_until("a Job for the first run", lambda: witness.jobs.keys() & names, timeout=60, interval=0.05)
+        demo.crash_operator()
+        wait_until("a run to report its first step", lambda: any_status(kube, "progress.step"), 600, interval=0.2)
+        demo.crash_operator()
+        wait_until("a run's result", lambda: any_status(kube, "result"), timeout=600, interval=0.1)
+        demo.crash_operator()
+        wait_until(
+            "every run Succeeded",
+            lambda: all(phases(kube, "FineTuneJob").get(name) == "Succeeded" for name in names),
+            timeout=600,
+            interval=1,
+        )
+        wait_until(
+            "every Adapter Ready",
+            lambda: all(phases(kube, "Adapter").get(name) == "Ready" for name in names),
+            timeout=120,
+            interval=1,
+        )
+
+    for name in names:
+        assert len(witness.jobs[name]) == 1, f"{name}: Jobs {witness.jobs[name]}"
+        assert len(witness.adapters[name]) == 1, f"{name}: Adapters {witness.adapters[name]}"
+        (pod,) = trainer_pods(demo, f"{name}-train")
+        assert pod.exit_code == 0
+        assert status_of(demo, name)["attempts"] == 1
+        adapter = kube.get(path("Adapter", NAMESPACE, name))
+        assert adapter is not None
+        assert adapter["metadata"]["generation"] == 1, "the Adapter's spec was applied more than once with changes"
+    assert "Traceback" not in log.read_text()[log_start:]

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_DIR, CONFIG_FILE
 from kubetune.render.bundle import render_bundle
-from kubetune.render.trainer_config import CONFIG_DIR, CONFIG_FILE
 from kubetune.settings import OperatorSettings
 from support.images import REPO, TRAINER_IMAGE, VERSION, Mount, Run, locked_versions, require_image, run_in_image
 
@@ -59,8 +59,8 @@ class TrainedInImage:
     claims: dict[str, Path]
 
 
-def render_demo() -> Rendered:
-    manifests = render_bundle(yaml.safe_load(DEMO.read_text()), OperatorSettings())
+def render_demo(document: dict[str, Any] | None = None) -> Rendered:
+    manifests = render_bundle(document or yaml.safe_load(DEMO.read_text()), OperatorSettings())
     (job,) = [m for m in manifests if m["kind"] == "Job"]
     (config_map,) = [m for m in manifests if m["kind"] == "ConfigMap"]
     return Rendered(job, json.loads(config_map["data"][CONFIG_FILE]))
@@ -116,9 +116,11 @@ def image_config() -> dict[str, Any]:
     return require_image(TRAINER_IMAGE, "image-trainer")
 
 
-@pytest.fixture(scope="module")
-def trained(image_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> TrainedInImage:
-    root = tmp_path_factory.mktemp("trainer-image")
+def train_in_image(
+    root: Path, document: dict[str, Any] | None = None, launched: dict[str, str] | None = None
+) -> TrainedInImage:
+    """Render `document` (default: the demo) and run its trainer pod in the image on the demo's PVC; `launched`
+    runs the trainer module directly with that env (what a launcher gives the process) instead of the command."""
     os.chmod(root, 0o755)
     claim = root / "claim-demo-data"
     subprocess.run(
@@ -134,17 +136,26 @@ def trained(image_config: dict[str, Any], tmp_path_factory: pytest.TempPathFacto
         check=True,
         capture_output=True,
     )
-    rendered = render_demo()
+    rendered = render_demo(document)
     config = rendered.trainer_config
     config["runtime"] |= {"reportStatus": False, "metricsPort": free_port()}
     claims = {"demo-data": claim}
+    pod_name = container_env(rendered)["POD_NAME"]
+    hosts = root / "etc-hosts"  # the kubelet's /etc/hosts of every pod: its own name resolves (torchrun needs it)
+    hosts.write_text(f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{pod_name}\n")
     run = Run(
-        command=[*image_config["Entrypoint"], "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"],
+        command=rendered.container["command"] if launched is None else ["python", *rendered.container["command"][-4:]],
         user=rendered.user,
-        mounts=pod_mounts(rendered, root, claims, config),
-        env=container_env(rendered),
+        mounts=[*pod_mounts(rendered, root, claims, config), Mount(str(hosts), "/etc/hosts", read_only=True)],
+        env=container_env(rendered) | (launched or {}),
+        hostname=pod_name,
     )
     return TrainedInImage(rendered, run_in_image(TRAINER_IMAGE, run, timeout=900), claims)
+
+
+@pytest.fixture(scope="module")
+def trained(image_config: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> TrainedInImage:
+    return train_in_image(tmp_path_factory.mktemp("trainer-image"))
 
 
 def test_image_runs_as_the_rendered_user_with_the_rendered_command(image_config: dict[str, Any]) -> None:
@@ -221,7 +232,7 @@ def test_ships_torch_built_for_cuda_13_0_with_its_runtime_libraries(image_config
 def test_prebuilt_deepspeed_ops_load_without_a_compiler(image_config: dict[str, Any]) -> None:
     """g++ is in the image for recompiles only: with every C++ compiler removed the prebuilt ops still load.
 
-    Runs as root because only root can write torch's lock file next to the prebuilt ops (see the next test).
+    Runs as root, which may write torch's lock file next to the prebuilt ops (the pod user uses a copy, next test).
     """
     remove_compilers = "rm -f /usr/bin/c++ /usr/bin/g++ /usr/bin/g++-12 /usr/bin/x86_64-linux-gnu-g++-12"
     script = f"{remove_compilers} && ! command -v c++ g++ && python -c '{LOAD_DEEPSPEED_OPS}'"
@@ -233,15 +244,29 @@ def test_prebuilt_deepspeed_ops_load_without_a_compiler(image_config: dict[str, 
     assert "Building extension" not in result.stdout + result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="torch writes a lock file next to the prebuilt ops even to load them; the image user cannot "
-    "(the trainer has to seed a writable TORCH_EXTENSIONS_DIR first, docs/images.md)",
-)
-def test_prebuilt_deepspeed_ops_load_as_the_image_user(image_config: dict[str, Any]) -> None:
-    result = run_in_image(
-        TRAINER_IMAGE,
-        Run(command=["python", "-c", LOAD_DEEPSPEED_OPS], env={"DS_ACCELERATOR": "cpu"}),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-1000:]
+def test_a_deepspeed_run_loads_the_prebuilt_ops_as_the_image_user(image_config: dict[str, Any], tmp_path: Path) -> None:
+    """The image's ops dir is root's (and read-only in a pod): the trainer copies it into scratch, and DeepSpeed
+    on CPU (its shared-memory comm op) loads the copy without recompiling.
+
+    The rendered command is `torchrun --standalone`, whose rendezvous never completes inside buildah's chroot
+    isolation (it does in pods on the local node: tests/e2e/test_multinode.py); the trainer is started as the one
+    process torchrun would start, with the rendezvous variables torchrun sets.
+    """
+    document = yaml.safe_load(DEMO.read_text())
+    document["spec"]["distributed"] = {"strategy": "deepspeed", "zeroStage": 2}
+    document["spec"]["training"]["maxSteps"] = 4
+    document["spec"]["evaluation"] = {}
+    launched = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+    trained = train_in_image(tmp_path, document, launched | {"MASTER_PORT": str(free_port())})
+    result = trained.result
+    output = result.stdout + result.stderr
+    assert trained.rendered.container["command"][:2] == ["torchrun", "--standalone"]
+    assert result.returncode == 0, output[-4000:]
+    assert "prebuilt torch extensions in /opt/kubetune/torch_extensions are read-only here" in output
+    assert "deepspeed_shm_comm_op built successfully" in output, "DeepSpeed loaded its shared-memory comm op"
+    assert "Building extension" not in output, "the copied ops were recompiled"
+    found = ARTIFACT_LINE.search(result.stdout)
+    assert found, output[-2000:]
+    artifact = trained.claims["demo-data"] / found.group(1).removeprefix("pvc://demo-data/").strip("/")
+    manifest = json.loads((artifact / "kubetune.json").read_text())
+    assert manifest["config"]["runtime"]["strategy"] == "deepspeed"

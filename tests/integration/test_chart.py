@@ -1,7 +1,11 @@
 """The Helm chart on the real API server: it installs, the operator Deployment becomes Ready (pods run on kwok
 nodes), the operator's ServiceAccount holds exactly the documented permissions (no Secrets), the monitoring
 objects appear once the Prometheus Operator CRDs exist (and the apiserver accepts them against those CRDs),
-and the documented CRD upgrade step works over CRDs owned by another field manager."""
+and the documented CRD upgrade step works over CRDs owned by another field manager.
+
+With its default values and its operator pods really running (on the local node, as `kubetune operator` with
+the chart's arguments), the two replicas elect one, a FineTuneJob gets its Job, and when the active pod is
+killed the other takes over: test_chart_ha.py."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from kubetune_dev.chart import CHART, MONITORING_VALUES, helm_args
+from kubetune_dev.chart import helm as run_helm
 from kubetune_dev.controlplane import LocalControlPlane
 from kubetune_dev.controlplane.paths import find_prometheus_operator_crds
 from kubetune_dev.controlplane.testing import Kubectl, install_crds, wait_until
@@ -23,8 +28,7 @@ MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
 
 
 def helm(control_plane: LocalControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [str(control_plane.binaries.helm), *args, "--kubeconfig", str(control_plane.kubeconfig_path)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=150, check=False)
+    return run_helm(control_plane.binaries.helm, control_plane.kubeconfig_path, *args, timeout=150)
 
 
 def can_i(kubectl: Kubectl, account: str, verb: str, resource: str, *where: str) -> bool:

@@ -49,6 +49,7 @@ class Run:
     mounts: Sequence[Mount] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    hostname: str | None = None
 
 
 def require_image(image: str, make_target: str) -> dict[str, Any]:
@@ -74,6 +75,8 @@ def run_in_image(image: str, run: Run, timeout: float) -> subprocess.CompletedPr
             command += ["--user", run.user]
         if run.workdir:
             command += ["--workingdir", run.workdir]
+        if run.hostname:
+            command += ["--hostname", run.hostname]
         for mount in run.mounts:
             command += ["--volume", mount.flag()]
         for name, value in run.env.items():

@@ -56,3 +56,23 @@ def adapter(name: str, namespace: str, base: str = "hf://org/tiny", **extra: Any
         "metadata": {"name": name, "namespace": namespace, "annotations": {"kwok.kubetune.io/run-for": "6s"}},
         "spec": spec,
     }
+
+
+def finetunejob(name: str, namespace: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    """A small valid FineTuneJob (no PVCs, no Secret) that the fake trainer can 'run'."""
+    body: dict[str, Any] = {
+        "baseModel": {"uri": "hf://org/tiny"},
+        "dataset": {"train": {"uri": "s3://data/train.jsonl"}},
+        "method": {"type": "lora", "lora": {"rank": 8}},
+        "objective": {"type": "sft"},
+        "resources": {"gpus": 1},
+        "output": {"uri": f"s3://adapters/{name}/"},
+        "backoffLimit": 1,
+    }
+    body.update(spec)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
+        "spec": body,
+    }

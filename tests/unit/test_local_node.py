@@ -1,15 +1,25 @@
-"""The local node's pure parts: mount planning, `$(VAR)` expansion, and the per-pod hosts file."""
+"""The local node's pure parts: mount planning, `$(VAR)` expansion, the per-pod hosts file, images it knows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from kubetune_dev.local_node import process
 from kubetune_dev.local_node.expansion import expand
 from kubetune_dev.local_node.hosts import PodDns, dns_names, headless_selectors, hosts_file
+from kubetune_dev.local_node.images import (
+    KNOWN_IMAGES,
+    OPERATOR_REPOSITORY,
+    ImageProfile,
+    container_command,
+    repository,
+)
+from kubetune_dev.local_node.node import node_manifest
 from kubetune_dev.local_node.pods import NodeRuntime, visible_host_paths_kept
 from kubetune_dev.local_node.process import mount_order, mount_script
 from kubetune_dev.local_node.volumes import Mount
@@ -127,3 +137,42 @@ def test_mount_points_another_namespace_still_uses_are_not_removed(tmp_path: Pat
     assert busy.is_dir(), "a pod of another session still has its volume mounted there"
     assert spaced.is_dir()
     assert not idle.exists()
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("ghcr.io/kubetune/kubetune-operator:0.1.0", "ghcr.io/kubetune/kubetune-operator"),
+        ("ghcr.io/kubetune/kubetune-operator@sha256:" + "a" * 64, "ghcr.io/kubetune/kubetune-operator"),
+        ("registry.local:5000/team/op:1@sha256:" + "b" * 64, "registry.local:5000/team/op"),
+        ("registry.local:5000/team/op", "registry.local:5000/team/op"),
+        ("busybox", "busybox"),
+    ],
+)
+def test_an_image_is_known_by_its_repository(image: str, expected: str) -> None:
+    assert repository(image) == expected
+
+
+def test_command_replaces_the_entrypoint_and_args_follow_whichever_runs() -> None:
+    images = {"op": ImageProfile(("kubetune", "operator"))}
+    assert container_command("op:1", None, ["-A"], images) == ["kubetune", "operator", "-A"]
+    assert container_command("op:1", ["python", "-m", "x"], ["-v"], images) == ["python", "-m", "x", "-v"]
+    assert container_command("unknown:1", ["sh"], None, images) == ["sh"]
+    with pytest.raises(ValueError, match="knows no entrypoint"):
+        container_command("unknown:1", None, ["-v"], images)
+
+
+def test_the_operator_image_profile_matches_the_dockerfile_and_the_chart() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    entrypoint = next(line for line in (repo / "Dockerfile").read_text().splitlines() if line.startswith("ENTRYPOINT"))
+    profile = KNOWN_IMAGES[OPERATOR_REPOSITORY]
+    assert json.loads(entrypoint.removeprefix("ENTRYPOINT")) == list(profile.entrypoint)
+    values = yaml.safe_load((repo / "charts" / "kubetune" / "values.yaml").read_text())
+    assert values["image"]["repository"] == OPERATOR_REPOSITORY
+    assert profile.own_network, "two replicas on one host would fight over the chart's fixed ports"
+
+
+def test_a_tainted_local_node_keeps_other_pods_away() -> None:
+    taint = {"key": "kubetune.io/local-node", "value": "true", "effect": "NoSchedule"}
+    assert node_manifest("n", [taint])["spec"]["taints"] == [taint]
+    assert node_manifest("n")["spec"]["taints"] == []

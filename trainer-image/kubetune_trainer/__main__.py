@@ -32,6 +32,7 @@ from kubetune_trainer.termination import (
     TerminationRequest,
     write_termination_message,
 )
+from kubetune_trainer.torch_extensions import writable_extensions_dir
 
 log = logging.getLogger("kubetune_trainer")
 
@@ -58,12 +59,12 @@ def load_config(path: Path) -> TrainerConfig:
 
 def default_hooks() -> Hooks:
     """The production wiring: status/metrics reporting, evaluation suites and the gate."""
-    from kubetune_trainer import report
+    from kubetune_trainer import measure, report
     from kubetune_trainer.evaluate import evaluate_suites, gate_hook, prepare_suites
 
     return Hooks(
         preflight=[prepare_suites],
-        before_train=[report.attach_reporter],
+        before_train=[report.attach_reporter, measure.attach],
         evaluate=evaluate_suites,
         gate=gate_hook,
         after_result=[report.publish_result],
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = load_config(args.config)
+        writable_extensions_dir(Path(config.runtime.work_dir), os.environ)  # before anything loads DeepSpeed ops
         if args.preflight:
             _run_preflight(config)
             return 0

@@ -3,7 +3,9 @@
 Layout under `<output.uri>/<adapterName>/` (an hf:// output is the repository itself, with a
 README.md model card; see `hub`): the adapter (PEFT `adapter_model.safetensors` +
 `adapter_config.json`, or full `model.safetensors` for full/partial), the tokenizer, optionally
-`merged/` (full weights with the adapter folded in) and `kubetune.json`. `sha256` is over every file
+`merged/` (full weights with the adapter folded in), `training_log.jsonl` (every logged step: loss,
+learning rate, eval loss, the objective's own signals such as DPO reward margins) and `kubetune.json`.
+`sha256` is over every file
 in sorted relative-path order (`sha256(path NUL file-sha256 LF ...)`), so it is stable across
 filesystems and tells whether two artifacts are byte-identical.
 
@@ -15,6 +17,7 @@ Adapter) treat a prefix without `kubetune.json` as absent.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.artifact import (
+    TRAINING_LOG_FILE,
     ArtifactManifest,
     FileDigest,
     ManifestBaseModel,
@@ -42,6 +46,7 @@ from kubetune_trainer.evaluate.suites import HARNESS_RESULTS
 from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
 from kubetune_trainer.model_card import model_card
+from kubetune_trainer.tracking import publish_with_artifact
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +93,14 @@ def save_weights(ctx: RunContext, trainer: Any, directory: Path) -> ManifestForm
         return None
     (directory / "training_args.bin").unlink(missing_ok=True)  # a pickle; the manifest has the config
     ctx.tokenizer.save_pretrained(str(directory))
+    write_training_log(directory / TRAINING_LOG_FILE, trainer.state.log_history)
     return "peft-safetensors" if ctx.is_peft else "safetensors"
+
+
+def write_training_log(path: Path, history: list[dict[str, Any]]) -> None:
+    """One JSON object per logged step, numbers only (what the trainer logged, in order)."""
+    lines = [{k: v for k, v in entry.items() if isinstance(v, int | float)} for entry in history]
+    path.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
 
 
 def save_merged(ctx: RunContext, adapter_dir: Path, directory: Path) -> None:
@@ -219,6 +231,10 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
         return RunResult(artifact_uri=artifact_uri(ctx), sha256="0" * 64, size_bytes=0, method=ctx.method)
     if ctx.spec.output.merge_weights and ctx.is_peft:
         save_merged(ctx, root, root / MERGED_DIR)
+    for relative, source in ctx.extras.get("artifact_files", {}).items():  # e.g. synthesised training data
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / relative)
+    publish_with_artifact(ctx, root)
     target = hub.hub_output(ctx)
     if target is not None:
         card = model_card(ctx, target.repo_id, gate=gate, libraries=library_versions())

@@ -123,7 +123,8 @@ class RunContext:
             # (a callback turning it on for rank 0 alone deadlocks multi-process runs)
             "include_num_input_tokens_seen": "non_padding",
             "logging_first_step": True,
-            "report_to": "none",
+            "report_to": self.spec.tracking.report_to if self.spec.tracking is not None else "none",
+            "run_name": self.config.target.name,  # the MLflow run's name
             "disable_tqdm": True,
             "use_cpu": not self.capabilities.cuda,
             # eval loss at checkpoint cadence feeds status.progress.evalLoss; suites run after training

@@ -16,11 +16,13 @@ import re
 from typing import Any
 
 from kubetune_trainer.context import RunContext
+from kubetune_trainer.data.counterfactual import augment
 from kubetune_trainer.data.formats import check_objective_format, normalize
 from kubetune_trainer.data.load import load_dataset_uri
 from kubetune_trainer.data.prep import PrepReport, run_prep, settings_from_spec
 from kubetune_trainer.data.prep_cache import CachedPrep, PrepCache, is_local_leader, local_ranks, prep_key
 from kubetune_trainer.data.prep_rows import TokenLengths
+from kubetune_trainer.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,13 @@ def _load(ctx: RunContext, uri: str) -> tuple[Any, str]:
         token_env=ctx.config.runtime.model_token_env,
     )
     normalized = normalize(loaded.dataset, ctx.spec.dataset.format)
-    check_objective_format(normalized.format, ctx.spec.objective.type)
+    if ctx.spec.dataset.constitution is None:
+        check_objective_format(normalized.format, ctx.spec.objective.type)
+    elif normalized.format != "prompt":
+        raise DataFormatError(
+            "dataset.constitution synthesises answers for prompts: the dataset must be in format prompt "
+            f"(rows with only a prompt), but it is {normalized.format!r}"
+        )
     ctx.extras.setdefault("card_licenses", {})[uri] = loaded.card_license
     return normalized.dataset, loaded.digest
 
@@ -130,6 +138,13 @@ def prepare(ctx: RunContext) -> None:
         dataset, ctx.eval_dataset = split["train"], split["test"]
     elif "eval" in prepared.datasets:
         ctx.eval_dataset = prepared.datasets["eval"]
+    if spec.prep.counterfactual is not None:
+        # after the split, so no row's twin lands in the evaluation data
+        dataset, added = augment(dataset, spec.prep.counterfactual.term_pairs)
+        ctx.prep_report["counterfactual_added"] = added.rows_added
+        ctx.prep_report["counterfactual_swaps"] = added.swaps
+        ctx.extras["prep_report"]["counterfactual"] = added.to_dict()
+        log.info("counterfactual augmentation: %d rows added (%d term swaps)", added.rows_added, added.swaps)
     ctx.train_dataset = dataset
     source = "from the cache" if prepared.from_cache else "prepared"
     log.info("%s (%s); training on %d rows", report.summary(), source, len(dataset))

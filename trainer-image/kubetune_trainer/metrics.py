@@ -13,6 +13,7 @@ Exposed on rank 0 at `http://POD:PORT/metrics` (default port 9400, the `metrics`
 | kubetune_trainer_tokens_total           | counter | input tokens (non-padding) seen                    |
 | kubetune_trainer_tokens_per_second      | gauge   | token throughput since training started            |
 | kubetune_trainer_gpu_memory_bytes{gpu}  | gauge   | CUDA memory allocated per local GPU (absent on CPU)|
+| kubetune_trainer_constraint{constraint,signal} | gauge | rlhf constraints: cost, multiplier, violation-rate |
 
 A dedicated `CollectorRegistry` keeps these apart from anything a library registers globally, so a
 scrape shows exactly the training series and tests can read them without a server.
@@ -42,6 +43,12 @@ class TrainerMetrics:
         self.tokens = Counter(f"{NAMESPACE}_tokens", "Input tokens (non-padding) seen.", registry=r)
         self.tokens_per_second = Gauge(f"{NAMESPACE}_tokens_per_second", "Tokens per second.", registry=r)
         self.gpu_memory = Gauge(f"{NAMESPACE}_gpu_memory_bytes", "CUDA memory allocated.", ["gpu"], registry=r)
+        self.constraint = Gauge(
+            f"{NAMESPACE}_constraint",
+            "Safe-RLHF constraint signals of the last logged step.",
+            ["constraint", "signal"],
+            registry=r,
+        )
         self._tokens_seen = 0
         self._server: Any = None
 
@@ -72,6 +79,13 @@ class TrainerMetrics:
             self.tokens.inc(tokens_seen - self._tokens_seen)
             self._tokens_seen = tokens_seen
         self._observe_gpu_memory()
+
+    def observe_constraints(self, logs: dict[str, Any]) -> None:
+        """Set the constraint gauge from `constraint/NAME/SIGNAL` entries of a trainer log."""
+        for key, value in logs.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[0] == "constraint" and isinstance(value, int | float):
+                self.constraint.labels(constraint=parts[1], signal=parts[2]).set(value)
 
     def _observe_gpu_memory(self) -> None:
         import torch

@@ -1,15 +1,16 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
-Order: validate and probe the machine -> an hf:// output's repository (the token can write)
+Order: validate and probe the machine -> experiment tracking (MLflow credentials and server)
+-> an hf:// output's repository (the token can write)
 -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
 -> tokenizer (new tokens, chat template) and data prep -> the objective's data check -> `Hooks.preflight`
 (evaluation data and tasks) -> distributed setup
--> seed -> load weights -> tokenizer alignment -> method -> `Hooks.before_train` -> continual learning and
-objective builder -> train (resuming from the newest complete checkpoint on durable storage, saving a last one
-on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result` -> delete the run's
-checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as units of `METHODS`
-and `OBJECTIVES`, everything else through `Hooks`.
+-> seed -> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
+-> continual learning and objective builder -> train (resuming from the newest complete checkpoint on durable
+storage, saving a last one on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result`
+-> delete the run's checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as
+units of `METHODS` and `OBJECTIVES`, everything else through `Hooks`.
 
 `check` is the preflight pod's run: the stages up to the tokenizer, against the machine the spec asks
 for, with only the model's config and tokenizer downloaded; it returns the report the operator reads.
@@ -25,12 +26,23 @@ from typing import Any
 
 from kubetune.api.v1alpha1.preflight import PreflightReport, spec_digest
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import artifacts, continual, data_stage, durable, hub, preflight, tokenizer_align
+from kubetune_trainer import (
+    artifacts,
+    constitution,
+    continual,
+    data_stage,
+    durable,
+    hub,
+    preflight,
+    tokenizer_align,
+    tracking,
+)
 from kubetune_trainer.artifacts import RunResult
 from kubetune_trainer.context import Capabilities, Hooks, RunContext, RunPaths
 from kubetune_trainer.deepspeed_config import deepspeed_config
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.loading import inspect_model, load_model, load_tokenizer, resolve_base_model
+from kubetune_trainer.measure import ESTIMATE_KEY
 from kubetune_trainer.methods import METHODS
 from kubetune_trainer.objectives import OBJECTIVES
 from kubetune_trainer.termination import TerminationRequest
@@ -83,6 +95,8 @@ def inspect_base(ctx: RunContext, *, weights: bool = True) -> preflight.MemoryVe
         ctx.spec, info, ctx.capabilities, precision=ctx.precision, world_size=ctx.config.runtime.world_size
     )
     ctx.method = verdict.method or ctx.method
+    if verdict.estimate is not None:
+        ctx.extras[ESTIMATE_KEY] = verdict.estimate
     if ctx.spec.method.type == "auto" and verdict.method is not None:
         ctx.notes.append(f"method auto resolved to {ctx.method}")
     METHODS[ctx.method].check_targets(ctx, info)
@@ -199,6 +213,7 @@ def run(
     hooks = hooks or Hooks()
     termination = termination or TerminationRequest(config.runtime.termination_grace_seconds)
     ctx = build_context(config, capabilities)
+    tracking.prepare(ctx)
     checkpoints = durable.DurableCheckpoints.open(ctx)
     hub.ensure_repo(ctx)
     data_stage.load(ctx)
@@ -211,6 +226,7 @@ def run(
     setup_distributed(ctx)
     seed_run(ctx)
     load_weights(ctx)
+    constitution.apply(ctx)  # generates with the base model, before the method wraps it
     ctx.model = METHODS[ctx.method].apply(ctx)
     ctx.callbacks.append(log_progress_callback())
     for hook in hooks.before_train:

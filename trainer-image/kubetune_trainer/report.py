@@ -165,6 +165,8 @@ class ProgressReporter(TrainerCallback):
         for key, name in (("loss", "loss"), ("eval_loss", "evalLoss"), ("learning_rate", "learningRate")):
             if logs and isinstance(logs.get(key), int | float):
                 self._values[name] = float(logs[key])
+        if logs and self.metrics is not None:
+            self.metrics.observe_constraints(logs)
         self.update(state)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,11 @@ class LocalNode:
         max_pods: int = 4,
         poll_seconds: float = 1.0,
         gpus: int = 0,
+        taints: Sequence[Mapping[str, str]] = (),
     ) -> None:
         """`gpus`: fake `nvidia.com/gpu` capacity, so that GPU pods (multi-node runs need one GPU per node)
-        schedule here; they run on the CPU like every pod of this node."""
+        schedule here; they run on the CPU like every pod of this node. `taints`: only pods that tolerate
+        them run here (on a control plane that other tests' pods share)."""
         self.core = client.CoreV1Api(api)
         self.leases = client.CoordinationV1Api(api)
         self.name = name
@@ -49,6 +51,7 @@ class LocalNode:
         self.max_pods = max_pods
         self.poll_seconds = poll_seconds
         self.gpus = gpus
+        self.taints = taints
         self.running: dict[str, pods.RunningPod] = {}
         self.finished: set[str] = set()
         self._stop = threading.Event()
@@ -56,7 +59,7 @@ class LocalNode:
         self._created_mount_points: list[Path] = []
 
     def start(self) -> None:
-        node.register(self.core, self.name, self.max_pods, self.gpus)
+        node.register(self.core, self.name, self.max_pods, self.gpus, self.taints)
         self._thread = threading.Thread(target=self._loop, name=f"local-node-{self.name}", daemon=True)
         self._thread.start()
 
@@ -125,6 +128,7 @@ class LocalNode:
         code = running.process.wait()
         exit_code = code if code >= 0 else 128 - code
         log.info("pod %s/%s exited with %s", running.namespace, running.name, exit_code)
+        running.release()
         pods.report_finished(self.core, running, exit_code)
         self.finished.add(running.uid)
 

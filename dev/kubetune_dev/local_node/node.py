@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ def _micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def node_manifest(name: str) -> Any:
+def node_manifest(name: str, taints: Sequence[Mapping[str, str]] = ()) -> Any:
+    """`taints` keep pods off this node unless they tolerate them (a test that shares its control plane)."""
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -36,6 +38,7 @@ def node_manifest(name: str) -> Any:
                 LOCAL_NODE_LABEL: "true",
             },
         },
+        "spec": {"taints": [dict(taint) for taint in taints]},
     }
 
 
@@ -85,9 +88,11 @@ def node_status(pods: int, gpus: int = 0) -> dict[str, Any]:
     }
 
 
-def register(core: client.CoreV1Api, name: str, pods: int, gpus: int = 0) -> None:
+def register(
+    core: client.CoreV1Api, name: str, pods: int, gpus: int = 0, taints: Sequence[Mapping[str, str]] = ()
+) -> None:
     try:
-        core.create_node(node_manifest(name))
+        core.create_node(node_manifest(name, taints))
     except ApiException as error:
         if error.status != 409:
             raise

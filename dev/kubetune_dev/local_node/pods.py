@@ -20,6 +20,8 @@ from kubetune.api.v1alpha1.pod_contract import TERMINATION_LOG_ENV
 from kubetune_dev.local_node import process, volumes
 from kubetune_dev.local_node.expansion import expand
 from kubetune_dev.local_node.hosts import PodDns, pod_dns
+from kubetune_dev.local_node.images import ImageProfile, container_command, profile_of
+from kubetune_dev.local_node.network import PodNetwork
 
 MESSAGE_LIMIT = 4096
 HOSTS_FILE = "etc-hosts"
@@ -36,6 +38,13 @@ class RunningPod:
     started_at: str
     dns: PodDns
     created_mount_points: list[Path] = field(default_factory=list)
+    network: PodNetwork | None = None
+
+    def release(self) -> None:
+        """Frees what outlives the process: its own network namespace, if it had one (idempotent)."""
+        network, self.network = self.network, None
+        if network is not None:
+            network.close()
 
     @property
     def hosts_path(self) -> Path:
@@ -57,7 +66,8 @@ class NodeRuntime:
 
     `image_env` stands in for the image's `ENV` (pods run from the project's virtualenv, not an image):
     e.g. the trainer image's TORCH_EXTENSIONS_DIR with prebuilt DeepSpeed ops, without which every
-    DeepSpeed pod compiles them again (minutes on two cores).
+    DeepSpeed pod compiles them again (minutes on two cores). `images` stands in for what else the node
+    would get from an image: its entrypoint, and whether its pods get a network of their own (`images`).
     """
 
     api_host: str
@@ -65,6 +75,7 @@ class NodeRuntime:
     bin_dir: Path
     root: Path
     image_env: Mapping[str, str] = field(default_factory=dict)
+    images: Mapping[str, ImageProfile] = field(default_factory=dict)
 
 
 def container_env(
@@ -166,20 +177,32 @@ def start_pod(core: client.CoreV1Api, pod: Any, runtime: NodeRuntime, hosts: str
     mounts.append(volumes.Mount(sandbox / HOSTS_FILE, "/etc/hosts"))
     created = process.ensure_mount_points(mounts)
     env = container_env(core, pod, container, runtime, sandbox)
-    command = [expand(part, env) for part in [*(container.command or []), *(container.args or [])]]
+    argv = container_command(container.image, container.command, container.args, runtime.images)
+    command = [expand(part, env) for part in argv]
     dns = pod_dns(pod)
-    proc = process.start(
-        command,
-        env=env,
-        mounts=mounts,
-        workdir=container.working_dir,
-        log_path=sandbox / "container.log",
-        hostname=dns.hostname,
-    )
+    profile = profile_of(container.image, runtime.images)
+    network = PodNetwork(runtime.api_host, runtime.api_port) if profile and profile.own_network else None
+    try:
+        proc = process.start(
+            command,
+            env=env,
+            mounts=mounts,
+            workdir=container.working_dir,
+            log_path=sandbox / "container.log",
+            hostname=dns.hostname,
+            network=network,
+        )
+    except OSError:
+        if network is not None:
+            network.close()
+        raise
     started = _now()
-    report_running(core, pod, container.name, started)
     meta = pod.metadata
-    return RunningPod(meta.namespace, meta.name, meta.uid, container.name, proc, sandbox, started, dns, created)
+    running = RunningPod(
+        meta.namespace, meta.name, meta.uid, container.name, proc, sandbox, started, dns, created, network
+    )
+    report_running(core, pod, container.name, started)
+    return running
 
 
 def report_running(core: client.CoreV1Api, pod: Any, container: str, started: str) -> None:
@@ -260,3 +283,4 @@ def stop(running: RunningPod, grace_seconds: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(running.process.pid, signal.SIGKILL)
             running.process.wait()
+    running.release()

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from kubetune_dev.local_node.network import PodNetwork
 from kubetune_dev.local_node.volumes import Mount
 
 
@@ -96,18 +97,21 @@ def start(
     workdir: str | None,
     log_path: Path,
     hostname: str,
+    network: PodNetwork | None = None,
 ) -> subprocess.Popen[bytes]:
     """The command runs as PID 1 of its own PID namespace, like a container: killing the returned
     `unshare` process (`--kill-child`) kills every process of the pod, torchrun's workers included
-    (they run in sessions of their own, out of reach of a process-group signal)."""
+    (they run in sessions of their own, out of reach of a process-group signal). With a `network`, in
+    that network namespace (`nsenter` execs `unshare`, so the returned process is still `unshare`)."""
     namespaces = ["--mount", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"]
     argv = ["unshare", *namespaces, "sh", "-c", mount_script(mounts, hostname), "pod", *command]
     log = log_path.open("ab")
     return subprocess.Popen(
-        argv,
+        [*network.enter(), *argv] if network else argv,
         env=dict(env),
         cwd=workdir if workdir and os.path.isdir(workdir) else None,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        pass_fds=(network.namespace_fd,) if network else (),
     )

@@ -23,7 +23,7 @@ from kubetune.decisions.adapter_status import (
 from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import job_and_pods, live_object
-from kubetune.k8s.writes import apply_all, emit_event, write_status
+from kubetune.k8s.writes import ChildRejectedError, apply_all, emit_event, write_status
 from kubetune.render.adapter import merge_bundle
 from kubetune.render.names import merge_job_name
 from kubetune.settings import OperatorSettings
@@ -46,7 +46,8 @@ def reconcile_adapter(
     else:
         status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
     before = (body.get("status") or {}).get("phase")
-    wrote = write_status(kube, body, operator_fields(status, merged="merge" in (body.get("spec") or {})))
+    spec = body.get("spec")
+    wrote = write_status(kube, body, operator_fields(status, merged=isinstance(spec, dict) and "merge" in spec))
     if wrote and status.phase != before:
         kind = "Warning" if status.phase == "Failed" else "Normal"
         reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase)
@@ -83,6 +84,9 @@ def _merge(kube: KubeClient, adapter: Adapter, settings: OperatorSettings) -> Ve
                 detail = "; ".join(f"{p.path}: {p.message}" for p in issues)
                 return Verdict("Failed", "SourceInvalid", f"merge source {source_name} cannot be read: {detail}")
             models.append(model)
-        stored = apply_all(kube, merge_bundle(adapter, models, settings))
+        try:
+            stored = apply_all(kube, merge_bundle(adapter, models, settings))
+        except ChildRejectedError as rejected:
+            return Verdict("Failed", "InvalidSpec", f"{rejected}: fix the spec")
         job = stored.get("Job")
     return merge_verdict(adapter, sources, job, pods)

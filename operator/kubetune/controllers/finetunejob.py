@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from kubetune.api.problems import validate
+from kubetune.api.problems import Problem, validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
 from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.decisions import preflight
@@ -21,7 +21,7 @@ from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import live_object, observe_finetunejob
-from kubetune.k8s.writes import apply_all, emit_event, write_status, write_trainer_status
+from kubetune.k8s.writes import ChildRejectedError, apply_all, emit_event, write_status, write_trainer_status
 from kubetune.render.adapter import adapter_name, published_adapter
 from kubetune.render.bundle import bundle, job_suspend, preflight_bundle
 from kubetune.render.names import job_name, preflight_job_name
@@ -71,6 +71,14 @@ def lenient_status(body: Obj) -> FineTuneJobStatus | None:
         return None
 
 
+def _declared_method(body: Obj) -> str:
+    """The method type of a body that failed validation, for metrics: whatever shape its spec has."""
+    spec = body.get("spec")
+    method = spec.get("method") if isinstance(spec, dict) else None
+    declared = method.get("type") if isinstance(method, dict) else None
+    return declared if isinstance(declared, str) else "unknown"
+
+
 def reconcile_finetunejob(
     kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
 ) -> Outcome | None:
@@ -86,10 +94,13 @@ def reconcile_finetunejob(
     meta = body["metadata"]
     if ftj is None:
         status = invalid_status(previous, meta.get("generation"), problems, now)
-        method = str(body.get("spec", {}).get("method", {}).get("type", "unknown"))
+        method = _declared_method(body)
     else:
         ftj = ftj.model_copy(update={"status": previous})
-        status = _reconcile(kube, ftj, settings, now)
+        try:
+            status = _reconcile(kube, ftj, settings, now)
+        except ChildRejectedError as rejected:
+            status = invalid_status(previous, meta.get("generation"), [Problem("", str(rejected))], now)
         method = ftj.spec.method.type
     wrote = write_status(kube, body, operator_fields(status))
     if wrote and (status.phase, status.reason) != (before, before_reason):

@@ -32,8 +32,8 @@ def secret_not_found(names: str) -> Verdict:
     return Verdict(
         "Pending",
         "SecretNotFound",
-        f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef) "
-        "or remove the reference; the run starts as soon as it exists",
+        f"Secret {names} not found: create it in this namespace (baseModel.credentialsSecretRef, "
+        "tracking.mlflow.credentialsSecretRef) or remove the reference; the run starts as soon as it exists",
     )
 
 

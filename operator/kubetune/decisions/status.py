@@ -202,8 +202,12 @@ def compute_status(
 ) -> FineTuneJobStatus:
     previous = ftj.status or FineTuneJobStatus()
     checks = gate(ftj, observed)
-    found = verdict(ftj, observed, checks)
     job = observed.job
+    found = verdict(ftj, observed, checks)
+    if job is None and previous.phase in TERMINAL and previous.observed_generation == ftj.metadata.generation:
+        # Final for this generation, Job or no Job (deleted after the run, or never accepted by the API server):
+        # only a spec change, which is a new generation, starts over.
+        found = Verdict(previous.phase, previous.reason or previous.phase, previous.message or previous.phase)
     return _build(
         previous,
         found,

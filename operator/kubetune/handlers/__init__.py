@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import kopf
 
 from kubetune.handlers.children import register_children
 from kubetune.handlers.kinds import KINDS
+from kubetune.handlers.peering import MEMBERSHIP_KEY, Membership
 from kubetune.handlers.registration import register_kind
 from kubetune.handlers.startup import register_lifecycle
 
@@ -41,7 +44,13 @@ def parse_args(args: Sequence[str]) -> argparse.Namespace:
     ha = parser.add_mutually_exclusive_group()
     ha.add_argument("--standalone", action="store_true", help="no peering (one replica, or tests)")
     ha.add_argument("--peering", metavar="NAME", help="peering object for HA: one active replica at a time")
-    parser.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica; default: derived from its start time (the oldest replica leads, "
+        "any explicit priority >= 0 outranks every derived one)",
+    )
     parser.add_argument(
         "--liveness", metavar="URL", default=None, help="liveness/readiness endpoint, e.g. http://0.0.0.0:8081/healthz"
     )
@@ -61,10 +70,13 @@ def run_operator(args: Sequence[str]) -> int:
     options = parse_args(args)
     kopf.configure(verbose=options.verbose, debug=options.debug, log_prefix=True)  # [namespace/name] on lines
     quiet_libraries()
+    membership = Membership.derive(os.environ, options.namespace, options.priority, datetime.now(UTC))
     kopf.run(
         standalone=options.standalone,
         peering_name=options.peering,
-        priority=options.priority,
+        priority=membership.priority,
+        identity=membership.identity,  # type: ignore[arg-type]  # kopf's Identity (a NewType of str) is private
+        memo=kopf.Memo({MEMBERSHIP_KEY: membership}),
         liveness_endpoint=options.liveness,
         clusterwide=options.all_namespaces,
         namespaces=options.namespace,

@@ -3,11 +3,12 @@ runtime with its reconciler registry built from the kinds, the metrics endpoint,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -16,6 +17,7 @@ from prometheus_client import start_http_server
 from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.handlers.kinds import Kind
+from kubetune.handlers.peering import MEMBERSHIP_KEY, Membership, PeeringGate
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
 from kubetune.k8s.client import Kube
@@ -44,16 +46,37 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.execution.default_backoff = settings.handler_backoff
     kopf_settings.posting.level = logging.WARNING
     kopf_settings.posting.reporting_component = OPERATOR_FIELD_MANAGER
-    kopf_settings.peering.name = settings.peering_name
 
 
-def build_runtime(settings: OperatorSettings, kube: KubeClient, kinds: Sequence[Kind[Any]]) -> Runtime:
-    """The runtime with its registry: each kind's reconcile, bound to this runtime, by kind name."""
+def build_runtime(
+    settings: OperatorSettings, kube: KubeClient, kinds: Sequence[Kind[Any]], gate: Callable[[], bool] | None = None
+) -> Runtime:
+    """The runtime with its registry: each kind's reconcile, bound to this runtime, by kind name. `gate`
+    (peering) says whether the resync may run now; without one it always may."""
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    runtime.resync = Resync(settings.resync_seconds, runtime.reconcilers)
+    runtime.resync = Resync(settings.resync_seconds, runtime.reconcilers, gate)
     return runtime
+
+
+def peering_gate(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, kube: KubeClient) -> PeeringGate | None:
+    """kopf's pause as the resync thread sees it; None without mandatory peering (--standalone, or tests)."""
+    membership = memo.get(MEMBERSHIP_KEY)
+    peering = kopf_settings.peering
+    if not isinstance(membership, Membership) or peering.standalone or not peering.mandatory:
+        return None
+    return PeeringGate(kube, membership, peering.name)
+
+
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server a pod reaches, as client-go and the kubernetes library find it (KUBERNETES_SERVICE_HOST
+    and _PORT), so kopf talks to the same endpoint as the operator's own client; kopf's helper assumes that
+    cluster DNS resolves kubernetes.default.svc, which a pod with host networking may not have."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT")
+    if not host or not port:
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any]]) -> None:
@@ -63,7 +86,8 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
         operator_settings = OperatorSettings.from_env(os.environ)
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        runtime = build_runtime(operator_settings, Kube.from_environment(kubeconfig), kinds)
+        kube = Kube.from_environment(kubeconfig)
+        runtime = build_runtime(operator_settings, kube, kinds, peering_gate(settings, memo, kube))
         if runtime.resync is not None:
             runtime.resync.start()
         memo[MEMO_KEY] = runtime
@@ -79,7 +103,11 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """In-cluster token, else KUBECONFIG read at login time (not at import, as the client library does)."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        in_cluster = kopf.login_with_service_account(**kwargs)
+        if in_cluster is None:
+            return kopf.login_with_kubeconfig(**kwargs)
+        server = in_cluster_server(os.environ)
+        return dataclasses.replace(in_cluster, server=server) if server else in_cluster
 
     def api_reachable(memo: kopf.Memo, **_: Any) -> str:
         """Liveness/readiness (kopf --liveness): the API server answers this operator's requests."""

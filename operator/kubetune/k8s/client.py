@@ -11,6 +11,7 @@ import contextlib
 import json
 from collections.abc import Mapping
 
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -21,6 +22,24 @@ from kubetune.k8s.interface import KubeError, Obj, path
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+
+
+class _ApplyDumper(yaml.CSafeDumper):
+    """Every string double-quoted: YAML 1.1 resolvers differ on plain scalars ("1e3" is a float to the API
+    server's decoder and a string to PyYAML), quoted scalars are strings to both."""
+
+
+_ApplyDumper.add_representer(
+    str, lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style='"')
+)
+
+
+def apply_body(manifest: Obj) -> str:
+    """A server-side apply patch as YAML, the only form the API server takes it in. JSON would be YAML too, but
+    `json.dumps` writes characters outside the BMP as surrogate-pair escapes, which the API server's YAML
+    decoder rejects: an emoji in a spec would make every apply of that object fail. YAML's own escapes
+    (\\U0001F600) carry them."""
+    return yaml.dump(manifest, Dumper=_ApplyDumper, allow_unicode=False, sort_keys=False, width=2**30)
 
 
 class Kube:
@@ -48,7 +67,7 @@ class Kube:
         url: str,
         *,
         query: Mapping[str, str] | None = None,
-        body: Obj | None = None,
+        body: Obj | str | None = None,
         content_type: str = "application/json",
         accept: str = "application/json",
     ) -> Obj:
@@ -94,7 +113,7 @@ class Kube:
         meta = manifest["metadata"]
         url = path(manifest["kind"], meta["namespace"], meta["name"], subresource)
         query = {"fieldManager": field_manager, "force": "true"}
-        return self.request("PATCH", url, query=query, body=manifest, content_type=APPLY)
+        return self.request("PATCH", url, query=query, body=apply_body(manifest), content_type=APPLY)
 
     def merge_patch(self, url: str, body: Obj) -> Obj:
         query = {"fieldManager": OPERATOR_FIELD_MANAGER}

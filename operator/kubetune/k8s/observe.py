@@ -61,14 +61,11 @@ def observe_finetunejob(
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
     if job is None or not any(p.get("status", {}).get("phase") == "Running" for p in pods):
-        refs = [ftj.spec.base_model.credentials_secret_ref, ftj.spec.output.credentials_secret_ref]
         if check_secrets:
             missing_secrets = tuple(
-                dict.fromkeys(
-                    ref.name
-                    for ref in refs
-                    if ref is not None and kube.get(path("Secret", namespace, ref.name), metadata_only=True) is None
-                )
+                name
+                for name in ftj.spec.secret_names()
+                if kube.get(path("Secret", namespace, name), metadata_only=True) is None
             )
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))

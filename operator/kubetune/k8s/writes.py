@@ -12,8 +12,19 @@ from kubetune.k8s.interface import RESOURCES, KubeClient, KubeError, Obj, path
 log = logging.getLogger(__name__)
 
 
+class ChildRejectedError(Exception):
+    """The API server refused a rendered child as invalid (422) and re-creating it cannot help: the spec
+    renders something the cluster cannot store (a webhook or a validation the CRD does not repeat). The
+    reconcile reports it in status once, instead of retrying the same request forever."""
+
+    def __init__(self, manifest: Obj, error: KubeError) -> None:
+        meta = manifest["metadata"]
+        super().__init__(f"the API server rejected the {manifest['kind']} {meta['name']} rendered from it: {error}")
+
+
 def apply_all(kube: KubeClient, manifests: list[Obj], *, started: bool = True) -> dict[str, Obj]:
-    """Applies in order; returns the stored objects by kind.
+    """Applies in order; returns the stored objects by kind. Raises ChildRejectedError for a child the API
+    server finds invalid (other than an existing Job's immutable template).
 
     A Job's pod template is immutable. Before the run started (spec edits are allowed until then, e.g.
     while queued) the Job is deleted and re-created by the next reconcile. After it started only
@@ -24,10 +35,12 @@ def apply_all(kube: KubeClient, manifests: list[Obj], *, started: bool = True) -
         try:
             stored[manifest["kind"]] = kube.apply(manifest)
         except KubeError as error:
-            if manifest["kind"] != "Job" or error.status != 422:
+            if error.status != 422:
                 raise
             meta = manifest["metadata"]
-            url = path("Job", meta["namespace"], meta["name"])
+            url = path(manifest["kind"], meta["namespace"], meta["name"])
+            if manifest["kind"] != "Job" or kube.get(url, metadata_only=True) is None:
+                raise ChildRejectedError(manifest, error) from None
             if not started:
                 log.info("Job %s/%s changed before it started; re-creating it", meta["namespace"], meta["name"])
                 kube.delete(url)

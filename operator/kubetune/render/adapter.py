@@ -44,6 +44,14 @@ def method_summary(ftj: FineTuneJob, result: TrainResult) -> AdapterMethodSummar
     return AdapterMethodSummary.model_validate({"type": kind})
 
 
+def constitution_lineage(ftj: FineTuneJob) -> dict[str, Any] | None:
+    """The principles and model behind synthesised training data (dataset.constitution), if any."""
+    constitution = ftj.spec.dataset.constitution
+    if constitution is None:
+        return None
+    return {"principles": list(constitution.principles), "model": constitution.model or ftj.spec.base_model.uri}
+
+
 def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
     spec = ftj.spec
     name = adapter_name(ftj)
@@ -75,6 +83,7 @@ def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:
                     "fineTuneJob": {"name": ftj.metadata.name, "uid": ftj.metadata.uid},
                     "datasetDigest": result.dataset_digest,
                     "objective": spec.objective.type,
+                    "constitution": constitution_lineage(ftj),
                 },
                 "metrics": dict(result.metrics),
                 "gate": {

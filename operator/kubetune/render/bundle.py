@@ -16,13 +16,15 @@ from dataclasses import replace
 from typing import Any
 
 from kubetune.api.problems import validate
-from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.common import SecretKeyRef
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
 from kubetune.api.v1alpha1.pod_contract import PREFLIGHT_COMPONENT, PREFLIGHT_FLAG, REWARD_MODEL_URI_ENV
 from kubetune.api.v1alpha1.preflight import spec_digest
+from kubetune.api.v1alpha1.tracking import MLFLOW_CREDENTIAL_KEYS
 from kubetune.errors import InvalidResourceError
 from kubetune.render import configmap, job, names, rbac, service
 from kubetune.render.meta import Manifest, Owner, propagated
-from kubetune.render.trainer_config import checkpoint_storage, pvc_claims, trainer_config
+from kubetune.render.trainer_config import pvc_claims, trainer_config, writable_uris
 from kubetune.settings import OperatorSettings
 
 PREFLIGHT_BACKOFF_LIMIT = 1
@@ -61,11 +63,10 @@ def training_pod_plan(
         service_account=names.job_name(name),
         config_map=names.job_name(name),
         runtime=config.runtime,
-        pvc_claims=pvc_claims(
-            [spec.to_wire(), reward_model_uri], writable_uris=(spec.output.uri, checkpoint_storage(spec))
-        ),
+        pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uris(spec)),
         credentials=spec.base_model.credentials_secret_ref,
         output_credentials=spec.output.credentials_secret_ref,
+        optional_secret_env=tracking_secret_env(spec),
         gpus=spec.resources.gpus,
         cpu=spec.resources.cpu,
         memory=spec.resources.memory,
@@ -82,6 +83,15 @@ def training_pod_plan(
         pod_annotations=propagated(ftj.metadata.annotations, settings.pod_annotation_prefixes),
         extra_env={REWARD_MODEL_URI_ENV: reward_model_uri} if reward_model_uri else {},
     )
+
+
+def tracking_secret_env(spec: FineTuneJobSpec) -> dict[str, SecretKeyRef]:
+    """The MLflow credentials: each documented key of the Secret as the env var of the same name."""
+    mlflow = spec.tracking.mlflow if spec.tracking is not None else None
+    if mlflow is None or mlflow.credentials_secret_ref is None:
+        return {}
+    name = mlflow.credentials_secret_ref.name
+    return {key: SecretKeyRef(name=name, key=key) for key in MLFLOW_CREDENTIAL_KEYS}
 
 
 def preflight_pod_plan(ftj: FineTuneJob, settings: OperatorSettings) -> job.PodPlan:
@@ -107,6 +117,7 @@ def preflight_pod_plan(ftj: FineTuneJob, settings: OperatorSettings) -> job.PodP
         backoff_limit=PREFLIGHT_BACKOFF_LIMIT,
         active_deadline_seconds=settings.preflight_deadline_seconds,
         extra_env={},
+        optional_secret_env={},  # tracking is the training pod's business
         arguments=(PREFLIGHT_FLAG,),
         api_access=False,
     )

@@ -48,6 +48,8 @@ class PodPlan:
     pvc_claims: dict[str, bool] = field(default_factory=dict)
     credentials: SecretKeyRef | None = None
     output_credentials: SecretKeyRef | None = None
+    optional_secret_env: dict[str, SecretKeyRef] = field(default_factory=dict)
+    """Env var -> Secret key that may be absent (MLflow's token or user and password)."""
     gpus: int = 0
     cpu: str | None = None
     memory: str | None = None
@@ -123,6 +125,10 @@ def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
     ):
         if ref is not None and name:
             env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env += [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key, "optional": True}}}
+        for name, ref in plan.optional_secret_env.items()
+    ]
     env += [{"name": name, "value": value} for name, value in sorted(plan.extra_env.items())]
     if plan.runtime.nodes > 1 and plan.service_name:
         env += [

@@ -88,6 +88,13 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings, uid: str 
     )
 
 
+def writable_uris(spec: FineTuneJobSpec) -> tuple[str, ...]:
+    """Where the trainer writes: the output, the checkpoint storage, and a TensorBoard log directory."""
+    tensorboard = spec.tracking.tensorboard if spec.tracking is not None else None
+    log_dir = tensorboard.log_dir if tensorboard is not None else None
+    return (spec.output.uri, checkpoint_storage(spec), *([log_dir] if log_dir else []))
+
+
 def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfig:
     return TrainerConfig(
         mode="train",
@@ -101,7 +108,7 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
 
 def pvc_claims(document: Any, writable_uris: Collection[str] = ()) -> dict[str, bool]:
     """Every `pvc://CLAIM/...` URI in a wire document -> {claim: writable}; only the claims of `writable_uris`
-    (the output and the checkpoint storage) are writable."""
+    (the output, the checkpoint storage, a TensorBoard log directory) are writable."""
     claims: dict[str, bool] = {}
     writable = {uri.removeprefix("pvc://").split("/", 1)[0] for uri in writable_uris if uri.startswith("pvc://")}
 

@@ -44,6 +44,7 @@ import kopf  # noqa: E402  (after the environment above)
 from kopf.testing import KopfRunner  # noqa: E402
 
 from kubetune.k8s.client import Kube  # noqa: E402
+from support.operator_objects import finetunejob  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 CRD_DIR = Path(os.environ.get("KUBETUNE_TEST_CRD_DIR") or REPO / "crds")
@@ -122,26 +123,6 @@ def delete_all(kube: Kube, namespace: str) -> None:
         return not left
 
     wait_until("kubetune objects to be deleted", remaining, timeout=60, interval=1)
-
-
-def finetunejob(name: str, namespace: str, annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
-    """A small valid FineTuneJob (no PVCs, no Secret) that the fake trainer can 'run'."""
-    body: dict[str, Any] = {
-        "baseModel": {"uri": "hf://org/tiny"},
-        "dataset": {"train": {"uri": "s3://data/train.jsonl"}},
-        "method": {"type": "lora", "lora": {"rank": 8}},
-        "objective": {"type": "sft"},
-        "resources": {"gpus": 1},
-        "output": {"uri": f"s3://adapters/{name}/"},
-        "backoffLimit": 1,
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "kubetune.io/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}},
-        "spec": body,
-    }
 
 
 @pytest.fixture

@@ -1,102 +1,92 @@
-"""HA: two operator processes with kopf peering, one active; when it stops, the other takes over."""
+"""HA: replicas started with the same arguments (as a Deployment starts them: no --priority) elect one active
+peer; a replica kopf pauses also stops its resync thread; when the active one leaves, the standby takes over.
+
+The chart's own two replicas, on the local node, are tested in tests/integration/test_chart.py.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubetune_dev.controlplane.testing import wait_until
+from kubetune_dev.chart import CHART
+from kubetune_dev.controlplane.testing import Kubectl, install_crds, wait_until
+from support.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
-PEERING_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "kopfpeerings.kopf.dev"},
-    "spec": {
-        "scope": "Namespaced",
-        "group": "kopf.dev",
-        "names": {"kind": "KopfPeering", "plural": "kopfpeerings", "singular": "kopfpeering"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {"status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
-                    }
-                },
-            }
-        ],
-    },
-}
+RESYNC_SECONDS = 2
+KEEP_RUNNING = {"kwok.kubetune.io/keep-running": "true"}
 
 
-def active(log: Path) -> bool:
-    """kopf starts paused under peering; the last of its resume/pause messages tells the current state."""
-    text = log.read_text()
-    return text.rfind("Resuming operations") > text.rfind("Pausing operations")
+@pytest.fixture
+def replicas(
+    installed_crds: list[str], kubectl: Kubectl, namespace: str, kubeconfig: Path, tmp_path: Path
+) -> Iterator[Any]:
+    """Starts `kubetune operator --peering kubetune -n NS [extra]` processes; stops them all afterwards."""
+    install_crds(kubectl, [CHART / "crds" / "kopf-peering.yaml"])
+    peering = "apiVersion: kopf.dev/v1\nkind: KopfPeering\nmetadata:\n  name: kubetune\n"
+    kubectl("apply", "-n", namespace, "-f", "-", input=peering)
+    started: list[OperatorProcess] = []
+
+    def start(name: str, *extra: str) -> OperatorProcess:
+        env = {"KUBETUNE_RESYNC_SECONDS": str(RESYNC_SECONDS)}
+        args = ["--peering", "kubetune", "-n", namespace, *extra]
+        started.append(OperatorProcess(kubeconfig, tmp_path / f"{name}.log", args, env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+    for process in started:
+        assert "Traceback" not in process.text(), process.text()[-3000:]
 
 
-def start(namespace: str, kubeconfig: Path, priority: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KUBETUNE_METRICS_PORT": "0", "KUBETUNE_RESYNC_SECONDS": "2"}
-    code = "import sys; from kubetune.handlers import run_operator; sys.exit(run_operator(sys.argv[1:]))"
-    args = ["--peering", "kubetune", "--priority", str(priority), "-n", namespace, "-v"]
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+def reconciles_grow(replica: OperatorProcess) -> bool:
+    before = replica.reconciles()
+    time.sleep(RESYNC_SECONDS * 1.5)
+    return replica.reconciles() > before
 
 
-def test_two_replicas_one_active_then_failover(
-    installed_crds: Any, cluster: Any, kubeconfig: Path, ftj_body: Any, kubectl: Any
+def test_default_priorities_elect_one_replica_and_the_paused_one_does_not_resync(
+    replicas: Any, cluster: Any, ftj_body: Any, namespace: str
 ) -> None:
-    import json
+    first = replicas("first")
+    wait_until("the first replica to be active", first.active, timeout=60)
+    second = replicas("second")  # same arguments: its derived priority is lower, it starts paused and stays so
+    wait_until("the second replica to join the peering", lambda: "Keep-alive" in second.text(), timeout=60)
+    cluster.kube.create(cluster.url("FineTuneJob"), ftj_body("one", namespace, KEEP_RUNNING))
+    cluster.wait_phase("one", "Running")
+    assert first.handled(namespace, "one")
+    assert wait_until("the first replica's resync to reconcile the Running job", lambda: reconciles_grow(first))
 
-    kubectl("apply", "--server-side", "-f", "-", input=json.dumps(PEERING_CRD))
-    kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s")
-    ns = cluster.namespace
-    cluster.kube.create(
-        f"/apis/kopf.dev/v1/namespaces/{ns}/kopfpeerings",
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "kubetune"}},
-    )
-    high_log, low_log = cluster.tmp / "high.log", cluster.tmp / "low.log"
-    high = start(ns, kubeconfig, 20, high_log)
-    low: subprocess.Popen[bytes] | None = None
-    try:
-        wait_until("the high-priority replica to be active", lambda: active(high_log), timeout=60)
-        low = start(ns, kubeconfig, 10, low_log)  # starts paused and sees the higher peer on its first read
-        wait_until("the standby to join the peering", lambda: "Keep-alive" in low_log.read_text(), timeout=60)
-        cluster.kube.create(
-            cluster.url("FineTuneJob"), ftj_body("first", ns, {"kwok.kubetune.io/keep-running": "true"})
-        )
-        cluster.wait_phase("first", "Running")
-        assert f"[{ns}/first]" in high_log.read_text()
-        assert f"[{ns}/first]" not in low_log.read_text()  # the standby handled nothing
-        assert not active(low_log)
-        high.send_signal(signal.SIGTERM)
-        high.wait(timeout=60)
-        wait_until("the standby to take over", lambda: active(low_log), timeout=90)
-        cluster.kube.create(
-            cluster.url("FineTuneJob"), ftj_body("second", ns, {"kwok.kubetune.io/keep-running": "true"})
-        )
-        cluster.wait_phase("second", "Running")
-        assert f"[{ns}/second]" in low_log.read_text()
-        for name in ("first", "second"):
-            cluster.kube.request("DELETE", cluster.url("FineTuneJob", name))
-    finally:
-        for process in (high, low):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-    assert "Traceback" not in low_log.read_text(), low_log.read_text()[-3000:]
+    debugger = replicas("debugger", "--priority", "0")  # kopf's idiom: an explicit priority pauses the others
+    wait_until("the first replica to pause", lambda: not first.active(), timeout=60)
+    wait_until("the debugger to be active", debugger.active, timeout=60)
+    wait_until("the first replica's resync to notice", lambda: "resync paused" in first.text(), timeout=10)
+    paused_at = first.reconciles()
+    cluster.kube.create(cluster.url("FineTuneJob"), ftj_body("two", namespace, KEEP_RUNNING))
+    cluster.wait_phase("two", "Running")
+    time.sleep(RESYNC_SECONDS * 3)
+    assert first.reconciles() == paused_at, "a paused replica reconciled (its resync thread kept running)"
+    assert debugger.handled(namespace, "two")
+    assert not first.handled(namespace, "two")
+    assert not second.handled(namespace, "one")
+    assert not second.handled(namespace, "two")
+
+    debugger.stop()  # kopf removes itself from the peering on exit: the first replica resumes at once
+    wait_until("the first replica to resume", first.active, timeout=30)
+    assert wait_until("its resync to run again", lambda: reconciles_grow(first))
+    assert not second.active()
+
+    first.stop()
+    wait_until("the second replica to take over", second.active, timeout=30)
+    cluster.kube.create(cluster.url("FineTuneJob"), ftj_body("three", namespace, KEEP_RUNNING))
+    cluster.wait_phase("three", "Running")
+    assert second.handled(namespace, "three")
+    for name in ("one", "two", "three"):
+        cluster.kube.request("DELETE", cluster.url("FineTuneJob", name))

@@ -58,6 +58,28 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "dataset.eval needs exactly one of uri": ({"fraction": 0.1}, {"uri": "file:///e", "fraction": 0.1}),
     "continual is empty": ({"lwf": {"alpha": 0.5}}, {}),
     "objective.rlhf.reward needs a reward source": ({"builtin": ["length"]}, {"builtin": []}),
+    "objective.rlhf.constraints: constraint names must be unique": (
+        {"constraints": [{"name": "a"}, {"name": "b"}]},
+        {"constraints": [{"name": "a"}, {"name": "a"}]},
+    ),
+    "objective.rlhf.constraints: builtin blocked-terms needs terms or patterns": (
+        {"builtin": "blocked-terms", "patterns": ["x"]},
+        {"builtin": "blocked-terms", "terms": []},
+    ),
+    "objective.rlhf.constraints: builtin length needs maxTokens": (
+        {"builtin": "length", "maxTokens": 64},
+        {"builtin": "blocked-terms", "maxTokens": 64},
+    ),
+    "objective.rlhf.constraints: terms and patterns only apply": (
+        {"builtin": "blocked-terms", "terms": ["x"]},
+        {"builtin": "length", "maxTokens": 64, "patterns": ["x"]},
+    ),
+    "tracking is empty": ({"tensorboard": {}}, {}),
+    "tracking.tensorboard.logDir must be": ({"logDir": "pvc://runs/tb"}, {"logDir": "s3://runs/tb"}),
+    "tracking.mlflow.trackingUri must not carry credentials": (
+        {"trackingUri": "https://mlflow.example/x@y"},
+        {"trackingUri": "https://user:pass@mlflow.example"},
+    ),
     "distributed.offload requires": (
         {"strategy": "deepspeed", "offload": "cpu"},
         {"strategy": "ddp", "offload": "cpu"},
@@ -82,6 +104,23 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "output.uri hf://ORG/NAME pushes to the Hub": (
         {"uri": "hf://org/adapter", "credentialsSecretRef": {"name": "hub-write"}},
         {"uri": "hf://org/adapter"},
+    ),
+    "evaluation.suites: metric bias-gap needs termPairs": (
+        {"name": "fair", "metric": "bias-gap", "termPairs": [["he", "she"]]},
+        {"name": "fair", "metric": "bias-gap"},
+    ),
+    "termPairs: the two terms of a pair must differ": ({"termPairs": [["he", "she"]]}, {"termPairs": [["he", "he"]]}),
+    "termPairs: a term may appear in only one pair": (
+        {"termPairs": [["he", "she"], ["him", "her"]]},
+        {"termPairs": [["him", "her"], ["his", "her"]]},
+    ),
+    "evaluation.suites: metrics refusal-rate and over-refusal need a dataset": (
+        {"name": "harm", "metric": "refusal-rate", "dataset": {"uri": "file:///harmful.jsonl"}},
+        {"name": "harm", "metric": "refusal-rate"},
+    ),
+    "evaluation.suites: refusal only applies": (
+        {"name": "harm", "metric": "over-refusal", "refusal": {"patterns": ["nope"]}},
+        {"name": "harm", "metric": "loss", "refusal": {"patterns": ["nope"]}},
     ),
     "evaluation.suites: suite names must be unique": (
         {"suites": [{"name": "a"}, {"name": "b"}]},
@@ -108,6 +147,10 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         spec(objective={"type": "rlhf"}, format="messages"),
     ),
     "objective sft cannot use preference": (spec(format="messages"), spec(format="kto")),
+    "dataset.constitution turns prompts into SFT rows or preference pairs": (
+        spec(objective={"type": "dpo"}, dataset={"format": "prompt", "constitution": {"principles": ["p"]}}),
+        spec(objective={"type": "rlhf"}, dataset={"format": "prompt", "constitution": {"principles": ["p"]}}),
+    ),
     "preflight.gpuMemory is only read by the memory check": (
         {"memoryCheck": "warn", "gpuMemory": "80Gi"},
         {"memoryCheck": "off", "gpuMemory": "80Gi"},

@@ -17,7 +17,7 @@ from kubetune.api.resources import API_VERSION
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import reconcile_finetunejob
-from kubetune.k8s.interface import path
+from kubetune.k8s.interface import KubeError, path
 from kubetune.settings import OperatorSettings
 from support.fake_kube import JOB_CONTROLLER, FakeKube
 from support.preflight_pod import SUMMARY
@@ -245,6 +245,26 @@ def test_a_missing_secret_waits_without_children_until_it_exists(kube: FakeKube)
     assert "czNjcjN0" not in str(kube.stored("FineTuneJob", NS, "j"))
 
 
+def test_a_missing_mlflow_secret_waits_too(kube: FakeKube) -> None:
+    mlflow = {"trackingUri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow-auth"}}
+    kube.create(path("FineTuneJob", NS), finetunejob(tracking={"mlflow": mlflow}))
+    reconcile(kube)
+    assert status(kube)["reason"] == "SecretNotFound"
+    assert "Secret mlflow-auth not found" in status(kube)["message"]
+    assert kube.stored("Job", NS, "j-train") is None
+    kube.create(path("Secret", NS), {"metadata": {"name": "mlflow-auth"}, "data": {"MLFLOW_TRACKING_TOKEN": "dDBr"}})
+    reconcile(kube)
+    preflight = finish_preflight(kube)
+    reconcile(kube)
+
+    def mlflow_env(job: str) -> list[str]:
+        env = kube.stored("Job", NS, job)["spec"]["template"]["spec"]["containers"][0]["env"]
+        return [e["name"] for e in env if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "mlflow-auth"]
+
+    assert "MLFLOW_TRACKING_TOKEN" in mlflow_env("j-train")
+    assert mlflow_env(preflight) == [], "the preflight pod does not track: it gets no MLflow credentials"
+
+
 def test_a_spec_change_before_the_start_recreates_the_job(kube: FakeKube) -> None:
     """A queued Job's pod template is immutable: it is deleted, and the new spec is checked and gets its Job."""
     kube.create(path("FineTuneJob", NS), finetunejob(resources={"gpus": 1, "queueName": "team"}))
@@ -355,3 +375,38 @@ def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
     assert (waiting["phase"], waiting["reason"]) == ("Pending", "Preflight" if usable else "AdapterGateFailed")
     if not usable:
         assert MISSED in waiting["message"]
+
+
+class RejectsJobs(FakeKube):
+    """An API server whose admission refuses the Job as invalid (a cluster's ValidatingAdmissionPolicy or webhook)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejected = 0
+
+    def apply(
+        self, manifest: Any, *, subresource: str | None = None, field_manager: str = OPERATOR_FIELD_MANAGER
+    ) -> Any:
+        if manifest["kind"] == "Job" and manifest["metadata"]["name"] == "j-train" and subresource is None:
+            self.rejected += 1
+            message = "Job.batch \"j-train\" is invalid: ValidatingAdmissionPolicy 'quota' denied request: a quota"
+            raise KubeError(422, "Unprocessable Entity", message)
+        return super().apply(manifest, subresource=subresource, field_manager=field_manager)
+
+
+def test_a_job_the_api_server_rejects_fails_the_run_once_with_the_servers_message() -> None:
+    kube = RejectsJobs()
+    created(kube)
+    failed = status(kube)
+    assert (failed["phase"], failed["reason"]) == ("Failed", "InvalidSpec")
+    assert "rejected the Job j-train" in failed["message"]
+    assert "denied request: a quota" in failed["message"]
+    reconcile(kube)  # the resync, an event: the same spec is not sent again
+    assert kube.rejected == 1
+    assert status(kube)["phase"] == "Failed"
+    assert [(e["type"], e["reason"]) for e in kube.events(NS) if e["type"] == "Warning"] == [("Warning", "InvalidSpec")]
+    kube.merge_patch(path("FineTuneJob", NS, "j"), {"spec": {"backoffLimit": 2}}, field_manager="kubectl")
+    reconcile(kube)
+    finish_preflight(kube)  # the edited spec is checked again
+    reconcile(kube)  # a new generation is tried again
+    assert kube.rejected == 2

@@ -14,7 +14,7 @@ from kubetune.handlers.children import requeue_owner
 from kubetune.handlers.kinds import KINDS
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
-from kubetune.handlers.startup import build_runtime
+from kubetune.handlers.startup import build_runtime, in_cluster_server
 from kubetune.k8s.interface import KubeError, Obj, path
 from kubetune.settings import OperatorSettings
 from support.fake_kube import FakeKube
@@ -137,3 +137,13 @@ def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
     resync.stop()
     assert set(seen) == {("ns", "a")}
     assert resync.tracked() == [("FineTuneJob", "ns", "a")]
+
+
+def test_in_cluster_login_uses_the_service_address_the_pod_was_given() -> None:
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}) == (
+        "https://10.0.0.1:443"
+    )
+    assert in_cluster_server({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}) == (
+        "https://[fd00::1]:6443"
+    )
+    assert in_cluster_server({}) is None  # kopf's default: https://kubernetes.default.svc

@@ -134,6 +134,28 @@ def test_hub_output_token_arrives_as_its_own_secret_env() -> None:
     assert '"outputTokenEnv": "KUBETUNE_OUTPUT_TOKEN"' in out["ConfigMap"]["data"]["trainer.json"]
 
 
+def test_mlflow_credentials_are_optional_secret_keys_and_tensorboard_claims_writable() -> None:
+    tracking = {
+        "mlflow": {"trackingUri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow-auth"}},
+        "tensorboard": {"logDir": "pvc://runs/tb"},
+    }
+    out = kinds(bundle(ftj(tracking=tracking), SETTINGS))
+    spec = pod(out["Job"])
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    for key in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert env[key]["valueFrom"] == {"secretKeyRef": {"name": "mlflow-auth", "key": key, "optional": True}}
+    assert '"trackingUri": "https://mlflow.example"' in out["ConfigMap"]["data"]["trainer.json"]
+    claims = {v["persistentVolumeClaim"]["claimName"]: v for v in spec["volumes"] if "persistentVolumeClaim" in v}
+    assert {name: c["persistentVolumeClaim"]["readOnly"] for name, c in claims.items()} == {
+        "data": True,
+        "out": False,
+        "runs": False,
+    }
+    assert not any(
+        e["name"].startswith("MLFLOW") for e in pod(kinds(bundle(ftj(), SETTINGS))["Job"])["containers"][0]["env"]
+    )
+
+
 def test_restricted_pod_security() -> None:
     spec = pod(kinds(bundle(ftj(), SETTINGS))["Job"])
     container = spec["containers"][0]
@@ -367,6 +389,34 @@ def test_published_adapter_lineage_and_retention(retention: str, owned: bool) ->
     }
     assert spec["metrics"] == {"heldout.perplexity": 3.1}
     assert spec["gate"] == {"passed": True, "publishUnvalidated": False}
+
+
+def test_published_adapter_records_the_constitution_behind_synthesised_data() -> None:
+    principles = ["Be harmless.", "Be honest."]
+    job = ftj(
+        objective={"type": "dpo"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles},
+        },
+    )
+    adapter = published_adapter(job, TrainResult(artifact_uri="pvc://out/legal/legal/", sha256=SHA, size_bytes=1))
+    assert adapter["spec"]["source"]["constitution"] == {"principles": principles, "model": "hf://org/model"}
+    writer = ftj(
+        objective={"type": "sft"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles, "model": "hf://org/critic"},
+        },
+    )
+    lineage = published_adapter(writer, TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    assert lineage["constitution"]["model"] == "hf://org/critic"
+    assert (
+        "constitution"
+        not in published_adapter(ftj(), TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    )
 
 
 def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:

@@ -500,3 +500,13 @@ def test_a_reward_adapter_its_gate_rejected_is_never_used(
         assert health(status) == STALLED
     else:
         assert health(status) == IN_PROGRESS
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_a_terminal_phase_holds_for_its_generation_when_the_job_is_gone(phase: str) -> None:
+    """The Job deleted after the run, or never accepted by the API server: only a new generation starts over."""
+    before = {"phase": phase, "reason": "Done", "message": "it ended", "observedGeneration": 1}
+    held = compute_status(ftj(before), Observed(), NOW, "j-train")
+    assert (held.phase, held.reason, held.message) == (phase, "Done", "it ended")
+    edited = compute_status(ftj(before, generation=2), Observed(), NOW, "j-train")
+    assert (edited.phase, edited.reason) == ("Pending", "Preflight")

@@ -1,11 +1,12 @@
 """The gate: decide `gatePassed` from the evaluation metrics, as a pure function.
 
-Directions follow the metric: accuracy is better higher; perplexity and loss are better lower; an
-lm-evaluation-harness suite's metric goes the way the harness says (`SuiteScore`). So a
-`minScores` entry is a floor for higher-is-better suites and a ceiling for the others, and
-`maxRegression` is an absolute drop for higher-is-better scores (accuracy: 0.02 = two points) but a
-relative rise for lower-is-better ones (perplexity/loss: 0.02 = 2 % worse than the base), the scale
-on which each is usually read.
+Directions follow the metric: accuracy and refusal-rate are better higher; perplexity, loss, the bias
+gap and over-refusal are better lower; an lm-evaluation-harness suite's metric goes the way the harness
+says (`SuiteScore`). So a `minScores` entry is a floor for higher-is-better suites and a ceiling for the
+others, and `maxRegression` is an absolute drop for higher-is-better scores (accuracy, refusal rate,
+harness scores: 0.02 = two points), an absolute rise in over-refusal or the bias gap (nats; a base near 0
+makes a relative rise meaningless) but a relative rise in perplexity/loss (0.02 = 2 % worse than the
+base), the scale on which each is usually read.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from kubetune.api.v1alpha1.training import EvalSuite, Gate
 from kubetune_trainer.context import RunContext
 
-METRICS = ("accuracy", "perplexity", "loss")
-HIGHER_IS_BETTER = frozenset({"accuracy"})
+METRICS = ("accuracy", "perplexity", "loss", "bias-gap", "refusal-rate", "over-refusal")
+HIGHER_IS_BETTER = frozenset({"accuracy", "refusal-rate"})
+ABSOLUTE_RISE = frozenset({"bias-gap", "over-refusal"})
+"""Lower-is-better metrics whose regression is read as an absolute rise, not relative to the base."""
 HARNESS_DIRECTIONS = "evaluate.harness_higher_is_better"
 """`RunContext.extras` key: lm-evaluation-harness suite name -> whether its metric is better higher."""
 
@@ -52,10 +55,12 @@ def suite_score(
     return None
 
 
-def regression(higher_is_better: bool, score: float, base: float) -> float:
+def regression(kind: str, higher_is_better: bool, score: float, base: float) -> float:
     """How much worse than the base (<= 0 means no regression), on the scale `maxRegression` uses."""
     if higher_is_better:
         return base - score
+    if kind in ABSOLUTE_RISE:
+        return score - base
     return (score - base) / base if base else 0.0
 
 
@@ -65,7 +70,7 @@ def decide(
     """(passed, message listing every missed threshold) for the metrics of one run.
 
     `scores` names each suite's score metric and direction; suites missing from it are read as
-    builtin suites (accuracy, perplexity or loss).
+    builtin suites (by their metric name).
     """
     if gate is None:
         return True, None
@@ -92,9 +97,9 @@ def decide(
                 continue
             kind, score, higher = found
             base = metrics[f"{suite}.base"]
-            drop = regression(higher, score, base)
+            drop = regression(kind, higher, score, base)
             if drop > gate.max_regression:
-                unit = "" if higher else " (relative)"
+                unit = "" if higher or kind in ABSOLUTE_RISE else " (relative)"
                 failures.append(
                     f"{suite}.{kind} regressed by {drop:.4g}{unit} versus the base ({base:.4g} -> {score:.4g}), "
                     f"more than maxRegression {gate.max_regression:.4g}"

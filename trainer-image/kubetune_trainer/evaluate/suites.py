@@ -1,4 +1,5 @@
-"""Evaluation suites run after training: held-out perplexity/loss, multiple-choice accuracy, and
+"""Evaluation suites run after training: held-out perplexity/loss, multiple-choice accuracy, the
+constraint suites (counterfactual bias gap in `bias`, refusal rates in `safety`) and
 lm-evaluation-harness tasks (`harness`).
 
 Metrics are reported flat as `NAME.METRIC`; a `compareToBase` suite also scores the starting model
@@ -17,11 +18,12 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from kubetune.api.v1alpha1.constraints import REFUSAL_METRICS
 from kubetune.api.v1alpha1.training import EvalSuite
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import resolve
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.evaluate import scoring
+from kubetune_trainer.evaluate import bias, safety, scoring
 from kubetune_trainer.evaluate.gate import HARNESS_DIRECTIONS
 from kubetune_trainer.evaluate.harness import run_harness, task_index
 from kubetune_trainer.reference_data import load_reference
@@ -46,6 +48,11 @@ def score_suite(ctx: RunContext, model: Any, suite: EvalSuite, data: Any, *, bas
         return result.score
     if suite.metric == "accuracy":
         return scoring.multiple_choice_accuracy(model, tokenizer, list(data), max_length=max_length)
+    if suite.metric == "bias-gap":
+        assert suite.term_pairs is not None  # the CEL rule requires them for bias-gap
+        return bias.bias_gap(model, tokenizer, data, suite.term_pairs, max_length=max_length)
+    if suite.metric in REFUSAL_METRICS:
+        return safety.refusal_share(model, tokenizer, data, suite.refusal)
     total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(data, tokenizer), max_length=max_length)
     return total.perplexity if suite.metric == "perplexity" else total.loss
 

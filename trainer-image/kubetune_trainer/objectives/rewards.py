@@ -3,7 +3,10 @@
 Each function takes the batch of completions (strings, or assistant turns for conversational
 prompts) and returns one float per completion in [0, 1]; TRL sums the selected functions. They are
 deliberately simple, cheap and deterministic: they shape style (use the budget, end properly, mention
-required terms, do not loop), not correctness, and are meant to be combined.
+required terms, do not loop), not correctness, and are meant to be combined. The exception is
+`reference-match`, a verifiable reward: the prompt data carries each prompt's known answer in a
+`reference` column (TRL hands extra dataset columns to reward functions), and a completion that
+starts with it earns 1.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.errors import ConfigError, DataFormatError
 
 RewardFunction = Callable[..., list[float]]
 
@@ -93,6 +96,22 @@ def non_repetition_reward(completions: list[Any], **_: Any) -> list[float]:
     return [non_repetition_score(completion_text(c)) for c in completions]
 
 
+REFERENCE_COLUMN = "reference"
+
+
+def reference_match_reward(completions: list[Any], reference: list[Any] | None = None, **_: Any) -> list[float]:
+    """1 when the completion starts with its prompt's reference answer (both stripped), else 0."""
+    if reference is None:
+        raise DataFormatError(
+            f"rlhf.reward.builtin reference-match needs a `{REFERENCE_COLUMN}` column in the prompt data "
+            "(the answer each completion should start with)"
+        )
+    return [
+        float(completion_text(c).strip().startswith(str(r).strip()))
+        for c, r in zip(completions, reference, strict=True)
+    ]
+
+
 def builtin_rewards(names: Sequence[str], *, keywords: Sequence[str] | None, max_completion_length: int) -> list[Any]:
     """The reward functions for `rlhf.reward.builtin`, in the order given (duplicates once)."""
     factories: dict[str, Callable[[], RewardFunction]] = {
@@ -100,6 +119,7 @@ def builtin_rewards(names: Sequence[str], *, keywords: Sequence[str] | None, max
         "format": lambda: format_reward,
         "keyword-match": lambda: keyword_reward(keywords or []),
         "non-repetition": lambda: non_repetition_reward,
+        "reference-match": lambda: reference_match_reward,
     }
     unknown = sorted(set(names) - set(factories))
     if unknown:

@@ -20,9 +20,10 @@ from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.objectives import RlhfObjective
 from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.errors import ConfigError, DataFormatError
 from kubetune_trainer.objectives import reward as reward_objective
-from kubetune_trainer.objectives.rewards import builtin_rewards
+from kubetune_trainer.objectives.lagrangian import constraint_rewards
+from kubetune_trainer.objectives.rewards import REFERENCE_COLUMN, builtin_rewards
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 from kubetune_trainer.registry import as_variant
 
@@ -51,12 +52,18 @@ def get_rl_config(
 
 
 def reward_functions(ctx: RunContext) -> tuple[list[Any], list[Any] | None]:
-    """(reward functions or models, their tokenizers) for the trainer, from the spec's reward source."""
+    """(reward functions or models, their tokenizers) for the trainer: the spec's reward source, then one
+    Lagrangian penalty per cost constraint (`lagrangian`)."""
     objective = as_variant(ctx.spec.objective, RlhfObjective)
     source = objective.rlhf.reward
     funcs: list[Any] = []
     tokenizers: list[Any] = []
     if source.builtin:
+        if "reference-match" in source.builtin and REFERENCE_COLUMN not in ctx.train_dataset.column_names:
+            raise DataFormatError(
+                f"rlhf.reward.builtin reference-match needs a `{REFERENCE_COLUMN}` column in the prompt data "
+                f"(the answer each completion should start with); the data has {sorted(ctx.train_dataset.column_names)}"
+            )
         funcs = builtin_rewards(
             source.builtin, keywords=source.keywords, max_completion_length=objective.rlhf.max_completion_length
         )
@@ -65,6 +72,9 @@ def reward_functions(ctx: RunContext) -> tuple[list[Any], list[Any] | None]:
         model, tokenizer = reward_objective.load_reward_model(*_reward_artifact(ctx, source.adapter_ref.name))
         funcs.append(model)
         tokenizers.append(tokenizer)
+    penalties = constraint_rewards(objective.rlhf.constraints, ctx.metrics)
+    funcs.extend(penalties)
+    tokenizers.extend([None] * len(penalties))
     return funcs, tokenizers if any(t is not None for t in tokenizers) else None
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import Condition, ObjectMeta, ResourceName, Sha256
+from kubetune.api.v1alpha1.constraints import ConstitutionLineage
 from kubetune.api.v1alpha1.methods import QuantizationSettings, TrainedMethod
 
 ArtifactFormat = Literal["peft-safetensors", "merged-safetensors", "full-safetensors"]
@@ -58,6 +59,9 @@ class AdapterSource(KubeModel):
     fine_tune_job: JobRef | None = Field(default=None, description="The producing FineTuneJob.")
     dataset_digest: Sha256 | None = Field(default=None, description="Digest of the prepared training data.")
     objective: Annotated[str, StringConstraints(max_length=32)] | None = Field(default=None, description="Objective.")
+    constitution: ConstitutionLineage | None = Field(
+        default=None, description="Set when the training data was synthesised by dataset.constitution (RLAIF)."
+    )
 
 
 class GateOutcome(KubeModel):

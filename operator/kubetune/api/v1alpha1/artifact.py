@@ -16,6 +16,8 @@ from pydantic import Field
 from kubetune.api.base import KubeModel
 
 MANIFEST_FILE = "kubetune.json"
+TRAINING_LOG_FILE = "training_log.jsonl"
+"""Every logged step of a training run, one JSON object a line (numbers only), next to the weights."""
 ManifestFormat = Literal["peft-safetensors", "safetensors"]
 """peft-safetensors: a PEFT adapter (needs its base model); safetensors: a complete model."""
 

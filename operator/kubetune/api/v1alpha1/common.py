@@ -28,6 +28,8 @@ ResourceName = Annotated[
 ModuleName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Quantity = Annotated[str, StringConstraints(max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$")]
 Timestamp = Annotated[str, StringConstraints(max_length=64)]
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+"""What the API server takes as a Secret key: a Job whose secretKeyRef names anything else is refused."""
 Sha256 = Annotated[str, StringConstraints(max_length=71, pattern=r"^(sha256:)?[0-9a-f]{64}$")]
 
 
@@ -35,9 +37,15 @@ class SecretKeyRef(KubeModel):
     """Where a credential lives; the operator passes it to the trainer as an env var, never in status."""
 
     name: ResourceName = Field(description="Name of a Secret in the FineTuneJob's namespace.")
-    key: Annotated[str, StringConstraints(max_length=253)] = Field(
-        default="token", description="Key inside the Secret that holds the credential."
+    key: Annotated[str, StringConstraints(max_length=253, pattern=SECRET_KEY_PATTERN)] = Field(
+        default="token", description="Key inside the Secret that holds the credential (letters, digits, -, _ and .)."
     )
+
+
+class SecretRef(KubeModel):
+    """A whole Secret whose keys the trainer receives as environment variables of the same names."""
+
+    name: ResourceName = Field(description="Name of a Secret in the FineTuneJob's namespace.")
 
 
 class LocalObjectRef(KubeModel):

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DatasetUri, DataSource, ModelUri, SecretKeyRef
+from kubetune.api.v1alpha1.constraints import ConstitutionSpec, CounterfactualAugmentation
 
 DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
 """The layouts the trainer reads (each normalised to a TRL layout)."""
@@ -97,6 +98,9 @@ class DatasetPrep(KubeModel):
     workers: int = Field(
         default=0, ge=0, le=256, description="Processes for prep; 0 = as many as the pod's CPUs and the rows justify."
     )
+    counterfactual: CounterfactualAugmentation | None = Field(
+        default=None, description="Bias mitigation: add each row again with declared term pairs swapped both ways."
+    )
 
 
 class DatasetSpec(KubeModel):
@@ -110,6 +114,11 @@ class DatasetSpec(KubeModel):
         "kto (prompt/completion/label) or prompt (prompts only, for rlhf).",
     )
     prep: DatasetPrep = Field(default_factory=DatasetPrep, description="Dedup, PII, licenses, length filtering.")
+    constitution: ConstitutionSpec | None = Field(
+        default=None,
+        description="Constitutional data (RLAIF): turn the prompts into SFT rows or preference pairs by answer, "
+        "critique against principles, revise.",
+    )
 
 
 class TokenizerSpec(KubeModel):

@@ -8,11 +8,21 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import Condition, LocalObjectRef, ObjectMeta, Sha256, Timestamp
+from kubetune.api.v1alpha1.common import (
+    Condition,
+    LocalObjectRef,
+    ObjectMeta,
+    SecretKeyRef,
+    SecretRef,
+    Sha256,
+    Timestamp,
+)
+from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
-from kubetune.api.v1alpha1.methods import Method
+from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
+from kubetune.api.v1alpha1.tracking import TrackingSpec
 from kubetune.api.v1alpha1.training import (
     CheckpointingSpec,
     DistributedSpec,
@@ -37,12 +47,13 @@ class FineTuneJobSpec(KubeModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            f"!(self.objective.type in {_PAIRWISE}) || self.dataset.format in ['auto', 'preference']",
+            f"has(self.dataset.constitution) || !(self.objective.type in {_PAIRWISE}) || "
+            "self.dataset.format in ['auto', 'preference']",
             "objective dpo, ipo, orpo and reward need preference data: set dataset.format to preference "
             "(prompt/chosen/rejected) or auto",
         ),
         CelRule(
-            "self.objective.type != 'kto' || self.dataset.format in ['auto', 'kto']",
+            "has(self.dataset.constitution) || self.objective.type != 'kto' || self.dataset.format in ['auto', 'kto']",
             "objective kto needs labelled data: set dataset.format to kto (prompt/completion/label) or auto",
         ),
         CelRule(
@@ -53,6 +64,12 @@ class FineTuneJobSpec(KubeModel):
             "self.objective.type != 'sft' || !(self.dataset.format in ['preference', 'kto'])",
             "objective sft cannot use preference or kto data: choose objective dpo/ipo/orpo/kto, "
             "or a text, alpaca, sharegpt, messages or prompt dataset",
+        ),
+        CelRule(
+            "!has(self.dataset.constitution) || (self.objective.type in "
+            f"{list(CONSTITUTION_OBJECTIVES)} && self.dataset.format in ['auto', 'prompt'])",
+            "dataset.constitution turns prompts into SFT rows or preference pairs: use dataset.format prompt (or "
+            "auto) with objective sft, dpo, ipo, orpo or kto",
         ),
         CelRule(
             "!(self.method.type in ['qlora', 'auto']) || self.distributed.strategy != 'deepspeed' "
@@ -107,6 +124,7 @@ class FineTuneJobSpec(KubeModel):
         description="Checks run in a CPU pod before the GPU Job is created, and what a memory estimate miss does.",
     )
     output: OutputSpec = Field(description="Artifact location and Adapter publishing.")
+    tracking: TrackingSpec | None = Field(default=None, description="TensorBoard and MLflow experiment tracking.")
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="Trainer image override (default: the operator's configured image)."
     )
@@ -123,6 +141,16 @@ class FineTuneJobSpec(KubeModel):
         default=None, ge=1, le=31_536_000, description="Fail the run after this many seconds."
     )
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries for failures other than preemption.")
+
+    def secret_names(self) -> tuple[str, ...]:
+        """Every Secret the run reads (base model, output and MLflow credentials), in spec order."""
+        refs: list[SecretKeyRef | SecretRef | None] = [
+            self.base_model.credentials_secret_ref,
+            self.output.credentials_secret_ref,
+        ]
+        if self.tracking is not None and self.tracking.mlflow is not None:
+            refs.append(self.tracking.mlflow.credentials_secret_ref)
+        return tuple(dict.fromkeys(ref.name for ref in refs if ref is not None))
 
 
 class ResolvedInputs(KubeModel):
@@ -219,9 +247,7 @@ class TrainResult(KubeModel):
     prep_report: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], int], Field(max_length=64)] = Field(
         default_factory=dict, description="Rows in, removed by reason, out."
     )
-    method: Annotated[str, StringConstraints(max_length=32)] | None = Field(
-        default=None, description="The method actually used (what auto resolved to)."
-    )
+    method: TrainedMethod | None = Field(default=None, description="The method actually used (what auto resolved to).")
 
 
 class FineTuneJobStatus(KubeModel):

@@ -17,10 +17,11 @@ from pydantic import Field
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.unions import TaggedUnion, variant_classes
 from kubetune.api.v1alpha1.common import LocalObjectRef
+from kubetune.api.v1alpha1.constraints import CostConstraint
 from kubetune.api.v1alpha1.data import DataFormat
 
 Beta = Annotated[float, Field(gt=0, le=100, description="Strength of the pull towards the reference policy.")]
-BuiltinReward = Literal["length", "format", "keyword-match", "non-repetition"]
+BuiltinReward = Literal["length", "format", "keyword-match", "non-repetition", "reference-match"]
 TrainedModel = Literal["causal-lm", "sequence-classifier"]
 
 
@@ -65,7 +66,8 @@ class RewardSource(KubeModel):
     )
     builtin: Annotated[list[BuiltinReward], Field(max_length=8)] | None = Field(
         default=None,
-        description="Built-in reward functions, summed: length, format, keyword-match, non-repetition.",
+        description="Built-in reward functions, summed: length, format, keyword-match, non-repetition, "
+        "reference-match (the completion starts with the prompt row's `reference` answer).",
     )
     keywords: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)] | None = Field(
         default=None, description="Words rewarded by keyword-match."
@@ -73,12 +75,25 @@ class RewardSource(KubeModel):
 
 
 class RlhfSettings(KubeModel):
-    """Online RL against a reward (the maintained TRL successors of PPO)."""
+    """Online RL against a reward (the maintained TRL successors of PPO), optionally under cost constraints."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!has(self.constraints) || self.constraints.all(a, self.constraints.exists_one(b, b.name == a.name))",
+            "objective.rlhf.constraints: constraint names must be unique",
+        ),
+    )
 
     algorithm: Literal["grpo", "rloo"] = Field(default="grpo", description="grpo or rloo (TRL removed PPOTrainer).")
     reward: RewardSource = Field(description="Reward model Adapter or built-in reward functions.")
     num_generations: int = Field(default=4, ge=2, le=64, description="Completions sampled per prompt (group size).")
     max_completion_length: int = Field(default=64, ge=1, le=8192, description="Tokens generated per completion.")
+    constraints: Annotated[list[CostConstraint], Field(max_length=8)] = Field(
+        default_factory=list,
+        description="Safe-RLHF cost constraints: reward minus a Lagrange multiplier times each cost's excess over "
+        "its threshold, the multiplier adapted per batch; status.result.metrics reports constraint.NAME.cost, "
+        ".multiplier and .violation-rate (the last batch).",
+    )
 
 
 class SftObjective(ObjectiveVariant):

@@ -8,6 +8,7 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName, SecretKeyRef, StorageUri
+from kubetune.api.v1alpha1.constraints import TERM_PAIR_RULES, RefusalJudge, TermPairs
 
 SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
 LabelKey = Annotated[str, StringConstraints(max_length=317)]
@@ -178,7 +179,9 @@ class LmEvalSuite(KubeModel):
 
 
 class EvalSuite(KubeModel):
-    """One evaluation: perplexity or loss on held-out data, multiple-choice accuracy, or lm-evaluation-harness."""
+    """One evaluation: perplexity on held-out data, accuracy on multiple choice by log-likelihood, the
+    counterfactual bias gap, a safety rate (refusals on harmful prompts, over-refusals on benign ones), or
+    lm-evaluation-harness tasks."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
@@ -195,11 +198,36 @@ class EvalSuite(KubeModel):
             "evaluation.suites: lmEval tasks bring their own data; put local task files under lmEval.include, "
             "not dataset",
         ),
+        CelRule(
+            "(has(self.metric) && self.metric == 'bias-gap') == has(self.termPairs)",
+            "evaluation.suites: metric bias-gap needs termPairs (e.g. [[he, she]]), and only bias-gap takes them",
+        ),
+        *TERM_PAIR_RULES,
+        CelRule(
+            "!has(self.metric) || !(self.metric in ['refusal-rate', 'over-refusal']) || has(self.dataset)",
+            "evaluation.suites: metrics refusal-rate and over-refusal need a dataset of prompts (harmful prompts "
+            "for refusal-rate, benign ones for over-refusal)",
+        ),
+        CelRule(
+            "!has(self.refusal) || (has(self.metric) && self.metric in ['refusal-rate', 'over-refusal'])",
+            "evaluation.suites: refusal only applies to metrics refusal-rate and over-refusal",
+        ),
     )
 
     name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
-    metric: Literal["perplexity", "accuracy", "loss"] | None = Field(
-        default=None, description="perplexity, accuracy or loss (or use lmEval)."
+    metric: Literal["perplexity", "accuracy", "loss", "bias-gap", "refusal-rate", "over-refusal"] | None = Field(
+        default=None,
+        description="perplexity, accuracy, loss; bias-gap: the mean absolute log-likelihood gap (nats) between "
+        "each row mentioning a term and its counterfactual with termPairs swapped (lower is fairer); "
+        "refusal-rate: share of the dataset's (harmful) prompts whose generated answer refuses (higher is safer); "
+        "over-refusal: the same share on benign prompts (lower is better). Or use lmEval instead.",
+    )
+    term_pairs: TermPairs | None = Field(
+        default=None, description="bias-gap only: pairs of terms swapped both ways, e.g. [[he, she], [him, her]]."
+    )
+    refusal: RefusalJudge | None = Field(
+        default=None,
+        description="refusal-rate and over-refusal only: how answers are judged refusals (default: built-in rules).",
     )
     dataset: DataSource | None = Field(default=None, description="Data for this suite (default: the eval split).")
     lm_eval: LmEvalSuite | None = Field(default=None, description="lm-evaluation-harness tasks instead of metric.")

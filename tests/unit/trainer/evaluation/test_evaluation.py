@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import torch
 
 from kubetune.api.v1alpha1.training import Gate
 from kubetune_dev.tiny import write_jsonl
@@ -17,36 +15,15 @@ from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import DataFormatError, UriError
 from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook, prepare_suites
 from kubetune_trainer.evaluate.scoring import heldout_pairs, multiple_choice_accuracy, nll_total
+from support.stub_lm import RED, FixedLogits, tiny_tokenizer
 from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
-RED, BLUE = 308, 305
-"""Token ids of " red" and " blue" in the tiny tokenizer (checked below, so a rebuilt tokenizer fails loudly)."""
-
-
-class FixedLogits(torch.nn.Module):
-    """A 'language model' whose next-token logits are the same vector at every position."""
-
-    def __init__(self, vocab: int, boost: dict[int, float] | None = None) -> None:
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
-        self.row = torch.zeros(vocab)
-        for token, value in (boost or {}).items():
-            self.row[token] = value
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
-        return SimpleNamespace(logits=self.row.expand(*input_ids.shape, -1).clone())
-
 
 @pytest.fixture(scope="module")
 def tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    assert tok(" red", add_special_tokens=False)["input_ids"] == [RED]
-    assert tok(" blue", add_special_tokens=False)["input_ids"] == [BLUE]
-    return tok
+    return tiny_tokenizer(model_dir)
 
 
 def test_uniform_model_has_perplexity_equal_to_vocabulary(tokenizer: Any) -> None:

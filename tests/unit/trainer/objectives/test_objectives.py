@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.errors import ConfigError, DataFormatError
 from kubetune_trainer.objectives.rewards import (
     builtin_rewards,
     format_score,
@@ -150,6 +150,11 @@ def test_builtin_reward_functions() -> None:
     assert repetition(["x x x x"]) == [0.5]
     with pytest.raises(ConfigError, match=r"reward\.keywords"):
         builtin_rewards(["keyword-match"], keywords=None, max_completion_length=8)
+    (reference,) = builtin_rewards(["reference-match"], keywords=None, max_completion_length=8)
+    completions = [" dock three and more", "dock two", [{"role": "assistant", "content": " dock one"}]]
+    assert reference(completions, reference=[" dock three", " dock seven", "dock one"]) == [1.0, 0.0, 1.0]
+    with pytest.raises(DataFormatError, match="needs a `reference` column"):
+        reference(completions)
 
 
 def test_rl_config_requires_whole_groups() -> None:

@@ -1,0 +1,1 @@
+"""The code labs: five classic fine-tuning experiments as manifests, a local runner and reports."""

@@ -1,0 +1,64 @@
+"""Safe-RLHF constraints for online RL: a Lagrangian penalty per cost, as one more TRL reward function.
+
+Safe RLHF (Dai et al., 2023) maximises reward subject to E[cost] <= threshold through the Lagrangian
+reward - multiplier x (cost - threshold), raising the multiplier while the constraint is violated and
+lowering it (never below 0) once it holds. TRL sums its reward functions, so each constraint joins
+them as a function returning -multiplier x (cost - threshold) per completion: the policy sees the
+Lagrangian, TRL logs the penalty as a reward column, and the multiplier update runs after every
+batch of completions on the batch's mean cost (averaged over all processes, so every rank keeps the
+same multiplier).
+
+The batch's mean cost, multiplier and violation rate go to the trainer logs (TRL's `log_metric`) and,
+for the last batch, to `status.result.metrics` as `constraint.NAME.cost|multiplier|violation-rate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from kubetune.api.v1alpha1.constraints import CostConstraint
+from kubetune_trainer.objectives.costs import builtin_cost
+from kubetune_trainer.objectives.rewards import RewardFunction
+
+
+def global_means(*values: float, count: int) -> list[float]:
+    """Means of per-process sums over every process (the local ones when not distributed)."""
+    import torch
+    import torch.distributed as dist
+
+    totals = torch.tensor([*values, float(count)], dtype=torch.float64)
+    if dist.is_available() and dist.is_initialized():
+        totals = totals.to("cuda" if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(totals)
+    *sums, n = totals.tolist()
+    return [s / n if n else 0.0 for s in sums]
+
+
+class LagrangianConstraint:
+    """One constraint as a reward function with its multiplier as state."""
+
+    def __init__(self, constraint: CostConstraint, cost: RewardFunction, metrics: MutableMapping[str, float]) -> None:
+        self.constraint = constraint
+        self.cost = cost
+        self.multiplier = constraint.initial_multiplier
+        self.metrics = metrics
+        self.__name__ = f"constraint_{constraint.name}"  # TRL names the reward column after it
+
+    def __call__(self, completions: list[Any], log_metric: Any = None, **kwargs: Any) -> list[float]:
+        threshold = self.constraint.threshold
+        costs = self.cost(completions, **kwargs)
+        multiplier = self.multiplier  # this batch is shaped with the multiplier learned so far
+        mean_cost, violation_rate = global_means(sum(costs), sum(c > threshold for c in costs), count=len(costs))
+        self.multiplier = max(0.0, multiplier + self.constraint.multiplier_learning_rate * (mean_cost - threshold))
+        observed = {"cost": mean_cost, "multiplier": self.multiplier, "violation-rate": violation_rate}
+        for key, value in observed.items():
+            self.metrics[f"constraint.{self.constraint.name}.{key}"] = value
+            if log_metric is not None:
+                log_metric(f"constraint/{self.constraint.name}/{key}", value)
+        return [-multiplier * (cost - threshold) for cost in costs]
+
+
+def constraint_rewards(constraints: list[CostConstraint], metrics: MutableMapping[str, float]) -> list[Any]:
+    """The reward functions for `rlhf.constraints`, writing their last batch into `metrics`."""
+    return [LagrangianConstraint(c, builtin_cost(c), metrics) for c in constraints]
