@@ -22,7 +22,7 @@ help: ## list targets
 
 install: $(VENV)/.synced ## create .venv from uv.lock (all extras)
 $(VENV)/.synced: pyproject.toml uv.lock
-	$(UV) sync --frozen --extra operator --extra trainer --extra pii-ner --extra labs --extra dev
+	$(UV) sync --frozen --extra operator --extra trainer --extra eval --extra pii-ner --extra labs --extra dev
 	@touch $@
 
 generate: install ## write crds/ and charts/kubetune/crds/ from the pydantic models

@@ -22,9 +22,11 @@ from typing import Any
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "LM_EVAL_TASK",
     "VOCAB_SIZE",
     "alpaca_rows",
     "cache_root",
+    "counting_choice_rows",
     "kto_rows",
     "main",
     "message_rows",
@@ -33,6 +35,7 @@ __all__ = [
     "text_rows",
     "tiny_model_dir",
     "write_jsonl",
+    "write_lm_eval_task",
 ]
 
 VOCAB_SIZE = 512
@@ -107,6 +110,46 @@ def kto_rows(n: int = 48) -> list[dict[str, Any]]:
 def prompt_rows(n: int = 32) -> list[dict[str, str]]:
     """Distinct prompts (prep's exact dedup would otherwise shrink the set below one generation batch)."""
     return [{"prompt": f"count {NUMBERS[i % 6]} {NUMBERS[i % 6 + 1]} {COLORS[i // 6 % len(COLORS)]}"} for i in range(n)]
+
+
+LM_EVAL_TASK = "kubetune_tiny_counting"
+"""The lm-evaluation-harness task `write_lm_eval_task` writes (a custom task YAML with local data)."""
+
+
+def counting_choice_rows(n: int = 10) -> list[dict[str, Any]]:
+    """Multiple choice on the counting pattern of `text_rows`: the next number, a colour or `done`."""
+    rows = []
+    for i in range(n):
+        start = i % 6
+        words = NUMBERS[start : start + 3]
+        rows.append(
+            {"question": f"count {' '.join(words)}", "choices": [NUMBERS[start + 3], COLORS[i % len(COLORS)], "done"]}
+            | {"answer": 0}
+        )
+    return rows
+
+
+def write_lm_eval_task(directory: Path) -> Path:
+    """A harness task YAML plus its JSONL data, the data named by relative path (read from `directory`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_jsonl(directory / "counting.jsonl", counting_choice_rows())
+    (directory / f"{LM_EVAL_TASK}.yaml").write_text(
+        f"task: {LM_EVAL_TASK}\n"
+        "dataset_path: json\n"
+        "dataset_kwargs:\n"
+        "  data_files:\n"
+        "    test: counting.jsonl\n"
+        "test_split: test\n"
+        "output_type: multiple_choice\n"
+        'doc_to_text: "{{question}}"\n'
+        'doc_to_choice: "{{choices}}"\n'
+        'doc_to_target: "{{answer}}"\n'
+        "metric_list:\n"
+        "  - metric: acc\n"
+        "    aggregation: mean\n"
+        "    higher_is_better: true\n"
+    )
+    return directory
 
 
 def _corpus() -> list[str]:

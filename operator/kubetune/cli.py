@@ -1,4 +1,4 @@
-"""`kubetune`: validate, render and inspect manifests, print CRDs, run the operator.
+"""`kubetune`: validate, render, estimate and run manifests, print CRDs, run the operator.
 
 The CLI is an edge: it reads files, validates once with the same models and CEL rules the API
 server uses, and prints one line per problem. Bad input never produces a traceback.
@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel
@@ -21,6 +21,9 @@ from kubetune.api.crd.build import all_crds
 from kubetune.api.problems import Problem, validate
 from kubetune.api.resources import API_VERSION
 from kubetune.api.v1alpha1 import Adapter, FineTuneJob
+
+if TYPE_CHECKING:
+    from kubetune.estimate_report import Gpu
 
 KINDS: dict[str, type[BaseModel]] = {"FineTuneJob": FineTuneJob, "Adapter": Adapter}
 
@@ -128,6 +131,52 @@ def cmd_run(path: Path, workdir: Path, pvc_root: Path) -> int:
     return 1 if document is None else run_locally(document, workdir.resolve(), pvc_root.resolve())
 
 
+def _gpus(requested: str | None, extra: Sequence[str]) -> list[Gpu] | str:
+    """The GPUs to size for: `--gpu PRODUCT[=GiB]` if given, else every known product; or why not."""
+    from kubetune.api.estimate import GIB
+    from kubetune.api.gpu_products import GPU_MEMORY_GIB, gpu_memory_bytes
+    from kubetune.estimate_report import Gpu
+
+    wanted: dict[str, int | None] = {}
+    for item in extra:
+        name, sep, gib = item.partition("=")
+        try:
+            wanted[name] = int(float(gib) * GIB) if sep else gpu_memory_bytes(name)
+        except ValueError:
+            return f"--gpu {item}: memory must be a number of GiB, e.g. {name}=80"
+    if not wanted:
+        wanted = {name: gpu_memory_bytes(name) for name in GPU_MEMORY_GIB}
+    if requested and requested not in wanted:
+        wanted = {requested: gpu_memory_bytes(requested)} | wanted
+    unknown = [name for name, memory in wanted.items() if memory is None]
+    if unknown:
+        return f"GPU product {', '.join(unknown)} has no known memory: pass --gpu PRODUCT=GiB"
+    return [Gpu(name, memory or 0, requested=name == requested) for name, memory in wanted.items()]
+
+
+def cmd_estimate(path: Path, model_config: Path | None, gpu_args: Sequence[str]) -> int:
+    from kubetune.api.model_shape import UnsupportedModelError, shape_from_config
+    from kubetune.estimate_report import estimate_report
+    from kubetune.model_config import ModelConfigError, read_model_config
+
+    document = _single_finetunejob(path)
+    if document is None:
+        return 1
+    spec = FineTuneJob.model_validate(document).spec
+    gpus = _gpus(spec.resources.gpu_product, gpu_args)
+    if isinstance(gpus, str):
+        print(gpus)
+        return 1
+    try:
+        config = read_model_config(spec.base_model.uri, spec.base_model.revision, os.environ, model_config)
+        shape = shape_from_config(config)
+    except (ModelConfigError, UnsupportedModelError) as error:
+        print(f"{path}: {error}")
+        return 1
+    print(estimate_report(spec, shape, gpus, model_type=str(config.get("model_type"))))
+    return 0
+
+
 def cmd_lab(args: argparse.Namespace) -> int:
     """`kubetune lab list|run|manifests`; the lab code (and matplotlib) load only here."""
     from kubetune.labs.definition import LabError, available
@@ -182,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file", type=Path, metavar="FILE")
     run.add_argument("--workdir", type=Path, default=Path(".kubetune/run"), help="cache, scratch, checkpoints")
     run.add_argument("--pvc-root", type=Path, default=Path(".kubetune/pvc"), help="pvc://CLAIM/PATH -> ROOT/CLAIM/PATH")
+    size = commands.add_parser(
+        "estimate", help="memory per GPU and the method auto picks, from the model's config only (no weights)"
+    )
+    size.add_argument("file", type=Path, metavar="FILE")
+    size.add_argument("--model-config", type=Path, help="config.json or model directory (for pvc:// and s3:// models)")
+    size.add_argument(
+        "--gpu", action="append", default=[], metavar="PRODUCT[=GiB]", help="size for this GPU (repeatable)"
+    )
     _lab_parser(commands)
     commands.add_parser("operator", help="run the operator (kopf); see `kubetune operator --help`", add_help=False)
     commands.add_parser("crds", help="print the CustomResourceDefinitions")
@@ -202,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_render(args.file)
     if args.command == "run":
         return cmd_run(args.file, args.workdir, args.pvc_root)
+    if args.command == "estimate":
+        return cmd_estimate(args.file, args.model_config, args.gpu)
     if args.command == "lab":
         return cmd_lab(args)
     if args.command == "crds":

@@ -24,6 +24,9 @@ REQUIRED_EXAMPLES = {
     "distributed-multinode-zero3",
     "queued-kueue",
     "eval-gated",
+    "eval-lm-harness",
+    "output-hub",
+    "training-speedups",
     "adapter-merge",
 }
 

@@ -103,3 +103,42 @@ def test_qlora_trains_with_bf16_compute(tmp_path: Path) -> None:
     result = run(TrainerConfig.model_validate(wire), hooks=Hooks(before_train=[inspect]))
     assert seen == {"precision": "bf16", "device": "cuda"}
     assert result.metrics["train.steps"] == 4
+
+
+def test_liger_kernels_train_on_cuda(tmp_path: Path) -> None:
+    """Liger's Triton kernels replace RMSNorm/RoPE/SwiGLU in the trained model and the run learns with them."""
+    from transformers import TrainerCallback
+
+    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+    from kubetune_dev.tiny import text_rows, tiny_model_dir, write_jsonl
+    from kubetune_trainer.context import Hooks, RunContext
+    from kubetune_trainer.pipeline import run
+    from support.trainer_job import trainer_config
+
+    data = write_jsonl(tmp_path / "text.jsonl", text_rows())
+    losses: list[float] = []
+    patched: list[bool] = []
+
+    class Watch(TrainerCallback):
+        def on_train_begin(
+            self, args: object, state: object, control: object, model: object = None, **_: object
+        ) -> None:
+            norms = [m for _, m in model.named_modules() if type(m).__name__ == "LlamaRMSNorm"]  # type: ignore[union-attr]
+            patched.append(bool(norms) and all(getattr(m, "casting_mode", None) == "llama" for m in norms))
+
+        def on_log(
+            self, args: object, state: object, control: object, logs: dict[str, float] | None = None, **_: object
+        ) -> None:
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    def watch(ctx: RunContext) -> None:
+        ctx.callbacks.append(Watch())
+
+    wire = trainer_config(
+        tmp_path, tiny_model_dir(), data, "lora", training={"maxSteps": 12, "precision": "bf16", "ligerKernel": True}
+    )
+    result = run(TrainerConfig.model_validate(wire), hooks=Hooks(before_train=[watch]))
+    assert patched == [True]
+    assert result.metrics["train.steps"] == 12
+    assert sum(losses[-3:]) < sum(losses[:3]), losses

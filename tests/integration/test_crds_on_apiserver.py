@@ -167,7 +167,8 @@ def test_objective_defaults_to_sft_on_the_server(crds: list[dict[str, Any]], kub
     del doc["spec"]["objective"]
     kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(doc))
     stored = kubectl.json("get", "ftj", doc["metadata"]["name"], "-n", namespace)
-    assert stored["spec"]["objective"] == {"type": "sft", "completionOnlyLoss": True}
+    # completionOnlyLoss stays unset: the trainer applies it wherever the data and chat template allow
+    assert stored["spec"]["objective"] == {"type": "sft"}
 
 
 def test_printer_columns_show_reason_progress_with_unit_and_rounded_loss(

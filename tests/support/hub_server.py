@@ -103,16 +103,21 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serving(repos: dict[str, dict[str, bytes]]) -> Iterator[Hub]:
-    """Serve `repos` on a free loopback port for the duration of the block."""
-    hub = Hub(repos)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+def in_thread(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Serve `server` (bound to a loopback port) in a thread for the duration of the block; yields its URL."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield hub
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serving(repos: dict[str, dict[str, bytes]]) -> Iterator[Hub]:
+    """Serve `repos` on a free loopback port for the duration of the block."""
+    hub = Hub(repos)
+    with in_thread(ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))) as hub.url:
+        yield hub

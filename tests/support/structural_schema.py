@@ -123,6 +123,26 @@ def _exactly_one_of(draw: st.DrawFn, spec: dict[str, Any], schema: dict[str, Any
     return spec
 
 
+@st.composite
+def _hub_output_consistent(draw: st.DrawFn, spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """An hf:// output gets what the CEL rules ask of it: a token Secret and durable checkpoint storage."""
+    output = spec.get("output")
+    if not (isinstance(output, dict) and str(output.get("uri", "")).startswith("hf://")):
+        return spec
+    properties = schema["properties"]
+    spec = dict(spec)
+    if "credentialsSecretRef" not in output:
+        credentials = properties["output"]["properties"]["credentialsSecretRef"]
+        spec["output"] = {**output, "credentialsSecretRef": draw(from_schema(credentials))}
+    checkpointing = dict(spec.get("checkpointing") or {})
+    storage = dict(checkpointing.get("storage") or {})
+    if "uri" not in storage:
+        storage_schema = properties["checkpointing"]["properties"]["storage"]
+        storage["uri"] = draw(from_schema(storage_schema["properties"]["uri"]))
+        spec["checkpointing"] = {**checkpointing, "storage": storage}
+    return spec
+
+
 EXCLUSIVE_BLOCKS = {"Adapter": ("artifact", "merge")}
 """Spec blocks of which the CRD's CEL rules want exactly one."""
 
@@ -131,12 +151,13 @@ def crd_objects(
     kind: str, namespace: str, names: st.SearchStrategy[str], *, consistent_unions: bool = False
 ) -> st.SearchStrategy[dict[str, Any]]:
     """Whole objects of a kubetune kind: metadata from `names`, spec from the CRD's schema. With
-    `consistent_unions`, tagged unions agree with their tag and exclusive blocks come one at a time, so far
-    more of them are valid."""
+    `consistent_unions`, tagged unions agree with their tag, exclusive blocks come one at a time and an hf://
+    output has its token and checkpoint storage, so far more of them are valid."""
     schema = crd_schema(kind)["properties"]["spec"]
     specs = from_schema(schema)
     if consistent_unions and kind == "FineTuneJob":  # the tagged unions are the FineTuneJob's method and objective
         specs = specs.flatmap(lambda spec: _union_blocks_consistent(spec, schema))
+        specs = specs.flatmap(lambda spec: _hub_output_consistent(spec, schema))
     if consistent_unions and kind in EXCLUSIVE_BLOCKS:
         specs = specs.flatmap(lambda spec: _exactly_one_of(spec, schema, EXCLUSIVE_BLOCKS[kind]))
     return st.builds(

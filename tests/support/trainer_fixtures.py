@@ -90,6 +90,17 @@ RunJob = Callable[..., tuple[Any, Any, LogRecorder]]
 
 
 @pytest.fixture
+def weights_never_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of checks that must fail before any weights load: loading them fails the test instead."""
+    from kubetune_trainer import pipeline
+
+    def refuse(_ctx: object) -> None:
+        raise AssertionError("weights loaded before the check that should have stopped the run")
+
+    monkeypatch.setattr(pipeline, "load_weights", refuse)
+
+
+@pytest.fixture
 def run_job(tmp_path: Path, model_dir: Path) -> RunJob:
     """Run the real pipeline on the tiny model; returns (RunContext, RunResult, LogRecorder)."""
     from kubetune.api.v1alpha1.trainer_config import TrainerConfig

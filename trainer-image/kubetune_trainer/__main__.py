@@ -60,9 +60,10 @@ def load_config(path: Path) -> TrainerConfig:
 def default_hooks() -> Hooks:
     """The production wiring: status/metrics reporting, evaluation suites and the gate."""
     from kubetune_trainer import measure, report
-    from kubetune_trainer.evaluate import evaluate_suites, gate_hook
+    from kubetune_trainer.evaluate import evaluate_suites, gate_hook, prepare_suites
 
     return Hooks(
+        preflight=[prepare_suites],
         before_train=[report.attach_reporter, measure.attach],
         evaluate=evaluate_suites,
         gate=gate_hook,

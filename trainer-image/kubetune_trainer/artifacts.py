@@ -1,6 +1,7 @@
 """Artifacts: weights, tokenizer and a `kubetune.json` manifest, staged locally then published whole.
 
-Layout under `<output.uri>/<adapterName>/`: the adapter (PEFT `adapter_model.safetensors` +
+Layout under `<output.uri>/<adapterName>/` (an hf:// output is the repository itself, with a
+README.md model card; see `hub`): the adapter (PEFT `adapter_model.safetensors` +
 `adapter_config.json`, or full `model.safetensors` for full/partial), the tokenizer, optionally
 `merged/` (full weights with the adapter folded in), `training_log.jsonl` (every logged step: loss,
 learning rate, eval loss, the objective's own signals such as DPO reward margins) and `kubetune.json`.
@@ -38,10 +39,13 @@ from kubetune.api.v1alpha1.artifact import (
     ManifestTokenizer,
 )
 from kubetune.api.v1alpha1.finetunejob import TrainResult
+from kubetune_trainer import hub
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import FileUri, PvcUri, S3Uri, local_path, parse_uri, s3_filesystem
+from kubetune_trainer.evaluate.suites import HARNESS_RESULTS
 from kubetune_trainer.manifest import MANIFEST_FILE, write_manifest
 from kubetune_trainer.methods import bottleneck  # noqa: F401  (registers the bottleneck tuner with PEFT)
+from kubetune_trainer.model_card import model_card
 from kubetune_trainer.tracking import publish_with_artifact
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,9 @@ def artifact_name(ctx: RunContext) -> str:
 
 
 def artifact_uri(ctx: RunContext) -> str:
+    """`<output.uri>/<adapterName>/`; an hf:// output is a repository of its own (pinned to a commit once pushed)."""
+    if hub.hub_output(ctx) is not None:
+        return ctx.spec.output.uri
     return ctx.spec.output.uri.rstrip("/") + "/" + artifact_name(ctx) + "/"
 
 
@@ -167,10 +174,12 @@ def training_manifest(
         method=ManifestMethod(requested=spec.method.type, resolved=ctx.method, settings=spec.method.to_wire()),
         objective=spec.objective.to_wire(),
         precision=ctx.precision,
+        seed=spec.training.seed,
         base_model=ManifestBaseModel(uri=spec.base_model.uri, revision=ctx.base_revision),
         dataset=ManifestDataset(digest=ctx.data_digest, prep_report=ctx.extras.get("prep_report", ctx.prep_report)),
         tokenizer=ManifestTokenizer(added_token_ids=ctx.new_token_ids),
         metrics=ctx.metrics,
+        evaluations=ctx.extras.get(HARNESS_RESULTS),
         gate=ManifestGate(passed=gate[0], message=gate[1]),
         merged=(root / MERGED_DIR).is_dir(),
         notes=ctx.notes,
@@ -226,11 +235,19 @@ def save_artifacts(ctx: RunContext, trainer: Any, *, gate: tuple[bool, str | Non
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, root / relative)
     publish_with_artifact(ctx, root)
+    target = hub.hub_output(ctx)
+    if target is not None:
+        card = model_card(ctx, target.repo_id, gate=gate, libraries=library_versions())
+        (root / hub.MODEL_CARD).write_text(card)
     write_manifest(root, training_manifest(ctx, root, fmt=fmt, gate=gate))
     sha, size = tree_digest(root)
-    publish(root, artifact_uri(ctx), pvc_root=ctx.paths.pvc_root)
+    if target is not None:
+        published = hub.push(ctx, root)
+    else:
+        published = artifact_uri(ctx)
+        publish(root, published, pvc_root=ctx.paths.pvc_root)
     return RunResult(
-        artifact_uri=artifact_uri(ctx),
+        artifact_uri=published,
         sha256=sha,
         size_bytes=size,
         method=ctx.method,

@@ -107,6 +107,10 @@ class RunContext:
             "weight_decay": t.weight_decay,
             "seed": t.seed,
             "data_seed": t.seed,
+            "full_determinism": t.deterministic,
+            "neftune_noise_alpha": t.neftune_noise_alpha,
+            "torch_compile": t.torch_compile,
+            "use_liger_kernel": t.liger_kernel,
             "bf16": self.precision == "bf16",
             "fp16": self.precision == "fp16",
             "activation_checkpointing": t.gradient_checkpointing,
@@ -177,6 +181,8 @@ def always_pass(_ctx: RunContext, _metrics: Mapping[str, float]) -> tuple[bool, 
 class Hooks:
     """Extension points other packages plug into without editing the pipeline."""
 
+    preflight: list[ContextHook] = field(default_factory=list)
+    """Checks that run once data and tokenizer are ready, before weights load: a failure costs seconds, not a run."""
     before_train: list[ContextHook] = field(default_factory=list)
     evaluate: EvaluationHook = no_evaluation
     gate: GateHook = always_pass

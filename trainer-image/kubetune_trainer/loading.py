@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def resolve_base_model(
     hf:// pins `revision` and returns the resolved commit."""
     parsed = parse_uri(ref.uri)
     if isinstance(parsed, HfUri):
-        parsed = HfUri(repo_id=parsed.repo_id, revision=parsed.revision or ref.revision)
+        parsed = replace(parsed, revision=parsed.revision or ref.revision)
     files = model_files(weights=weights, remote_code=ref.trust_remote_code)
     source = resolve(
         parsed, cache_dir=cache_dir, pvc_root=pvc_root, repo_type="model", token_env=token_env, files=files

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubetune.api.estimate import MemoryEstimate
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.estimate import MemoryEstimate
 
 ESTIMATE_KEY = "memory_estimate"
 """`RunContext.extras` key under which the pipeline keeps the estimator's `MemoryEstimate` for this run."""

@@ -1,10 +1,12 @@
 """The training run, stage by stage: every check that can fail on the spec runs before weights load.
 
 Order: validate and probe the machine -> experiment tracking (MLflow credentials and server)
+-> an hf:// output's repository (the token can write)
 -> load the data (format errors, before any model download)
 -> resolve and inspect the base model on the meta device (target modules, memory estimate, `auto`)
--> tokenizer (new tokens, chat template) and data prep -> distributed setup
--> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
+-> tokenizer (new tokens, chat template) and data prep -> the objective's data check -> `Hooks.preflight`
+(evaluation data and tasks) -> distributed setup
+-> seed -> load weights -> tokenizer alignment -> constitutional data synthesis -> method -> `Hooks.before_train`
 -> continual learning and objective builder -> train (resuming from the newest complete checkpoint on durable
 storage, saving a last one on SIGTERM) -> `Hooks.evaluate` / `Hooks.gate` -> artifacts -> `Hooks.after_result`
 -> delete the run's checkpoints (`checkpointing.storage.deleteOnSuccess`). Methods and objectives plug in as
@@ -30,6 +32,7 @@ from kubetune_trainer import (
     continual,
     data_stage,
     durable,
+    hub,
     preflight,
     tokenizer_align,
     tracking,
@@ -127,6 +130,23 @@ def setup_distributed(ctx: RunContext) -> None:
     ctx.extras["deepspeed_args"] = TrainingArguments(**ctx.training_args_kwargs())
 
 
+def seed_run(ctx: RunContext) -> None:
+    """Seed Python, NumPy and torch before weights load, so initialisation repeats run to run.
+
+    The Trainer seeds itself only when it is built, after the method has already drawn its random
+    initial weights (LoRA's A matrices, prompt embeddings, new token rows, a reward head), so without
+    this two identical runs start from different adapters. `training.deterministic` also makes torch
+    pick deterministic kernels (slower on GPU).
+    """
+    from transformers import enable_full_determinism, set_seed
+
+    training = ctx.spec.training
+    if training.deterministic:
+        enable_full_determinism(training.seed)
+    else:
+        set_seed(training.seed)
+
+
 def load_weights(ctx: RunContext) -> None:
     assert ctx.base_model_path is not None
     ctx.model = load_model(
@@ -195,11 +215,16 @@ def run(
     ctx = build_context(config, capabilities)
     tracking.prepare(ctx)
     checkpoints = durable.DurableCheckpoints.open(ctx)
+    hub.ensure_repo(ctx)
     data_stage.load(ctx)
     ctx.notes.append(f"memory estimate {inspect_base(ctx).message}")
     prepare_tokenizer(ctx)
     data_stage.prepare(ctx)
+    OBJECTIVES[ctx.spec.objective.type].check_data(ctx)
+    for check in hooks.preflight:
+        check(ctx)
     setup_distributed(ctx)
+    seed_run(ctx)
     load_weights(ctx)
     constitution.apply(ctx)  # generates with the base model, before the method wraps it
     ctx.model = METHODS[ctx.method].apply(ctx)

@@ -2,8 +2,9 @@
 
 Three kinds: static combinations the API schema cannot express (e.g. merging an unmergeable method),
 read from the method's facts; capabilities of the machine (bf16, bitsandbytes, DeepSpeed); and the
-memory estimate against the devices (the method unit's `memory`, every method has one), which is also
-what resolves `method: auto` to the first of `AutoMethod.candidates` that fits. `spec.preflight.
+memory estimate against the devices (the method unit's `memory`, every method has one; the `auto`
+candidates' formulas are `kubetune.api.estimate`'s, the numbers `kubetune estimate` prints), which also
+resolves `method: auto` to the first of `AutoMethod.candidates` that fits. `spec.preflight.
 memoryCheck` decides what a miss does (fail, warn, nothing).
 
 They run twice: in the preflight pod (`--preflight`, no GPU) against the machine the spec asks for
@@ -18,16 +19,17 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
+from kubetune.api import sizing
+from kubetune.api.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
+from kubetune.api.sizing import train_setup
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec
-from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, QloraMethod, TrainedMethod
+from kubetune.api.v1alpha1.methods import METHOD_FACTS, AutoMethod, MethodFacts, TrainedMethod
 from kubetune.api.v1alpha1.preflight import MemoryFit, PreflightReport, gpu_memory_bytes
 from kubetune.api.v1alpha1.training import Precision
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import GIB, MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import METHODS
-from kubetune_trainer.methods.lora import lora_block
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +103,22 @@ def check_spec(spec: FineTuneJobSpec, caps: Capabilities) -> list[str]:
             f"distributed.strategy fsdp does not support method {method}; "
             "use strategy ddp, or deepspeed with zeroStage <= 2"
         )
+    check_training_options(spec, caps)
     warnings = []
     if spec.training.optimizer.startswith("paged_") and not caps.cuda:
         warnings.append(f"optimizer {spec.training.optimizer} is not paged on CPU (bitsandbytes falls back)")
     return warnings
+
+
+def check_training_options(spec: FineTuneJobSpec, caps: Capabilities) -> None:
+    """Liger's kernels need this machine to have a GPU (the spec's rule only sees `resources.gpus`)."""
+    import importlib.util
+
+    if spec.training.liger_kernel:
+        if not caps.cuda:
+            raise ConfigError("training.ligerKernel needs a CUDA GPU (Triton kernels); set ligerKernel: false")
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise ConfigError("training.ligerKernel: liger-kernel is not installed in this trainer image")
 
 
 def effective_precision(requested: Precision, caps: Capabilities) -> tuple[Precision, str | None]:
@@ -125,27 +139,6 @@ def device_budget(caps: Capabilities, env: Mapping[str, str] | None = None) -> i
     if caps.cuda:
         return int(environ.get(GPU_MEMORY_ENV, caps.gpu_memory_bytes)) or None
     return int(environ.get(CPU_BUDGET_ENV, DEFAULT_CPU_BUDGET))
-
-
-def train_setup(spec: FineTuneJobSpec, precision: Precision, world_size: int) -> TrainSetup:
-    method = spec.method
-    lora = lora_block(method)
-    quant = method.quantization if isinstance(method, QloraMethod) else None
-    deepspeed = spec.distributed.strategy == "deepspeed"
-    return TrainSetup(
-        precision=precision,
-        batch_size=spec.training.batch_size,
-        seq_len=spec.dataset.prep.max_seq_length,
-        gradient_checkpointing=spec.training.gradient_checkpointing,
-        world_size=world_size,
-        zero_stage=spec.distributed.zero_stage if deepspeed else None,
-        offload=spec.distributed.offload,
-        lora_rank=lora.rank if lora else 16,
-        lora_targets=tuple(lora.target_modules) if lora else ("all-linear",),
-        quant_bits=quant.bits if quant else 4,
-        double_quant=quant.double_quant if quant else True,
-        method=method,
-    )
 
 
 def shape_of(info: ModelInfo) -> ModelShape:
@@ -169,22 +162,16 @@ def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimat
 def choose_auto(
     shape: ModelShape, setup: TrainSetup, budget_bytes: int, caps: Capabilities, *, enforce: bool = True
 ) -> tuple[str, MemoryEstimate]:
-    """The first of `AutoMethod.candidates` this machine runs and that fits; else a config error with numbers,
-    or (not `enforce`d) the candidate that needs the least."""
-    tried: list[MemoryEstimate] = []
-    for method in AutoMethod.candidates:
-        if METHODS[method].machine_problem(caps):
-            continue
-        result = estimate(method, shape, setup)
-        if result.total <= budget_bytes:
-            return method, result
-        tried.append(result)
-    if not enforce and tried:
-        smallest = min(tried, key=lambda t: t.total)
+    """The first of `AutoMethod.candidates` this machine runs and that fits; else a config error with numbers."""
+    choice = sizing.choose_auto(shape, setup, budget_bytes, lambda m: not METHODS[m].machine_problem(caps))
+    if choice.method is not None and choice.estimate is not None:
+        return choice.method, choice.estimate
+    if not enforce and choice.tried:
+        smallest = min(choice.tried, key=lambda t: t.total)
         return smallest.method, smallest
     raise ConfigError(
         f"model with {shape.num_params:,} parameters does not fit {budget_bytes / GIB:.2f} GiB per device with any "
-        f"method: {'; '.join(t.summary() for t in tried)}; request GPUs with more memory, more GPUs with "
+        f"method: {'; '.join(t.summary() for t in choice.tried)}; request GPUs with more memory, more GPUs with "
         "distributed.strategy deepspeed, or a smaller batchSize / maxSeqLength"
     )
 

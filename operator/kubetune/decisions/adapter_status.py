@@ -45,6 +45,14 @@ def source_problem(adapter: Adapter, sources: dict[str, Obj | None]) -> Verdict 
                 "adapters can only be merged on the same base model; remove it from merge.sources",
             )
         revisions[ref.name] = str(base.get("revision") or "")
+        artifact = source.get("status", {}).get("artifact") or source.get("spec", {}).get("artifact") or {}
+        if str(artifact.get("uri", "")).startswith("hf://"):
+            return Verdict(
+                "Failed",
+                "SourceOnHub",
+                f"merge source Adapter {ref.name} is published to the Hugging Face Hub ({artifact['uri']}), which "
+                "merge Jobs cannot read or write yet: merge adapters trained with an s3:// or pvc:// output.uri",
+            )
         rejected = gate_failure(source)
         if rejected is not None:
             return Verdict(

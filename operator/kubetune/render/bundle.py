@@ -70,6 +70,7 @@ def training_pod_plan(
         runtime=config.runtime,
         pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uris(spec)),
         credentials=spec.base_model.credentials_secret_ref,
+        output_credentials=spec.output.credentials_secret_ref,
         optional_secret_env=tracking_secret_env(spec),
         gpus=spec.resources.gpus,
         cpu=spec.resources.cpu,

@@ -50,6 +50,7 @@ class PodPlan:
     runtime: RuntimeSettings
     pvc_claims: dict[str, bool] = field(default_factory=dict)
     credentials: SecretKeyRef | None = None
+    output_credentials: SecretKeyRef | None = None
     optional_secret_env: dict[str, SecretKeyRef] = field(default_factory=dict)
     """Env var -> Secret key that may be absent (MLflow's token or user and password)."""
     gpus: int = 0
@@ -121,13 +122,12 @@ def _env(plan: PodPlan, settings: OperatorSettings) -> list[dict[str, Any]]:
         {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"},
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
-    if plan.credentials is not None and plan.runtime.model_token_env:
-        env.append(
-            {
-                "name": plan.runtime.model_token_env,
-                "valueFrom": {"secretKeyRef": {"name": plan.credentials.name, "key": plan.credentials.key}},
-            }
-        )
+    for ref, name in (
+        (plan.credentials, plan.runtime.model_token_env),
+        (plan.output_credentials, plan.runtime.output_token_env),
+    ):
+        if ref is not None and name:
+            env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     env += [
         {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key, "optional": True}}}
         for name, ref in plan.optional_secret_env.items()

@@ -12,7 +12,14 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
-from kubetune.api.v1alpha1.pod_contract import CACHE_DIR, CHECKPOINT_DIR, MODEL_TOKEN_ENV, PVC_ROOT, SCRATCH_DIR
+from kubetune.api.v1alpha1.pod_contract import (
+    CACHE_DIR,
+    CHECKPOINT_DIR,
+    MODEL_TOKEN_ENV,
+    OUTPUT_TOKEN_ENV,
+    PVC_ROOT,
+    SCRATCH_DIR,
+)
 from kubetune.api.v1alpha1.trainer_config import RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.api.v1alpha1.training import CHECKPOINTS_UNDER_OUTPUT
 from kubetune.settings import OperatorSettings
@@ -41,8 +48,8 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings, uid: str 
     nodes torchrun starts the processes and DeepSpeed reads the rendezvous from its environment.
     """
     nodes = spec.resources.nodes
-    per_node = max(spec.resources.gpus, 1)
-    world = per_node * nodes
+    per_node = spec.resources.processes_per_node
+    world = spec.resources.world_size
     strategy: Strategy
     requested = spec.distributed.strategy
     if requested == "auto":
@@ -78,6 +85,7 @@ def resolve_runtime(spec: FineTuneJobSpec, settings: OperatorSettings, uid: str 
         progress_interval_seconds=settings.progress_interval_seconds,
         report_status=True,
         model_token_env=MODEL_TOKEN_ENV if spec.base_model.credentials_secret_ref else None,
+        output_token_env=OUTPUT_TOKEN_ENV if spec.output.credentials_secret_ref else None,
     )
 
 

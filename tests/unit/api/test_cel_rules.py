@@ -93,6 +93,18 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"name": "mc", "metric": "accuracy", "dataset": {"uri": "file:///mc"}},
         {"name": "mc", "metric": "accuracy"},
     ),
+    "evaluation.suites: set exactly one of metric": (
+        {"name": "arc", "lmEval": {"tasks": ["arc_easy"]}},
+        {"name": "arc", "metric": "loss", "lmEval": {"tasks": ["arc_easy"]}},
+    ),
+    "evaluation.suites: lmEval tasks bring their own data": (
+        {"name": "arc", "lmEval": {"tasks": ["local"], "include": {"uri": "file:///tasks"}}},
+        {"name": "arc", "lmEval": {"tasks": ["local"]}, "dataset": {"uri": "file:///tasks"}},
+    ),
+    "output.uri hf://ORG/NAME pushes to the Hub": (
+        {"uri": "hf://org/adapter", "credentialsSecretRef": {"name": "hub-write"}},
+        {"uri": "hf://org/adapter"},
+    ),
     "evaluation.suites: metric bias-gap needs termPairs": (
         {"name": "fair", "metric": "bias-gap", "termPairs": [["he", "she"]]},
         {"name": "fair", "metric": "bias-gap"},
@@ -150,6 +162,25 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "method qlora cannot be sharded": (
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 2, "offload": "none"}),
         spec(method={"type": "qlora"}, distributed={"strategy": "deepspeed", "zeroStage": 3, "offload": "none"}),
+    ),
+    "dataset.prep.packing applies to objective sft only": (
+        spec(dataset={"train": {"uri": "file:///d"}, "format": "auto", "prep": {"packing": True}}),
+        spec(
+            dataset={"train": {"uri": "file:///d"}, "format": "preference", "prep": {"packing": True}},
+            objective={"type": "dpo"},
+        ),
+    ),
+    "training.ligerKernel needs GPUs": (
+        spec(training={"ligerKernel": True}, resources={"gpus": 1}),
+        spec(training={"ligerKernel": True}, resources={"gpus": 0}),
+    ),
+    "output.uri hf://ORG/NAME receives only the finished artifact": (
+        spec(output={"uri": "hf://org/adapter"}, checkpointing={"storage": {"uri": "s3://checkpoints/adapter/"}}),
+        spec(output={"uri": "hf://org/adapter"}, checkpointing={"storage": {}}),
+    ),
+    "training.neftuneNoiseAlpha cannot be used with objective rlhf": (
+        spec(training={"neftuneNoiseAlpha": 5.0}),
+        spec(training={"neftuneNoiseAlpha": 5.0}, objective={"type": "rlhf"}, format="prompt"),
     ),
 }
 

@@ -84,7 +84,7 @@ def test_objective_defaults_to_sft_in_the_model() -> None:
     ftj, problems = validate(FineTuneJob, document)
     assert problems == []
     assert ftj is not None
-    assert ftj.spec.objective.to_wire() == {"type": "sft", "completionOnlyLoss": True}
+    assert ftj.spec.objective.to_wire() == {"type": "sft"}  # completionOnlyLoss unset: wherever it applies
 
 
 def test_crd_default_for_objective_is_the_model_default() -> None:

@@ -28,8 +28,13 @@ def adapter(name: str = "m", base: str = "hf://org/model", **spec: Any) -> Adapt
     return Adapter.model_validate({"metadata": {"name": name, "namespace": "ml", "generation": 1}, "spec": body})
 
 
-def source(base: str = "hf://org/model", phase: str = "Ready", revision: str = "r1") -> dict[str, Any]:
-    return {"spec": {"baseModel": {"uri": base, "revision": revision}}, "status": {"phase": phase}}
+def source(
+    base: str = "hf://org/model", phase: str = "Ready", revision: str = "r1", artifact: str = "s3://o/a/"
+) -> dict[str, Any]:
+    return {
+        "spec": {"baseModel": {"uri": base, "revision": revision}},
+        "status": {"phase": phase, "artifact": {"uri": artifact}},
+    }
 
 
 MERGED = adapter(merge={"sources": [{"name": "a"}, {"name": "b"}]})
@@ -42,6 +47,7 @@ MERGED = adapter(merge={"sources": [{"name": "a"}, {"name": "b"}]})
         ({"a": source(), "b": source(phase="Pending")}, "Pending", "SourceNotReady"),
         ({"a": source(), "b": source(base="hf://org/other")}, "Failed", "BaseModelMismatch"),
         ({"a": source(), "b": source(revision="r2")}, "Failed", "BaseModelMismatch"),
+        ({"a": source(), "b": source(artifact="hf://team/b-lora@0123abc")}, "Failed", "SourceOnHub"),
     ],
 )
 def test_bad_merge_sources_are_conditions(sources: dict[str, Any], phase: str, reason: str) -> None:

@@ -36,11 +36,12 @@ def test_secret_lookup_only_when_the_operator_may_read_secrets(check_secrets: bo
                 "baseModel": {"uri": "hf://org/model", "credentialsSecretRef": {"name": "hf-token"}},
                 "dataset": {"train": {"uri": "s3://d/t.jsonl"}},
                 "method": {"type": "lora", "lora": {}},
-                "output": {"uri": "s3://o/"},
+                "output": {"uri": "hf://org/adapter", "credentialsSecretRef": {"name": "hub-write"}},
+                "checkpointing": {"storage": {"uri": "s3://checkpoints/j/"}},
             },
         }
     )
     observed = observe_finetunejob(kube, run, "j-train", "j", [], check_secrets=check_secrets)
-    asked = "/api/v1/namespaces/ml/secrets/hf-token" in kube.reads
+    asked = {"/api/v1/namespaces/ml/secrets/hf-token", "/api/v1/namespaces/ml/secrets/hub-write"} <= set(kube.reads)
     assert asked is check_secrets
-    assert observed.missing_secrets == (("hf-token",) if check_secrets else ())
+    assert observed.missing_secrets == (("hf-token", "hub-write") if check_secrets else ())

@@ -147,6 +147,18 @@ def test_trainer_json_travels_in_the_pod_template_and_is_mounted_read_only_throu
     assert CONFIG_ANNOTATION not in job["metadata"].get("annotations", {})
 
 
+def test_hub_output_token_arrives_as_its_own_secret_env() -> None:
+    hub = {"uri": "hf://team/legal-lora", "credentialsSecretRef": {"name": "hub-write", "key": "hf"}}
+    out = kinds(bundle(ftj(output=hub, checkpointing={"storage": {"uri": "pvc://checkpoints/legal/"}}), SETTINGS))
+    env = {e["name"]: e for e in pod(out["Job"])["containers"][0]["env"]}
+    assert env["KUBETUNE_OUTPUT_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hub-write", "key": "hf"}}
+    assert env["KUBETUNE_MODEL_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
+    assert (
+        '"outputTokenEnv": "KUBETUNE_OUTPUT_TOKEN"'
+        in out["Job"]["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION]
+    )
+
+
 def test_mlflow_credentials_are_optional_secret_keys_and_tensorboard_claims_writable() -> None:
     tracking = {
         "mlflow": {"trackingUri": "https://mlflow.example", "credentialsSecretRef": {"name": "mlflow-auth"}},

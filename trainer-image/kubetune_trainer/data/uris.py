@@ -59,13 +59,19 @@ _TRUTHY = frozenset({"1", "true", "yes", "on"})
 
 @dataclass(frozen=True)
 class HfUri:
-    """`hf://ORG/NAME[@REVISION]`: a Hugging Face Hub repository, optionally pinned to a revision."""
+    """`hf://ORG/NAME[@REVISION]` or `hf://datasets/ORG/NAME[@REVISION]` (huggingface_hub's convention).
+
+    `repo_type` is "dataset" for the `datasets/` prefix and None for the short form, whose type is the
+    one of the field it appears in (a model for baseModel, a dataset for dataset URIs).
+    """
 
     repo_id: str
     revision: str | None = None
+    repo_type: Literal["dataset"] | None = None
 
     def __str__(self) -> str:
-        return f"hf://{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
+        prefix = "datasets/" if self.repo_type == "dataset" else ""
+        return f"hf://{prefix}{self.repo_id}" + (f"@{self.revision}" if self.revision else "")
 
 
 @dataclass(frozen=True)
@@ -139,11 +145,18 @@ def parse_uri(uri: str) -> Uri:
 def _parse_hf(uri: str, rest: str) -> HfUri:
     repo, _, revision = rest.partition("@")
     parts = repo.split("/")
+    repo_type: Literal["dataset"] | None = None
+    if len(parts) == 3 and parts[0] == "datasets":
+        repo_type, parts = "dataset", parts[1:]
+        repo = "/".join(parts)
     if len(parts) != 2 or not all(_HF_PART.match(p) for p in parts):
-        raise UriError(f"hf URI {uri!r} must be hf://ORG/NAME[@REVISION] (letters, digits, '.', '-', '_')")
+        raise UriError(
+            f"hf URI {uri!r} must be hf://ORG/NAME[@REVISION] or hf://datasets/ORG/NAME[@REVISION] "
+            "(letters, digits, '.', '-', '_')"
+        )
     if "@" in rest and not _HF_REVISION.match(revision):
         raise UriError(f"hf URI {uri!r} has an invalid revision {revision!r} (a branch, tag or commit)")
-    return HfUri(repo_id=repo, revision=revision or None)
+    return HfUri(repo_id=repo, revision=revision or None, repo_type=repo_type)
 
 
 def _parse_s3(uri: str, rest: str) -> S3Uri:
@@ -304,7 +317,8 @@ def fetch_hf(
 
     environ = os.environ if env is None else env
     token = environ.get(token_env) if token_env else None
-    # the hub library reads HF_HUB_OFFLINE once at import; the caller's environment may say so later
+    repo_type = uri.repo_type or repo_type
+    # the hub library reads HF_HUB_OFFLINE and HF_ENDPOINT once at import; the caller's environment may change
     offline = constants.HF_HUB_OFFLINE or environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY
 
     def snapshot(revision: str | None, allow: list[str] | None) -> Path:

@@ -5,7 +5,8 @@ A method's static facts (family, mergeable, trains embeddings, fsdp) are declare
 with it, each hook at its stage of the pipeline: `machine_problem` in preflight, `check_targets` and
 `memory` against the meta-device inspection (before any weights are read), `load_kwargs` in
 `from_pretrained` (quantization happens at load time), `apply` after tokenizer alignment (so adapter
-methods know which embedding rows are new).
+methods know which embedding rows are new). The formulas of full, lora, dora and qlora (the `auto`
+candidates) are `kubetune.api.estimate.FORMULAS`, which `kubetune estimate` reads too.
 
 Adding a method: its API variant with its facts, one module here with its unit, and one entry below
 (the registry refuses to build when a variant has no unit).

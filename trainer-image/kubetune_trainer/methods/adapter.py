@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, frozen_base
 from kubetune.api.v1alpha1.methods import AdapterMethod
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, frozen_base
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods import bottleneck
 from kubetune_trainer.methods.unit import MethodUnit, peft_model, saved_embeddings, task_type

@@ -6,15 +6,11 @@ from typing import Any
 
 from kubetune.api.v1alpha1.methods import FullMethod
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune_trainer.methods.unit import MethodUnit
 
 
 class FullUnit(MethodUnit):
     variant = FullMethod
-
-    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-        return full_weights(self.name, shape, setup)
 
     def apply(self, ctx: RunContext) -> Any:
         for param in ctx.model.parameters():

@@ -8,25 +8,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from kubetune.api.v1alpha1.methods import (
-    AutoMethod,
-    DoraMethod,
-    LoraMethod,
-    LoraSettings,
-    MethodVariant,
-    QloraMethod,
-)
+from kubetune.api.sizing import lora_block
+from kubetune.api.v1alpha1.methods import LoraMethod, LoraSettings, MethodVariant
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, adapter_weights, lora_params, weight_bytes
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods.unit import MethodUnit, check_linear_targets, peft_model, task_type
 from kubetune_trainer.tokenizer_align import new_token_training
-
-
-def lora_block(method: MethodVariant) -> LoraSettings | None:
-    """The `lora` block of lora, dora, qlora and auto (which may resolve to lora or qlora)."""
-    return method.lora if isinstance(method, LoraMethod | DoraMethod | QloraMethod | AutoMethod) else None
 
 
 def lora_settings(ctx: RunContext) -> LoraSettings:
@@ -71,15 +59,6 @@ class LoraUnit(MethodUnit):
     def check_targets(self, ctx: RunContext, info: ModelInfo) -> None:
         targets = [t for t in lora_settings(ctx).target_modules if t != "all-linear"]
         check_linear_targets(info, targets, "method.lora.targetModules")
-
-    def base_weight_bytes(self, shape: ModelShape, setup: TrainSetup) -> int:
-        return shape.num_params * weight_bytes(setup.precision)
-
-    def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-        trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=self.use_dora)
-        return adapter_weights(
-            self.name, shape, setup, trainable=trainable, weights=self.base_weight_bytes(shape, setup)
-        )
 
     def prepare_base(self, ctx: RunContext) -> Any:
         """The base model the adapter wraps (QLoRA prepares its quantized base here)."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune.api.v1alpha1.methods import PartialMethod, PartialSettings
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, full_weights
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.methods.unit import MethodUnit, saved_embeddings
 from kubetune_trainer.registry import as_variant

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubetune.api.estimate import ModelShape
 from kubetune.api.v1alpha1.methods import PrefixMethod, PromptSettings
-from kubetune_trainer.estimate import ModelShape
 from kubetune_trainer.methods.prompt import PromptUnit
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, frozen_base
 from kubetune.api.v1alpha1.methods import MethodVariant, PrefixMethod, PromptMethod, PromptSettings
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup, frozen_base
 from kubetune_trainer.methods.unit import MethodUnit, peft_model, task_type
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from kubetune.api.v1alpha1.methods import QloraMethod, QuantizationSettings
 from kubetune_trainer.context import Capabilities, RunContext
-from kubetune_trainer.estimate import ModelShape, TrainSetup, quantized_weights
 from kubetune_trainer.methods.lora import LoraUnit
 
 _COMPUTE_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -45,9 +44,6 @@ class QloraUnit(LoraUnit):
 
     def machine_problem(self, caps: Capabilities) -> str | None:
         return None if caps.bitsandbytes else "method qlora needs bitsandbytes, which this trainer image lacks"
-
-    def base_weight_bytes(self, shape: ModelShape, setup: TrainSetup) -> int:
-        return quantized_weights(shape, setup)
 
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """`auto` resolved to qlora quantizes with the defaults; bf16 compute falls back without bf16."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kubetune.api.estimate import MemoryEstimate, ModelShape, TrainSetup, estimate
 from kubetune.api.v1alpha1.methods import METHOD_UNION, MethodFacts, MethodVariant
 from kubetune_trainer.context import Capabilities, RunContext
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import MemoryEstimate, ModelShape, TrainSetup
 from kubetune_trainer.loading import ModelInfo
 from kubetune_trainer.registry import VariantUnit
 from kubetune_trainer.tokenizer_align import embedding_modules
@@ -39,8 +39,12 @@ class MethodUnit(VariantUnit):
         """Refuse settings naming modules the model lacks; runs on the meta-device inspection, before weights."""
 
     def memory(self, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
-        """Bytes per device (`estimate.py`'s terms); every method has one, so preflight checks every method."""
-        raise NotImplementedError
+        """Bytes per device; every method has one, so preflight checks every method. The default is the formula
+        `kubetune estimate` uses too (`kubetune.api.estimate.FORMULAS`: full, lora, dora, qlora)."""
+        result = estimate(self.name, shape, setup)
+        if result is None:
+            raise NotImplementedError(f"method {self.name} has no memory formula: its unit must define memory")
+        return result
 
     def load_kwargs(self, ctx: RunContext) -> dict[str, Any]:
         """Extra `from_pretrained` keywords (quantization has to happen at load time)."""

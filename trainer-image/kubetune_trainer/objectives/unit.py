@@ -25,6 +25,9 @@ class ObjectiveUnit(VariantUnit):
     union = OBJECTIVE_UNION
     variant: ClassVar[type[ObjectiveVariant]]
 
+    def check_data(self, ctx: RunContext) -> None:
+        """Refuse (or adapt to) settings the prepared data and tokenizer cannot honour; runs before weights load."""
+
     def build(self, ctx: RunContext) -> Trainer:
         """A ready-to-train trainer for the filled context (model wrapped by the method, data prepared)."""
         raise NotImplementedError

@@ -85,9 +85,13 @@ class ArtifactManifest(ManifestModel):
     objective: dict[str, Any] | None = None
     """The objective block of the job (wire form)."""
     precision: str | None = None
+    seed: int | None = None
+    """`training.seed` of the run: with the same spec, data and hardware it reproduces the weights."""
     dataset: ManifestDataset | None = None
     tokenizer: ManifestTokenizer | None = None
     metrics: dict[str, float] | None = None
+    evaluations: dict[str, Any] | None = None
+    """lm-evaluation-harness suites by name: the harness's per-task results (every metric, stderr, n-shot)."""
     gate: ManifestGate | None = None
     merged: bool | None = None
     """A `merged/` directory holds full weights with the adapter folded in."""

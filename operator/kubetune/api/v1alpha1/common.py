@@ -8,11 +8,19 @@ from pydantic import Field, StringConstraints
 
 from kubetune.api.base import KubeModel
 
-MODEL_URI_PATTERN = r"^(hf://[A-Za-z0-9][\w.\-]*/[\w.\-]+|(s3|pvc)://[a-z0-9][a-z0-9.\-]*(/\S*)?|file:///\S*)$"
-OUTPUT_URI_PATTERN = r"^((s3|pvc)://[a-z0-9][a-z0-9.\-]*(/\S*)?|file:///\S*)$"
+_HF_REPO = r"[A-Za-z0-9][\w.\-]*/[\w.\-]+"
+_STORAGE = r"(s3|pvc)://[a-z0-9][a-z0-9.\-]*(/\S*)?|file:///\S*"
+MODEL_URI_PATTERN = rf"^(hf://{_HF_REPO}|{_STORAGE})$"
+DATASET_URI_PATTERN = rf"^(hf://(datasets/)?{_HF_REPO}|{_STORAGE})$"
+"""Datasets follow huggingface_hub's `hf://datasets/ORG/NAME`; the short `hf://ORG/NAME` also names a dataset."""
+OUTPUT_URI_PATTERN = rf"^(hf://{_HF_REPO}|{_STORAGE})$"
+STORAGE_URI_PATTERN = rf"^({_STORAGE})$"
+"""A folder kubetune writes many files into over time (checkpoints): a claim, a bucket or a local path, not the Hub."""
 
 ModelUri = Annotated[str, StringConstraints(max_length=512, pattern=MODEL_URI_PATTERN)]
+DatasetUri = Annotated[str, StringConstraints(max_length=512, pattern=DATASET_URI_PATTERN)]
 OutputUri = Annotated[str, StringConstraints(max_length=512, pattern=OUTPUT_URI_PATTERN)]
+StorageUri = Annotated[str, StringConstraints(max_length=512, pattern=STORAGE_URI_PATTERN)]
 ResourceName = Annotated[
     str,
     StringConstraints(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
@@ -49,8 +57,8 @@ class LocalObjectRef(KubeModel):
 class DataSource(KubeModel):
     """A dataset location: JSONL, Parquet or a saved HF `datasets` directory."""
 
-    uri: ModelUri = Field(
-        description="hf://ORG/NAME, s3://BUCKET/KEY, pvc://CLAIM/PATH or file:///PATH "
+    uri: DatasetUri = Field(
+        description="hf://datasets/ORG/NAME, s3://BUCKET/KEY, pvc://CLAIM/PATH or file:///PATH "
         "(JSONL, Parquet or a datasets directory)."
     )
 

@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import DataSource, ModelUri, SecretKeyRef
+from kubetune.api.v1alpha1.common import DatasetUri, DataSource, ModelUri, SecretKeyRef
 from kubetune.api.v1alpha1.constraints import ConstitutionSpec, CounterfactualAugmentation
 
 DataFormat = Literal["text", "alpaca", "sharegpt", "messages", "preference", "kto", "prompt"]
@@ -44,7 +44,7 @@ class EvalSplit(KubeModel):
         ),
     )
 
-    uri: ModelUri | None = Field(default=None, description="A separate evaluation dataset.")
+    uri: DatasetUri | None = Field(default=None, description="A separate evaluation dataset.")
     fraction: float | None = Field(default=None, gt=0, lt=1, description="Fraction of train held out (0 < f < 1).")
 
 

@@ -20,7 +20,7 @@ from kubetune.api.v1alpha1.common import (
 from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method, TrainedMethod
-from kubetune.api.v1alpha1.objectives import PAIRWISE_PREFERENCE, Objective, SftObjective
+from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
 from kubetune.api.v1alpha1.preflight import PreflightReport, PreflightSpec
 from kubetune.api.v1alpha1.tracking import TrackingSpec
 from kubetune.api.v1alpha1.training import (
@@ -33,7 +33,13 @@ from kubetune.api.v1alpha1.training import (
 )
 
 Phase = Literal["Pending", "Queued", "Initializing", "Running", "Succeeded", "Failed", "Suspended"]
-_PAIRWISE = "[" + ", ".join(f"'{t}'" for t in PAIRWISE_PREFERENCE) + "]"
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+_PAIRWISE = _cel_list(PAIRWISE_PREFERENCE)
 
 
 class FineTuneJobSpec(KubeModel):
@@ -69,6 +75,26 @@ class FineTuneJobSpec(KubeModel):
             "!(self.method.type in ['qlora', 'auto']) || self.distributed.strategy != 'deepspeed' "
             "|| self.distributed.zeroStage < 3",
             "method qlora cannot be sharded with DeepSpeed ZeRO-3: use distributed.zeroStage 0..2 or strategy ddp",
+        ),
+        CelRule(
+            f"!self.dataset.prep.packing || self.objective.type in {_cel_list(PACKING_OBJECTIVES)}",
+            f"dataset.prep.packing applies to objective {', '.join(PACKING_OBJECTIVES)} only (the TRL trainers of "
+            "the others do not pack): set packing: false",
+        ),
+        CelRule(
+            "!self.training.ligerKernel || self.resources.gpus >= 1",
+            "training.ligerKernel needs GPUs (Liger's kernels are written in Triton): set resources.gpus >= 1 "
+            "or ligerKernel: false",
+        ),
+        CelRule(
+            "!self.output.uri.startsWith('hf://') || has(self.checkpointing.storage.uri)",
+            "output.uri hf://ORG/NAME receives only the finished artifact: set checkpointing.storage.uri "
+            "(s3://BUCKET/PREFIX or pvc://CLAIM/PATH) for the checkpoints a replacement pod resumes from",
+        ),
+        CelRule(
+            "!has(self.training.neftuneNoiseAlpha) || self.objective.type != 'rlhf'",
+            "training.neftuneNoiseAlpha cannot be used with objective rlhf: the noise would also perturb the "
+            "completions it samples; remove neftuneNoiseAlpha",
         ),
         CelRule(
             "!has(self.preflight) || !has(self.preflight.gpuMemory) || self.resources.gpus > 0",
@@ -117,8 +143,11 @@ class FineTuneJobSpec(KubeModel):
     backoff_limit: int = Field(default=3, ge=0, le=100, description="Retries for failures other than preemption.")
 
     def secret_names(self) -> tuple[str, ...]:
-        """Every Secret the run reads (base model credentials, MLflow credentials), in spec order."""
-        refs: list[SecretKeyRef | SecretRef | None] = [self.base_model.credentials_secret_ref]
+        """Every Secret the run reads (base model, output and MLflow credentials), in spec order."""
+        refs: list[SecretKeyRef | SecretRef | None] = [
+            self.base_model.credentials_secret_ref,
+            self.output.credentials_secret_ref,
+        ]
         if self.tracking is not None and self.tracking.mlflow is not None:
             refs.append(self.tracking.mlflow.credentials_secret_ref)
         return tuple(dict.fromkeys(ref.name for ref in refs if ref is not None))

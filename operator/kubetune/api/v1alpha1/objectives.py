@@ -36,6 +36,9 @@ class ObjectiveFacts:
     classifier head on the base (a reward model)."""
     distillable: bool = False
     """`continual.lwf` can distil its training batches (token sequences of a causal LM)."""
+    packs: bool = False
+    """`dataset.prep.packing` applies: its TRL trainer packs rows into full-length sequences (TRL 1.16:
+    SFT only; DPO's `padding_free` is disabled in TRL since its refactor)."""
 
 
 PREFERENCE = frozenset[DataFormat]({"preference"})
@@ -97,12 +100,17 @@ class SftObjective(ObjectiveVariant):
     """Supervised fine-tuning on text, instructions or conversations."""
 
     facts: ClassVar[ObjectiveFacts] = ObjectiveFacts(
-        data_formats=frozenset({"text", "alpaca", "sharegpt", "messages"}), distillable=True
+        data_formats=frozenset({"text", "alpaca", "sharegpt", "messages"}), distillable=True, packs=True
     )
 
     type: Literal["sft"] = Field(description="Objective discriminator.")
-    completion_only_loss: bool = Field(
-        default=True, description="Train only on completions/assistant turns, not on the prompt tokens."
+    completion_only_loss: bool | None = Field(
+        default=None,
+        description="Loss on completions and assistant turns only, not on prompts. Unset: wherever the data and "
+        "chat template allow it (conversations need {% generation %} markers in the template; kubetune uses TRL's "
+        "marked template for the model families TRL knows, and otherwise trains on every token and says so in the "
+        "artifact notes). true: required, a template without markers is a config error before training. false: "
+        "train on every token.",
     )
 
 
@@ -176,6 +184,9 @@ OBJECTIVE_FACTS: Mapping[str, ObjectiveFacts] = {
     if issubclass(variant, ObjectiveVariant)
 }
 """The facts of every objective, by `type`."""
+
+PACKING_OBJECTIVES = tuple(tag for tag, facts in OBJECTIVE_FACTS.items() if facts.packs)
+"""The objectives `dataset.prep.packing` applies to."""
 
 PAIRWISE_PREFERENCE = tuple(tag for tag, facts in OBJECTIVE_FACTS.items() if facts.data_formats == PREFERENCE)
 """The objectives that train on (prompt, chosen, rejected) pairs only."""

@@ -62,6 +62,8 @@ TRAINER_METRICS_PORT = 9400
 
 MODEL_TOKEN_ENV = "KUBETUNE_MODEL_TOKEN"
 """Holds the base model credential (from the Secret in baseModel.credentialsSecretRef)."""
+OUTPUT_TOKEN_ENV = "KUBETUNE_OUTPUT_TOKEN"
+"""Holds the Hub token for an hf:// output (from the Secret in output.credentialsSecretRef)."""
 REWARD_MODEL_URI_ENV = "KUBETUNE_REWARD_MODEL_URI"
 """The trainer cannot read Adapters, so the operator resolves `rlhf.reward.adapterRef` into this variable."""
 TERMINATION_LOG_ENV = "KUBETUNE_TERMINATION_LOG"

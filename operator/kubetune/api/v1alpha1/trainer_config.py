@@ -54,6 +54,7 @@ class RuntimeSettings(KubeModel):
     progress_interval_seconds: float = Field(default=10.0, gt=0)
     report_status: bool = True
     model_token_env: EnvName | None = None
+    output_token_env: EnvName | None = None
 
 
 class MergeInput(KubeModel):

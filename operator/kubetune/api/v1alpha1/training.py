@@ -7,7 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName
+from kubetune.api.v1alpha1.common import DataSource, OutputUri, Quantity, ResourceName, SecretKeyRef, StorageUri
 from kubetune.api.v1alpha1.constraints import TERM_PAIR_RULES, RefusalJudge, TermPairs
 
 SuiteName = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$")]
@@ -36,7 +36,37 @@ class TrainingSpec(KubeModel):
     )
     warmup_ratio: float = Field(default=0.03, ge=0, le=1, description="Fraction of steps spent warming up.")
     weight_decay: float = Field(default=0.0, ge=0, le=1, description="Decoupled weight decay.")
-    seed: int = Field(default=42, ge=0, le=2**31 - 1, description="Random seed for data order and init.")
+    seed: int = Field(
+        default=42,
+        ge=0,
+        le=2**31 - 1,
+        description="Random seed, set before the model loads: covers adapter initialisation, new token rows "
+        "and data order, and is recorded in the artifact manifest.",
+    )
+    neftune_noise_alpha: float | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="NEFTune: uniform noise of scale alpha / sqrt(tokens x hidden) added to the input embeddings "
+        "while training (the paper used 5 for instruction tuning); not with objective rlhf, whose sampled "
+        "completions it would perturb.",
+    )
+    torch_compile: bool = Field(
+        default=False,
+        description="Compile the model with torch.compile (inductor): faster steps after a compile of the first "
+        "ones (minutes on a large model).",
+    )
+    liger_kernel: bool = Field(
+        default=False,
+        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) on the "
+        "architectures Liger supports (Llama, Mistral, Qwen, Gemma, Phi...): less activation memory and faster "
+        "steps; needs resources.gpus >= 1.",
+    )
+    deterministic: bool = Field(
+        default=False,
+        description="Also use deterministic kernels (torch.use_deterministic_algorithms; slower on GPU), so two "
+        "runs of the same spec on the same hardware give identical weights.",
+    )
 
 
 class DistributedSpec(KubeModel):
@@ -108,38 +138,89 @@ class ResourcesSpec(KubeModel):
         "the queue, and a higher one preempts lower ones where the ClusterQueue allows it; needs queueName.",
     )
 
+    @property
+    def processes_per_node(self) -> int:
+        """One training process per GPU; a CPU-only pod runs one."""
+        return max(self.gpus, 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.processes_per_node * self.nodes
+
+
+TaskName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][\w.\-]*$")]
+
+
+class LmEvalSuite(KubeModel):
+    """Tasks of EleutherAI's lm-evaluation-harness, run on the trained model (and the base with compareToBase).
+
+    Built-in tasks (arc_easy, hellaswag, mmlu, ...) download their datasets from the Hub when they run
+    (into the model-cache volume, so later runs reuse them); tasks under `include` (task YAMLs with
+    local data files) run offline.
+    """
+
+    tasks: Annotated[list[TaskName], Field(min_length=1, max_length=8)] = Field(
+        description="Task or group names, e.g. [arc_easy, hellaswag], or tasks defined under include."
+    )
+    metric: MetricName = Field(
+        default="acc",
+        description="The harness metric every task reports (acc, acc_norm, exact_match, ...); the suite's score "
+        "is its mean over the tasks, reported as NAME.METRIC and used by the gate.",
+    )
+    num_fewshot: int | None = Field(default=None, ge=0, le=64, description="Few-shot examples (default: the task's).")
+    limit: int | None = Field(default=None, ge=1, le=1_000_000, description="Examples per task (default: all).")
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Requests scored per forward pass.")
+    include: DataSource | None = Field(
+        default=None,
+        description="A directory of task YAMLs (pvc://, s3://, hf://datasets/... or file://); data files they "
+        "name by relative path are read from that directory.",
+    )
+
 
 class EvalSuite(KubeModel):
     """One evaluation: perplexity on held-out data, accuracy on multiple choice by log-likelihood, the
-    counterfactual bias gap, or a safety rate (refusals on harmful prompts, over-refusals on benign ones)."""
+    counterfactual bias gap, a safety rate (refusals on harmful prompts, over-refusals on benign ones), or
+    lm-evaluation-harness tasks."""
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            "self.metric != 'accuracy' || has(self.dataset)",
+            "has(self.metric) != has(self.lmEval)",
+            "evaluation.suites: set exactly one of metric (perplexity, accuracy or loss on a dataset) or lmEval "
+            "(lm-evaluation-harness tasks)",
+        ),
+        CelRule(
+            "!has(self.metric) || self.metric != 'accuracy' || has(self.dataset)",
             "evaluation.suites: metric accuracy needs a dataset of multiple-choice rows (question, choices, answer)",
         ),
         CelRule(
-            "(self.metric == 'bias-gap') == has(self.termPairs)",
+            "!has(self.lmEval) || !has(self.dataset)",
+            "evaluation.suites: lmEval tasks bring their own data; put local task files under lmEval.include, "
+            "not dataset",
+        ),
+        CelRule(
+            "(has(self.metric) && self.metric == 'bias-gap') == has(self.termPairs)",
             "evaluation.suites: metric bias-gap needs termPairs (e.g. [[he, she]]), and only bias-gap takes them",
         ),
         *TERM_PAIR_RULES,
         CelRule(
-            "!(self.metric in ['refusal-rate', 'over-refusal']) || has(self.dataset)",
+            "!has(self.metric) || !(self.metric in ['refusal-rate', 'over-refusal']) || has(self.dataset)",
             "evaluation.suites: metrics refusal-rate and over-refusal need a dataset of prompts (harmful prompts "
             "for refusal-rate, benign ones for over-refusal)",
         ),
         CelRule(
-            "!has(self.refusal) || self.metric in ['refusal-rate', 'over-refusal']",
+            "!has(self.refusal) || (has(self.metric) && self.metric in ['refusal-rate', 'over-refusal'])",
             "evaluation.suites: refusal only applies to metrics refusal-rate and over-refusal",
         ),
     )
 
     name: SuiteName = Field(description="Suite name; metrics are reported as NAME.METRIC.")
-    metric: Literal["perplexity", "accuracy", "loss", "bias-gap", "refusal-rate", "over-refusal"] = Field(
+    metric: Literal["perplexity", "accuracy", "loss", "bias-gap", "refusal-rate", "over-refusal"] | None = Field(
+        default=None,
         description="perplexity, accuracy, loss; bias-gap: the mean absolute log-likelihood gap (nats) between "
         "each row mentioning a term and its counterfactual with termPairs swapped (lower is fairer); "
         "refusal-rate: share of the dataset's (harmful) prompts whose generated answer refuses (higher is safer); "
-        "over-refusal: the same share on benign prompts (lower is better)."
+        "over-refusal: the same share on benign prompts (lower is better). Or use lmEval instead.",
     )
     term_pairs: TermPairs | None = Field(
         default=None, description="bias-gap only: pairs of terms swapped both ways, e.g. [[he, she], [him, her]]."
@@ -149,7 +230,16 @@ class EvalSuite(KubeModel):
         description="refusal-rate and over-refusal only: how answers are judged refusals (default: built-in rules).",
     )
     dataset: DataSource | None = Field(default=None, description="Data for this suite (default: the eval split).")
+    lm_eval: LmEvalSuite | None = Field(default=None, description="lm-evaluation-harness tasks instead of metric.")
     compare_to_base: bool = Field(default=False, description="Also score the base model; report NAME.delta.")
+
+    @property
+    def score_metric(self) -> str:
+        """The METRIC of the suite's score `NAME.METRIC`."""
+        if self.lm_eval is not None:
+            return self.lm_eval.metric
+        assert self.metric is not None  # the CEL rule above: one of metric or lmEval
+        return self.metric
 
 
 class Gate(KubeModel):
@@ -200,11 +290,11 @@ CHECKPOINTS_UNDER_OUTPUT = ".checkpoints"
 class CheckpointStorageSpec(KubeModel):
     """Where checkpoints outlive the pod, so a replacement pod (retry, eviction, suspend, preemption) resumes."""
 
-    uri: OutputUri | None = Field(
+    uri: StorageUri | None = Field(
         default=None,
         description="s3://BUCKET/PREFIX or pvc://CLAIM/PATH (file:///PATH only for local runs); each run writes "
         f"under URI/<FineTuneJob uid>/. Default: OUTPUT_URI/{CHECKPOINTS_UNDER_OUTPUT}/ (next to output.uri, "
-        "with the same credentials).",
+        "with the same credentials); required when output.uri is hf://, which holds only the finished artifact.",
     )
     delete_on_success: bool = Field(
         default=True,
@@ -230,7 +320,22 @@ class CheckpointingSpec(KubeModel):
 class OutputSpec(KubeModel):
     """Where artifacts go and how the Adapter is published."""
 
-    uri: OutputUri = Field(description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH.")
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!self.uri.startsWith('hf://') || has(self.credentialsSecretRef)",
+            "output.uri hf://ORG/NAME pushes to the Hub: set output.credentialsSecretRef to a Secret holding a "
+            "token with write access",
+        ),
+    )
+
+    uri: OutputUri = Field(
+        description="s3://BUCKET/PREFIX, pvc://CLAIM/PATH or file:///PATH (the artifact goes under ADAPTERNAME/), "
+        "or hf://ORG/NAME: a Hub model repository the adapter is pushed to, with a model card."
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with a Hub token allowed to write the hf:// repository; never logged or in status.",
+    )
     adapter_name: ResourceName | None = Field(default=None, description="Adapter to publish (default: the job name).")
     merge_weights: bool = Field(default=False, description="Also export merged full weights.")
     adapter_retention: Literal["Retain", "DeleteWithJob"] = Field(

@@ -74,17 +74,14 @@ def _forgetting(
     return probe.drift
 
 
-@pytest.mark.parametrize(("method", "lr", "strength"), [("full", 3e-3, 1e3), ("lora", 5e-2, 1e6)])
-def test_ewc_lowers_drift_on_the_reference_task(
-    method: str, lr: float, strength: float, run_job: RunJob, tasks: dict[str, Path]
-) -> None:
-    plain = _forgetting(run_job, tasks, method, None, learningRate=lr)
+def test_ewc_lowers_drift_on_the_reference_task(run_job: RunJob, tasks: dict[str, Path]) -> None:
+    plain = _forgetting(run_job, tasks, "full", None, learningRate=3e-3)
     reference = {"uri": f"file://{tasks['reference']}"}
-    ewc_spec = {"ewc": {"lambda": strength, "fisherSamples": 24, "referenceDataset": reference}}
-    protected = _forgetting(run_job, tasks, method, ewc_spec, learningRate=lr)
-    print(f"EWC {method}: reference-loss drift {plain:.3f} -> {protected:.3f}")
+    ewc_spec = {"ewc": {"lambda": 1e3, "fisherSamples": 24, "referenceDataset": reference}}
+    protected = _forgetting(run_job, tasks, "full", ewc_spec, learningRate=3e-3)
+    print(f"EWC full: reference-loss drift {plain:.3f} -> {protected:.3f}")
     assert plain > 0.05, f"the new task must disturb the reference task to measure anything ({plain:.3f})"
-    assert protected < plain - 0.05, f"{method}: drift with EWC {protected:.3f} vs without {plain:.3f}"
+    assert protected < plain - 0.05, f"drift with EWC {protected:.3f} vs without {plain:.3f}"
 
 
 class OutputProbe:
@@ -129,6 +126,25 @@ def test_lwf_keeps_outputs_closer_to_the_start(
         kls.append(probe.kl)
     print(f"LwF {method}: KL to the start {kls[0]:.4f} -> {kls[1]:.4f}")
     assert kls[1] < ratio * kls[0], f"{method}: KL to the starting model with LwF {kls[1]:.4f} vs without {kls[0]:.4f}"
+
+
+def test_ewc_keeps_lora_predictions_on_the_reference_task_near_the_start(
+    run_job: RunJob, tasks: dict[str, Path]
+) -> None:
+    """A LoRA run on the new task does not raise the tiny model's reference loss (it falls by 0.01-0.04 over
+    seeds 1, 7 and 42), so there is no forgetting to lower; what EWC must still do is hold the model's
+    next-token distributions on the reference text near the start (KL 0.025 -> 0.001-0.002 on those seeds).
+    The Fisher of LoRA's A matrices is zero at the start (B is zero), so only B is pulled back."""
+    reference = {"uri": f"file://{tasks['reference']}"}
+    kls = []
+    for continual in (None, {"ewc": {"lambda": 1e6, "fisherSamples": 24, "referenceDataset": reference}}):
+        probe = OutputProbe([r["text"] for r in text_rows(24)])
+        job = {"continual": continual} if continual else {}
+        run_job(tasks["new"], method="lora", hooks=probe.hooks(), job=job, training=NEW_TASK | {"learningRate": 5e-3})
+        kls.append(probe.kl)
+    print(f"EWC lora: KL to the start on the reference text {kls[0]:.4f} -> {kls[1]:.4f}")
+    assert kls[0] > 0.01, f"the new task must move the model to measure anything (KL {kls[0]:.4f})"
+    assert kls[1] < 0.25 * kls[0], f"KL to the starting model with EWC {kls[1]:.4f} vs without {kls[0]:.4f}"
 
 
 def test_replay_mixes_the_requested_fraction() -> None:

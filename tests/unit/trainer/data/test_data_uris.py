@@ -30,6 +30,8 @@ pytestmark = pytest.mark.unit
         ("hf://org/data_set.v2@v1.0", HfUri("org/data_set.v2", "v1.0")),
         ("hf://org/name@1a2b3c4d5e6f", HfUri("org/name", "1a2b3c4d5e6f")),
         ("hf://org/name@refs/pr/1", HfUri("org/name", "refs/pr/1")),
+        ("hf://datasets/tatsu-lab/alpaca", HfUri("tatsu-lab/alpaca", repo_type="dataset")),
+        ("hf://datasets/org/data@v2", HfUri("org/data", "v2", repo_type="dataset")),
         ("s3://bucket/dir/train.jsonl", S3Uri("bucket", "dir/train.jsonl")),
         ("s3://my.bucket-1/prefix/", S3Uri("my.bucket-1", "prefix/")),
         ("s3://bucket", S3Uri("bucket", "")),
@@ -127,3 +129,8 @@ def test_hf_dataset_resolves_offline_from_cache_and_pins_the_commit(tmp_path: Pa
 def test_hf_offline_cache_miss_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(UriError, match=r"not in the cache .* HF_HUB_OFFLINE is set"):
         resolve("hf://acme/absent", cache_dir=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+
+
+def test_hf_dataset_prefix_round_trips() -> None:
+    assert str(parse_uri("hf://datasets/org/data@v2")) == "hf://datasets/org/data@v2"
+    assert str(parse_uri("hf://org/model")) == "hf://org/model"

@@ -12,8 +12,8 @@ import pytest
 from kubetune.api.v1alpha1.training import Gate
 from kubetune_dev.tiny import write_jsonl
 from kubetune_trainer.context import Hooks
-from kubetune_trainer.errors import DataFormatError
-from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook
+from kubetune_trainer.errors import DataFormatError, UriError
+from kubetune_trainer.evaluate import decide, evaluate_suites, gate_hook, prepare_suites
 from kubetune_trainer.evaluate.scoring import heldout_pairs, multiple_choice_accuracy, nll_total
 from support.stub_lm import RED, FixedLogits, tiny_tokenizer
 from support.trainer_fixtures import RunJob
@@ -114,7 +114,7 @@ def test_suites_and_gate_in_the_pipeline(
         method=method,
         job={"evaluation": evaluation, "dataset": dataset},
         training={"maxSteps": 8, "learningRate": 1e-2 if method == "lora" else 3e-3},
-        hooks=Hooks(evaluate=evaluate_suites, gate=gate_hook),
+        hooks=Hooks(preflight=[prepare_suites], evaluate=evaluate_suites, gate=gate_hook),
     )
     metrics = result.metrics
     assert metrics["heldout.perplexity"] == pytest.approx(math.exp(metrics["heldout-loss.loss"]), rel=1e-5)
@@ -132,3 +132,17 @@ def test_suites_and_gate_in_the_pipeline(
     assert not passed
     assert message is not None
     assert "heldout.perplexity" in message
+
+
+@pytest.mark.usefixtures("weights_never_load")
+def test_a_missing_suite_dataset_fails_before_weights_load(
+    run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    missing = tmp_path / "mc-missing.jsonl"
+    evaluation = {"suites": [{"name": "mc", "metric": "accuracy", "dataset": {"uri": f"file://{missing}"}}]}
+    with pytest.raises(UriError, match=r"mc-missing\.jsonl"):
+        run_job(
+            data_files["text"],
+            job={"evaluation": evaluation},
+            hooks=Hooks(preflight=[prepare_suites], evaluate=evaluate_suites),
+        )

@@ -304,7 +304,7 @@ def test_sft_formats_and_completion_only_loss(
 def test_auto_resolves_from_the_device_budget_and_records_it(
     tmp_path: Path, model_dir: Path, data_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kubetune_trainer.estimate import TrainSetup
+    from kubetune.api.estimate import TrainSetup
     from kubetune_trainer.loading import inspect_model
     from kubetune_trainer.preflight import estimate, shape_of
 

@@ -8,11 +8,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.api.v1alpha1.trainer_config import TrainerConfig
-from kubetune_trainer import preflight
-from kubetune_trainer.context import Capabilities
-from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.estimate import (
+from kubetune.api.estimate import (
     GIB,
     OVERHEAD_BYTES,
     MemoryEstimate,
@@ -21,6 +17,10 @@ from kubetune_trainer.estimate import (
     lora_params,
     quantized_bytes_per_param,
 )
+from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+from kubetune_trainer import preflight
+from kubetune_trainer.context import Capabilities
+from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.preflight import (
     check_fits,
     check_spec,

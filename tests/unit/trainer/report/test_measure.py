@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from kubetune.api.estimate import MemoryEstimate
 from kubetune.api.v1alpha1.artifact import TRAINING_LOG_FILE
 from kubetune_trainer.artifacts import write_training_log
-from kubetune_trainer.estimate import MemoryEstimate
 from kubetune_trainer.measure import estimate_measurements, quant_state_bytes, tensor_bytes, weight_measurements
 from kubetune_trainer.score import preference_scores
 from kubetune_trainer.series import main as series_main

@@ -1,6 +1,7 @@
-"""Memory estimate per device: the terms each method unit adds up (`MethodUnit.memory`).
+"""Memory estimate per device for each method (`estimate`), shared by the trainer's preflight and `kubetune estimate`.
 
-Pure arithmetic on parameter counts so it can run before any weights are read. The formulas (bytes):
+Pure arithmetic on parameter counts so it can run before any weights are read, in the trainer (on the
+meta-device inspection of the model) and in the CLI (on the model's config.json alone). The formulas (bytes):
 
 * base weights: P x {fp32: 4, bf16/fp16: 2}; 4-bit (QLoRA) linear weights 0.5 per parameter plus the
   quantization constants: one fp32 absmax per 64-weight block (4/64 = 0.0625), or with double
@@ -28,8 +29,9 @@ Pure arithmetic on parameter counts so it can run before any weights are read. T
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from kubetune.api.v1alpha1.methods import MethodVariant
@@ -47,7 +49,8 @@ NESTED_BLOCK = 256
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The parts of a model the estimator needs (see `loading.ModelInfo`)."""
+    """The parts of a model the estimator needs: from config.json (`model_shape`) or from the architecture built
+    on the meta device (the trainer's `loading.inspect_model`)."""
 
     num_params: int
     hidden_size: int
@@ -183,3 +186,30 @@ def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
     quantized = shape.linear_params
     per = quantized_bytes_per_param(setup.quant_bits, setup.double_quant)
     return int(quantized * per) + (shape.num_params - quantized) * weight_bytes(setup.precision)
+
+
+def lora_memory(method: str, shape: ModelShape, setup: TrainSetup, *, dora: bool = False) -> MemoryEstimate:
+    """LoRA (or DoRA) on a base kept in the compute dtype."""
+    return frozen_base(method, shape, setup, lora_params(shape, setup.lora_rank, setup.lora_targets, dora=dora))
+
+
+def qlora_memory(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
+    """LoRA on a quantized base."""
+    trainable = lora_params(shape, setup.lora_rank, setup.lora_targets)
+    return adapter_weights(method, shape, setup, trainable=trainable, weights=quantized_weights(shape, setup))
+
+
+Formula = Callable[[str, ModelShape, TrainSetup], MemoryEstimate]
+FORMULAS: Mapping[str, Formula] = {
+    "full": full_weights,
+    "lora": lora_memory,
+    "dora": partial(lora_memory, dora=True),
+    "qlora": qlora_memory,
+}
+"""The methods whose trainable parameters are a formula of the model's shape (every `auto` candidate)."""
+
+
+def estimate(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate | None:
+    """Bytes per device for `method`; None when it has no formula."""
+    formula = FORMULAS.get(method)
+    return formula(method, shape, setup) if formula else None
