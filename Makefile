@@ -56,8 +56,8 @@ test-gpu: install ## the GPU check: kubetune's LoRA, QLoRA and ZeRO-3 paths on C
 test-integration: install binaries ## against the real local control plane (etcd, apiserver, controllers, kwok, Kueue)
 	$(PYTEST) tests/integration
 
-test-kueue: install binaries ## only the tests against real Kueue (part of test-integration)
-	$(PYTEST) tests/integration -m kueue
+test-kueue: install binaries ## only the tests against real Kueue (part of test-integration and test-e2e)
+	$(PYTEST) tests/integration tests/e2e -m kueue
 
 test-e2e: install binaries ## operator + trainer on the local control plane, as `make demo` runs it
 	$(PYTEST) tests/e2e

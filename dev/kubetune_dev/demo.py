@@ -64,9 +64,11 @@ class Demo:
         node_gpus: int = 0,
         operator_env: dict[str, str] | None = None,
         image_env: dict[str, str] | None = None,
+        kueue: bool = False,
     ) -> None:
-        """`node_gpus`, `operator_env` and `image_env` (added to `trainer_image_env()`) are for runs beyond the
-        demo's: multi-node tests need fake GPUs to schedule on and free rendezvous ports, benchmarks vary the env."""
+        """`node_gpus`, `operator_env`, `image_env` (added to `trainer_image_env()`) and `kueue` are for runs beyond
+        the demo's: multi-node tests need fake GPUs to schedule on and free rendezvous ports, benchmarks vary the
+        env, queued runs need the Kueue manager in the control plane."""
         self.workdir = workdir
         self.log = log
         self.plane = LocalControlPlane(workdir / "control-plane")
@@ -76,6 +78,7 @@ class Demo:
         self.operator_env = operator_env or {}
         self.image_env = {**trainer_image_env(), **(image_env or {})}
         self.metrics_port = free_ports(1)[0]
+        self.kueue = kueue
 
     @property
     def claim_dir(self) -> Path:
@@ -90,7 +93,7 @@ class Demo:
 
     def start(self) -> None:
         self.log("starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
-        self.plane.start(Tier.B)
+        self.plane.start(Tier.B, kueue=self.kueue)
         self.log(f"control plane ready; kubeconfig: {self.plane.kubeconfig_path}")
         self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")

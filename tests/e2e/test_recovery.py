@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,25 @@ import yaml
 from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import path
 from kubetune_dev.controlplane.testing import wait_until
-from kubetune_dev.demo import MANIFEST, NAMESPACE, Demo
+from kubetune_dev.demo import NAMESPACE, Demo
 from kubetune_dev.tiny import write_jsonl
 from support.multinode import TrainerPod, trainer_pods
 from support.s3server import S3Process, s3_process
+from support.trainer_runs import (
+    finetunejob,
+    job_failed,
+    resumed_from,
+    running_pod,
+    status_of,
+    steps_logged,
+    uploaded,
+    when_running_pod,
+)
 from support.witness import Witness
 
 pytestmark = pytest.mark.e2e
 
 STORAGE_SECRET = "s3-credentials"
-STEP = re.compile(r"INFO kubetune_trainer\.pipeline: step (\d+)/")
-UPLOADED = re.compile(r"checkpoint (\d+) uploaded to ")
-RESUMED = re.compile(r"resuming from checkpoint (\d+) of ")
 
 
 @pytest.fixture(scope="module")
@@ -42,46 +49,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         tmp_path_factory.mktemp("recovery"), log=lambda line: print(line, flush=True), operator_env=operator_env
     ) as running:
         yield running
-
-
-def finetunejob(name: str, *, steps: int, every: int, **spec: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load(MANIFEST.read_text())
-    doc["metadata"]["name"] = name
-    doc["spec"]["training"]["maxSteps"] = steps
-    doc["spec"]["checkpointing"] = {"everySteps": every, "keepLast": 2}
-    doc["spec"]["output"]["adapterName"] = name
-    doc["spec"]["evaluation"] = {}  # the gate is the demo's business; here every second goes to recovery
-    doc["spec"].update(spec)
-    return doc
-
-
-def steps_logged(pod: TrainerPod) -> list[int]:
-    return [int(step) for step in STEP.findall(pod.log)]
-
-
-def uploaded(pod: TrainerPod) -> list[int]:
-    return [int(step) for step in UPLOADED.findall(pod.log)]
-
-
-def running_pod(demo: Demo, job: str) -> TrainerPod | None:
-    return next((p for p in trainer_pods(demo, job) if p.phase == "Running"), None)
-
-
-def when_running_pod(demo: Demo, job: str, ready: Callable[[TrainerPod], bool], what: str) -> TrainerPod:
-    def check() -> TrainerPod | None:
-        pod = running_pod(demo, job)
-        return pod if pod is not None and ready(pod) else None
-
-    return wait_until(f"{job}: {what}", check, timeout=300, interval=0.2)
-
-
-def status_of(demo: Demo, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = json.loads(demo.kubectl("get", "ftj", name, "-n", NAMESPACE, "-o", "json"))
-    return dict(found.get("status") or {})
-
-
-def job_failed(demo: Demo, job: str) -> int:
-    return int(demo.kubectl("get", "job", job, "-n", NAMESPACE, "-o", "jsonpath={.status.failed}") or 0)
 
 
 def checkpoint_dir(result_or_demo: Demo, uid: str) -> Path:
@@ -128,7 +95,7 @@ def test_a_killed_pod_is_replaced_and_resumes_losing_less_than_one_checkpoint_in
     first, rerun = trainer_pods(demo, job)
     assert (first.name, first.exit_code) == (killed["pod"], 137)
     reached = max(steps_logged(first))
-    resumed = int(RESUMED.findall(rerun.log)[0])
+    resumed = resumed_from(rerun)[0]
     assert resumed == max(killed["complete"]), "the newest checkpoint complete on durable storage when the pod died"
     assert 0 <= reached - resumed < every, "less than one checkpoint interval is lost"
     assert steps_logged(rerun)[0] == resumed + 1
@@ -152,11 +119,11 @@ def test_suspend_saves_at_the_current_step_and_resume_continues_from_it(demo: De
     def suspend_and_resume() -> None:
         first = when_running_pod(demo, job, lambda p: max(steps_logged(p), default=0) >= 3, "step 3")
         assert demo.node is not None
-        thaw = demo.node.freeze(NAMESPACE, first.name)
-        assert thaw is not None
+        frozen = demo.node.freeze(NAMESPACE, first.name)
+        assert frozen is not None
         demo.kubectl("patch", "ftj", name, "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"suspend":true}}')
-        wait_until("the pod to be deleted", lambda: _deleting(demo, first.name), timeout=120)
-        thaw()
+        wait_until("the pod deleted (the node sent it SIGTERM)", frozen.terminated, timeout=120)
+        frozen.thaw()
         wait_until(f"{name} Suspended", lambda: status_of(demo, name).get("phase") == "Suspended", timeout=120)
         wait_until("the first pod gone", lambda: running_pod(demo, job) is None, timeout=150)
         pod = next(p for p in trainer_pods(demo, job) if p.name == first.name)
@@ -178,18 +145,11 @@ def test_suspend_saves_at_the_current_step_and_resume_continues_from_it(demo: De
     status = result.finetunejob["status"]
     assert status["phase"] == "Succeeded", status
     rerun = trainer_pods(demo, job)[-1]
-    assert [int(s) for s in RESUMED.findall(rerun.log)] == [saved], "resumed from the step it was stopped at"
+    assert resumed_from(rerun) == [saved], "resumed from the step it was stopped at"
     assert steps_logged(rerun)[0] == saved + 1, "no step is lost"
     assert status["progress"]["resumedFromStep"] == saved
     assert status["attempts"] == 1, "suspension is no failed try"
     assert job_failed(demo, job) == 0
-
-
-def _deleting(demo: Demo, pod: str) -> bool:
-    found = demo.kubectl(
-        "get", "pod", pod, "-n", NAMESPACE, "--ignore-not-found", "-o", "jsonpath={.metadata.deletionTimestamp}"
-    )
-    return bool(found)
 
 
 def test_bad_data_fails_once_with_one_clear_line_before_a_gpu_job(demo: Demo) -> None:
@@ -248,11 +208,11 @@ def test_the_object_store_down_during_a_sync_costs_no_training(demo: Demo, objec
         pod = running_pod(demo, job)
         assert pod is not None
         assert demo.node is not None
-        thaw = demo.node.freeze(NAMESPACE, pod.name)
-        assert thaw is not None
+        frozen = demo.node.freeze(NAMESPACE, pod.name)
+        assert frozen is not None
         object_store.stop()
         outage["step"] = max(steps_logged(pod))
-        thaw()
+        frozen.thaw()
         down = when_running_pod(demo, job, lambda p: "failed, will retry" in p.log, "an upload failing")
         outage["trained"] = max(steps_logged(down))
         object_store.start()

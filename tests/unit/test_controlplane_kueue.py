@@ -106,3 +106,14 @@ def test_cluster_queue_quota_is_the_kwok_gpu_capacity() -> None:
         "memory": "512Gi",
         "nvidia.com/gpu": "16",
     }
+
+
+def test_a_queue_of_its_own_names_its_flavor_and_quota() -> None:
+    queue = kueue.cluster_queue("one-gpu", "local", {"nvidia.com/gpu": "1"})
+    (group,) = queue["spec"]["resourceGroups"]
+    assert group["coveredResources"] == ["nvidia.com/gpu"]
+    assert group["flavors"] == [{"name": "local", "resources": [{"name": "nvidia.com/gpu", "nominalQuota": "1"}]}]
+    assert kueue.resource_flavor("local", {"kubetune.io/local-node": "true"})["spec"]["nodeLabels"] == {
+        "kubetune.io/local-node": "true"
+    }
+    assert kueue.local_queue("ns", "q", "one-gpu")["spec"] == {"clusterQueue": "one-gpu"}

@@ -1,8 +1,12 @@
-"""The local node's pure parts: mount planning, `$(VAR)` expansion, the per-pod hosts file, images it knows."""
+"""The local node without a control plane: mount planning, `$(VAR)` expansion, the per-pod hosts file, images it
+knows, signals to a frozen pod."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,6 +14,7 @@ import pytest
 import yaml
 
 from kubetune_dev.local_node import process
+from kubetune_dev.local_node.agent import FrozenPod
 from kubetune_dev.local_node.expansion import expand
 from kubetune_dev.local_node.hosts import PodDns, dns_names, headless_selectors, hosts_file
 from kubetune_dev.local_node.images import (
@@ -198,3 +203,19 @@ def test_a_tainted_local_node_keeps_other_pods_away() -> None:
     taint = {"key": "kubetune.io/local-node", "value": "true", "effect": "NoSchedule"}
     assert node_manifest("n", [taint])["spec"]["taints"] == [taint]
     assert node_manifest("n")["spec"]["taints"] == []
+
+
+def test_a_sigterm_sent_to_a_frozen_pod_is_seen_pending_until_it_thaws() -> None:
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)  # its own process group, as a pod's
+    try:
+        frozen = FrozenPod(child.pid)
+        os.killpg(child.pid, signal.SIGSTOP)
+        assert not frozen.terminated()
+        os.killpg(child.pid, signal.SIGTERM)  # what the node does when the pod is deleted
+        assert frozen.terminated()
+        assert child.poll() is None, "stopped: the SIGTERM waits"
+        frozen.thaw()
+        assert child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()

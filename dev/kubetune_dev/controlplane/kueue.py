@@ -16,6 +16,7 @@ into the webhook certDir.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,27 +186,32 @@ def certificate_secret(pki: WebhookPki) -> dict[str, Any]:
     }
 
 
-def resource_flavor() -> dict[str, Any]:
-    """Admitted pods get the flavor's node labels as nodeSelector: the kwok GPU nodes carry this one."""
+def resource_flavor(name: str = RESOURCE_FLAVOR, node_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Admitted pods get the flavor's node labels as nodeSelector: by default those the kwok GPU nodes carry."""
+    labels = {GPU_PRODUCT_LABEL: GPU_PRODUCT} if node_labels is None else node_labels
     return {
         "apiVersion": API,
         "kind": "ResourceFlavor",
-        "metadata": {"name": RESOURCE_FLAVOR},
-        "spec": {"nodeLabels": {GPU_PRODUCT_LABEL: GPU_PRODUCT}},
+        "metadata": {"name": name},
+        "spec": {"nodeLabels": dict(labels)},
     }
 
 
-def cluster_queue() -> dict[str, Any]:
-    """Quota equal to the kwok GPU nodes' capacity; a higher WorkloadPriorityClass preempts a lower one."""
-    quotas = {
-        "cpu": str(GPU_NODE_COUNT * NODE_CPU),
-        "memory": f"{GPU_NODE_COUNT * NODE_MEMORY_GI}Gi",
-        GPU_RESOURCE: str(GPU_NODE_COUNT * GPUS_PER_NODE),
-    }
+def cluster_queue(
+    name: str = CLUSTER_QUEUE, flavor: str = RESOURCE_FLAVOR, quotas: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One flavor with `quotas` (default: the kwok GPU nodes' capacity); a higher WorkloadPriorityClass preempts
+    a lower one."""
+    if quotas is None:
+        quotas = {
+            "cpu": str(GPU_NODE_COUNT * NODE_CPU),
+            "memory": f"{GPU_NODE_COUNT * NODE_MEMORY_GI}Gi",
+            GPU_RESOURCE: str(GPU_NODE_COUNT * GPUS_PER_NODE),
+        }
     return {
         "apiVersion": API,
         "kind": "ClusterQueue",
-        "metadata": {"name": CLUSTER_QUEUE},
+        "metadata": {"name": name},
         "spec": {
             "namespaceSelector": {},
             "queueingStrategy": "BestEffortFIFO",
@@ -215,8 +221,8 @@ def cluster_queue() -> dict[str, Any]:
                     "coveredResources": list(quotas),
                     "flavors": [
                         {
-                            "name": RESOURCE_FLAVOR,
-                            "resources": [{"name": name, "nominalQuota": value} for name, value in quotas.items()],
+                            "name": flavor,
+                            "resources": [{"name": key, "nominalQuota": value} for key, value in quotas.items()],
                         }
                     ],
                 }
@@ -225,12 +231,12 @@ def cluster_queue() -> dict[str, Any]:
     }
 
 
-def local_queue(namespace: str, name: str = LOCAL_QUEUE) -> dict[str, Any]:
+def local_queue(namespace: str, name: str = LOCAL_QUEUE, cluster: str = CLUSTER_QUEUE) -> dict[str, Any]:
     return {
         "apiVersion": API,
         "kind": "LocalQueue",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"clusterQueue": CLUSTER_QUEUE},
+        "spec": {"clusterQueue": cluster},
     }
 
 

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,21 @@ from kubetune_dev.local_node import hosts, node, pods, process
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class FrozenPod:
+    """A pod whose process group is stopped. `thaw()` works after the pod was deleted too; signals sent meanwhile
+    (a deletion's SIGTERM) stay pending until then and are the first thing its processes handle."""
+
+    group: int
+
+    def thaw(self) -> None:
+        os.killpg(self.group, signal.SIGCONT)
+
+    def terminated(self) -> bool:
+        """Whether the node sent it SIGTERM (stopping it for a deletion) while it was frozen."""
+        return process.signal_pending(self.group, signal.SIGTERM)
 
 
 class LocalNode:
@@ -93,15 +109,13 @@ class LocalNode:
                 return True
         return False
 
-    def freeze(self, namespace: str, name: str) -> Callable[[], None] | None:
+    def freeze(self, namespace: str, name: str) -> FrozenPod | None:
         """SIGSTOPs the pod's process group: its trainer halts mid-step, as on an overloaded node, so a test can act
-        at an exact step however fast training runs. Returns the thaw (SIGCONT), which works after the pod was
-        deleted too; signals sent meanwhile (a deletion's SIGTERM) stay pending until then. None: not running."""
+        at an exact step however fast training runs. None: not running."""
         for running in list(self.running.values()):
             if (running.namespace, running.name) == (namespace, name) and running.process.poll() is None:
-                group = running.process.pid
-                os.killpg(group, signal.SIGSTOP)
-                return lambda: os.killpg(group, signal.SIGCONT)
+                os.killpg(running.process.pid, signal.SIGSTOP)
+                return FrozenPod(running.process.pid)
         return None
 
     def _sync(self) -> None:

@@ -75,6 +75,20 @@ def mount_points_in_use(proc: Path = Path("/proc")) -> set[str]:
     return found
 
 
+def signal_pending(group: int, signum: int, proc: Path = Path("/proc")) -> bool:
+    """Whether `signum` was sent to a process of process group `group` and waits there (the process is stopped,
+    or blocks it): the process-wide pending set (ShdPnd) of /proc/PID/status, for the group's processes."""
+    for stat in proc.glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != group:  # after comm: state, ppid, pgrp
+                continue
+            status = (stat.parent / "status").read_text().splitlines()
+            pending = next(line.split()[1] for line in status if line.startswith("ShdPnd:"))
+            if int(pending, 16) & (1 << (signum - 1)):
+                return True
+    return False
+
+
 def remove_mount_points(created: Iterable[Path], proc: Path = Path("/proc")) -> None:
     """Removes the mount points this node created, deepest first, but none that any process still mounts on.
 
