@@ -257,9 +257,10 @@ def test_a_deepspeed_run_loads_the_prebuilt_ops_as_the_image_user(image_config: 
     """The image's ops dir is root's (and read-only in a pod): the trainer copies it into scratch, and DeepSpeed
     on CPU (its shared-memory comm op) loads the copy without recompiling.
 
-    The rendered command is `torchrun --standalone`, whose rendezvous never completes inside buildah's chroot
-    isolation (it does in pods on the local node: tests/e2e/test_multinode.py); the trainer is started as the one
-    process torchrun would start, with the rendezvous variables torchrun sets.
+    The rendered command is `torchrun --standalone` (under the `kubetune_trainer.launch` wrapper), whose
+    rendezvous never completes inside buildah's chroot isolation (it does in pods on the local node:
+    tests/e2e/test_multinode.py); the trainer is started as the one process torchrun would start, with the
+    rendezvous variables torchrun sets.
     """
     document = yaml.safe_load(DEMO.read_text())
     document["spec"]["distributed"] = {"strategy": "deepspeed", "zeroStage": 2}
@@ -269,7 +270,9 @@ def test_a_deepspeed_run_loads_the_prebuilt_ops_as_the_image_user(image_config: 
     trained = train_in_image(tmp_path, document, launched | {"MASTER_PORT": str(free_port())})
     result = trained.result
     output = result.stdout + result.stderr
-    assert trained.rendered.container["command"][:2] == ["torchrun", "--standalone"]
+    command = trained.rendered.container["command"]
+    assert command[:4] == ["python", "-m", "kubetune_trainer.launch", "--"], "the launcher runs under the wrapper"
+    assert command[4:6] == ["torchrun", "--standalone"]
     assert result.returncode == 0, output[-4000:]
     assert "prebuilt torch extensions in /opt/kubetune/torch_extensions are read-only here" in output
     assert "deepspeed_shm_comm_op built successfully" in output, "DeepSpeed loaded its shared-memory comm op"
