@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,8 +47,9 @@ def test_mounts_that_would_hide_the_virtualenv_are_dropped() -> None:
     assert visible_host_paths_kept([tmp, scratch], runtime, Path("/srv/node/pods/p")) == [scratch]
 
 
-def test_mounts_that_would_hide_the_sandbox_are_dropped() -> None:
+def test_mounts_that_would_hide_the_sandbox_are_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     """The termination log lives in the sandbox: a pod's /tmp emptyDir must not hide a node rooted in /tmp."""
+    monkeypatch.setattr(sys, "path", ["/opt/venv/lib/python3/site-packages"])  # a checkout under /tmp hides too
     runtime = NodeRuntime("127.0.0.1", 6443, Path("/opt/venv/bin"), Path("/tmp/node"))
     tmp = Mount(Path("/tmp/node/pods/p/volumes/tmp"), "/tmp")
     scratch = Mount(Path("/tmp/node/pods/p/volumes/scratch"), "/scratch")
