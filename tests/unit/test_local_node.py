@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from kubetune_dev.controlplane.testing import wait_until
 from kubetune_dev.local_node import process
 from kubetune_dev.local_node.agent import FrozenPod
 from kubetune_dev.local_node.expansion import expand
@@ -212,6 +213,13 @@ def test_a_sigterm_sent_to_a_frozen_pod_is_seen_pending_until_it_thaws() -> None
     try:
         frozen = FrozenPod(child.pid)
         os.killpg(child.pid, signal.SIGSTOP)
+        # until the kernel has stopped it, a SIGTERM would be delivered first (lower number) and end it
+        wait_until(
+            "the process stopped",
+            lambda: Path(f"/proc/{child.pid}/stat").read_text().split(")")[1].split()[0] == "T",
+            timeout=10,
+            interval=0.01,
+        )
         assert not frozen.terminated()
         os.killpg(child.pid, signal.SIGTERM)  # what the node does when the pod is deleted
         assert frozen.terminated()
