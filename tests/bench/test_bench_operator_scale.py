@@ -15,7 +15,7 @@ the apiserver's audit log (only the operator's ServiceAccount is counted); the o
 (after a warm-up round: first reconciles import and compile what every later one reuses), at its peak, and after
 everything was deleted. The plain client's row is the baseline of the same session.
 
-KUBETUNE_BENCH_SCALE_COUNT sets N (default 300); KUBETUNE_BENCH_BEFORE=<checkout>/operator also runs that
+KUBETUNE_BENCH_SCALE_COUNT sets N (default 300), KUBETUNE_BENCH_SCALE_RATES the rates (default 20,50); KUBETUNE_BENCH_BEFORE=<checkout>/operator also runs that
 version of the operator in the same session and prints after/before ratios (docs/benchmarks.md).
 """
 
@@ -53,7 +53,7 @@ pytestmark = pytest.mark.bench
 
 REPO = Path(__file__).resolve().parents[2]
 COUNT = int(os.environ.get("KUBETUNE_BENCH_SCALE_COUNT", "300"))
-RATES = (20.0, 50.0)
+RATES = tuple(float(r) for r in os.environ.get("KUBETUNE_BENCH_SCALE_RATES", "20,50").split(","))
 RUN_FOR = "5s"
 NODES = 2 + COUNT // 100  # 110 pods each: every round's pods fit at once, Succeeded ones included
 WARM_UP = 5

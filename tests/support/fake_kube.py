@@ -127,6 +127,10 @@ class FakeKube:
         found = [o for (k, ns, _), o in sorted(self.objects.items()) if (k, ns) == (kind, namespace)]
         return [copy.deepcopy(o) for o in found if _selected(o, label_selector)]
 
+    def list_versioned(self, url: str, label_selector: str | None = None) -> tuple[list[Obj], str]:
+        """`Kube.list_versioned`: the items and a revision newer than every change so far."""
+        return self.list(url, label_selector), str(next(self._serial))
+
     def apply(
         self, manifest: Obj, *, subresource: str | None = None, field_manager: str = OPERATOR_FIELD_MANAGER
     ) -> Obj:

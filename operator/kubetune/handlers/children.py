@@ -1,5 +1,6 @@
-"""Jobs and pods the operator created: any change enqueues the owner named in their annotation, batched for
-`child_event_delay` seconds: a pod that is scheduled and starts, and its Job counting it, are one reconcile."""
+"""Jobs and pods the operator created: any change goes into the read cache and enqueues the owner named in their
+annotation, batched for `child_event_delay` seconds: a pod that is scheduled and starts, and its Job counting it, are
+one reconcile."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from kubetune.api.v1alpha1.pod_contract import MANAGED_BY_LABEL, OPERATOR_FIELD_
 from kubetune.handlers.runtime import Runtime, runtime_of
 
 MANAGED = {MANAGED_BY_LABEL: OPERATOR_FIELD_MANAGER}
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={OPERATOR_FIELD_MANAGER}"
+"""The same objects as the watches' label filter, for the read cache's LISTs."""
 
 
 def owner_of(annotations: Mapping[str, str]) -> tuple[str, str] | None:
@@ -26,8 +29,13 @@ def requeue_owner(runtime: Runtime, namespace: str, annotations: Mapping[str, st
         runtime.enqueue(owner[0], namespace, owner[1], runtime.settings.child_event_delay)
 
 
-async def child_event(namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-    requeue_owner(runtime_of(memo), namespace or "", annotations)
+async def child_event(
+    event: Mapping[str, Any], namespace: str | None, annotations: Mapping[str, str], memo: kopf.Memo, **_: Any
+) -> None:
+    runtime = runtime_of(memo)
+    body = event["object"]
+    runtime.observe(str(body.get("kind")), event.get("type"), body)
+    requeue_owner(runtime, namespace or "", annotations)
 
 
 def register_children(registry: kopf.OperatorRegistry) -> None:

@@ -55,6 +55,7 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any]) -> SeenInput
         runtime = runtime_of(memo)
         body = dict(event["object"])
         key = (resource.kind, namespace or "", name)
+        runtime.observe(resource.kind, event.get("type"), body)
         if event.get("type") == "DELETED":
             seen_inputs.forget(key)
             kind.phases.set(key[1], name, None)

@@ -17,7 +17,8 @@ import kopf
 from kubetune import metrics
 from kubetune.handlers.resync import Reconciler, Resync
 from kubetune.handlers.workqueue import Key, WorkQueue
-from kubetune.k8s.interface import KubeClient, KubeError
+from kubetune.k8s.cache import CachedKube
+from kubetune.k8s.interface import KubeClient, KubeError, Obj
 from kubetune.settings import OperatorSettings
 
 MEMO_KEY = "runtime"
@@ -35,6 +36,13 @@ class Runtime:
     """kind -> reconcile(namespace, name), run by the work queue's workers."""
     queue: WorkQueue | None = None
     resync: Resync | None = None
+    cache: CachedKube | None = None
+    """What the watches delivered, when `kube` reads through it (`observe` feeds it)."""
+
+    def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
+        """A watch event, put in the read cache before its reconcile is enqueued."""
+        if self.cache is not None:
+            self.cache.observe(kind, event_type, body)
 
     def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
         """Reconcile now, or after `delay` seconds unless something enqueues it sooner (at once when no queue runs:

@@ -17,11 +17,13 @@ from prometheus_client import start_http_server
 
 from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
+from kubetune.handlers.children import MANAGED_SELECTOR
 from kubetune.handlers.kinds import Kind
 from kubetune.handlers.peering import MEMBERSHIP_KEY, Membership, PeeringGate
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
 from kubetune.handlers.workqueue import WorkQueue
+from kubetune.k8s.cache import CachedKube
 from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import KubeClient
 from kubetune.metrics import REGISTRY
@@ -74,6 +76,14 @@ def build_runtime(
     return runtime
 
 
+def read_cache(kube: Kube, kinds: Sequence[Kind[Any]], settings: OperatorSettings) -> CachedKube:
+    """Reads of the watched kinds from the watches: the kinds themselves, and the Jobs and pods the operator
+    made (the children watchers' label filter), each LISTed again every resync interval."""
+    selectors: dict[str, str | None] = {kind.resource.kind: None for kind in kinds}
+    selectors.update({"Job": MANAGED_SELECTOR, "Pod": MANAGED_SELECTOR})
+    return CachedKube(kube, kube.list_versioned, selectors, settings.resync_seconds)
+
+
 def peering_gate(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, kube: KubeClient) -> PeeringGate | None:
     """kopf's pause as the resync thread sees it; None without mandatory peering (--standalone, or tests)."""
     membership = memo.get(MEMBERSHIP_KEY)
@@ -101,7 +111,9 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
         kube = Kube.from_environment(kubeconfig, pool_size=operator_settings.workers + 2)
-        runtime = build_runtime(operator_settings, kube, kinds, peering_gate(settings, memo, kube))
+        cache = read_cache(kube, kinds, operator_settings)
+        runtime = build_runtime(operator_settings, cache, kinds, peering_gate(settings, memo, kube))
+        runtime.cache = cache
         if runtime.queue is not None:
             runtime.queue.start()
         if runtime.resync is not None:

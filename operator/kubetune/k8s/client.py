@@ -22,6 +22,7 @@ from kubetune.k8s.interface import KubeError, Obj, path
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+Items = list[Obj]
 
 
 class Kube:
@@ -87,9 +88,14 @@ class Kube:
             raise
 
     def list(self, url: str, label_selector: str | None = None) -> list[Obj]:
+        return self.list_versioned(url, label_selector)[0]
+
+    def list_versioned(self, url: str, label_selector: str | None = None) -> tuple[Items, str]:
+        """The items and the list's resourceVersion (what a watch from it would start after)."""
         query = {"labelSelector": label_selector} if label_selector else None
-        items = self.request("GET", url, query=query).get("items") or []
-        return [dict(item) for item in items]
+        listed = self.request("GET", url, query=query)
+        items = [dict(item) for item in listed.get("items") or []]
+        return items, str((listed.get("metadata") or {}).get("resourceVersion") or "0")
 
     def apply(
         self, manifest: Obj, *, subresource: str | None = None, field_manager: str = OPERATOR_FIELD_MANAGER
