@@ -71,6 +71,15 @@ def lenient_status(body: Obj) -> FineTuneJobStatus | None:
         return None
 
 
+def notable(before: str | None, before_reason: str | None, status: FineTuneJobStatus) -> bool:
+    """Worth an Event: a new phase, or a new reason that needs the user (a Warning one). A reason that only
+    tells progress within a phase (Preflight -> Creating, Training -> Finishing) is in status alone: an Event
+    is one more write per run, and `kubectl describe` shows the status conditions beside the Events."""
+    if status.phase != before:
+        return True
+    return status.reason != before_reason and status.reason in WARNING_REASONS
+
+
 def _declared_method(body: Obj) -> str:
     """The method type of a body that failed validation, for metrics: whatever shape its spec has."""
     spec = body.get("spec")
@@ -103,7 +112,7 @@ def reconcile_finetunejob(
             status = invalid_status(previous, meta.get("generation"), [Problem("", str(rejected))], now)
         method = ftj.spec.method.type
     wrote = write_status(kube, body, operator_fields(status))
-    if wrote and (status.phase, status.reason) != (before, before_reason):
+    if wrote and notable(before, before_reason, status):
         kind = "Warning" if status.phase == "Failed" or status.reason in WARNING_REASONS else "Normal"
         emit_event(
             kube,
@@ -157,21 +166,13 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
             trainer_fields["progress"] = progress.to_wire()
         write_trainer_status(kube, "FineTuneJob", ftj.metadata.namespace or "default", name, trainer_fields)
     if decided.publish_adapter and ftj.status is not None and ftj.status.result is not None:
-        _publish(kube, ftj, now)
+        _publish(kube, ftj)
     return compute_status(ftj, observed, now, job, decided.adapter_ref, conflict=decided.adapter_conflict)
 
 
-def _publish(kube: KubeClient, ftj: FineTuneJob, now: datetime) -> None:
-    """Creates or updates the Adapter; its watch event brings the Adapter reconcile, which writes its status."""
+def _publish(kube: KubeClient, ftj: FineTuneJob) -> None:
+    """Creates or updates the Adapter; its watch event brings the Adapter reconcile, which writes its status and
+    posts its Event (ArtifactPublished, or why it is not Ready): no second Event from here."""
     result = ftj.status.result if ftj.status else None
-    if result is None:
-        return
-    stored = kube.apply(published_adapter(ftj, result))
-    emit_event(
-        kube,
-        stored,
-        event_type="Normal",
-        reason="Published",
-        message=f"published from FineTuneJob {ftj.metadata.name}: {result.artifact_uri}",
-        timestamp=timestamp(now),
-    )
+    if result is not None:
+        kube.apply(published_adapter(ftj, result))

@@ -65,7 +65,7 @@ def register_kind(registry: kopf.OperatorRegistry, kind: Kind[Any]) -> SeenInput
         if runtime.resync is not None:
             runtime.resync.track(*key, wanted=not settled(resource.kind, body))
         if seen_inputs.changed(key, reconcile_inputs(resource.kind, body)):
-            runtime.enqueue(*key)
+            runtime.enqueue(*key, first=not body.get("status"))  # new: its user sees nothing until it is reconciled
 
     kopf.on.event(*gvr, id=f"{resource.kind.lower()}_seen", registry=registry)(seen)
     return seen_inputs

@@ -44,13 +44,13 @@ class Runtime:
         if self.cache is not None:
             self.cache.observe(kind, event_type, body)
 
-    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0) -> None:
+    def enqueue(self, kind: str, namespace: str, name: str, delay: float = 0.0, first: bool = False) -> None:
         """Reconcile now, or after `delay` seconds unless something enqueues it sooner (at once when no queue runs:
-        unit tests drive the runtime without threads)."""
+        unit tests drive the runtime without threads); `first`: ahead of the keys waiting."""
         if self.queue is None:
             self.process((kind, namespace, name))
         else:
-            self.queue.add((kind, namespace, name), delay)
+            self.queue.add((kind, namespace, name), delay, first)
 
     def enqueuers(self) -> dict[str, Reconciler]:
         """kind -> enqueue(namespace, name), for the resync loop."""

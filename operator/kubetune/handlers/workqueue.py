@@ -9,6 +9,8 @@ backoff (base, 2 x base, ... up to `max_backoff`), reset by its next success.
 
 `add(key, delay)` batches: the key becomes ready after `delay` seconds unless something adds it sooner, so the
 several Job and pod events of one change (a pod is scheduled, starts, its Job counts it) cost one reconcile.
+`add(key, first=True)` puts it ahead of the keys waiting: an object never reconciled yet (its user sees no status
+at all until then) does not wait behind the child events of hundreds of running ones.
 """
 
 from __future__ import annotations
@@ -55,10 +57,10 @@ class WorkQueue:
             threading.Thread(target=self._work, name=f"kubetune-worker-{i}", daemon=True) for i in range(workers)
         ]
 
-    def add(self, key: Key, delay: float = 0.0) -> None:
+    def add(self, key: Key, delay: float = 0.0, first: bool = False) -> None:
         with self._cond:
             if delay <= 0:
-                self._add(key)
+                self._add(key, first)
             elif key in self._processing:
                 self._dirty.add(key)
             elif key not in self._added:
@@ -83,13 +85,16 @@ class WorkQueue:
         with self._cond:
             return len(self._ready) + len(self._scheduled)
 
-    def _add(self, key: Key) -> None:
+    def _add(self, key: Key, first: bool = False) -> None:
         self._scheduled.pop(key, None)  # ready now: a later schedule is moot
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._added:
             self._added[key] = time.monotonic()
-            self._ready.append(key)
+            if first:
+                self._ready.appendleft(key)
+            else:
+                self._ready.append(key)
             metrics.WORKQUEUE_DEPTH.set(len(self._ready))
             self._cond.notify()
 

@@ -197,3 +197,16 @@ def test_delayed_adds_are_batched_and_an_immediate_add_does_not_wait(started: Ca
     assert time.monotonic() - began >= 0.2
     time.sleep(0.3)
     assert sorted(record.calls) == [A, B]
+
+
+def test_a_key_added_first_goes_ahead_of_those_waiting(started: Callable[..., WorkQueue]) -> None:
+    record = Recorder()
+    queue = started(record, workers=1)
+    waiting = [("FineTuneJob", "ml", f"w{i}") for i in range(5)]
+    for key in waiting:
+        queue.add(key)
+    queue.add(A, first=True)
+    queue.add(waiting[2], first=True)  # already waiting: keeps its place, is not run twice
+    queue.start()
+    wait_for(lambda: len(record.calls) == 6 and queue.pending() == 0)
+    assert record.calls == [A, *waiting]

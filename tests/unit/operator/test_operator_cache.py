@@ -1,0 +1,130 @@
+"""The read cache: reads from the watches after one LIST, own writes seen at once, stale events and lists never
+overwrite newer state, and each LIST drops what the watches missed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubetune.k8s.cache import CachedKube, parse_selector
+from kubetune.k8s.interface import Obj, path
+from support.fake_kube import FakeKube
+
+NS = "ml"
+MANAGED = "app.kubernetes.io/managed-by=kubetune-operator"
+
+
+class Counting:
+    """The fake API server, counting the requests that reach it."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self.kube = kube
+        self.requests: list[str] = []
+
+    def __getattr__(self, verb: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.requests.append(verb)
+            return getattr(self.kube, verb)(*args, **kwargs)
+
+        return call
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(name: str, rv: int, managed: bool = True, **labels: str) -> Obj:
+    if managed:
+        labels["app.kubernetes.io/managed-by"] = "kubetune-operator"
+    meta = {"name": name, "namespace": NS, "resourceVersion": str(rv), "labels": labels}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}}
+
+
+@pytest.fixture
+def parts() -> tuple[FakeKube, Counting, Clock, CachedKube]:
+    fake = FakeKube()
+    server = Counting(fake)
+    clock = Clock()
+    cache = CachedKube(server, server.list_versioned, {"Job": MANAGED, "FineTuneJob": None}, 30.0, clock)
+    return fake, server, clock, cache
+
+
+def test_after_one_list_reads_and_misses_cost_no_request(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+    fake, server, _, cache = parts
+    fake.create(path("Job", NS), job("a", 0))
+    fake.create(path("Job", NS), job("theirs", 0, managed=False))
+    assert cache.get(path("Job", NS, "a")) is not None
+    assert cache.get(path("Job", NS, "missing")) is None
+    assert cache.get(path("Job", NS, "theirs")) is None, "outside the watches' label filter"
+    assert [j["metadata"]["name"] for j in cache.list(path("Job", NS), MANAGED)] == ["a"]
+    assert server.requests == ["list_versioned"]
+
+
+def test_other_kinds_and_selectors_go_to_the_api_server(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+    _, server, _, cache = parts
+    assert cache.get(path("Secret", NS, "s"), metadata_only=True) is None
+    cache.list(path("Job", NS), "a in (b)")
+    assert server.requests == ["get", "list"]
+
+
+def test_events_update_it_and_older_ones_never_overwrite_newer(
+    parts: tuple[FakeKube, Counting, Clock, CachedKube],
+) -> None:
+    _, _, _, cache = parts
+    cache.get(path("Job", NS, "x"))  # listed (empty)
+    cache.observe("Job", "ADDED", job("a", 10, step="new"))
+    cache.observe("Job", "MODIFIED", job("a", 5, step="old"))
+    assert cache.get(path("Job", NS, "a"))["metadata"]["labels"]["step"] == "new"  # type: ignore[index]
+    cache.observe("Job", "DELETED", job("a", 11))
+    cache.observe("Job", "MODIFIED", job("a", 10, step="late"))
+    assert cache.get(path("Job", NS, "a")) is None, "a tombstone keeps a late event from reviving it"
+
+
+def test_own_writes_are_seen_before_their_watch_event(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+    _, server, _, cache = parts
+    assert cache.get(path("Job", NS, "a")) is None
+    cache.apply(job("a", 0))
+    assert cache.get(path("Job", NS, "a")) is not None
+    assert server.requests == ["list_versioned", "apply"]
+
+
+def test_it_keeps_no_managed_fields(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+    _, _, _, cache = parts
+    cache.get(path("Job", NS, "a"))  # listed (empty)
+    event = job("a", 1 << 40)
+    event["metadata"]["managedFields"] = [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]
+    cache.observe("Job", "MODIFIED", event)
+    stored = cache.get(path("Job", NS, "a"))
+    assert stored is not None
+    assert "managedFields" not in stored["metadata"]
+    assert "managedFields" in event["metadata"], "the event's own object is left as it was"
+
+
+def test_a_list_each_interval_drops_what_the_watch_missed_and_keeps_what_is_newer(
+    parts: tuple[FakeKube, Counting, Clock, CachedKube],
+) -> None:
+    fake, server, clock, cache = parts
+    fake.create(path("Job", NS), job("gone", 0))
+    assert cache.get(path("Job", NS, "gone")) is not None
+    fake.delete(path("Job", NS, "gone"))  # its DELETED event never came (a watch re-opened meanwhile)
+    clock.now = 29.0
+    assert cache.get(path("Job", NS, "gone")) is not None
+    clock.now = 30.0
+    assert cache.get(path("Job", NS, "gone")) is None
+    cache.observe("Job", "ADDED", job("fresh", 1 << 40))  # newer than any list so far
+    clock.now = 60.0
+    assert cache.get(path("Job", NS, "fresh")) is not None
+    assert server.requests.count("list_versioned") == 3
+
+
+def test_simple_selectors_only() -> None:
+    assert parse_selector("a=b,c==d") is None
+    assert parse_selector("a=b, c=d") == {"a": "b", "c": "d"}
+    assert parse_selector("a!=b") is None
+    assert parse_selector("a") is None
+    assert parse_selector(None) == {}
