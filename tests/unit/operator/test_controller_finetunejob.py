@@ -172,7 +172,8 @@ def test_success_publishes_the_adapter_whose_status_the_adapter_controller_write
     assert [e["involvedObject"]["kind"] for e in kube.events(NS)] == ["FineTuneJob"] * 3, "the Adapter's is its own"
 
     assert reconcile_adapter(kube, NS, "j", SETTINGS, NOW) == "Ready"
-    assert (kube.events(NS)[-1]["involvedObject"]["kind"], kube.events(NS)[-1]["reason"]) == ("Adapter", "PublishedUnvalidated")
+    last = kube.events(NS)[-1]
+    assert (last["involvedObject"]["kind"], last["reason"]) == ("Adapter", "PublishedUnvalidated")
     adapter_status = kube.stored("Adapter", NS, "j")["status"]
     validated = next(c for c in adapter_status["conditions"] if c["type"] == "Validated")
     assert (validated["status"], validated["reason"]) == ("False", "GateFailed")
