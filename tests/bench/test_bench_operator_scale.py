@@ -15,8 +15,9 @@ the apiserver's audit log (only the operator's ServiceAccount is counted); the o
 (after a warm-up round: first reconciles import and compile what every later one reuses), at its peak, and after
 everything was deleted. The plain client's row is the baseline of the same session.
 
-KUBETUNE_BENCH_SCALE_COUNT sets N (default 300), KUBETUNE_BENCH_SCALE_RATES the rates (default 20,50); KUBETUNE_BENCH_BEFORE=<checkout>/operator also runs that
-version of the operator in the same session and prints after/before ratios (docs/benchmarks.md).
+KUBETUNE_BENCH_SCALE_COUNT sets N (default 300), KUBETUNE_BENCH_SCALE_RATES the rates (default 20,50);
+KUBETUNE_BENCH_BEFORE=<checkout>/operator also runs that version of the operator in the same session and prints
+after/before ratios (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ from kubetune.settings import OperatorSettings
 from kubetune_dev.controlplane import LocalControlPlane, Tier
 from kubetune_dev.controlplane.client import AdminClient, condition, object_path, wait_for
 from kubetune_dev.controlplane.kwok import ANNOTATION_RUN_FOR, gpu_node
-from kubetune_dev.controlplane.ports import free_ports
 from kubetune_dev.controlplane.testing import wait_until
 from kubetune_dev.operator_identity import grant_chart_identity
-from support.operator_scale import AuditLog, OperatorProcess, PeakRss, Watch, percentile
+from support.operator_process import OperatorProcess
+from support.operator_scale import AuditLog, PeakRss, Watch, percentile
 
 pytestmark = pytest.mark.bench
 
@@ -284,9 +285,10 @@ def delete_all(kube: Kube, namespace: str, deleted: tuple[str, ...], gone: tuple
 def start_variant(plane: LocalControlPlane, name: str, source: Path | None, workdir: Path) -> Variant:
     namespace = _namespace(plane.client, f"bench-{name}")
     identity = grant_chart_identity(plane, namespace, workdir / f"{name}.kubeconfig")
-    operator = OperatorProcess(identity.kubeconfig, namespace, workdir / f"operator-{name}.log", source)
-    (metrics_port,) = free_ports(1)
-    operator.start({**SETTINGS, "KUBETUNE_METRICS_PORT": str(metrics_port)})
+    args = ["--standalone", "-n", namespace]
+    log = workdir / f"operator-{name}.log"
+    operator = OperatorProcess(identity.kubeconfig, log, args, SETTINGS, inherit_settings=False, source=source)
+    operator.wait_ready()
     return Variant(name, namespace, operator, AuditLog(plane.audit_log, identity.username))
 
 

@@ -1,7 +1,9 @@
-"""`kubetune operator` as a real process, as a Deployment runs it: for tests that kill it, or run several replicas.
+"""`kubetune operator` as a real process, as a Deployment runs it: for tests that kill it, run several replicas,
+or measure it (the scale benchmark: its RSS, another version of the code beside it).
 
 The in-process KopfRunner (tests/integration/operator/conftest.py) cannot be SIGKILLed or run twice; this can.
-Its output goes to a log file the test reads while it runs; metrics are scraped from its own port.
+Its output goes to a log file the test reads while it runs; metrics are scraped from its own port, liveness from
+its own probe.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,25 +21,44 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubetune_dev.controlplane.ports import free_ports
+from kubetune_dev.controlplane.processes import rss_mib
+from kubetune_dev.controlplane.testing import wait_until
 
 OPERATOR = "import sys; from kubetune.cli import main; sys.exit(main())"
 
 
 class OperatorProcess:
-    """One `kubetune operator ARGS` process with its own log file and /metrics port."""
+    """One `kubetune operator ARGS` process with its own log file, /metrics port and liveness probe.
 
-    def __init__(self, kubeconfig: Path, log: Path, args: list[str], env: Mapping[str, str] | None = None) -> None:
+    `inherit_settings=False` passes none of this test process's KUBETUNE_* variables (only `env`): the operator
+    as a user configures it. `source` (a checkout's `operator` folder) runs another version of the code, e.g. the
+    one before a change, for a before/after comparison in the same run."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log: Path,
+        args: list[str],
+        env: Mapping[str, str] | None = None,
+        *,
+        inherit_settings: bool = True,
+        source: Path | None = None,
+    ) -> None:
         self.log = log
-        self.metrics_port = free_ports(1)[0]
+        self.metrics_port, probe_port = free_ports(2)
+        self.probe = f"http://127.0.0.1:{probe_port}/healthz"
+        inherited = {k: v for k, v in os.environ.items() if inherit_settings or not k.startswith("KUBETUNE_")}
         environ = {
-            **os.environ,
+            **inherited,
             "KUBECONFIG": str(kubeconfig),
             "KUBETUNE_METRICS_PORT": str(self.metrics_port),
             **(env or {}),
         }
+        if source is not None:
+            environ["PYTHONPATH"] = os.pathsep.join([str(source), environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", OPERATOR, "operator", *args, "-v"],
+                [sys.executable, "-c", OPERATOR, "operator", *args, "--liveness", self.probe],
                 env=environ,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -43,6 +66,19 @@ class OperatorProcess:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until its liveness probe answers (it logged in and its startup handler ran)."""
+        wait_until("the operator's liveness probe", self._answers, timeout=timeout, interval=0.5)
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the operator exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(self.probe, timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     def active(self) -> bool:
         """kopf starts paused under peering; the last of its resume/pause messages tells the current state."""
@@ -63,6 +99,14 @@ class OperatorProcess:
                 if sample.name == "kubetune_reconciles_total" and sample.labels.get("kind") == kind:
                     return float(sample.value)
         return 0.0
+
+    def rss_mib(self) -> float:
+        return rss_mib(self.process.pid) or 0.0
+
+    def settled_rss_mib(self, seconds: float) -> float:
+        """RSS after `seconds` without work for it (idle workers wait, the garbage collector runs)."""
+        time.sleep(seconds)
+        return self.rss_mib()
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         self.process.send_signal(sig)

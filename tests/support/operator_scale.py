@@ -1,5 +1,5 @@
-"""Pieces of the operator-at-scale benchmark: the operator as the process a user runs, watches that time when
-objects appear or change, its RSS, and its API requests from the apiserver's audit log.
+"""Pieces of the operator-at-scale benchmark: watches that time when objects appear or change, the operator's peak
+RSS, and its API requests from the apiserver's audit log (the operator process itself: support.operator_process).
 """
 
 from __future__ import annotations
@@ -7,80 +7,17 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubetune_dev.controlplane.client import AdminClient, ApiError
-from kubetune_dev.controlplane.ports import free_ports
-from kubetune_dev.controlplane.processes import rss_mib
-from kubetune_dev.controlplane.testing import wait_until
+from support.operator_process import OperatorProcess
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-
-
-class OperatorProcess:
-    """`kubetune operator --standalone -n NAMESPACE`, with the environment a user would set, and nothing inherited
-    from this test process's KUBETUNE_* variables. `source` (a checkout's `operator` folder) runs another version
-    of the code, e.g. the one before a change, for a before/after comparison in the same run."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path, source: Path | None = None) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.log = log
-        self.source = source
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, settings: dict[str, str]) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBETUNE_")}
-        env.update(settings, KUBECONFIG=str(self.kubeconfig))
-        if self.source is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(self.source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        (port,) = free_ports(1)
-        probe = f"http://127.0.0.1:{port}/healthz"
-        command = [sys.executable, "-m", "kubetune.cli", "operator", "--standalone", "-n", self.namespace]
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [*command, "--liveness", probe], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-        wait_until("the operator's liveness probe", lambda: self._answers(probe), timeout=120, interval=0.5)
-
-    def _answers(self, url: str) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            raise AssertionError(f"the operator exited; see {self.log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def rss_mib(self) -> float:
-        assert self.process is not None
-        return rss_mib(self.process.pid) or 0.0
-
-    def settled_rss_mib(self, seconds: float) -> float:
-        """RSS after `seconds` without work for it (idle workers exit, the garbage collector runs)."""
-        time.sleep(seconds)
-        return self.rss_mib()
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class PeakRss:

@@ -46,7 +46,7 @@ def operator_process(installed_crds: list[str], namespace: str, kubeconfig: Path
 
     def start() -> OperatorProcess:
         log = tmp_path / f"operator-{len(started)}.log"
-        started.append(OperatorProcess(kubeconfig, log, ["--standalone", "-n", namespace]))
+        started.append(OperatorProcess(kubeconfig, log, ["--standalone", "-n", namespace, "-v"]))
         return started[-1]
 
     yield start

@@ -35,7 +35,7 @@ def replicas(
 
     def start(name: str, *extra: str) -> OperatorProcess:
         env = {"KUBETUNE_RESYNC_SECONDS": str(RESYNC_SECONDS)}
-        args = ["--peering", "kubetune", "-n", namespace, *extra]
+        args = ["--peering", "kubetune", "-n", namespace, "-v", *extra]
         started.append(OperatorProcess(kubeconfig, tmp_path / f"{name}.log", args, env))
         return started[-1]
 
