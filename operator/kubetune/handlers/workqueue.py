@@ -9,8 +9,9 @@ backoff (base, 2 x base, ... up to `max_backoff`), reset by its next success.
 
 `add(key, delay)` batches: the key becomes ready after `delay` seconds unless something adds it sooner, so the
 several Job and pod events of one change (a pod is scheduled, starts, its Job counts it) cost one reconcile.
-`add(key, first=True)` puts it ahead of the keys waiting: an object never reconciled yet (its user sees no status
-at all until then) does not wait behind the child events of hundreds of running ones.
+`add(key, first=True)` puts it ahead of the other keys waiting (behind earlier `first` ones: first come, first
+served, so none starves in a burst of creates): an object never reconciled yet (its user sees no status at all
+until then) does not wait behind the child events of hundreds of running ones.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ class WorkQueue:
         self.max_backoff = max_backoff
         self._cond = threading.Condition()
         self._ready: deque[Key] = deque()
+        self._first: deque[Key] = deque()
+        """Keys added with `first`, taken before those in `_ready` (each deque in the order added)."""
         self._added: dict[Key, float] = {}
-        """Keys in `_ready`, with when they were added (for the wait-time metric)."""
+        """Keys in `_ready` or `_first`, with when they were added (for the wait-time metric)."""
         self._processing: set[Key] = set()
         self._dirty: set[Key] = set()
         """Keys added again while being processed."""
@@ -83,7 +86,7 @@ class WorkQueue:
     def pending(self) -> int:
         """Keys waiting: ready, or scheduled for later."""
         with self._cond:
-            return len(self._ready) + len(self._scheduled)
+            return len(self._first) + len(self._ready) + len(self._scheduled)
 
     def _add(self, key: Key, first: bool = False) -> None:
         self._scheduled.pop(key, None)  # ready now: a later schedule is moot
@@ -91,11 +94,8 @@ class WorkQueue:
             self._dirty.add(key)
         elif key not in self._added:
             self._added[key] = time.monotonic()
-            if first:
-                self._ready.appendleft(key)
-            else:
-                self._ready.append(key)
-            metrics.WORKQUEUE_DEPTH.set(len(self._ready))
+            (self._first if first else self._ready).append(key)
+            metrics.WORKQUEUE_DEPTH.set(len(self._first) + len(self._ready))
             self._cond.notify()
 
     def _promote_due(self) -> float | None:
@@ -116,9 +116,9 @@ class WorkQueue:
         with self._cond:
             while not self._stopped:
                 wait = self._promote_due()
-                if self._ready:
-                    key = self._ready.popleft()
-                    metrics.WORKQUEUE_DEPTH.set(len(self._ready))
+                if self._first or self._ready:
+                    key = (self._first or self._ready).popleft()
+                    metrics.WORKQUEUE_DEPTH.set(len(self._first) + len(self._ready))
                     metrics.WORKQUEUE_WAIT_SECONDS.observe(time.monotonic() - self._added.pop(key))
                     self._processing.add(key)
                     return key

@@ -206,7 +206,9 @@ def test_a_key_added_first_goes_ahead_of_those_waiting(started: Callable[..., Wo
     for key in waiting:
         queue.add(key)
     queue.add(A, first=True)
+    queue.add(B, first=True)  # behind A: first come, first served among them too
     queue.add(waiting[2], first=True)  # already waiting: keeps its place, is not run twice
+    assert queue.pending() == 7
     queue.start()
-    wait_for(lambda: len(record.calls) == 6 and queue.pending() == 0)
-    assert record.calls == [A, *waiting]
+    wait_for(lambda: len(record.calls) == 7 and queue.pending() == 0)
+    assert record.calls == [A, B, *waiting]
