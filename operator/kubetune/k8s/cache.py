@@ -12,7 +12,8 @@ Objects are ordered by resourceVersion (etcd's revision, an integer in every Kub
 or list never overwrites a newer write, and a deletion leaves a tombstone until the next LIST.
 
 Other kinds (Secrets, PVCs, Kueue Workloads, Events) go to the API server as before. Cached objects are shared:
-callers must not change them.
+callers must not change them. They are kept without managedFields, pods without their spec and Jobs without their
+pod template (`slim`): code that needs those reads the API server.
 """
 
 from __future__ import annotations
@@ -62,11 +63,16 @@ def _matches(obj: Obj, wanted: Mapping[str, str]) -> bool:
 
 
 def slim(obj: Obj) -> Obj:
-    """The object without its managedFields (most of its size; no reconcile reads them)."""
+    """The object without what no reconcile reads and most of its size is: managedFields, a pod's spec and a Job's
+    pod template (the observed side of a child is its status, labels, annotations and a Job's suspend and
+    completions; what the operator wants of them it renders)."""
     meta = obj.get("metadata") or {}
-    if "managedFields" not in meta:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    kept = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    if obj.get("kind") == "Pod":
+        kept.pop("spec", None)
+    elif obj.get("kind") == "Job" and isinstance(obj.get("spec"), dict):
+        kept["spec"] = {k: v for k, v in obj["spec"].items() if k != "template"}
+    return kept
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.k8s.cache import CachedKube, parse_selector
+from kubetune.k8s.cache import CachedKube, parse_selector, slim
 from kubetune.k8s.interface import Obj, path
 from support.fake_kube import FakeKube
 
@@ -93,16 +93,21 @@ def test_own_writes_are_seen_before_their_watch_event(parts: tuple[FakeKube, Cou
     assert server.requests == ["list_versioned", "apply"]
 
 
-def test_it_keeps_no_managed_fields(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+def test_it_keeps_what_reconciles_read_and_not_the_bulk(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
     _, _, _, cache = parts
     cache.get(path("Job", NS, "a"))  # listed (empty)
     event = job("a", 1 << 40)
     event["metadata"]["managedFields"] = [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]
+    event["spec"] = {"suspend": False, "completions": 2, "template": {"spec": {"containers": []}}}
+    event["status"] = {"active": 1}
     cache.observe("Job", "MODIFIED", event)
     stored = cache.get(path("Job", NS, "a"))
-    assert stored is not None
-    assert "managedFields" not in stored["metadata"]
-    assert "managedFields" in event["metadata"], "the event's own object is left as it was"
+    assert stored == {**event, "metadata": {k: v for k, v in event["metadata"].items() if k != "managedFields"},
+                      "spec": {"suspend": False, "completions": 2}}  # fmt: skip
+    assert "managedFields" in event["metadata"], "the event's object is unchanged"
+    assert "template" in event["spec"]
+    pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": NS, "resourceVersion": "1"}, "spec": {}, "status": {}}
+    assert slim(pod) == {"kind": "Pod", "metadata": pod["metadata"], "status": {}}
 
 
 def test_a_list_each_interval_drops_what_the_watch_missed_and_keeps_what_is_newer(
