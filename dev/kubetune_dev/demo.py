@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from kubernetes import config as kube_config
 
+from kubetune.labs.cluster import progress_line
 from kubetune_dev.controlplane import LocalControlPlane, Tier
 from kubetune_dev.controlplane.paths import cache_dir, find_kubectl
 from kubetune_dev.controlplane.ports import free_ports
@@ -250,23 +251,6 @@ class Demo:
         if self.node is not None:
             self.node.stop()
         self.plane.stop()
-
-
-def progress_line(ftj: dict[str, Any]) -> str:
-    status = ftj.get("status", {})
-    parts = [f"phase={status.get('phase', 'Pending')}"]
-    if status.get("reason"):
-        parts.append(f"reason={status['reason']}")
-    progress = status.get("progress") or {}
-    if progress.get("totalSteps"):
-        parts.append(f"step {progress.get('step', 0)}/{progress['totalSteps']} ({progress.get('percent', 0)}%)")
-    if progress.get("loss") is not None:
-        parts.append(f"loss={progress['loss']:.3f}")
-    if progress.get("etaSeconds") is not None:
-        parts.append(f"eta={progress['etaSeconds']}s")
-    if status.get("message") and status.get("phase") in ("Failed", "Pending"):
-        parts.append(f"message={status['message']}")
-    return "  ".join(parts)
 
 
 def summarize(result: DemoResult) -> int:

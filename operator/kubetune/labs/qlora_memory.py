@@ -31,7 +31,7 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
 
 def run(context: LabRun) -> dict[str, Any]:
     jobs = of_kind(context.documents, "FineTuneJob")
-    records = context.local.train(jobs, isolate=context.lab.isolate)
+    records = context.backend.train(jobs, isolate=context.lab.isolate)
     return {
         "jobs": {name_of(d): describe(d) for d in jobs},
         **recorded(records),
