@@ -131,6 +131,8 @@ def fmt(value: Any) -> str:
 
 
 def human_bytes(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if abs(value) >= size:
             return f"{value / size:.3g} {unit}"
