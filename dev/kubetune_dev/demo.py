@@ -83,7 +83,11 @@ class Demo:
 
     @property
     def claim_dir(self) -> Path:
-        return self.workdir / "local-node" / "claims" / NAMESPACE / CLAIM
+        return self.claim_folder(CLAIM)
+
+    def claim_folder(self, claim: str) -> Path:
+        """Where the local node keeps PVC `claim` of the demo namespace (what its pods see)."""
+        return self.workdir / "local-node" / "claims" / NAMESPACE / claim
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         command = [str(find_kubectl()), "--kubeconfig", str(self.plane.kubeconfig_path), *args]
@@ -119,30 +123,7 @@ class Demo:
 
     def _seed_storage(self) -> None:
         self.kubectl("create", "namespace", NAMESPACE)
-        volume: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{NAMESPACE}-{CLAIM}"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "hostPath": {"path": str(self.claim_dir)},
-                "claimRef": {"namespace": NAMESPACE, "name": CLAIM},
-            },
-        }
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM, "namespace": NAMESPACE},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": volume["metadata"]["name"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+        self.add_claim(CLAIM)
         self.log(f"building a tiny Llama and a toy dataset into PVC {CLAIM} ({self.claim_dir})")
         subprocess.run(
             [
@@ -156,6 +137,36 @@ class Demo:
             ],
             check=True,
         )
+
+    def add_claim(self, name: str) -> Path:
+        """A bound PVC `name` in the demo namespace; returns the folder its pods see (the local node's claim)."""
+        folder = self.claim_folder(name)
+        volume: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{NAMESPACE}-{name}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "hostPath": {"path": str(folder)},
+                "claimRef": {"namespace": NAMESPACE, "name": name},
+            },
+        }
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume["metadata"]["name"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _start_operator(self) -> None:
         env = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kubetune.labs.definition import artifact_uri, name_of
+from kubetune.labs.definition import LabError, artifact_uri, name_of
 from kubetune.labs.record import RunRecord
 
 FINETUNEJOB = "FineTuneJob"
@@ -114,7 +114,10 @@ def _timestamp(value: str) -> datetime:
 def job_record(finetunejob: Mapping[str, Any]) -> RunRecord:
     """A succeeded FineTuneJob's run record: `status.result` (metrics, artifact, size) and its run time."""
     status = finetunejob["status"]
-    result = status["result"]
+    result = status.get("result")
+    if not result:
+        name = finetunejob["metadata"]["name"]
+        raise LabError(f"FineTuneJob {name} succeeded but its status has no result: {status}")
     return RunRecord(
         name=str(finetunejob["metadata"]["name"]),
         artifact=str(result["artifactUri"]),
