@@ -29,8 +29,8 @@ def disk_bytes(run: Run) -> tuple[str, float]:
     """(what was measured, bytes): the weight files when the run's files were read (a local run), else the
     whole artifact's size, all a cluster run's status tells (weights plus tokenizer, log and manifest)."""
     if run["files"]:
-        return "weights on disk", float(weights_file_bytes(run))
-    return "artifact on disk (weights, tokenizer and logs)", float(run["artifactBytes"])
+        return "weight files", float(weights_file_bytes(run))
+    return "whole artifact: weights, tokenizer and logs", float(run["artifactBytes"])
 
 
 def peak_memory(run: Run) -> tuple[str, float]:

@@ -19,7 +19,7 @@ from kubetune.labs.measures import (
     strictly_increasing,
     tensor_bytes,
 )
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes, lab_report
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, fmt, human_bytes, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -65,7 +65,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
             "run",
             "trainable parameters",
             "% of model",
-            disk_kind,
+            f"on disk ({disk_kind})",
             "training time (s)",
             "median step (s)",
             "tensor memory",
@@ -74,7 +74,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         [
             [
                 label[n],
-                int(metric(runs[n], "params.trainable")),
+                metric(runs[n], "params.trainable"),
                 f"{100 * metric(runs[n], 'params.trainable') / metric(runs[n], 'params.total'):.2f}",
                 human_bytes(disk_bytes(runs[n])[1]),
                 metric(runs[n], "train.seconds"),
@@ -131,7 +131,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         Check(
             "Trainable parameters rise with the rank and full fine-tuning trains the most",
             strictly_increasing(trainable),
-            ", ".join(f"{label[n]} {int(v):,}" for n, v in zip(by_rank + full, trainable, strict=True)),
+            ", ".join(f"{label[n]} {fmt(v)}" for n, v in zip(by_rank + full, trainable, strict=True)),
         ),
         Check(
             f"Size on disk ({disk_kind}) grows with the rank; the full model is the largest",

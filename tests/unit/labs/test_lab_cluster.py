@@ -21,7 +21,8 @@ from support.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
 
-LABS_DIR = Path(__file__).resolve().parents[3] / "labs"
+REPO = Path(__file__).resolve().parents[3]
+LABS_DIR = REPO / "labs"
 NAMESPACE = "lab-ns"
 
 
@@ -84,6 +85,13 @@ def test_job_record_reads_the_result_and_the_run_time() -> None:
     assert record.to_json()["files"] == {}
 
 
+def test_a_succeeded_job_without_a_result_is_an_error() -> None:
+    job = succeeded(lab_jobs("peft-sweep")[0], {}, 1)
+    del job["status"]["result"]
+    with pytest.raises(LabError, match="FineTuneJob lora-r4 succeeded but its status has no result"):
+        job_record(job)
+
+
 def test_adapter_record_reads_the_merged_artifact() -> None:
     adapter = {
         "metadata": {"name": "fused"},
@@ -132,7 +140,7 @@ class TrainingKube(FakeKube):
                 if outcome
                 else {"phase": "Failed", "reason": "TrainerError", "message": "the trainer exited with 1"}
             )
-        self.trainer_reports(FINETUNEJOB, NAMESPACE, name, status)
+        self.trainer_reports(FINETUNEJOB, found["metadata"]["namespace"], name, status)
         return super().get(url)
 
 
@@ -164,7 +172,7 @@ def test_a_cluster_run_writes_the_report_from_status(tmp_path: Path) -> None:
     sizes = [c for c in results["report"]["checks"] if c["claim"].startswith(("Trainable parameters", "Size on disk"))]
     assert len(sizes) == 2
     assert all(c["holds"] for c in sizes), sizes
-    assert "artifact on disk" in sizes[1]["claim"]  # a cluster run sees whole artifacts, and says so
+    assert "whole artifact" in sizes[1]["claim"]  # a cluster run sees whole artifacts, and says so
     text = (folder / REPORT_FILE).read_text()
     assert f"run on a cluster through the operator (namespace {NAMESPACE})" in text
     assert "--cluster --namespace lab-ns" in text
@@ -204,6 +212,28 @@ def test_a_job_that_never_finishes_times_out_by_name() -> None:
     backend = ClusterLab(kube, NAMESPACE, timeout_seconds=0, poll_seconds=0, say=lambda _: None)
     with pytest.raises(LabError, match="lora-r4, lora-r8, lora-r16, full not finished after 0s"):
         backend.train(lab_jobs("peft-sweep"))
+
+
+@pytest.mark.parametrize("name", ["qlora-memory", "forgetting"])
+def test_the_other_training_only_labs_report_from_status(name: str, tmp_path: Path) -> None:
+    """The metrics the trainer reported in the committed example run (docs/labs), now as status."""
+    local_run = json.loads((REPO / "docs" / "labs" / name / RESULTS_FILE).read_text())
+    example = local_run["raw"]["runs"]
+    kube = TrainingKube(lambda job: (example[name_of(job)]["metrics"], sum(example[name_of(job)]["files"].values())))
+    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=lambda _: None)
+    folder = run_lab_on_cluster(
+        LABS_DIR, name, setting_name="small", model_uri=None, backend=backend, namespace=NAMESPACE, out=tmp_path
+    )
+    results = json.loads((folder / RESULTS_FILE).read_text())
+    assert results["report"]["runOn"] == "cluster"
+    assert results["report"]["checks"] == local_run["report"]["checks"]  # the same analysis, the same verdicts
+    assert set(results["raw"]["runs"]) == {name_of(j) for j in lab_jobs(name)}
+    applied = [
+        n for verb, kind, n in kube.writes if (verb, kind) == ("apply", FINETUNEJOB) and n in results["raw"]["runs"]
+    ]
+    if name == "forgetting":  # task B's jobs start from task A's artifact: applied after it finished
+        assert applied[0] == "task-a"
+        assert kube.reads["task-a"] >= 2
 
 
 @pytest.mark.parametrize("name", ["dpo-vs-rl", "fusion"])
