@@ -203,8 +203,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 def _lab_on_cluster(args: argparse.Namespace) -> int:
     """`kubetune lab run NAME --cluster`: the kubernetes client loads only here."""
-    from kubetune.k8s.client import Kube
-    from kubetune.lab_cluster import ClusterLab
+    from kubetune.lab_cluster import ClusterLab, connect
     from kubetune.labs.definition import LabError
     from kubetune.labs.runner import run_lab_on_cluster
 
@@ -212,8 +211,7 @@ def _lab_on_cluster(args: argparse.Namespace) -> int:
         print("kubetune lab: --model is a local directory; on a cluster pass --model-uri (or keep the lab's model)")
         return 2
     try:
-        kube = Kube.from_environment(args.kubeconfig)
-        backend = ClusterLab(kube, args.namespace, timeout_seconds=args.timeout)
+        backend = ClusterLab(connect(args.kubeconfig), args.namespace, timeout_seconds=args.timeout)
         report = run_lab_on_cluster(
             args.labs_dir,
             args.name,

@@ -11,6 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kubernetes.config import ConfigException
+
+from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import KubeClient, KubeError, path
 from kubetune.labs.cluster import (
     ADAPTER,
@@ -26,6 +29,14 @@ from kubetune.labs.definition import LabError, name_of
 from kubetune.labs.record import RunRecord
 
 FIELD_MANAGER = "kubetune-lab"
+
+
+def connect(kubeconfig: str | None) -> KubeClient:
+    """The API server of `kubeconfig` (else in-cluster, KUBECONFIG or ~/.kube/config), or a LabError saying so."""
+    try:
+        return Kube.from_environment(kubeconfig)
+    except ConfigException as error:
+        raise LabError(f"no cluster to run on ({error}): pass --kubeconfig or set KUBECONFIG") from None
 
 
 class ClusterLab:

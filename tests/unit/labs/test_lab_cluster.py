@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobStatus, Progress, TrainResult
+from kubetune.cli import main
 from kubetune.k8s.interface import path
 from kubetune.lab_cluster import ClusterLab
 from kubetune.labs.cluster import ADAPTER, FINETUNEJOB, adapter_record, in_namespace, job_record, observe, waves
@@ -245,3 +246,11 @@ def test_labs_that_score_here_refuse_a_cluster_before_applying(name: str, tmp_pa
             LABS_DIR, name, setting_name="small", model_uri=None, backend=backend, namespace=NAMESPACE, out=tmp_path
         )
     assert kube.writes == []
+
+
+def test_the_cli_says_what_a_cluster_run_needs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = ["lab", "run", "peft-sweep", "--labs-dir", str(LABS_DIR), "--out", str(tmp_path), "--cluster"]
+    assert main([*run, "--model", str(tmp_path)]) == 2
+    assert "on a cluster pass --model-uri" in capsys.readouterr().out
+    assert main([*run, "--kubeconfig", str(tmp_path / "missing")]) == 1
+    assert "no cluster to run on" in capsys.readouterr().out
