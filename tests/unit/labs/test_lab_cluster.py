@@ -6,6 +6,7 @@ control plane and real trainer pods is tests/e2e/test_lab_cluster.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,19 +153,18 @@ def by_rank(job: dict[str, Any]) -> tuple[dict[str, float], int]:
     return {"params.trainable": trainable, "params.total": 100_000.0}, int(trainable) + 500
 
 
+def run_on(kube: FakeKube, name: str, out: Path, say: Callable[[str], None] = lambda _: None) -> Path:
+    """`kubetune lab run NAME --cluster` against `kube` (polling without pause)."""
+    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=say)
+    return run_lab_on_cluster(
+        LABS_DIR, name, setting_name="small", model_uri=None, backend=backend, namespace=NAMESPACE, out=out
+    )
+
+
 def test_a_cluster_run_writes_the_report_from_status(tmp_path: Path) -> None:
     kube = TrainingKube(by_rank)
     said: list[str] = []
-    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=said.append)
-    folder = run_lab_on_cluster(
-        LABS_DIR,
-        "peft-sweep",
-        setting_name="small",
-        model_uri=None,
-        backend=backend,
-        namespace=NAMESPACE,
-        out=tmp_path,
-    )
+    folder = run_on(kube, "peft-sweep", tmp_path, said.append)
     results = json.loads((folder / RESULTS_FILE).read_text())
     assert (results["report"]["runOn"], results["report"]["namespace"]) == ("cluster", NAMESPACE)
     runs = results["raw"]["runs"]
@@ -184,17 +184,8 @@ def test_a_cluster_run_writes_the_report_from_status(tmp_path: Path) -> None:
 
 def test_a_failed_job_stops_the_run_and_is_named(tmp_path: Path) -> None:
     kube = TrainingKube(lambda job: None if name_of(job) == "lora-r8" else by_rank(job))
-    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=lambda _: None)
     with pytest.raises(LabError, match=r"FineTuneJob lora-r8 failed \(TrainerError\): the trainer exited with 1"):
-        run_lab_on_cluster(
-            LABS_DIR,
-            "peft-sweep",
-            setting_name="small",
-            model_uri=None,
-            backend=backend,
-            namespace=NAMESPACE,
-            out=tmp_path,
-        )
+        run_on(kube, "peft-sweep", tmp_path)
     assert not (tmp_path / "peft-sweep").exists()
 
 
@@ -221,10 +212,7 @@ def test_the_other_training_only_labs_report_from_status(name: str, tmp_path: Pa
     local_run = json.loads((REPO / "docs" / "labs" / name / RESULTS_FILE).read_text())
     example = local_run["raw"]["runs"]
     kube = TrainingKube(lambda job: (example[name_of(job)]["metrics"], sum(example[name_of(job)]["files"].values())))
-    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=lambda _: None)
-    folder = run_lab_on_cluster(
-        LABS_DIR, name, setting_name="small", model_uri=None, backend=backend, namespace=NAMESPACE, out=tmp_path
-    )
+    folder = run_on(kube, name, tmp_path)
     results = json.loads((folder / RESULTS_FILE).read_text())
     assert results["report"]["runOn"] == "cluster"
     assert results["report"]["checks"] == local_run["report"]["checks"]  # the same analysis, the same verdicts
@@ -240,11 +228,8 @@ def test_the_other_training_only_labs_report_from_status(name: str, tmp_path: Pa
 @pytest.mark.parametrize("name", ["dpo-vs-rl", "fusion"])
 def test_labs_that_score_here_refuse_a_cluster_before_applying(name: str, tmp_path: Path) -> None:
     kube = FakeKube()
-    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=lambda _: None)
     with pytest.raises(LabError, match="runs only locally: drop --cluster"):
-        run_lab_on_cluster(
-            LABS_DIR, name, setting_name="small", model_uri=None, backend=backend, namespace=NAMESPACE, out=tmp_path
-        )
+        run_on(kube, name, tmp_path)
     assert kube.writes == []
 
 
