@@ -233,7 +233,7 @@ def _lab_parser(commands: Any) -> None:
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     for name, text in (
         ("list", "list the labs"),
-        ("run", "run a lab on this machine and write its report"),
+        ("run", "run a lab (here, or on a cluster with --cluster) and write its report"),
         ("manifests", "print a lab's FineTuneJobs/Adapters for a cluster (setting applied)"),
     ):
         sub = lab_commands.add_parser(name, help=text)
@@ -254,7 +254,12 @@ def _lab_parser(commands: Any) -> None:
             "--namespace", default="kubetune-labs", help="for the lab's objects (default: %(default)s)"
         )
         cluster.add_argument("--model-uri", help="base model URI replacing the lab's model (default: the lab's)")
-        cluster.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each wave of objects")
+        cluster.add_argument(
+            "--timeout",
+            type=float,
+            default=3600.0,
+            help="seconds to wait for each wave of objects (default: %(default)s)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
