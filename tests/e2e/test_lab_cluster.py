@@ -37,7 +37,9 @@ CHEAP = {
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    with Demo(tmp_path_factory.mktemp("lab-cluster"), log=lambda line: print(line, flush=True)) as running:
+    one_thread = {"OMP_NUM_THREADS": "1"}  # four tiny trainers on two cores: threads would only spin
+    folder = tmp_path_factory.mktemp("lab-cluster")
+    with Demo(folder, log=lambda line: print(line, flush=True), image_env=one_thread) as running:
         yield running
 
 
