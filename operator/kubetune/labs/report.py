@@ -135,7 +135,8 @@ def human_bytes(value: float) -> str:
         return "n/a"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if abs(value) >= size:
-            return f"{value / size:.3g} {unit}"
+            scaled = value / size
+            return f"{scaled:.3g} {unit}" if abs(scaled) < 1000 else f"{scaled:.0f} {unit}"  # 1014 MiB, not 1.01e+03
     return f"{int(value)} B"
 
 
