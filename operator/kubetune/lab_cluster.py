@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes.config import ConfigException
+from urllib3.exceptions import HTTPError
 
 from kubetune.k8s.client import Kube
 from kubetune.k8s.interface import KubeClient, KubeError, path
@@ -29,6 +30,8 @@ from kubetune.labs.definition import LabError, name_of
 from kubetune.labs.record import RunRecord
 
 FIELD_MANAGER = "kubetune-lab"
+UNREACHABLE = (KubeError, HTTPError)
+"""What a read raises when the API server refuses or cannot be reached."""
 
 
 def connect(kubeconfig: str | None) -> KubeClient:
@@ -77,7 +80,10 @@ class ClusterLab:
 
     def _apply_and_wait(self, kind: str, documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         names = [name_of(d) for d in documents]
-        existing = [n for n in names if self.kube.get(self._url(kind, n)) is not None]
+        try:
+            existing = [n for n in names if self.kube.get(self._url(kind, n)) is not None]
+        except UNREACHABLE as error:
+            raise LabError(f"cannot read {kind}s in namespace {self.namespace}: {error}") from None
         if existing:
             raise LabError(
                 f"{kind} {', '.join(existing)} already in namespace {self.namespace}: a lab run starts from nothing; "
@@ -94,21 +100,27 @@ class ClusterLab:
     def _wait(self, kind: str, names: list[str]) -> dict[str, dict[str, Any]]:
         deadline = time.monotonic() + self.timeout_seconds
         shown: dict[str, str] = {}
+        pending = names
         while True:
-            objects = {name: self.kube.get(self._url(kind, name)) for name in names}
-            for name, obj in objects.items():
-                line = progress_line(obj or {})
-                if shown.get(name) != line:
-                    self.say(f"kubetune lab: {kind} {name}: {line}")
-                    shown[name] = line
-            observed = observe(kind, objects)
-            if observed.failures:
-                raise LabError("; ".join(observed.failures))
-            if not observed.pending:
-                return {name: obj for name, obj in objects.items() if obj is not None}
+            try:
+                objects = {name: self.kube.get(self._url(kind, name)) for name in names}
+            except UNREACHABLE as error:  # the jobs run on without us: keep following them until the deadline
+                self.say(f"kubetune lab: reading {kind}s failed ({error}); retrying")
+            else:
+                for name, obj in objects.items():
+                    line = progress_line(obj or {})
+                    if shown.get(name) != line:
+                        self.say(f"kubetune lab: {kind} {name}: {line}")
+                        shown[name] = line
+                observed = observe(kind, objects)
+                if observed.failures:
+                    raise LabError("; ".join(observed.failures))
+                if not observed.pending:
+                    return {name: obj for name, obj in objects.items() if obj is not None}
+                pending = observed.pending
             if time.monotonic() > deadline:
                 raise LabError(
-                    f"{kind} {', '.join(observed.pending)} not finished after {self.timeout_seconds:.0f}s "
+                    f"{kind} {', '.join(pending)} not finished after {self.timeout_seconds:.0f}s "
                     f"(see `kubectl -n {self.namespace} describe {kind.lower()} NAME`); pass a longer --timeout"
                 )
             time.sleep(self.poll_seconds)

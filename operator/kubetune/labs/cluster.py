@@ -44,7 +44,7 @@ def waves(jobs: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         ready = [job for job in jobs if name_of(job) not in done and needs[name_of(job)] <= done]
         if not ready:
             stuck = sorted(set(needs) - done)
-            raise ValueError(f"FineTuneJobs {stuck} start from each other's artifacts in a cycle")
+            raise LabError(f"FineTuneJobs {stuck} start from each other's artifacts in a cycle")
         out.append(ready)
         done |= {name_of(job) for job in ready}
     return out

@@ -14,11 +14,12 @@ import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJobStatus, Progress, TrainResult
 from kubetune.cli import main
-from kubetune.k8s.interface import path
-from kubetune.lab_cluster import ClusterLab
+from kubetune.k8s.interface import KubeError, path
+from kubetune.lab_cluster import ClusterLab, connect
 from kubetune.labs.cluster import ADAPTER, FINETUNEJOB, adapter_record, in_namespace, job_record, observe, waves
 from kubetune.labs.definition import LabError, artifact_uri, expand, lab_directory, load_lab, name_of, of_kind
 from kubetune.labs.runner import REPORT_FILE, RESULTS_FILE, run_lab_on_cluster
+from kubetune_dev.controlplane.ports import free_ports
 from support.fake_kube import FakeKube
 
 pytestmark = pytest.mark.unit
@@ -54,7 +55,7 @@ def test_jobs_starting_from_each_other_are_refused() -> None:
     a, b = lab_jobs("peft-sweep")[:2]
     a["spec"]["baseModel"]["uri"] = artifact_uri(b)
     b["spec"]["baseModel"]["uri"] = artifact_uri(a)
-    with pytest.raises(ValueError, match="cycle"):
+    with pytest.raises(LabError, match="cycle"):
         waves([a, b])
 
 
@@ -239,3 +240,39 @@ def test_the_cli_says_what_a_cluster_run_needs(tmp_path: Path, capsys: pytest.Ca
     assert "on a cluster pass --model-uri" in capsys.readouterr().out
     assert main([*run, "--kubeconfig", str(tmp_path / "missing")]) == 1
     assert "no cluster to run on" in capsys.readouterr().out
+
+
+class FlakyKube(TrainingKube):
+    """The API server fails the first read after the jobs were applied."""
+
+    def __init__(self) -> None:
+        super().__init__(by_rank)
+        self.failed = False
+
+    def get(self, url: str, *, metadata_only: bool = False) -> dict[str, Any] | None:
+        if self.objects and not self.failed:
+            self.failed = True
+            raise KubeError(503, "ServiceUnavailable", "etcd leader changed")
+        return super().get(url, metadata_only=metadata_only)
+
+
+def test_a_failed_read_while_following_is_retried(tmp_path: Path) -> None:
+    said: list[str] = []
+    folder = run_on(FlakyKube(), "peft-sweep", tmp_path, said.append)
+    assert (folder / RESULTS_FILE).is_file()
+    assert any("reading FineTuneJobs failed (503 ServiceUnavailable: etcd leader changed); retrying" in s for s in said)
+
+
+def test_an_unreachable_api_server_is_a_clear_error(tmp_path: Path) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{free_ports(1)[0]}"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    (tmp_path / "kubeconfig").write_text(json.dumps(kubeconfig))
+    backend = ClusterLab(connect(str(tmp_path / "kubeconfig")), NAMESPACE, timeout_seconds=5, say=lambda _: None)
+    with pytest.raises(LabError, match="cannot read FineTuneJobs in namespace lab-ns"):
+        backend.train(lab_jobs("peft-sweep"))
