@@ -276,3 +276,21 @@ def test_an_unreachable_api_server_is_a_clear_error(tmp_path: Path) -> None:
     backend = ClusterLab(connect(str(tmp_path / "kubeconfig")), NAMESPACE, timeout_seconds=5, say=lambda _: None)
     with pytest.raises(LabError, match="cannot read FineTuneJobs in namespace lab-ns"):
         backend.train(lab_jobs("peft-sweep"))
+
+
+def test_model_uri_replaces_the_labs_model_in_what_is_applied(tmp_path: Path) -> None:
+    kube = TrainingKube(by_rank)
+    backend = ClusterLab(kube, NAMESPACE, timeout_seconds=5, poll_seconds=0, say=lambda _: None)
+    folder = run_lab_on_cluster(
+        LABS_DIR,
+        "peft-sweep",
+        setting_name="small",
+        model_uri="pvc://models/tiny",
+        backend=backend,
+        namespace=NAMESPACE,
+        out=tmp_path,
+    )
+    applied = kube.stored(FINETUNEJOB, NAMESPACE, "lora-r4")
+    assert applied is not None
+    assert applied["spec"]["baseModel"]["uri"] == "pvc://models/tiny"
+    assert "--model-uri pvc://models/tiny" in (folder / REPORT_FILE).read_text()
