@@ -135,7 +135,7 @@ def publish_with_artifact(ctx: RunContext, root: Path) -> None:
 
 def continue_logging(ctx: RunContext, trainer: Any, resumed_step: int) -> None:
     """Before training starts at `resumed_step` + 1: each step reaches TensorBoard and MLflow once (module doc)."""
-    from transformers.integrations import MLflowCallback, TensorBoardCallback
+    from transformers.integrations.integration_utils import MLflowCallback, TensorBoardCallback
 
     if not trainer.is_world_process_zero():
         return
@@ -167,12 +167,13 @@ def logged_steps(tracking_uri: str, run_id: str) -> dict[str, int]:
 def continued_mlflow_callback(logged: Mapping[str, int]) -> Any:
     """transformers' MLflow callback, logging only the values of steps after those the run holds (per metric, so an
     evaluation its predecessor did not reach at a step whose loss it logged is still logged)."""
-    from transformers.integrations import MLflowCallback
+    from transformers.integrations.integration_utils import MLflowCallback
 
-    class ContinuedMlflowCallback(MLflowCallback):  # type: ignore[misc]
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any], **kwargs: Any) -> None:
-            fresh = {k: v for k, v in logs.items() if logged.get(MLFLOW_UNSUPPORTED.sub("_", k), -1) < state.global_step}
+    class ContinuedMlflowCallback(MLflowCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, model: Any = None, **kw: Any) -> None:
+            step = state.global_step
+            fresh = {k: v for k, v in (logs or {}).items() if logged.get(MLFLOW_UNSUPPORTED.sub("_", k), -1) < step}
             if fresh:
-                super().on_log(args, state, control, fresh, **kwargs)
+                super().on_log(args, state, control, fresh, model=model, **kw)  # type: ignore[no-untyped-call]
 
-    return ContinuedMlflowCallback()
+    return ContinuedMlflowCallback()  # type: ignore[no-untyped-call]

@@ -17,6 +17,7 @@ from kubetune.api.estimate import (
     lora_params,
     quantized_bytes_per_param,
 )
+from kubetune.api.sizing import train_setup
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer import preflight
 from kubetune_trainer.context import Capabilities
@@ -29,7 +30,7 @@ from kubetune_trainer.preflight import (
     resolve_method,
     shape_of,
 )
-from support.trainer_job import trainer_config
+from support.trainer_job import NO_DROPOUT_AUTO, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
@@ -170,11 +171,11 @@ def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path
     from kubetune_trainer.loading import ModelInfo
 
     assert isinstance(tiny_info, ModelInfo)
-    wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", {"type": "auto"})
+    wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", NO_DROPOUT_AUTO)
     spec = TrainerConfig.model_validate(wire).job
     assert spec is not None
     shape = shape_of(tiny_info)
-    setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_targets=("all-linear",))
+    setup = train_setup(spec, "fp32", 1)
     full = estimate("full", shape, setup).total
     lora = estimate("lora", shape, setup).total
     for budget, expected in ((full, "full"), (full - 1, "lora"), (lora - 1, "qlora")):
