@@ -89,6 +89,21 @@ class LogRecorder:
 RunJob = Callable[..., tuple[Any, Any, LogRecorder]]
 
 
+def at_step(step: int, action: Callable[[], None]) -> Any:
+    """Hooks that call `action` at the end of optimizer step `step`, after the trackers logged the step before it
+    (a crash or a SIGTERM mid-run)."""
+    from transformers import TrainerCallback
+
+    from kubetune_trainer.context import Hooks
+
+    class At(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if state.global_step == step:
+                action()
+
+    return Hooks(before_train=[lambda ctx: ctx.callbacks.append(At())])
+
+
 @pytest.fixture
 def weights_never_load(monkeypatch: pytest.MonkeyPatch) -> None:
     """For tests of checks that must fail before any weights load: loading them fails the test instead."""

@@ -22,6 +22,7 @@ from kubetune_trainer.checkpoint_store import CheckpointStore
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.pipeline import run
 from kubetune_trainer.termination import Terminated, TerminationRequest
+from support.trainer_fixtures import at_step
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -37,17 +38,6 @@ def steps_seen() -> tuple[list[int], Any]:
             seen.append(state.global_step)
 
     return seen, Steps()
-
-
-def at_step(step: int, action: Any) -> Hooks:
-    from transformers import TrainerCallback
-
-    class At(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            if state.global_step == step:
-                action()
-
-    return Hooks(before_train=[lambda ctx: ctx.callbacks.append(At())])
 
 
 def config(tmp: Path, model_dir: Path, data: Path, **checkpointing: Any) -> TrainerConfig:
