@@ -8,18 +8,40 @@ Lagrangian, TRL logs the penalty as a reward column, and the multiplier update r
 batch of completions on the batch's mean cost (averaged over all processes, so every rank keeps the
 same multiplier).
 
-The batch's mean cost, multiplier and violation rate go to the trainer logs (TRL's `log_metric`) and,
-for the last batch, to `status.result.metrics` as `constraint.NAME.cost|multiplier|violation-rate`.
+The batch's mean cost, multiplier and violation rate go to the trainer logs (TRL's `log_metric`, as
+`constraint/NAME/SIGNAL`), from there to `status.progress.constraints` and the `kubetune_trainer_constraint`
+gauge (`logged_constraints`), and, for the last batch, to `status.result.metrics` as
+`constraint.NAME.cost|multiplier|violation-rate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from kubetune.api.v1alpha1.constraints import CostConstraint
+from kubetune.api.v1alpha1.constraints import ConstraintProgress, CostConstraint
 from kubetune_trainer.objectives.costs import builtin_cost
 from kubetune_trainer.objectives.rewards import RewardFunction
+
+SIGNALS = ("cost", "multiplier", "violation-rate")
+LOG_PREFIX = "constraint"
+
+
+def logged_constraints(logs: Mapping[str, Any]) -> list[ConstraintProgress]:
+    """The constraints whose three signals are in one trainer log line (TRL averages each over the log window)."""
+    signals: dict[str, dict[str, float]] = {}
+    for key, value in logs.items():
+        prefix, _, rest = key.partition("/")
+        name, _, signal = rest.partition("/")
+        if prefix == LOG_PREFIX and signal in SIGNALS and isinstance(value, int | float):
+            signals.setdefault(name, {})[signal] = float(value)
+    return [
+        ConstraintProgress(
+            name=name, cost=found["cost"], multiplier=found["multiplier"], violation_rate=found["violation-rate"]
+        )
+        for name, found in signals.items()
+        if len(found) == len(SIGNALS)
+    ]
 
 
 def global_means(*values: float, count: int) -> list[float]:
@@ -51,11 +73,11 @@ class LagrangianConstraint:
         multiplier = self.multiplier  # this batch is shaped with the multiplier learned so far
         mean_cost, violation_rate = global_means(sum(costs), sum(c > threshold for c in costs), count=len(costs))
         self.multiplier = max(0.0, multiplier + self.constraint.multiplier_learning_rate * (mean_cost - threshold))
-        observed = {"cost": mean_cost, "multiplier": self.multiplier, "violation-rate": violation_rate}
+        observed = dict(zip(SIGNALS, (mean_cost, self.multiplier, violation_rate), strict=True))
         for key, value in observed.items():
             self.metrics[f"constraint.{self.constraint.name}.{key}"] = value
             if log_metric is not None:
-                log_metric(f"constraint/{self.constraint.name}/{key}", value)
+                log_metric(f"{LOG_PREFIX}/{self.constraint.name}/{key}", value)
         return [-multiplier * (cost - threshold) for cost in costs]
 
 

@@ -150,6 +150,18 @@ class CostConstraint(KubeModel):
     )
 
 
+class ConstraintProgress(KubeModel):
+    """One cost constraint of a running rlhf job, as the trainer last logged it (every optimizer step), so
+    `kubectl get ftj -o yaml` shows whether the constraint holds while the run trains, not only at the end."""
+
+    name: ConstraintName = Field(description="The constraint's name in objective.rlhf.constraints.")
+    cost: float = Field(description="Mean cost of the completions of the last logged step.")
+    multiplier: float = Field(ge=0, description="The Lagrange multiplier after the last logged step's update.")
+    violation_rate: float = Field(
+        ge=0, le=1, description="Share of the last logged step's completions whose cost exceeded the threshold."
+    )
+
+
 Principle = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 CONSTITUTION_OBJECTIVES = ("sft", "dpo", "ipo", "orpo", "kto")
 """Objectives that train on what the constitution step writes: SFT rows (sft) or preference pairs (the others)."""

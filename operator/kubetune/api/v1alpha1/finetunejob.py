@@ -17,7 +17,7 @@ from kubetune.api.v1alpha1.common import (
     Sha256,
     Timestamp,
 )
-from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
+from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES, ConstraintProgress
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
@@ -206,6 +206,11 @@ class Progress(KubeModel):
         default=None,
         ge=0,
         description="Step of the newest complete checkpoint on durable storage: where a replacement pod resumes.",
+    )
+    constraints: Annotated[list[ConstraintProgress], Field(max_length=8)] | None = Field(
+        default=None,
+        description="objective.rlhf.constraints: each constraint's mean cost, Lagrange multiplier and violation "
+        "rate at the last logged step (the same signals as the kubetune_trainer_constraint gauge).",
     )
 
     @model_validator(mode="before")

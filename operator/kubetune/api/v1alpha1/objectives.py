@@ -91,7 +91,8 @@ class RlhfSettings(KubeModel):
     constraints: Annotated[list[CostConstraint], Field(max_length=8)] = Field(
         default_factory=list,
         description="Safe-RLHF cost constraints: reward minus a Lagrange multiplier times each cost's excess over "
-        "its threshold, the multiplier adapted per batch; status.result.metrics reports constraint.NAME.cost, "
+        "its threshold, the multiplier adapted per batch; status.progress.constraints shows each one's mean cost, "
+        "multiplier and violation rate while training, status.result.metrics reports constraint.NAME.cost, "
         ".multiplier and .violation-rate (the last batch).",
     )
 
