@@ -6,7 +6,8 @@ lowering it (never below 0) once it holds. TRL sums its reward functions, so eac
 them as a function returning -multiplier x (cost - threshold) per completion: the policy sees the
 Lagrangian, TRL logs the penalty as a reward column, and the multiplier update runs after every
 batch of completions on the batch's mean cost (averaged over all processes, so every rank keeps the
-same multiplier).
+same multiplier). The multipliers are saved with every checkpoint and restored on resume
+(`ConstraintMultipliers`).
 
 The batch's mean cost, multiplier and violation rate go to the trainer logs (TRL's `log_metric`, as
 `constraint/NAME/SIGNAL`), from there to `status.progress.constraints` and the `kubetune_trainer_constraint`
@@ -16,12 +17,18 @@ gauge (`logged_constraints`), and, for the last batch, to `status.result.metrics
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import logging
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 from kubetune.api.v1alpha1.constraints import ConstraintProgress, CostConstraint
 from kubetune_trainer.objectives.costs import builtin_cost
 from kubetune_trainer.objectives.rewards import RewardFunction
+
+log = logging.getLogger(__name__)
 
 SIGNALS = ("cost", "multiplier", "violation-rate")
 LOG_PREFIX = "constraint"
@@ -84,3 +91,33 @@ class LagrangianConstraint:
 def constraint_rewards(constraints: list[CostConstraint], metrics: MutableMapping[str, float]) -> list[Any]:
     """The reward functions for `rlhf.constraints`, writing their last batch into `metrics`."""
     return [LagrangianConstraint(c, builtin_cost(c), metrics) for c in constraints]
+
+
+class ConstraintMultipliers(TrainerCallback, ExportableState):
+    """Keeps the multipliers in every checkpoint and restores them on resume, so a replacement pod continues with
+    the multipliers it had learned rather than `initialMultiplier`, which would let violations rise again.
+
+    They travel in the checkpoint's trainer_state.json (`stateful_callbacks`, which the Trainer writes for every
+    `ExportableState` callback and reads back on resume), so they are uploaded and downloaded with the checkpoint
+    and belong to exactly the step they were saved at. The Trainer's own restoring
+    (`restore_callback_states_from_checkpoint`) stays off: it would build a new callback detached from the reward
+    functions; `on_train_begin` copies the saved values into them instead.
+    """
+
+    def __init__(self, constraints: Sequence[LagrangianConstraint] = ()) -> None:
+        self.constraints = list(constraints)
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {}, "attributes": {"multipliers": {c.constraint.name: c.multiplier for c in self.constraints}}}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        key = type(self).__name__
+        saved = state.stateful_callbacks.get(key)
+        if saved is None:  # a checkpoint written before multipliers were saved: keep the initial ones
+            state.stateful_callbacks[key] = self.state()  # the Trainer updates this entry at every save
+            return
+        multipliers = saved["attributes"]["multipliers"]
+        for penalty in self.constraints:
+            penalty.multiplier = float(multipliers.get(penalty.constraint.name, penalty.multiplier))
+        if state.global_step:
+            log.info("resumed at step %d with constraint multipliers %s", state.global_step, multipliers)

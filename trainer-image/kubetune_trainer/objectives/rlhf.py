@@ -22,7 +22,7 @@ from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError, DataFormatError
 from kubetune_trainer.objectives import reward as reward_objective
-from kubetune_trainer.objectives.lagrangian import constraint_rewards
+from kubetune_trainer.objectives.lagrangian import ConstraintMultipliers, LagrangianConstraint, constraint_rewards
 from kubetune_trainer.objectives.rewards import REFERENCE_COLUMN, builtin_rewards
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 from kubetune_trainer.registry import as_variant
@@ -119,7 +119,7 @@ class RlhfUnit(ObjectiveUnit):
         trainer_cls, config_cls = (
             (GRPOTrainer, GRPOConfig) if objective.rlhf.algorithm == "grpo" else (RLOOTrainer, RLOOConfig)
         )
-        return trl_trainer(
+        trainer = trl_trainer(
             ctx,
             trainer_cls,
             config_cls,
@@ -127,6 +127,8 @@ class RlhfUnit(ObjectiveUnit):
             reward_funcs=funcs,
             reward_processing_classes=reward_tokenizers,
         )
+        trainer.add_callback(ConstraintMultipliers([f for f in funcs if isinstance(f, LagrangianConstraint)]))
+        return trainer
 
 
 RLHF = RlhfUnit()
