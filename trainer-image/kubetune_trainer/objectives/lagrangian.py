@@ -25,7 +25,6 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
 from kubetune.api.v1alpha1.constraints import ConstraintProgress, CostConstraint
-from kubetune_trainer.objectives.costs import builtin_cost
 from kubetune_trainer.objectives.rewards import RewardFunction
 
 log = logging.getLogger(__name__)
@@ -88,9 +87,12 @@ class LagrangianConstraint:
         return [-multiplier * (cost - threshold) for cost in costs]
 
 
-def constraint_rewards(constraints: list[CostConstraint], metrics: MutableMapping[str, float]) -> list[Any]:
-    """The reward functions for `rlhf.constraints`, writing their last batch into `metrics`."""
-    return [LagrangianConstraint(c, builtin_cost(c), metrics) for c in constraints]
+def constraint_rewards(
+    constraints: Sequence[CostConstraint], costs: Sequence[RewardFunction], metrics: MutableMapping[str, float]
+) -> list[LagrangianConstraint]:
+    """The reward functions for `rlhf.constraints` (each with its cost function), writing their last batch into
+    `metrics`."""
+    return [LagrangianConstraint(c, cost, metrics) for c, cost in zip(constraints, costs, strict=True)]
 
 
 class ConstraintMultipliers(TrainerCallback, ExportableState):

@@ -138,7 +138,7 @@ def test_a_resumed_run_continues_with_the_multiplier_it_checkpointed(
 
     made: list[LagrangianConstraint] = []
     build = rlhf.constraint_rewards
-    monkeypatch.setattr(rlhf, "constraint_rewards", lambda cs, metrics: made.extend(build(cs, metrics)) or made[-1:])
+    monkeypatch.setattr(rlhf, "constraint_rewards", lambda *args: made.extend(build(*args)) or made[-1:])
     cost = {"name": "e", "builtin": "blocked-terms", "patterns": ["e"], "threshold": 0.0}
     rlhf_block = {"reward": {"builtin": ["length"]}, "numGenerations": 4, "maxCompletionLength": 8}
     wire = trainer_config(
