@@ -43,7 +43,8 @@ def adapter_artifact(ctx: RunContext, name: str, field: str) -> tuple[Path, Path
     if not uri:
         raise ConfigError(
             f"Adapter {name} ({field}) was not resolved: the operator passes its artifact URI in trainer.json "
-            f"adapters once Adapter {name} is Ready; for a local run, add adapters: {{{name}: URI}} to trainer.json"
+            f"adapters once Adapter {name} is Ready (`kubetune run` of a file cannot resolve Adapters: run it on a "
+            f"cluster, or pass a trainer.json with adapters: {{{name}: ARTIFACT_URI}} to the trainer)"
         )
     directory = resolve(uri, cache_dir=ctx.paths.cache_dir, pvc_root=ctx.paths.pvc_root, repo_type="model").path
     base = artifact_base_uri(directory)

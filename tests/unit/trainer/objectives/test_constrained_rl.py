@@ -171,3 +171,21 @@ def test_a_resumed_run_continues_with_the_multiplier_it_checkpointed(
     run(config, hooks=Hooks(before_train=[lambda ctx: ctx.callbacks.append(FirstStep())]))
     assert len(made) == 2, "the replacement built its own constraint"
     assert at_first_step == [checkpointed]
+
+
+def test_an_unresolved_cost_model_is_a_config_error_naming_its_field(tmp_path: Path, model_dir: Path) -> None:
+    """Without the operator (or with an Adapter it never resolved) the trainer says which reference lacks a URI."""
+    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+    from kubetune_trainer.errors import ConfigError
+    from kubetune_trainer.objectives.rlhf import constraint_costs
+    from kubetune_trainer.pipeline import build_context
+    from support.trainer_job import trainer_config
+
+    cost = {"name": "harm", "adapterRef": {"name": "harm-cost"}, "threshold": 0.1}
+    rlhf = {"reward": {"builtin": ["length"]}, "constraints": [cost]}
+    wire = trainer_config(tmp_path, model_dir, tmp_path / "p.jsonl", job={"objective": {"type": "rlhf", "rlhf": rlhf}})
+    ctx = build_context(TrainerConfig.model_validate(wire))
+    with pytest.raises(
+        ConfigError, match=r"Adapter harm-cost \(objective\.rlhf\.constraints\[0\]\.adapterRef\) was not"
+    ):
+        constraint_costs(ctx)
