@@ -19,6 +19,7 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.continual import ewc, lwf, replay
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.evaluate.scoring import heldout_pairs
+from kubetune_trainer.loss_terms import per_micro_batch
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
@@ -47,20 +48,8 @@ class ContinualLoss:
             extra = extra + state.alpha * distill
         if self.continual_ewc is not None and model.training:
             extra = extra + self.continual_ewc.penalty()
-        if self._loss_scaled_for_accumulation(num_items_in_batch):
-            # the task loss is already divided by the tokens of all micro-batches, so the Trainer will
-            # not divide by the accumulation steps; per-micro-batch terms must be divided here
-            extra = extra / self.current_gradient_accumulation_steps  # type: ignore[attr-defined]
-        loss = loss + extra
+        loss = loss + per_micro_batch(self, extra, num_items_in_batch)
         return (loss, outputs) if return_outputs else loss
-
-    def _loss_scaled_for_accumulation(self, num_items_in_batch: Any) -> bool:
-        """The Trainer's own rule (transformers 5) for whether it divides the loss by accumulation steps."""
-        flag = getattr(self, "loss_is_scaled_for_ga", None)
-        if flag is not None:
-            return bool(flag)
-        accepts = bool(getattr(self, "model_accepts_loss_kwargs", False))
-        return (accepts and num_items_in_batch is not None) or getattr(self, "compute_loss_func", None) is not None
 
 
 def attach(trainer: Any, *, ewc_state: ewc.EwcState | None, lwf_state: lwf.LwfState | None) -> Any:

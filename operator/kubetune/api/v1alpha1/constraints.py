@@ -65,6 +65,23 @@ class CounterfactualAugmentation(KubeModel):
     )
 
 
+class BiasRegularizer(KubeModel):
+    """Training-time bias mitigation for SFT: every step adds `weight` x the mean absolute log-likelihood gap
+    between a few training rows that mention a declared term and their counterfactuals (terms swapped both
+    ways), so the model learns the task without coming to prefer one side of a pair. The same gap the bias-gap
+    suite measures, here as a loss term."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = TERM_PAIR_RULES
+
+    term_pairs: TermPairs = Field(
+        description="Pairs of terms swapped both ways as whole words, case-insensitive (e.g. [[he, she], [him, her]])."
+    )
+    weight: float = Field(default=0.1, gt=0, le=100, description="Weight of the gap (nats) in the loss.")
+    pairs_per_step: int = Field(
+        default=4, ge=1, le=64, description="Counterfactual pairs scored per step, in turn from the training rows."
+    )
+
+
 REFUSAL_METRICS = ("refusal-rate", "over-refusal")
 """Safety suites that generate an answer per prompt and judge whether it refuses."""
 
