@@ -19,7 +19,7 @@ from kubetune_trainer.data.counterfactual import TermSwapper
 from kubetune_trainer.errors import DataFormatError
 from kubetune_trainer.evaluate.bias import counterfactual_pairs
 from kubetune_trainer.evaluate.scoring import Pair, heldout_pairs, summed_target_logprobs
-from kubetune_trainer.loss_terms import per_micro_batch
+from kubetune_trainer.loss_terms import AddedLossTerms, with_loss_terms
 
 
 def training_pairs(rows: Any, tokenizer: Any, term_pairs: Sequence[Sequence[str]]) -> list[tuple[Pair, Pair]]:
@@ -51,27 +51,18 @@ class BiasTerm:
         return (sums[0::2] - sums[1::2]).abs().mean()
 
 
-class BiasRegularizedLoss:
+class BiasRegularizedLoss(AddedLossTerms):
     """Adds `bias_term`'s weighted gap to whatever loss the trainer computes, while training."""
 
     bias_term: BiasTerm | None = None
 
-    def compute_loss(
-        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> Any:
-        result = super().compute_loss(  # type: ignore[misc]
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
-        loss, outputs = result if return_outputs else (result, None)
-        if self.bias_term is not None and model.training:
-            term = self.bias_term.settings.weight * self.bias_term.gap(model)
-            loss = loss + per_micro_batch(self, term, num_items_in_batch)
-        return (loss, outputs) if return_outputs else loss
+    def training_loss_terms(self, model: Any, inputs: dict[str, Any], loss: Any) -> tuple[Any, Any]:
+        loss, added = super().training_loss_terms(model, inputs, loss)
+        if self.bias_term is not None:
+            added = added + self.bias_term.settings.weight * self.bias_term.gap(model)
+        return loss, added
 
 
 def attach(trainer: Any, term: BiasTerm) -> Any:
-    """Give a built trainer the regulariser (its class swapped for a subclass with the loss mixin in front)."""
-    cls = type(trainer)
-    trainer.__class__ = type(f"BiasRegularized{cls.__name__}", (BiasRegularizedLoss, cls), {})
-    trainer.bias_term = term
-    return trainer
+    """Give a built trainer the regulariser as a loss term."""
+    return with_loss_terms(trainer, BiasRegularizedLoss, "BiasRegularized", bias_term=term)

@@ -62,6 +62,20 @@ def test_answer_critique_revise_rows_pairs_and_counts() -> None:
     assert result.preference[1]["chosen"] == [{"role": "assistant", "content": " R3"}]
 
 
+def constitution_dpo(prompts: Path, writer: dict[str, Any]) -> dict[str, Any]:
+    """The job block of DPO on pairs synthesised from `prompts` by `writer` (model or adapterRef)."""
+    constitution = {"principles": PRINCIPLES, "maxNewTokens": 8} | writer
+    return {
+        "objective": {"type": "dpo", "beta": 0.1},
+        "dataset": {
+            "train": {"uri": f"file://{prompts}"},
+            "format": "prompt",
+            "prep": {"maxSeqLength": 64},
+            "constitution": constitution,
+        },
+    }
+
+
 def _another_model(model_dir: Path, target: Path) -> Path:
     """The tiny model with perturbed weights: a writer model that answers differently from the base."""
     import torch
@@ -92,15 +106,7 @@ def test_synthesised_pairs_train_dpo_and_are_saved(
     prompts = data_files["prompt"]
     ctx, result, logs = run_job(
         prompts,
-        job={
-            "objective": {"type": "dpo", "beta": 0.1},
-            "dataset": {
-                "train": {"uri": f"file://{prompts}"},
-                "format": "prompt",
-                "prep": {"maxSeqLength": 64},
-                "constitution": {"principles": PRINCIPLES, "maxNewTokens": 8, "model": f"file://{writer}"},
-            },
-        },
+        job=constitution_dpo(prompts, {"model": f"file://{writer}"}),
         training={"maxSteps": 10, "batchSize": 8, "learningRate": 5e-3},
     )
     report = result.prep_report
@@ -161,15 +167,7 @@ def test_an_adapter_writes_the_data(
     prompts = data_files["prompt"]
     ctx, result, _ = run_job(
         prompts,
-        job={
-            "objective": {"type": "dpo", "beta": 0.1},
-            "dataset": {
-                "train": {"uri": f"file://{prompts}"},
-                "format": "prompt",
-                "prep": {"maxSeqLength": 64},
-                "constitution": {"principles": PRINCIPLES, "maxNewTokens": 8, "adapterRef": {"name": "writer"}},
-            },
-        },
+        job=constitution_dpo(prompts, {"adapterRef": {"name": "writer"}}),
         training={"maxSteps": 1, "batchSize": 8},
         adapters={"writer": f"file://{writer}"},
     )
