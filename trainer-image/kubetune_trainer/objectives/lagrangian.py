@@ -18,6 +18,7 @@ gauge (`logged_constraints`), and, for the last batch, to `status.result.metrics
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -34,16 +35,20 @@ LOG_PREFIX = "constraint"
 
 
 def logged_constraints(logs: Mapping[str, Any]) -> list[ConstraintProgress]:
-    """The constraints whose three signals are in one trainer log line (TRL averages each over the log window)."""
+    """The constraints whose three signals are in one trainer log line (TRL averages each over the log window).
+    A signal that is not a finite number leaves its constraint out: progress reporting never stops training."""
     signals: dict[str, dict[str, float]] = {}
     for key, value in logs.items():
         prefix, _, rest = key.partition("/")
         name, _, signal = rest.partition("/")
-        if prefix == LOG_PREFIX and signal in SIGNALS and isinstance(value, int | float):
+        if prefix == LOG_PREFIX and signal in SIGNALS and isinstance(value, int | float) and math.isfinite(value):
             signals.setdefault(name, {})[signal] = float(value)
     return [
         ConstraintProgress(
-            name=name, cost=found["cost"], multiplier=found["multiplier"], violation_rate=found["violation-rate"]
+            name=name,
+            cost=found["cost"],
+            multiplier=max(0.0, found["multiplier"]),
+            violation_rate=min(1.0, max(0.0, found["violation-rate"])),
         )
         for name, found in signals.items()
         if len(found) == len(SIGNALS)

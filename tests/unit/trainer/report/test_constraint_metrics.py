@@ -68,3 +68,5 @@ def test_runs_without_constraints_report_none() -> None:
     reporter = ProgressReporter(writer, None, interval_seconds=0)  # type: ignore[arg-type]
     reporter.on_log(None, _state(1), None, logs={"loss": 0.5, "constraint/partial/cost": 1.0})
     assert "constraints" not in writer.applied[-1]["progress"], "a constraint needs all three signals"
+    reporter.on_log(None, _state(2), None, logs=_logs("empty", float("nan"), 1.0))
+    assert "constraints" not in writer.applied[-1]["progress"], "a NaN signal (no completions) is left out"
