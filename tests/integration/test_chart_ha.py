@@ -104,10 +104,18 @@ class Replicas:
         return next((pod for pod in pods if pod["metadata"]["name"] in peers), None)
 
     def the_active_one(self) -> dict[str, Any] | None:
-        """The active replica once exactly one of the running ones is, else None."""
+        """The active replica once the election has settled, else None: every running replica has recorded its
+        keep-alive, and the only one whose log says active is the one kopf's rule elects (the highest priority).
+        Replicas that start together can each resume for a moment before the other's keep-alive lands; one log
+        saying active is not enough."""
         pods = self.running()
+        peers = self.peers()
+        names = [pod["metadata"]["name"] for pod in pods]
+        if len(pods) < 2 or not all(name in peers for name in names):
+            return None
+        leader = max(names, key=lambda name: int(peers[name]["priority"]))
         active = [pod for pod in pods if self.active(pod)]
-        return active[0] if len(pods) >= 2 and len(active) == 1 else None
+        return active[0] if [pod["metadata"]["name"] for pod in active] == [leader] else None
 
 
 def job_for(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:

@@ -8,8 +8,8 @@ explicit `--priority N >= 0` (kopf's way to let a debugging operator pause the d
 every derived priority, which are negative.
 
 kopf does not expose its pause to handlers or threads, so `PeeringGate` applies kopf's rule to the
-peering objects kopf writes: the resync thread, which runs outside kopf, reconciles only while this
-replica is the one kopf lets work.
+peering objects kopf writes: the resync thread and the work queue's workers, which run outside kopf, reconcile
+only while this replica is the one kopf lets work.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import logging
 import os
 import random
 import socket
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,27 +110,37 @@ class Membership:
 
 
 class PeeringGate:
-    """Callable: is this replica the one kopf lets work right now? Reads the peering objects on each call;
-    a missing or unreadable one counts as paused (kopf pauses while its mandatory peering is missing)."""
+    """Callable: is this replica the one kopf lets work right now? Reads the peering objects, at most once per
+    `max_age` seconds (every worker asks before each reconcile; one read serves them all); a missing or unreadable
+    one counts as paused (kopf pauses while its mandatory peering is missing)."""
 
-    def __init__(self, kube: KubeClient, membership: Membership, name: str) -> None:
+    def __init__(self, kube: KubeClient, membership: Membership, name: str, max_age: float = 0.0) -> None:
         self.kube = kube
         self.membership = membership
         self.urls = peering_urls(name, membership.namespaces)
+        self.max_age = max_age
         self.was_active: bool | None = None
+        self._read_at = -float("inf")
+        self._guard = threading.Lock()
 
     def __call__(self) -> bool:
+        with self._guard:
+            if self.was_active is not None and time.monotonic() - self._read_at < self.max_age:
+                return self.was_active
+            active = self._read()
+            self._read_at = time.monotonic()
+            if active != self.was_active:
+                log.info("reconciling %s", "active: this replica leads its peers" if active else "paused, like kopf")
+                self.was_active = active
+            return active
+
+    def _read(self) -> bool:
         now = datetime.now(UTC)
         try:
-            verdicts = [self._active_in(url, now) for url in self.urls]
+            return all(self._active_in(url, now) for url in self.urls)
         except KubeError as error:
-            log.warning("cannot read the peering state (%s): the resync waits", error)
-            verdicts = [False]
-        active = all(verdicts)
-        if active != self.was_active:
-            log.info("resync %s", "active: this replica leads its peers" if active else "paused, like kopf")
-            self.was_active = active
-        return active
+            log.warning("cannot read the peering state (%s): reconciles wait", error)
+            return False
 
     def _active_in(self, url: str, now: datetime) -> bool:
         peering = self.kube.get(url)

@@ -28,6 +28,9 @@ from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
 FINALIZER = f"{GROUP}/finalizer"
+GATE_MAX_AGE = 1.0
+"""Seconds a read of the peering state answers the workers: bounds both the reads (one per second, however many
+keys) and how long a replica goes on reconciling after kopf paused it."""
 
 log = logging.getLogger(__name__)
 _metrics_started = threading.Event()
@@ -64,23 +67,24 @@ def build_runtime(
     settings: OperatorSettings, kube: KubeClient, kinds: Sequence[Kind[Any]], gate: Callable[[], bool] | None = None
 ) -> Runtime:
     """The runtime with its registry (each kind's reconcile, bound to this runtime, by kind name), the work queue
-    whose workers run them and the resync, which enqueues. `gate` (peering) says whether the resync may run now;
-    without one it always may."""
+    whose workers run them and the resync, which enqueues. `gate` (peering) says whether the workers and the resync
+    may reconcile now; without one they always may."""
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff)
+    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff, gate=gate)
     runtime.resync = Resync(settings.resync_seconds, runtime.enqueuers(), gate)
     return runtime
 
 
 def peering_gate(kopf_settings: kopf.OperatorSettings, memo: kopf.Memo, kube: KubeClient) -> PeeringGate | None:
-    """kopf's pause as the resync thread sees it; None without mandatory peering (--standalone, or tests)."""
+    """kopf's pause as the work queue and the resync see it; None without mandatory peering (--standalone, or
+    tests)."""
     membership = memo.get(MEMBERSHIP_KEY)
     peering = kopf_settings.peering
     if not isinstance(membership, Membership) or peering.standalone or not peering.mandatory:
         return None
-    return PeeringGate(kube, membership, peering.name)
+    return PeeringGate(kube, membership, peering.name, max_age=GATE_MAX_AGE)
 
 
 def in_cluster_server(environ: Mapping[str, str]) -> str | None:

@@ -9,6 +9,12 @@ backoff (base, 2 x base, ... up to `max_backoff`), reset by its next success.
 
 `add(key, delay)` batches: the key becomes ready after `delay` seconds unless something adds it sooner, so the
 several Job and pod events of one change (a pod is scheduled, starts, its Job counts it) cost one reconcile.
+
+The workers are threads outside kopf, so kopf's peering pause does not stop them: a key taken while the `gate`
+(`peering.PeeringGate`) says this replica is paused, or cannot tell, is held, and comes back after `hold`
+seconds, without counting as a failure. A replica that kopf pauses with keys still queued (enqueued during the
+moments before the peers settled, or just before a higher-priority peer appeared) reconciles none of them until it
+is active again, and then none is lost.
 """
 
 from __future__ import annotations
@@ -31,13 +37,23 @@ Key = tuple[str, str, str]
 
 class WorkQueue:
     def __init__(
-        self, process: Callable[[Key], bool], workers: int, backoff: float, max_backoff: float = 300.0
+        self,
+        process: Callable[[Key], bool],
+        workers: int,
+        backoff: float,
+        max_backoff: float = 300.0,
+        *,
+        gate: Callable[[], bool] | None = None,
+        hold: float = 1.0,
     ) -> None:
-        """`process(key)` reconciles one key and returns False when it should be retried."""
+        """`process(key)` reconciles one key and returns False when it should be retried; `gate()` says whether
+        this replica may reconcile now (always, without one)."""
         self.process = process
         self.workers = workers
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.gate = gate or (lambda: True)
+        self.hold = hold
         self._cond = threading.Condition()
         self._ready: deque[Key] = deque()
         self._added: dict[Key, float] = {}
@@ -140,8 +156,25 @@ class WorkQueue:
         heapq.heappush(self._delayed, (due, next(self._order), key))
         self._cond.notify()
 
+    def _may_work(self) -> bool:
+        try:
+            return self.gate()
+        except Exception as error:  # an unreachable API server must not kill the worker
+            log.warning("holding the work queue: cannot tell whether this replica is paused: %s", error)
+            return False
+
+    def _held(self, key: Key) -> None:
+        """Back in `hold` seconds (sooner if added again), its failure count untouched."""
+        with self._cond:
+            self._processing.discard(key)
+            self._dirty.discard(key)
+            self._schedule(key, time.monotonic() + self.hold)
+
     def _work(self) -> None:
         while (key := self._next()) is not None:
+            if not self._may_work():
+                self._held(key)
+                continue
             try:
                 succeeded = self.process(key)
             except Exception:  # a bug in one reconcile must not kill the worker

@@ -76,8 +76,10 @@ class Peerings:
     def __init__(self, objects: dict[str, Obj | None], error: KubeError | None = None) -> None:
         self.objects = objects
         self.error = error
+        self.reads = 0
 
     def get(self, url: str, *, metadata_only: bool = False) -> Obj | None:
+        self.reads += 1
         if self.error is not None:
             raise self.error
         return self.objects.get(url)
@@ -99,6 +101,20 @@ def test_the_gate_is_open_only_where_every_watched_namespace_lets_this_replica_w
     assert not PeeringGate(Peerings({url_a: alone}), me, "kubetune")(), "a missing peering object pauses"  # type: ignore[arg-type]
     down = Peerings({}, KubeError(503, "Service Unavailable", "etcd is down"))
     assert not PeeringGate(down, me, "kubetune")()  # type: ignore[arg-type]
+
+
+def test_the_gate_reads_the_peering_at_most_once_per_max_age() -> None:
+    me = Membership("me", -10, ())
+    (url,) = peering_urls("kubetune", ())
+    peerings = Peerings({url: {"status": live("me", -10)}})
+    gate = PeeringGate(peerings, me, "kubetune", max_age=60)  # type: ignore[arg-type]
+    assert all(gate() for _ in range(20))
+    assert peerings.reads == 1
+    peerings.objects[url] = {"status": {**live("me", -10), **live("debugger", 0)}}
+    assert gate(), "within max_age the last verdict stands"
+    gate.max_age = 0
+    assert not gate()
+    assert peerings.reads == 2
 
 
 def test_the_resync_skips_its_passes_while_paused_and_resumes_after() -> None:

@@ -55,8 +55,14 @@ class Recorder:
 def started() -> Iterator[Callable[..., WorkQueue]]:
     queues: list[WorkQueue] = []
 
-    def start(process: Callable[[Key], bool], workers: int = 4, backoff: float = 0.05) -> WorkQueue:
-        queue = WorkQueue(process, workers, backoff)
+    def start(
+        process: Callable[[Key], bool],
+        workers: int = 4,
+        backoff: float = 0.05,
+        gate: Callable[[], bool] | None = None,
+        hold: float = 1.0,
+    ) -> WorkQueue:
+        queue = WorkQueue(process, workers, backoff, gate=gate, hold=hold)
         queues.append(queue)
         return queue
 
@@ -197,3 +203,43 @@ def test_delayed_adds_are_batched_and_an_immediate_add_does_not_wait(started: Ca
     assert time.monotonic() - began >= 0.2
     time.sleep(0.3)
     assert sorted(record.calls) == [A, B]
+
+
+def test_a_paused_replica_holds_its_keys_and_reconciles_them_once_active(started: Callable[..., WorkQueue]) -> None:
+    record = Recorder(fail=1)
+    active = threading.Event()
+    asked: list[bool] = []
+
+    def gate() -> bool:
+        asked.append(active.is_set())
+        return active.is_set()
+
+    queue = started(record, gate=gate, hold=0.02)
+    queue.start()
+    queue.add(A)
+    queue.add(B)
+    wait_for(lambda: len(asked) >= 10)  # asked again and again: held, not dropped
+    assert record.calls == []
+    assert queue.pending() == 2
+    active.set()
+    wait_for(lambda: sorted(record.calls) == [A, B])
+    wait_for(lambda: len(record.calls) == 3)  # the one failure comes back after the backoff, not a longer one
+    assert queue.pending() == 0
+
+
+def test_a_gate_that_cannot_tell_holds_the_keys_and_the_workers_survive(started: Callable[..., WorkQueue]) -> None:
+    record = Recorder()
+    reachable = threading.Event()
+
+    def gate() -> bool:
+        if not reachable.is_set():
+            raise OSError("connection refused")
+        return True
+
+    queue = started(record, workers=1, gate=gate, hold=0.02)
+    queue.start()
+    queue.add(A)
+    time.sleep(0.2)
+    assert record.calls == []
+    reachable.set()
+    wait_for(lambda: record.calls == [A])
