@@ -8,6 +8,7 @@ transformers import and the model build are paid once, not per test.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ class LogRecorder:
 RunJob = Callable[..., tuple[Any, Any, LogRecorder]]
 
 
-def at_step(step: int, action: Callable[[], None]) -> Any:
+def at_step(step: int, action: Callable[[], Any]) -> Any:
     """Hooks that call `action` at the end of optimizer step `step`, after the trackers logged the step before it
     (a crash or a SIGTERM mid-run)."""
     from transformers import TrainerCallback
@@ -102,6 +103,13 @@ def at_step(step: int, action: Callable[[], None]) -> Any:
                 action()
 
     return Hooks(before_train=[lambda ctx: ctx.callbacks.append(At())])
+
+
+def new_pod(tmp: Path) -> None:
+    """A replacement pod starts with an empty scratch volume: only the durable store remains (trainer_config's
+    layout under `tmp`)."""
+    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    shutil.rmtree(tmp / "work", ignore_errors=True)
 
 
 @pytest.fixture

@@ -40,8 +40,10 @@ def trainer_config(
     training: dict[str, Any] | None = None,
     output: dict[str, Any] | None = None,
     runtime: dict[str, Any] | None = None,
+    adapters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A TrainerConfig (wire form) for a short SFT run under `tmp`; keyword blocks are merged in."""
+    """A TrainerConfig (wire form) for a short SFT run under `tmp`; keyword blocks are merged in; `adapters` are
+    the input Adapters' artifact URIs by name, as the operator resolves them."""
     block = METHOD_BLOCKS[method] if isinstance(method, str) else method
     key = method if isinstance(method, str) else method["type"]
     spec: dict[str, Any] = {
@@ -72,4 +74,4 @@ def trainer_config(
             "pvcMountRoot": str(tmp / "pvc"),
         }
         | (runtime or {}),
-    }
+    } | ({"adapters": adapters} if adapters else {})
