@@ -99,6 +99,7 @@ LABS_OUT ?= .kubetune/labs
 LAB_NAMES ?= peft-sweep qlora-memory dpo-vs-rl forgetting fusion
 labs: install ## run every code lab's small setting on CPU (labs/README.md); reports in $(LABS_OUT)
 	@model=$$($(PY) -m kubetune_dev.lab_model) && for lab in $(LAB_NAMES); do \
+		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 		$(BIN)/kubetune lab run $$lab --setting small --model $$model --out $(LABS_OUT) || exit 1; done
 	@echo "reports: $(LABS_OUT)/README.md"
 

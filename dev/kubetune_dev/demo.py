@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from kubernetes import config as kube_config
 
+from kubetune.labs.cluster import progress_line
 from kubetune_dev.controlplane import LocalControlPlane, Tier
 from kubetune_dev.controlplane.paths import cache_dir, find_kubectl
 from kubetune_dev.controlplane.ports import free_ports
@@ -82,7 +83,11 @@ class Demo:
 
     @property
     def claim_dir(self) -> Path:
-        return self.workdir / "local-node" / "claims" / NAMESPACE / CLAIM
+        return self.claim_folder(CLAIM)
+
+    def claim_folder(self, claim: str) -> Path:
+        """Where the local node keeps PVC `claim` of the demo namespace (what its pods see)."""
+        return self.workdir / "local-node" / "claims" / NAMESPACE / claim
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         command = [str(find_kubectl()), "--kubeconfig", str(self.plane.kubeconfig_path), *args]
@@ -118,30 +123,7 @@ class Demo:
 
     def _seed_storage(self) -> None:
         self.kubectl("create", "namespace", NAMESPACE)
-        volume: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"{NAMESPACE}-{CLAIM}"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "hostPath": {"path": str(self.claim_dir)},
-                "claimRef": {"namespace": NAMESPACE, "name": CLAIM},
-            },
-        }
-        claim = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM, "namespace": NAMESPACE},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "",
-                "volumeName": volume["metadata"]["name"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+        self.add_claim(CLAIM)
         self.log(f"building a tiny Llama and a toy dataset into PVC {CLAIM} ({self.claim_dir})")
         subprocess.run(
             [
@@ -155,6 +137,36 @@ class Demo:
             ],
             check=True,
         )
+
+    def add_claim(self, name: str) -> Path:
+        """A bound PVC `name` in the demo namespace; returns the folder its pods see (the local node's claim)."""
+        folder = self.claim_folder(name)
+        volume: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": f"{NAMESPACE}-{name}"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "hostPath": {"path": str(folder)},
+                "claimRef": {"namespace": NAMESPACE, "name": name},
+            },
+        }
+        claim = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "",
+                "volumeName": volume["metadata"]["name"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        }
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([volume, claim]))
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def _start_operator(self) -> None:
         env = {
@@ -250,23 +262,6 @@ class Demo:
         if self.node is not None:
             self.node.stop()
         self.plane.stop()
-
-
-def progress_line(ftj: dict[str, Any]) -> str:
-    status = ftj.get("status", {})
-    parts = [f"phase={status.get('phase', 'Pending')}"]
-    if status.get("reason"):
-        parts.append(f"reason={status['reason']}")
-    progress = status.get("progress") or {}
-    if progress.get("totalSteps"):
-        parts.append(f"step {progress.get('step', 0)}/{progress['totalSteps']} ({progress.get('percent', 0)}%)")
-    if progress.get("loss") is not None:
-        parts.append(f"loss={progress['loss']:.3f}")
-    if progress.get("etaSeconds") is not None:
-        parts.append(f"eta={progress['etaSeconds']}s")
-    if status.get("message") and status.get("phase") in ("Failed", "Pending"):
-        parts.append(f"message={status['message']}")
-    return "  ".join(parts)
 
 
 def summarize(result: DemoResult) -> int:

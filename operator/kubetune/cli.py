@@ -182,6 +182,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from kubetune.labs.definition import LabError, available
     from kubetune.labs.runner import manifests, run_lab
 
+    if args.lab_command == "run" and args.cluster:
+        return _lab_on_cluster(args)
     try:
         if args.lab_command == "list":
             print("\n".join(available(args.labs_dir)) or f"no labs in {args.labs_dir}")
@@ -199,12 +201,39 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lab_on_cluster(args: argparse.Namespace) -> int:
+    """`kubetune lab run NAME --cluster`: the kubernetes client loads only here."""
+    from kubetune.lab_cluster import ClusterLab, connect
+    from kubetune.labs.definition import LabError
+    from kubetune.labs.runner import run_lab_on_cluster
+
+    if args.model is not None:
+        print("kubetune lab: --model is a local directory; on a cluster pass --model-uri (or keep the lab's model)")
+        return 2
+    try:
+        backend = ClusterLab(connect(args.kubeconfig), args.namespace, timeout_seconds=args.timeout)
+        report = run_lab_on_cluster(
+            args.labs_dir,
+            args.name,
+            setting_name=args.setting,
+            model_uri=args.model_uri,
+            backend=backend,
+            namespace=args.namespace,
+            out=args.out.resolve(),
+        )
+    except LabError as error:
+        print(f"kubetune lab: {error}")
+        return 1
+    print(f"kubetune lab: report in {report}")
+    return 0
+
+
 def _lab_parser(commands: Any) -> None:
     lab = commands.add_parser("lab", help="the code labs: run one and get a report (labs/README.md)")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
     for name, text in (
         ("list", "list the labs"),
-        ("run", "run a lab on this machine and write its report"),
+        ("run", "run a lab (here, or on a cluster with --cluster) and write its report"),
         ("manifests", "print a lab's FineTuneJobs/Adapters for a cluster (setting applied)"),
     ):
         sub = lab_commands.add_parser(name, help=text)
@@ -218,6 +247,19 @@ def _lab_parser(commands: Any) -> None:
             continue
         sub.add_argument("--model", type=Path, help="local base model directory (the small setting needs one)")
         sub.add_argument("--out", type=Path, default=Path(".kubetune/labs"), help="reports folder")
+        cluster = sub.add_argument_group("on a cluster, through the operator (labs/README.md)")
+        cluster.add_argument("--cluster", action="store_true", help="apply the lab's objects and report from status")
+        cluster.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)")
+        cluster.add_argument(
+            "--namespace", default="kubetune-labs", help="for the lab's objects (default: %(default)s)"
+        )
+        cluster.add_argument("--model-uri", help="base model URI replacing the lab's model (default: the lab's)")
+        cluster.add_argument(
+            "--timeout",
+            type=float,
+            default=3600.0,
+            help="seconds to wait for each wave of objects (default: %(default)s)",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

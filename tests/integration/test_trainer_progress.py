@@ -79,39 +79,18 @@ def test_progress_and_result_land_in_status_with_a_per_job_token(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from kubetune.api.v1alpha1.trainer_config import StatusTarget, TrainerConfig
-    from kubetune_dev.tiny import text_rows, tiny_model_dir, write_jsonl
-    from kubetune_trainer.context import Hooks
-    from kubetune_trainer.pipeline import run
-    from kubetune_trainer.report import StatusWriter, attach_reporter, publish_result
-    from support.trainer_job import trainer_config
+    from kubetune.api.v1alpha1.trainer_config import StatusTarget
+    from kubetune_dev.tiny import text_rows, write_jsonl
+    from kubetune_trainer.report import StatusWriter
 
     job = _finetunejob(api, namespace, "reported")
     other = _finetunejob(api, namespace, "someone-else")
     kubeconfig = _trainer_kubeconfig(api, control_plane, job, tmp_path / "trainer.kubeconfig")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-
-    data = write_jsonl(tmp_path / "text.jsonl", text_rows())
-    wire = trainer_config(
-        tmp_path,
-        tiny_model_dir(),
-        data,
-        "lora",
-        name="reported",
-        training={"maxSteps": STEPS},
-        runtime={"progressIntervalSeconds": 0.05, "metricsPort": 0, "reportStatus": True},
-    )
-    wire["target"] = {"kind": "FineTuneJob", "namespace": namespace, "name": "reported"}
-    config = TrainerConfig.model_validate(wire)
-    seen: dict[str, Any] = {}
-    hooks = Hooks(before_train=[attach_reporter], after_result=[publish_result, lambda ctx, _: seen.update(ctx=ctx)])
     started = time.monotonic()
-    result = run(config, hooks=hooks)
-    reporter = seen["ctx"].extras["reporter"]
-    assert reporter.writer is not None, "the reporter must have picked up KUBECONFIG"
-    assert reporter.writer.failures == 0
+    result = _train_reported(
+        job, write_jsonl(tmp_path / "text.jsonl", text_rows()), tmp_path, monkeypatch, training={"maxSteps": STEPS}
+    )
 
     status = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/reported")["status"]
     progress = status["progress"]
@@ -152,6 +131,85 @@ def test_progress_and_result_land_in_status_with_a_per_job_token(
     untouched = api.get(f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/someone-else")
     assert "progress" not in (untouched.get("status") or {})
     assert untouched["metadata"]["uid"] == other["metadata"]["uid"]
+
+
+def _train_reported(
+    target: dict[str, Any], data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **blocks: Any
+) -> Any:
+    """One tiny training run that reports on `target` through KUBECONFIG (set by the caller), as a trainer pod would."""
+    from kubetune.api.v1alpha1.trainer_config import TrainerConfig
+    from kubetune_dev.tiny import tiny_model_dir
+    from kubetune_trainer.context import Hooks
+    from kubetune_trainer.pipeline import run
+    from kubetune_trainer.report import attach_reporter, publish_result
+    from support.trainer_job import trainer_config
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    meta = target["metadata"]
+    wire = trainer_config(
+        tmp_path,
+        tiny_model_dir(),
+        data,
+        blocks.pop("method", "lora"),
+        name=meta["name"],
+        runtime={"progressIntervalSeconds": 0.05, "metricsPort": 0, "reportStatus": True},
+        **blocks,
+    )
+    wire["target"] = {"kind": "FineTuneJob", "namespace": meta["namespace"], "name": meta["name"]}
+    seen: dict[str, Any] = {}
+    hooks = Hooks(before_train=[attach_reporter], after_result=[publish_result, lambda ctx, _: seen.update(ctx=ctx)])
+    result = run(TrainerConfig.model_validate(wire), hooks=hooks)
+    reporter = seen["ctx"].extras["reporter"]
+    assert reporter.writer is not None, "the reporter must have picked up KUBECONFIG"
+    assert reporter.writer.failures == 0
+    return result
+
+
+@pytest.mark.usefixtures("kubetune_crds")
+def test_constraint_signals_land_in_live_progress(
+    control_plane: LocalControlPlane, api: AdminClient, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A constrained GRPO run: each constraint's cost, multiplier and violation rate reach status.progress through
+    the CRD schema (a field the schema lacked would be pruned by the API server) while it trains."""
+    from kubetune_dev.tiny import prompt_rows, write_jsonl
+
+    job = _finetunejob(api, namespace, "constrained")
+    monkeypatch.setenv("KUBECONFIG", str(_trainer_kubeconfig(api, control_plane, job, tmp_path / "kubeconfig")))
+    from kubetune_trainer.report import ProgressReporter
+
+    seen: list[list[dict[str, Any]]] = []
+    path = f"{GROUP_PATH}/namespaces/{namespace}/finetunejobs/constrained"
+    on_log = ProgressReporter.on_log
+
+    def read_back_each_step(self: ProgressReporter, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        on_log(self, args, state, control, **kwargs)
+        if "loss" in (kwargs.get("logs") or {}):
+            self.update(state, force=True)
+            seen.append(api.get(path)["status"]["progress"].get("constraints", []))
+
+    monkeypatch.setattr(ProgressReporter, "on_log", read_back_each_step)
+    constraint = {"name": "no-e", "builtin": "blocked-terms", "patterns": ["e"], "threshold": 0.3}
+    rlhf = {"reward": {"builtin": ["length"]}, "numGenerations": 4, "maxCompletionLength": 8}
+    rlhf["constraints"] = [constraint]
+    result = _train_reported(
+        job,
+        write_jsonl(tmp_path / "prompts.jsonl", prompt_rows()),
+        tmp_path,
+        monkeypatch,
+        method="full",
+        job={"objective": {"type": "rlhf", "beta": 0.01, "rlhf": rlhf}},
+        training={"maxSteps": 3, "batchSize": 8, "learningRate": 3e-2},
+    )
+    assert len(seen) == 3, "read back after every step's log"
+    assert all([c["name"] for c in step] == ["no-e"] for step in seen), seen
+    final = api.get(path)["status"]
+    for signal in ("cost", "multiplier", "violationRate"):
+        assert 0 <= final["progress"]["constraints"][0][signal] == seen[-1][0][signal]
+    # TRL averages logged metrics in float32, the result keeps the trainer's float64
+    last = final["progress"]["constraints"][0]
+    assert last["violationRate"] == pytest.approx(result.metrics["constraint.no-e.violation-rate"], rel=1e-6)
+    assert last["multiplier"] == pytest.approx(final["result"]["metrics"]["constraint.no-e.multiplier"], rel=1e-6)
 
 
 @pytest.mark.usefixtures("kubetune_crds")

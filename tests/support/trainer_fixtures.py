@@ -8,6 +8,7 @@ transformers import and the model build are paid once, not per test.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,28 @@ class LogRecorder:
 
 
 RunJob = Callable[..., tuple[Any, Any, LogRecorder]]
+
+
+def at_step(step: int, action: Callable[[], Any]) -> Any:
+    """Hooks that call `action` at the end of optimizer step `step`, after the trackers logged the step before it
+    (a crash or a SIGTERM mid-run)."""
+    from transformers import TrainerCallback
+
+    from kubetune_trainer.context import Hooks
+
+    class At(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            if state.global_step == step:
+                action()
+
+    return Hooks(before_train=[lambda ctx: ctx.callbacks.append(At())])
+
+
+def new_pod(tmp: Path) -> None:
+    """A replacement pod starts with an empty scratch volume: only the durable store remains (trainer_config's
+    layout under `tmp`)."""
+    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
+    shutil.rmtree(tmp / "work", ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,6 +22,9 @@ METHOD_BLOCKS: dict[str, dict[str, Any]] = {
     "prompt": {"type": "prompt", "prompt": {"numVirtualTokens": 4}},
     "ia3": {"type": "ia3"},
 }
+NO_DROPOUT_AUTO: dict[str, Any] = {"type": "auto", "lora": {"dropout": 0.0}}
+"""`auto` for memory-order tests on the tiny model: there LoRA dropout's copies of the inputs outweigh the weights,
+so with dropout full would need the least memory."""
 LEARNING_RATES = {"full": 3e-3, "partial": 5e-3, "prefix": 3e-2, "prompt": 1e-1, "ia3": 1e-1}
 """Tiny-model learning rates large enough that 8 steps move the loss for every method."""
 
@@ -37,8 +40,10 @@ def trainer_config(
     training: dict[str, Any] | None = None,
     output: dict[str, Any] | None = None,
     runtime: dict[str, Any] | None = None,
+    adapters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A TrainerConfig (wire form) for a short SFT run under `tmp`; keyword blocks are merged in."""
+    """A TrainerConfig (wire form) for a short SFT run under `tmp`; keyword blocks are merged in; `adapters` are
+    the input Adapters' artifact URIs by name, as the operator resolves them."""
     block = METHOD_BLOCKS[method] if isinstance(method, str) else method
     key = method if isinstance(method, str) else method["type"]
     spec: dict[str, Any] = {
@@ -69,4 +74,4 @@ def trainer_config(
             "pvcMountRoot": str(tmp / "pvc"),
         }
         | (runtime or {}),
-    }
+    } | ({"adapters": adapters} if adapters else {})

@@ -8,7 +8,8 @@ preference objectives. Both sets are written to the artifact (`synthetic/sft.jso
 `synthetic/preference.jsonl`) so a later job can train on them, and the counts join the prep report.
 
 Generation is greedy and runs before the method wraps the model, so the data comes from the base
-model exactly (or from `constitution.model`, loaded for the synthesis and released after it). A pair
+model exactly (or from `constitution.model` or the Adapter `constitution.adapterRef`, loaded for the synthesis
+and released after it). A pair
 whose revision is empty or identical to the answer carries no preference and is skipped (counted).
 With the tiny CPU test model the texts are meaningless; what matters there is the structure, the
 counts, that every principle reaches the requests, and that the pairs train DPO.
@@ -27,6 +28,7 @@ from kubetune.api.v1alpha1.constraints import ConstitutionSpec
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import EmptyDataError
 from kubetune_trainer.generation import generate
+from kubetune_trainer.input_adapters import load_adapter
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,12 @@ def prompt_text(tokenizer: Any, prompt: Any) -> str:
 
 
 def writer_model(ctx: RunContext, spec: ConstitutionSpec) -> tuple[Any, Any]:
-    """(model, tokenizer) that writes the data: the loaded base, or `constitution.model` loaded beside it."""
+    """(model, tokenizer) that writes the data: the loaded base, or `constitution.model` or `constitution.adapterRef`
+    loaded beside it."""
+    if spec.adapter_ref is not None:
+        model, tokenizer = load_adapter(ctx, spec.adapter_ref.name, "dataset.constitution.adapterRef", "causal-lm")
+        log.info("constitution: answers, critiques and revisions by Adapter %s", spec.adapter_ref.name)
+        return model.to(next(ctx.model.parameters()).device), tokenizer
     if spec.model is None:
         return ctx.model, ctx.tokenizer
     from kubetune.api.v1alpha1.data import BaseModelRef

@@ -75,17 +75,13 @@ class TrainerMetrics:
         ):
             if progress.get(key) is not None:
                 gauge.set(progress[key])
+        for constraint in progress.get("constraints", []):
+            for signal, key in (("cost", "cost"), ("multiplier", "multiplier"), ("violation-rate", "violationRate")):
+                self.constraint.labels(constraint=constraint["name"], signal=signal).set(constraint[key])
         if tokens_seen is not None and tokens_seen > self._tokens_seen:
             self.tokens.inc(tokens_seen - self._tokens_seen)
             self._tokens_seen = tokens_seen
         self._observe_gpu_memory()
-
-    def observe_constraints(self, logs: dict[str, Any]) -> None:
-        """Set the constraint gauge from `constraint/NAME/SIGNAL` entries of a trainer log."""
-        for key, value in logs.items():
-            parts = key.split("/")
-            if len(parts) == 3 and parts[0] == "constraint" and isinstance(value, int | float):
-                self.constraint.labels(constraint=parts[1], signal=parts[2]).set(value)
 
     def _observe_gpu_memory(self) -> None:
         import torch

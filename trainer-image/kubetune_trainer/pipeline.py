@@ -182,6 +182,16 @@ def log_progress_callback() -> Any:
     return LogProgress()
 
 
+def resumed_step(checkpoint: str | None) -> int:
+    """The global step a checkpoint folder holds (its trainer state's, as the Trainer reads it); 0 without one."""
+    if checkpoint is None:
+        return 0
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    return int(TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE_NAME)).global_step)
+
+
 def train(
     ctx: RunContext, trainer: Any, checkpoints: durable.DurableCheckpoints, termination: TerminationRequest
 ) -> None:
@@ -190,6 +200,7 @@ def train(
     trainer.remove_callback(PrinterCallback)  # raw dicts on stdout; LogProgress logs the same, readable
     stop = checkpoints.attach(trainer, termination)
     resume = checkpoints.resume_point(trainer) if ctx.spec.checkpointing.resume else None
+    tracking.continue_logging(ctx, trainer, resumed_step(resume))
     started = time.monotonic()
     with termination.deferred():
         output = trainer.train(resume_from_checkpoint=resume)

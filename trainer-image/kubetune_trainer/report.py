@@ -31,11 +31,13 @@ from transformers import TrainerCallback
 
 from kubetune.api.apply_yaml import apply_body
 from kubetune.api.resources import KUBETUNE_RESOURCES
+from kubetune.api.v1alpha1.constraints import ConstraintProgress
 from kubetune.api.v1alpha1.finetunejob import Progress
 from kubetune.api.v1alpha1.pod_contract import TRAINER_FIELD_MANAGER
 from kubetune.api.v1alpha1.trainer_config import StatusTarget
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.metrics import TrainerMetrics
+from kubetune_trainer.objectives.lagrangian import logged_constraints
 from kubetune_trainer.termination import Terminated, result_message, write_termination_message
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ class ProgressReporter(TrainerCallback):
         self.progress: dict[str, Any] = {}
         self.result: dict[str, Any] | None = None
         self._values: dict[str, float] = {}
+        self._constraints: dict[str, ConstraintProgress] = {}
         self._started: float | None = None
         self._start_step = 0
         self._start_tokens = 0
@@ -180,8 +183,7 @@ class ProgressReporter(TrainerCallback):
         for key, name in (("loss", "loss"), ("eval_loss", "evalLoss"), ("learning_rate", "learningRate")):
             if logs and isinstance(logs.get(key), int | float):
                 self._values[name] = float(logs[key])
-        if logs and self.metrics is not None:
-            self.metrics.observe_constraints(logs)
+        self._constraints.update({c.name: c for c in logged_constraints(logs or {})})
         self.update(state)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
@@ -224,6 +226,7 @@ class ProgressReporter(TrainerCallback):
             updated_at=_now(),
             resumed_from_step=self.resumed_from_step,
             checkpoint_step=self.checkpoint_step,
+            constraints=list(self._constraints.values()) or None,
         )
         return progress.to_wire()
 

@@ -5,15 +5,23 @@ spec before the trainer is built, and checks before any weights load that MLflow
 the server accepts them: a refused credential is a config error (not retried), an unreachable server a
 retryable one. The credentials themselves stay in the environment the pod got from the Secret; nothing here
 logs them or writes them anywhere.
+
+A pod that resumes from a checkpoint at step C retrains the steps after C that its predecessor may have logged
+already before it was stopped. `continue_logging` keeps each step in the trackers once: TensorBoard's writer
+purges the events from step C+1 on (the new trajectory replaces them, as TensorBoard does after a crash), and the
+MLflow callback skips the values the continued MLflow run holds already (MLflow cannot delete a metric value; the
+run keeps the first one, which a resume that restores the data order and RNG states reproduces).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from kubetune.api.v1alpha1.tracking import MLFLOW_CREDENTIAL_KEYS, MlflowTracking
 from kubetune_trainer.context import RunContext
@@ -26,6 +34,8 @@ TENSORBOARD_DIR = "tensorboard"
 """Where event files go inside the artifact (and, while training, inside the work dir) without a logDir."""
 REFUSED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
 """MLflow's error codes for HTTP 401 and 403."""
+MLFLOW_UNSUPPORTED = re.compile(r"[^0-9A-Za-z_\-\.\ :/]")
+"""Characters transformers' MLflow callback replaces by `_` in metric names: the names as the MLflow run has them."""
 UID_TAG = "kubetune.io/finetunejob-uid"
 """The MLflow run's tag that ties it to one FineTuneJob (its uid), across the pods that resume it."""
 
@@ -121,3 +131,49 @@ def publish_with_artifact(ctx: RunContext, root: Path) -> None:
         return
     if events.is_dir() and any(events.iterdir()):
         shutil.copytree(events, root / TENSORBOARD_DIR)
+
+
+def continue_logging(ctx: RunContext, trainer: Any, resumed_step: int) -> None:
+    """Before training starts at `resumed_step` + 1: each step reaches TensorBoard and MLflow once (module doc)."""
+    from transformers.integrations.integration_utils import MLflowCallback, TensorBoardCallback
+
+    if not trainer.is_world_process_zero():
+        return
+    events = tensorboard_dir(ctx)
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is None and events is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            callback.tb_writer = SummaryWriter(log_dir=str(events), purge_step=resumed_step + 1)
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    tracking = ctx.spec.tracking
+    if run_id is None or tracking is None or tracking.mlflow is None:
+        return
+    logged = logged_steps(tracking.mlflow.tracking_uri, run_id)
+    if logged and trainer.pop_callback(MLflowCallback) is not None:
+        trainer.add_callback(continued_mlflow_callback(logged))
+        log.info("mlflow: the run holds steps up to %d already; those are not logged again", max(logged.values()))
+
+
+def logged_steps(tracking_uri: str, run_id: str) -> dict[str, int]:
+    """Metric name -> the highest step the MLflow run holds for it."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    keys = client.get_run(run_id).data.metrics
+    return {key: max(m.step for m in client.get_metric_history(run_id, key)) for key in keys}
+
+
+def continued_mlflow_callback(logged: Mapping[str, int]) -> Any:
+    """transformers' MLflow callback, logging only the values of steps after those the run holds (per metric, so an
+    evaluation its predecessor did not reach at a step whose loss it logged is still logged)."""
+    from transformers.integrations.integration_utils import MLflowCallback
+
+    class ContinuedMlflowCallback(MLflowCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, model: Any = None, **kw: Any) -> None:
+            step = state.global_step
+            fresh = {k: v for k, v in (logs or {}).items() if logged.get(MLFLOW_UNSUPPORTED.sub("_", k), -1) < step}
+            if fresh:
+                super().on_log(args, state, control, fresh, model=model, **kw)  # type: ignore[no-untyped-call]
+
+    return ContinuedMlflowCallback()  # type: ignore[no-untyped-call]

@@ -24,6 +24,10 @@ meta-device inspection of the model) and in the CLI (on the model's config.json 
 * activations: batch x sequence x hidden x layers x 34 bytes (16-bit, per Korthikanti et al. 2022,
   without the attention-score term that fused attention avoids), doubled for fp32; with gradient
   checkpointing only each layer's input (2 bytes x b x s x h x layers) plus one layer's full set.
+  Plus what that count leaves out and training keeps (`logits_bytes`, `dora_bytes`, `lora_dropout_bytes`):
+  the output head's logits and the loss's log-probabilities (b x s x vocab), DoRA's rescaled outputs, and
+  LoRA dropout's per-module copies of the input. docs/benchmarks.md measures these against the tensors a
+  run saves for backward.
 * a fixed per-device overhead (CUDA context, allocator fragmentation): `OVERHEAD_BYTES`.
 """
 
@@ -43,6 +47,9 @@ ADAM_STATE_BYTES = 8
 MASTER_BYTES = 4
 ADAPTER_PARAM_BYTES = 4
 ACTIVATION_BYTES_PER_ELEMENT = 34
+LOSS_BYTES_PER_LOGIT = 8
+"""fp32 log-probabilities saved by cross-entropy, and their fp32 gradient at the start of backward."""
+DROPOUT_MASK_BYTES = 1
 QUANT_BLOCK = 64
 NESTED_BLOCK = 256
 
@@ -66,6 +73,11 @@ class ModelShape:
     """Key/value width per layer (kv heads x head dim) that prefix tuning learns; 0 means hidden_size."""
 
     @property
+    def vocab_size(self) -> int:
+        """Width of the output head's logits (0 when the shape has no output head)."""
+        return self.linear_shapes.get(self.output_head, (0, 0))[1]
+
+    @property
     def linear_params(self) -> int:
         """Parameters in quantizable linear layers (the output head is never quantized)."""
         return sum(i * o * self.linear_counts[n] for n, (i, o) in self.linear_shapes.items() if n != self.output_head)
@@ -83,6 +95,9 @@ class TrainSetup:
     offload: Literal["none", "cpu", "nvme"] = "none"
     lora_rank: int = 16
     lora_targets: tuple[str, ...] = ("all-linear",)
+    lora_dropout: float = 0.0
+    fused_loss: bool = False
+    """Liger's fused linear cross-entropy computes the loss in chunks and never holds the whole logits."""
     quant_bits: Literal[4, 8] = 4
     double_quant: bool = True
     method: MethodVariant | None = None
@@ -116,16 +131,15 @@ def weight_bytes(precision: Precision) -> int:
     return 4 if precision == "fp32" else 2
 
 
-def lora_params(shape: ModelShape, rank: int, targets: tuple[str, ...], *, dora: bool = False) -> int:
-    """r x (d_in + d_out) per target module; `all-linear` means every linear but the output head."""
+def lora_targets(shape: ModelShape, targets: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """(count, d_in, d_out) per adapted module name; `all-linear` means every linear but the output head."""
     names = [n for n in shape.linear_shapes if n != shape.output_head] if "all-linear" in targets else list(targets)
-    total = 0
-    for name in names:
-        if name not in shape.linear_shapes:
-            continue
-        d_in, d_out = shape.linear_shapes[name]
-        total += shape.linear_counts[name] * (rank * (d_in + d_out) + (d_out if dora else 0))
-    return total
+    return [(shape.linear_counts[n], *shape.linear_shapes[n]) for n in names if n in shape.linear_shapes]
+
+
+def lora_params(shape: ModelShape, rank: int, targets: tuple[str, ...], *, dora: bool = False) -> int:
+    """r x (d_in + d_out) per target module (+ d_out magnitudes for DoRA)."""
+    return sum(n * (rank * (i + o) + (o if dora else 0)) for n, i, o in lora_targets(shape, targets))
 
 
 def quantized_bytes_per_param(bits: int, double_quant: bool) -> float:
@@ -136,11 +150,54 @@ def quantized_bytes_per_param(bits: int, double_quant: bool) -> float:
 
 
 def activation_bytes(shape: ModelShape, setup: TrainSetup) -> int:
+    """The transformer layers' activations (module doc) and the logits every method keeps."""
     tokens = setup.batch_size * setup.seq_len * shape.hidden_size
     scale = 2 if setup.precision == "fp32" else 1
     if setup.gradient_checkpointing:
-        return scale * (2 * tokens * shape.num_layers + ACTIVATION_BYTES_PER_ELEMENT * tokens)
-    return scale * ACTIVATION_BYTES_PER_ELEMENT * tokens * shape.num_layers
+        layers = scale * (2 * tokens * shape.num_layers + ACTIVATION_BYTES_PER_ELEMENT * tokens)
+    else:
+        layers = scale * ACTIVATION_BYTES_PER_ELEMENT * tokens * shape.num_layers
+    return layers + logits_bytes(shape, setup)
+
+
+def logits_bytes(shape: ModelShape, setup: TrainSetup) -> int:
+    """b x s x vocab logits: the head's output in the compute dtype, the fp32 log-probabilities cross-entropy saves
+    (transformers' causal-LM loss upcasts the logits first) and their fp32 gradient when backward starts.
+    Korthikanti et al. leave the output layer out; with a 128k vocabulary (Llama 3) it is 10 bytes x 128k per
+    token in bf16, as much as nine of an 8B model's layers, and with gradient checkpointing it is the largest
+    activation of all. Checkpointing does not shrink it: the head runs outside the checkpointed layers. Liger's
+    fused linear cross-entropy (`fused_loss`) holds one chunk of logits at a time: 0 here."""
+    if setup.fused_loss:
+        return 0
+    return setup.batch_size * setup.seq_len * shape.vocab_size * (weight_bytes(setup.precision) + LOSS_BYTES_PER_LOGIT)
+
+
+def dora_bytes(shape: ModelShape, setup: TrainSetup) -> int:
+    """DoRA scales each adapted module's output by magnitude / ||W + BA|| (PEFT's DoraLinearLayer): the products
+    keep the base output and the LoRA output (2 x d_out per token) for the magnitude's and the adapter's
+    gradients, in every adapted module of every layer (gradient checkpointing recomputes them, then one
+    layer's worth is alive); the column norm builds W + BA in full (d_out x d_in), one module at a time."""
+    adapted = lora_targets(shape, setup.lora_targets)
+    if not adapted:
+        return 0
+    wb = weight_bytes(setup.precision)
+    outputs = sum(n * o for n, _, o in adapted)
+    if setup.gradient_checkpointing:
+        outputs //= max(shape.num_layers, 1)
+    norm_input = max(i * o for _, i, o in adapted)
+    return setup.batch_size * setup.seq_len * 2 * outputs * wb + norm_input * wb
+
+
+def lora_dropout_bytes(shape: ModelShape, setup: TrainSetup) -> int:
+    """With LoRA dropout > 0, PEFT drops the input of each adapted module on its own (q, k and v each get their
+    own copy of the same hidden states): lora_A keeps the dropped copy (d_in per token, compute dtype) and
+    dropout its mask (1 byte per element). At 0 the dropout is an identity and keeps nothing."""
+    if setup.lora_dropout == 0:
+        return 0
+    inputs = sum(n * i for n, i, _ in lora_targets(shape, setup.lora_targets))
+    if setup.gradient_checkpointing:
+        inputs //= max(shape.num_layers, 1)
+    return setup.batch_size * setup.seq_len * inputs * (weight_bytes(setup.precision) + DROPOUT_MASK_BYTES)
 
 
 def full_weights(method: str, shape: ModelShape, setup: TrainSetup, trainable: int | None = None) -> MemoryEstimate:
@@ -167,18 +224,23 @@ def full_weights(method: str, shape: ModelShape, setup: TrainSetup, trainable: i
 
 
 def adapter_weights(
-    method: str, shape: ModelShape, setup: TrainSetup, *, trainable: int, weights: int
+    method: str, shape: ModelShape, setup: TrainSetup, *, trainable: int, weights: int, extra_activations: int = 0
 ) -> MemoryEstimate:
-    """A frozen base of `weights` bytes plus `trainable` adapter parameters kept in fp32 with AdamW."""
+    """A frozen base of `weights` bytes plus `trainable` adapter parameters kept in fp32 with AdamW; the adapter's
+    own activations (`extra_activations`) on top of the layers'."""
     grads = trainable * ADAPTER_PARAM_BYTES
     optim = trainable * (ADAM_STATE_BYTES + ADAPTER_PARAM_BYTES)
-    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup))
+    return MemoryEstimate(method, weights, grads, optim, activation_bytes(shape, setup) + extra_activations)
 
 
-def frozen_base(method: str, shape: ModelShape, setup: TrainSetup, trainable: int) -> MemoryEstimate:
+def frozen_base(
+    method: str, shape: ModelShape, setup: TrainSetup, trainable: int, extra_activations: int = 0
+) -> MemoryEstimate:
     """`trainable` adapter parameters on a base held in the compute dtype."""
     weights = shape.num_params * weight_bytes(setup.precision)
-    return adapter_weights(method, shape, setup, trainable=trainable, weights=weights)
+    return adapter_weights(
+        method, shape, setup, trainable=trainable, weights=weights, extra_activations=extra_activations
+    )
 
 
 def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
@@ -190,13 +252,17 @@ def quantized_weights(shape: ModelShape, setup: TrainSetup) -> int:
 
 def lora_memory(method: str, shape: ModelShape, setup: TrainSetup, *, dora: bool = False) -> MemoryEstimate:
     """LoRA (or DoRA) on a base kept in the compute dtype."""
-    return frozen_base(method, shape, setup, lora_params(shape, setup.lora_rank, setup.lora_targets, dora=dora))
+    trainable = lora_params(shape, setup.lora_rank, setup.lora_targets, dora=dora)
+    extra = lora_dropout_bytes(shape, setup) + (dora_bytes(shape, setup) if dora else 0)
+    return frozen_base(method, shape, setup, trainable, extra)
 
 
 def qlora_memory(method: str, shape: ModelShape, setup: TrainSetup) -> MemoryEstimate:
     """LoRA on a quantized base."""
     trainable = lora_params(shape, setup.lora_rank, setup.lora_targets)
-    return adapter_weights(method, shape, setup, trainable=trainable, weights=quantized_weights(shape, setup))
+    weights = quantized_weights(shape, setup)
+    extra = lora_dropout_bytes(shape, setup)
+    return adapter_weights(method, shape, setup, trainable=trainable, weights=weights, extra_activations=extra)
 
 
 Formula = Callable[[str, ModelShape, TrainSetup], MemoryEstimate]

@@ -43,6 +43,8 @@ def train_setup(spec: FineTuneJobSpec, precision: Precision, world_size: int) ->
         offload=spec.distributed.offload,
         lora_rank=lora.rank if lora else 16,
         lora_targets=tuple(lora.target_modules) if lora else ("all-linear",),
+        lora_dropout=lora.dropout if lora else 0.0,
+        fused_loss=spec.training.liger_kernel,
         quant_bits=quant.bits if quant else 4,
         double_quant=quant.double_quant if quant else True,
         method=method,

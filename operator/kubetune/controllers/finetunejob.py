@@ -15,8 +15,8 @@ from kubetune.api.problems import Problem, validate
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus
 from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.decisions import preflight
+from kubetune.decisions.adapter_inputs import adapter_uris
 from kubetune.decisions.conditions import timestamp
-from kubetune.decisions.observed import adapter_artifact_uri
 from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 from kubetune.k8s.interface import KubeClient, Obj, path
@@ -39,6 +39,7 @@ WARNING_REASONS = frozenset(
         "PVCNotFound",
         "AdapterConflict",
         "AdapterGateFailed",
+        "AdapterNotUsable",
         "GateFailed",
     }
 )
@@ -145,17 +146,17 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
         kube, ftj, job, target, claims, check_secrets=settings.check_secrets, preflight_job_name=checks
     )
     decided = plan(ftj, observed, target)
+    adapters = adapter_uris(ftj.spec, observed.input_adapters)
     if decided.apply_preflight:
-        stored = apply_all(kube, preflight_bundle(ftj, settings), started=False)
+        stored = apply_all(kube, preflight_bundle(ftj, settings, adapters), started=False)
         observed = replace(observed, preflight_job=stored.get("Job"))
     if decided.delete_preflight and checks is not None:
         kube.delete(path("Job", ftj.metadata.namespace or "default", checks))
     if decided.apply_children:
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
-            reward_uri = adapter_artifact_uri(observed.reward_adapter)
             started = ftj.status is not None and ftj.status.start_time is not None
-            children = bundle(ftj, settings, current, reward_uri, with_identity=not decided.identity_applied)
+            children = bundle(ftj, settings, current, adapters, with_identity=not decided.identity_applied)
             stored = apply_all(kube, children, started=started)
             observed = replace(observed, job=stored.get("Job"))
     if decided.recovered_result is not None:

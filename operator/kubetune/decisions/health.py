@@ -30,6 +30,7 @@ STALLED_REASONS = frozenset(
         "AdapterConflict",
         GATE_FAILED,
         "AdapterGateFailed",
+        "AdapterNotUsable",
         "SourceGateFailed",
     }
 )

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from kubetune.api.v1alpha1.finetunejob import FineTuneJobSpec, TrainResult
+from kubetune.api.v1alpha1.finetunejob import TrainResult
 from kubetune.api.v1alpha1.pod_contract import (
     COMPLETION_INDEX_ANNOTATION,
     RESULT_MESSAGE_PREFIX,
@@ -30,21 +31,14 @@ class Observed:
     pods: tuple[Obj, ...] = ()
     missing_secrets: tuple[str, ...] = ()
     missing_pvcs: tuple[str, ...] = ()
-    reward_adapter: Obj | None = None
-    """The rlhf reward-model Adapter, when the objective names one (None: absent or not named)."""
+    input_adapters: Mapping[str, Obj | None] = field(default_factory=dict)
+    """Every Adapter the spec names (reward model, cost models, judges, constitution writer), by name; None: absent."""
     adapter: Obj | None = None
     workload: Obj | None = None
     """Kueue's Workload for the Job, read while a queued Job is suspended (None: none, or no Kueue)."""
     preflight_job: Obj | None = None
     """The preflight Job of the current spec, read only while it gates the training Job."""
     preflight_pods: tuple[Obj, ...] = ()
-
-
-def reward_adapter(spec: FineTuneJobSpec) -> str | None:
-    """Name of the reward-model Adapter an rlhf objective refers to, if any."""
-    rlhf = getattr(spec.objective, "rlhf", None)
-    ref = rlhf.reward.adapter_ref if rlhf is not None else None
-    return ref.name if ref is not None else None
 
 
 def gate_failure(adapter: Obj | None) -> str | None:

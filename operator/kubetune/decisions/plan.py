@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
 from kubetune.api.v1alpha1.pod_contract import ADAPTER_TRAINER_FIELDS
 from kubetune.decisions import preflight
-from kubetune.decisions.observed import Obj, Observed, adapter_artifact_uri, reward_adapter, termination_result
+from kubetune.decisions.adapter_inputs import unresolved_adapter
+from kubetune.decisions.observed import Obj, Observed, termination_result
 from kubetune.decisions.status import TERMINAL
 
 
@@ -53,8 +54,8 @@ def _adapter_source(adapter: Obj) -> str | None:
 def plan(ftj: FineTuneJob, observed: Observed, adapter_name: str) -> Plan:
     status = ftj.status
     finished = status is not None and status.phase in TERMINAL and status.observed_generation == ftj.metadata.generation
-    reward_missing = reward_adapter(ftj.spec) is not None and adapter_artifact_uri(observed.reward_adapter) is None
-    waiting = observed.job is None and (bool(observed.missing_secrets or observed.missing_pvcs) or reward_missing)
+    adapter_missing = unresolved_adapter(ftj.spec, observed.input_adapters) is not None
+    waiting = observed.job is None and (bool(observed.missing_secrets or observed.missing_pvcs) or adapter_missing)
     checks = preflight.gate(ftj, observed)
     acting = not finished and not waiting
     apply_children = acting and checks.open

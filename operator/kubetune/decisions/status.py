@@ -15,17 +15,15 @@ from kubetune.api.v1alpha1.common import LocalObjectRef
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobStatus, ResolvedInputs, TrainResult
 from kubetune.api.v1alpha1.pod_contract import FINETUNEJOB_TRAINER_FIELDS
 from kubetune.api.v1alpha1.preflight import PreflightReport
+from kubetune.decisions.adapter_inputs import unresolved_adapter
 from kubetune.decisions.conditions import Conditions, Status, Verdict, timestamp
 from kubetune.decisions.health import GATE_FAILED, health_conditions
 from kubetune.decisions.observed import (
     Obj,
     Observed,
-    adapter_artifact_uri,
     failed_tries,
-    gate_failure,
     is_active,
     job_condition,
-    reward_adapter,
 )
 from kubetune.decisions.pods import blocked, config_error, exit_detail, last_failed, secret_not_found
 from kubetune.decisions.preflight import Gate, gate, preflight_passed, preflight_verdict
@@ -37,24 +35,10 @@ TERMINAL = ("Succeeded", "Failed")
 def missing_inputs(ftj: FineTuneJob, observed: Observed) -> Verdict | None:
     if observed.missing_secrets:
         return secret_not_found(", ".join(observed.missing_secrets))
-    reward = reward_adapter(ftj.spec)
-    if reward is not None and observed.job is None and adapter_artifact_uri(observed.reward_adapter) is None:
-        if observed.reward_adapter is None:
-            return Verdict(
-                "Pending",
-                "AdapterNotFound",
-                f"reward Adapter {reward} (objective.rlhf.reward.adapterRef) not found: train it with objective "
-                "reward or fix the reference; the run starts as soon as it is Ready",
-            )
-        rejected = gate_failure(observed.reward_adapter)
-        if rejected is not None:
-            return Verdict(
-                "Pending",
-                "AdapterGateFailed",
-                f"reward Adapter {reward} failed its evaluation gate ({rejected}): point "
-                "objective.rlhf.reward.adapterRef at a validated reward Adapter, or retrain it",
-            )
-        return Verdict("Pending", "AdapterNotReady", f"reward Adapter {reward} is not Ready yet: waiting for it")
+    if observed.job is None:
+        unresolved = unresolved_adapter(ftj.spec, observed.input_adapters)
+        if unresolved is not None:
+            return unresolved
     if observed.missing_pvcs:
         names = ", ".join(observed.missing_pvcs)
         return Verdict(

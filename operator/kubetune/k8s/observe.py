@@ -3,9 +3,9 @@ operator never even receives a Secret's data (and with the chart it holds no per
 
 from __future__ import annotations
 
-from kubetune.api.v1alpha1.finetunejob import FineTuneJob
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob, input_adapters
 from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL
-from kubetune.decisions.observed import Observed, creation_order, reward_adapter
+from kubetune.decisions.observed import Observed, creation_order
 from kubetune.decisions.queueing import WORKLOAD_JOB_UID_LABEL
 from kubetune.k8s.interface import KubeClient, KubeError, Obj, path
 
@@ -69,7 +69,7 @@ def observe_finetunejob(
             )
         missing_pvcs = missing_claims(kube, namespace, claims)
     adapter = kube.get(path("Adapter", namespace, adapter_name))
-    reward = reward_adapter(ftj.spec)
+    inputs = {wanted.name: kube.get(path("Adapter", namespace, wanted.name)) for wanted in input_adapters(ftj.spec)}
     workload = None
     if job is not None and ftj.spec.resources.queue_name and job.get("spec", {}).get("suspend"):
         workload = kueue_workload(kube, namespace, job)  # only a queued run waits on Kueue's word
@@ -79,7 +79,7 @@ def observe_finetunejob(
         missing_secrets=missing_secrets,
         missing_pvcs=missing_pvcs,
         adapter=adapter,
-        reward_adapter=kube.get(path("Adapter", namespace, reward)) if reward else None,
+        input_adapters=inputs,
         workload=workload,
         preflight_job=preflight_job,
         preflight_pods=preflight_pods,

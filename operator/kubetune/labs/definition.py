@@ -119,6 +119,12 @@ def name_of(document: dict[str, Any]) -> str:
     return str(document["metadata"]["name"])
 
 
+def artifact_uri(document: dict[str, Any]) -> str:
+    """Where the trainer publishes a FineTuneJob's artifact: `<output.uri>/<adapterName or job name>/`."""
+    output = document["spec"]["output"]
+    return f"{str(output['uri']).rstrip('/')}/{output.get('adapterName') or name_of(document)}/"
+
+
 def _with_model(document: dict[str, Any], model_uri: str) -> dict[str, Any]:
     """Point the lab's model at `model_uri`; bases that are other jobs' artifacts stay."""
     base = document["spec"].get("baseModel") or {}

@@ -37,14 +37,15 @@ def objective_of(name: str) -> str:
 
 
 def run(context: LabRun) -> dict[str, Any]:
+    local = context.scorer()
     jobs = of_kind(context.documents, "FineTuneJob")
-    records = context.local.train(jobs)
+    records = context.backend.train(jobs)
     models = [ScoredModel(name=BASE)]
     for name, record in records.items():
         models += [ScoredModel(name=f"{name}@{c.name.rsplit('-', 1)[1]}", artifact=str(c)) for c in record.checkpoints]
         models.append(ScoredModel(name=name, artifact=str(record.artifact)))
-    suite = ScoreSuite(name=SUITE, metric="preference", data=context.local.data("prefs-eval.jsonl"))
-    scores = context.local.score(context.local.score_request(context.model_uri, models, [suite]), "preferences")
+    suite = ScoreSuite(name=SUITE, metric="preference", data=local.data("prefs-eval.jsonl"))
+    scores = local.score(local.score_request(context.model_uri, models, [suite]), "preferences")
     return {
         "jobs": [name_of(d) for d in jobs],
         "scores": scores.scores,

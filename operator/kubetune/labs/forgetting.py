@@ -21,7 +21,7 @@ LABELS = {"b-none": "none", "b-ewc": "EWC", "b-lwf": "LwF", "b-replay": "replay"
 
 
 def run(context: LabRun) -> dict[str, Any]:
-    records = context.local.train(of_kind(context.documents, "FineTuneJob"))
+    records = context.backend.train(of_kind(context.documents, "FineTuneJob"))
     return recorded(records)
 
 

@@ -23,19 +23,19 @@ TASKS = {"docks": "task A (docks)", "tags": "task B (tags)"}
 
 
 def run(context: LabRun) -> dict[str, Any]:
+    local = context.scorer()
     jobs = of_kind(context.documents, "FineTuneJob")
     merges = of_kind(context.documents, "Adapter")
-    trained = context.local.train(jobs)
-    merged = context.local.merge(merges, trained)
+    trained = context.backend.train(jobs)
+    merged = context.backend.merge(merges, trained)
     models = [ScoredModel(name=BASE)] + [
         ScoredModel(name=name, artifact=str(record.artifact)) for name, record in {**trained, **merged}.items()
     ]
-    suites = [ScoreSuite(name=task, metric="loss", data=context.local.data(f"{task}-eval.jsonl")) for task in TASKS]
+    suites = [ScoreSuite(name=task, metric="loss", data=local.data(f"{task}-eval.jsonl")) for task in TASKS]
     suites += [
-        ScoreSuite(name=f"{task}-mc", metric="accuracy", data=context.local.data(f"{task}-eval-mc.jsonl"))
-        for task in TASKS
+        ScoreSuite(name=f"{task}-mc", metric="accuracy", data=local.data(f"{task}-eval-mc.jsonl")) for task in TASKS
     ]
-    scores = context.local.score(context.local.score_request(context.model_uri, models, suites), "fusion")
+    scores = local.score(local.score_request(context.model_uri, models, suites), "fusion")
     return {
         "inputs": [name_of(d) for d in jobs],
         "merges": {name_of(d): d["spec"]["merge"] for d in merges},

@@ -15,13 +15,13 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kubetune.api.v1alpha1.artifact import MANIFEST_FILE, TRAINING_LOG_FILE, ArtifactManifest
 from kubetune.api.v1alpha1.scoring import ScoredModel, ScoreRequest, ScoreResult, ScoreSuite
-from kubetune.labs.definition import CLAIM, LabError, name_of
+from kubetune.labs.definition import CLAIM, LabError, artifact_uri, name_of
+from kubetune.labs.record import RunRecord
 from kubetune.local_run import (
     local_merge_config,
     local_trainer_config,
@@ -33,44 +33,12 @@ from kubetune.local_run import (
 LOG_TAIL_LINES = 30
 
 
-@dataclass
-class RunRecord:
-    """One job's or merge's outcome, as the report needs it (all numbers; JSON-ready via `to_json`)."""
-
-    name: str
-    artifact: Path
-    metrics: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    files: dict[str, int] = field(default_factory=dict)
-    process_seconds: float = 0.0
-    """Wall time of the trainer process that ran it (shared by every run of a series)."""
-    checkpoints: list[Path] = field(default_factory=list)
-    precision: str | None = None
-    libraries: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "metrics": self.metrics,
-            "history": self.history,
-            "files": self.files,
-            "processSeconds": round(self.process_seconds, 2),
-            "checkpoints": [p.name for p in self.checkpoints],
-            "precision": self.precision,
-        }
-
-
 def local_uri_path(uri: str, pvc_root: Path) -> Path:
     if uri.startswith("pvc://"):
         return pvc_root / uri.removeprefix("pvc://")
     if uri.startswith("file://"):
         return Path(uri.removeprefix("file://"))
     raise LabError(f"{uri}: a local lab run reads artifacts from pvc:// or file:// only")
-
-
-def artifact_uri(document: dict[str, Any]) -> str:
-    """Where the trainer publishes a FineTuneJob's artifact: `<output.uri>/<adapterName or job name>/`."""
-    output = document["spec"]["output"]
-    return f"{str(output['uri']).rstrip('/')}/{output.get('adapterName') or name_of(document)}/"
 
 
 def read_record(name: str, directory: Path, process_seconds: float, checkpoints: list[Path]) -> RunRecord:
@@ -83,10 +51,11 @@ def read_record(name: str, directory: Path, process_seconds: float, checkpoints:
     files = {rel: digest.size for rel, digest in manifest.files.items()}
     return RunRecord(
         name=name,
-        artifact=directory,
+        artifact=str(directory),
         metrics=dict(manifest.metrics or {}),
         history=history,
         files=files,
+        artifact_bytes=sum(files.values()),
         process_seconds=process_seconds,
         checkpoints=checkpoints,
         precision=manifest.precision,

@@ -25,6 +25,14 @@ def weights_file_bytes(run: Run) -> int:
     return sum(size for name, size in run["files"].items() if name.endswith(".safetensors") and "/" not in name)
 
 
+def disk_bytes(run: Run) -> tuple[str, float]:
+    """(what was measured, bytes): the weight files when the run's files were read (a local run), else the
+    whole artifact's size, all a cluster run's status tells (weights plus tokenizer, log and manifest)."""
+    if run["files"]:
+        return "weight files", float(weights_file_bytes(run))
+    return "whole artifact: weights, tokenizer and logs", float(run["artifactBytes"])
+
+
 def peak_memory(run: Run) -> tuple[str, float]:
     """(what was measured, bytes): the CUDA peak on a GPU, else the process's peak resident memory."""
     if "memory.peak_cuda_bytes" in run["metrics"]:

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 from kubetune.labs.definition import Lab, Setting, name_of, of_kind
 from kubetune.labs.measures import (
+    disk_bytes,
     metric,
     peak_memory,
     recorded,
     series,
     strictly_increasing,
     tensor_bytes,
-    weights_file_bytes,
 )
-from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, human_bytes, lab_report
+from kubetune.labs.report import Check, Figure, Report, Section, Series, Table, fmt, human_bytes, lab_report
 
 if TYPE_CHECKING:
     from kubetune.labs.runner import LabRun
@@ -33,7 +33,7 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
 
 def run(context: LabRun) -> dict[str, Any]:
     jobs = of_kind(context.documents, "FineTuneJob")
-    records = context.local.train(jobs)
+    records = context.backend.train(jobs)
     return {
         "jobs": {name_of(d): describe(d) for d in jobs},
         **recorded(records),
@@ -58,13 +58,14 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         "likelihood among four.",
     )
     peak_kind = peak_memory(runs[names[0]])[0]
+    disk_kind = disk_bytes(runs[names[0]])[0]
     cost = Table(
         "Cost",
         [
             "run",
             "trainable parameters",
             "% of model",
-            "weights on disk",
+            f"on disk ({disk_kind})",
             "training time (s)",
             "median step (s)",
             "tensor memory",
@@ -73,9 +74,9 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         [
             [
                 label[n],
-                int(metric(runs[n], "params.trainable")),
+                metric(runs[n], "params.trainable"),
                 f"{100 * metric(runs[n], 'params.trainable') / metric(runs[n], 'params.total'):.2f}",
-                human_bytes(weights_file_bytes(runs[n])),
+                human_bytes(disk_bytes(runs[n])[1]),
                 metric(runs[n], "train.seconds"),
                 metric(runs[n], "train.step_seconds"),
                 human_bytes(tensor_bytes(runs[n])),
@@ -83,7 +84,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
             ]
             for n in names
         ],
-        note="Weights on disk: the adapter (LoRA) or the whole model (full). Tensor memory: weights, gradients "
+        note="On disk: the adapter (LoRA) or the whole model (full). Tensor memory: weights, gradients "
         "and optimizer states as measured on the tensors. Times on a shared machine are noisy; the median step "
         "is the steadier figure.",
     )
@@ -97,13 +98,13 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     )
     sizes = Figure(
         "trainable-parameters.png",
-        "Trainable parameters and weights on disk (log scale)",
+        "Trainable parameters and size on disk (log scale)",
         "bars",
         "run",
         "count / bytes",
         [
             Series("trainable parameters", [], [metric(runs[n], "params.trainable") for n in names]),
-            Series("weights on disk (bytes)", [], [float(weights_file_bytes(runs[n])) for n in names]),
+            Series(f"{disk_kind} (bytes)", [], [disk_bytes(runs[n])[1] for n in names]),
         ],
         categories=[label[n] for n in names],
         log_y=True,
@@ -124,16 +125,16 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
     full = [n for n in names if not jobs[n]["rank"]]
     by_rank = sorted(lora, key=lambda n: jobs[n]["rank"])
     trainable = [metric(runs[n], "params.trainable") for n in by_rank + full]
-    on_disk = [float(weights_file_bytes(runs[n])) for n in by_rank + full]
+    on_disk = [disk_bytes(runs[n])[1] for n in by_rank + full]
     best = min(names, key=lambda n: metric(runs[n], "qa.loss"))
     checks = [
         Check(
             "Trainable parameters rise with the rank and full fine-tuning trains the most",
             strictly_increasing(trainable),
-            ", ".join(f"{label[n]} {int(v):,}" for n, v in zip(by_rank + full, trainable, strict=True)),
+            ", ".join(f"{label[n]} {fmt(v)}" for n, v in zip(by_rank + full, trainable, strict=True)),
         ),
         Check(
-            "Weights on disk grow with the rank; the full model is the largest",
+            f"Size on disk ({disk_kind}) grows with the rank; the full model is the largest",
             strictly_increasing(on_disk),
             ", ".join(f"{label[n]} {human_bytes(v)}" for n, v in zip(by_rank + full, on_disk, strict=True)),
         ),

@@ -43,7 +43,7 @@ def draw(figure: Figure, directory: Path) -> Path:
             positions = [c + (index - (count - 1) / 2) * width for c in range(len(figure.categories))]
             ax.bar(positions, series.y, width, yerr=series.spread, label=series.label, capsize=3)
         ax.set_xticks(range(len(figure.categories)), figure.categories)
-    if figure.log_y:
+    if figure.log_y and any(y > 0 for series in figure.series for y in series.y):  # all missing: nothing to scale
         ax.set_yscale("log")
     ax.set_xlabel(figure.xlabel)
     ax.set_ylabel(figure.ylabel)

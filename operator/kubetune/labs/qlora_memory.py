@@ -31,7 +31,7 @@ def describe(document: dict[str, Any]) -> dict[str, Any]:
 
 def run(context: LabRun) -> dict[str, Any]:
     jobs = of_kind(context.documents, "FineTuneJob")
-    records = context.local.train(jobs, isolate=context.lab.isolate)
+    records = context.backend.train(jobs, isolate=context.lab.isolate)
     return {
         "jobs": {name_of(d): describe(d) for d in jobs},
         **recorded(records),
@@ -61,7 +61,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         [
             [
                 label[n],
-                int(metric(runs[n], "params.quantized")),
+                metric(runs[n], "params.quantized"),
                 human_bytes(metric(runs[n], "memory.quantized_bytes")),
                 f"{quantized_bits(runs[n]):.3f}",
                 human_bytes(SIXTEEN_BIT * metric(runs[n], "params.quantized")),
@@ -84,7 +84,7 @@ def analyse(raw: dict[str, Any], lab: Lab, setting: Setting) -> Report:
         [
             [
                 label[n],
-                int(metric(runs[n], "params.trainable")),
+                metric(runs[n], "params.trainable"),
                 *[human_bytes(metric(runs[n], f"memory.{p}_bytes")) for p in PARTS],
                 *[human_bytes(metric(runs[n], f"estimate.{p}_bytes")) for p in PARTS],
                 human_bytes(peak_memory(runs[n])[1]),

@@ -20,6 +20,13 @@ INDICATIVE = (
     "of each effect, not the magnitudes a billion-parameter model would show."
 )
 
+CLUSTER_VENUE = (
+    "run on a cluster through the operator (namespace {namespace}): the numbers are the FineTuneJobs' "
+    "`status.result` and the Adapters' status, as the trainer pods reported them. A cluster run does not read "
+    "back the training logs or the artifacts' files, so curves over steps are empty and sizes on disk are whole "
+    "artifacts; the library versions are the trainer image's."
+)
+
 
 @dataclass(frozen=True)
 class Table:
@@ -76,6 +83,8 @@ class Report:
     sections: list[Section]
     checks: list[Check]
     notes: list[str] = field(default_factory=list)
+    cluster_namespace: str | None = None
+    """Set for a run on a cluster through the operator (`kubetune lab run --cluster`), unset for a local run."""
 
     @property
     def figures(self) -> list[Figure]:
@@ -93,6 +102,7 @@ def lab_report(
 ) -> Report:
     """A lab's report with its framing (title, question, scale) and the library versions it ran with."""
     versions = ", ".join(f"{name} {version}" for name, version in sorted(libraries.items()))
+    library_notes = [f"Libraries: {versions}."] if versions else []
     return Report(
         lab=lab.name,
         title=lab.title,
@@ -101,7 +111,7 @@ def lab_report(
         scale=setting.scale,
         sections=sections,
         checks=checks,
-        notes=[*notes, f"Libraries: {versions}."],
+        notes=[*notes, *library_notes],
     )
 
 
@@ -121,9 +131,12 @@ def fmt(value: Any) -> str:
 
 
 def human_bytes(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
     for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if abs(value) >= size:
-            return f"{value / size:.3g} {unit}"
+            scaled = value / size
+            return f"{scaled:.3g} {unit}" if abs(scaled) < 1000 else f"{scaled:.0f} {unit}"  # 1014 MiB, not 1.01e+03
     return f"{int(value)} B"
 
 
@@ -139,6 +152,8 @@ def markdown_table(table: Table) -> str:
 def markdown(report: Report, *, command: str, figure_dir: str = "figures") -> str:
     out = [f"# {report.title}", "", report.question, ""]
     out += [f"> **Scale** ({report.setting} setting): {report.scale} {INDICATIVE}", ""]
+    if report.cluster_namespace is not None:
+        out += [f"> **Where**: {CLUSTER_VENUE.format(namespace=report.cluster_namespace)}", ""]
     for section in report.sections:
         out += [f"## {section.heading}", ""]
         if section.text:
@@ -162,6 +177,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "lab": report.lab,
         "setting": report.setting,
         "scale": report.scale,
+        "runOn": "local" if report.cluster_namespace is None else "cluster",
+        "namespace": report.cluster_namespace,
         "checks": [{"claim": c.claim, "holds": c.holds, "detail": c.detail} for c in report.checks],
         "tables": [{"title": t.title, "columns": t.columns, "rows": t.rows} for s in report.sections for t in s.tables],
     }

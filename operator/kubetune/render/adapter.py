@@ -49,7 +49,8 @@ def constitution_lineage(ftj: FineTuneJob) -> dict[str, Any] | None:
     constitution = ftj.spec.dataset.constitution
     if constitution is None:
         return None
-    return {"principles": list(constitution.principles), "model": constitution.model or ftj.spec.base_model.uri}
+    writer = f"adapter:{constitution.adapter_ref.name}" if constitution.adapter_ref else constitution.model
+    return {"principles": list(constitution.principles), "model": writer or ftj.spec.base_model.uri}
 
 
 def published_adapter(ftj: FineTuneJob, result: TrainResult) -> Manifest:

@@ -12,6 +12,7 @@ mounts only the claims of its inputs, read-only (the output claim stays free for
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +22,6 @@ from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
 from kubetune.api.v1alpha1.pod_contract import (
     PREFLIGHT_COMPONENT,
     PREFLIGHT_FLAG,
-    REWARD_MODEL_URI_ENV,
     TRAINER_COMPONENT,
 )
 from kubetune.api.v1alpha1.preflight import spec_digest
@@ -51,11 +51,11 @@ def job_suspend(ftj: FineTuneJob, current: bool | None) -> bool:
 
 
 def training_pod_plan(
-    ftj: FineTuneJob, settings: OperatorSettings, suspend: bool, reward_model_uri: str | None = None
+    ftj: FineTuneJob, settings: OperatorSettings, suspend: bool, adapters: Mapping[str, str] | None = None
 ) -> job.PodPlan:
     name = ftj.metadata.name or ""
     spec = ftj.spec
-    config = trainer_config(ftj, settings)
+    config = trainer_config(ftj, settings, adapters)
     selector = dict(spec.resources.node_selector)
     if spec.resources.gpu_product:
         selector[job.GPU_PRODUCT_LABEL] = spec.resources.gpu_product
@@ -68,7 +68,7 @@ def training_pod_plan(
         service_account=names.job_name(name),
         trainer_json=trainer_json(config),
         runtime=config.runtime,
-        pvc_claims=pvc_claims([spec.to_wire(), reward_model_uri], writable_uris(spec)),
+        pvc_claims=pvc_claims([spec.to_wire(), config.adapters or {}], writable_uris(spec)),
         credentials=spec.base_model.credentials_secret_ref,
         output_credentials=spec.output.credentials_secret_ref,
         optional_secret_env=tracking_secret_env(spec),
@@ -86,7 +86,6 @@ def training_pod_plan(
         backoff_limit=spec.backoff_limit,
         active_deadline_seconds=spec.active_deadline_seconds,
         pod_annotations=propagated(ftj.metadata.annotations, settings.pod_annotation_prefixes),
-        extra_env={REWARD_MODEL_URI_ENV: reward_model_uri} if reward_model_uri else {},
     )
 
 
@@ -99,10 +98,13 @@ def tracking_secret_env(spec: FineTuneJobSpec) -> dict[str, SecretKeyRef]:
     return {key: SecretKeyRef(name=name, key=key) for key in MLFLOW_CREDENTIAL_KEYS}
 
 
-def preflight_pod_plan(ftj: FineTuneJob, settings: OperatorSettings) -> job.PodPlan:
-    """The training pod's plan and placement without GPUs, queue, rendezvous or API access, with its own limits."""
+def preflight_pod_plan(
+    ftj: FineTuneJob, settings: OperatorSettings, adapters: Mapping[str, str] | None = None
+) -> job.PodPlan:
+    """The training pod's plan and placement without GPUs, queue, rendezvous or API access, with its own limits
+    (and the same trainer.json, resolved Adapters included)."""
     spec = ftj.spec
-    train = training_pod_plan(ftj, settings, suspend=False)
+    train = training_pod_plan(ftj, settings, suspend=False, adapters=adapters)
     single = {"strategy": "single", "launcher": "python", "nodes": 1, "processes_per_node": 1, "world_size": 1}
     return replace(
         train,
@@ -143,25 +145,26 @@ def run_identity(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]
     return rbac.identity(account, owner, annotations, settings.image_pull_secrets)
 
 
-def preflight_bundle(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
+def preflight_bundle(
+    ftj: FineTuneJob, settings: OperatorSettings, adapters: Mapping[str, str] | None = None
+) -> list[Manifest]:
     """What the run needs before its checks pass: its identity, then the preflight Job."""
-    return [*run_identity(ftj, settings), job.job(preflight_pod_plan(ftj, settings), settings)]
+    return [*run_identity(ftj, settings), job.job(preflight_pod_plan(ftj, settings, adapters), settings)]
 
 
 def bundle(
     ftj: FineTuneJob,
     settings: OperatorSettings,
     current_suspend: bool | None = None,
-    reward_model_uri: str | None = None,
+    adapters: Mapping[str, str] | None = None,
     with_identity: bool = True,
 ) -> list[Manifest]:
     """ServiceAccount, Role, RoleBinding, [headless Service], Job.
 
-    `reward_model_uri` is the resolved artifact of an rlhf reward Adapter (the cluster knows it;
-    `kubetune render` of a file does not, and then the variable is left out). `with_identity=False` leaves out
-    the identity the preflight bundle of the same spec applied already.
+    `adapters` are the resolved artifacts of the Adapters the spec names, by name (`trainer_config`).
+    `with_identity=False` leaves out the identity the preflight bundle of the same spec applied already.
     """
-    plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), reward_model_uri)
+    plan = training_pod_plan(ftj, settings, job_suspend(ftj, current_suspend), adapters)
     out = run_identity(ftj, settings) if with_identity else []
     if plan.service_name:
         out.append(service.headless_service(plan.service_name, owner_of(ftj), plan.job_name, settings.rendezvous_port))

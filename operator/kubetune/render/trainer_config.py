@@ -8,7 +8,7 @@ volumes and the trainer's view can never disagree.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, FineTuneJobSpec
@@ -96,7 +96,11 @@ def writable_uris(spec: FineTuneJobSpec) -> tuple[str, ...]:
     return (spec.output.uri, checkpoint_storage(spec), *([log_dir] if log_dir else []))
 
 
-def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfig:
+def trainer_config(
+    ftj: FineTuneJob, settings: OperatorSettings, adapters: Mapping[str, str] | None = None
+) -> TrainerConfig:
+    """`adapters`: the artifact URIs of the Adapters the spec names, by name (the cluster knows them;
+    `kubetune render` of a file does not, and then the trainer says which one it lacks)."""
     return TrainerConfig(
         mode="train",
         target=StatusTarget(
@@ -104,6 +108,7 @@ def trainer_config(ftj: FineTuneJob, settings: OperatorSettings) -> TrainerConfi
         ),
         job=ftj.spec,
         runtime=resolve_runtime(ftj.spec, settings, ftj.metadata.uid),
+        adapters=dict(sorted(adapters.items())) if adapters else None,
     )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION
 from kubetune.k8s.interface import KubeError
 from kubetune_dev.controlplane.testing import wait_until
 from support.operator_objects import DIGEST, SHA, adapter, result, trainer_apply
@@ -172,7 +174,12 @@ def test_missing_secret_waits_then_starts(operator: Any, cluster: Any, ftj_facto
 
 
 def test_unknown_reward_adapter_is_a_condition_until_it_exists(operator: Any, cluster: Any, ftj_factory: Any) -> None:
-    rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}}
+    """The reward model and a cost model (an Adapter too, the CRD's CEL rules accept it) resolve into trainer.json."""
+    cost = {"name": "harm", "adapterRef": {"name": "harm-cost"}, "threshold": 0.1}
+    rlhf = {
+        "type": "rlhf",
+        "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}, "constraints": [cost]},
+    }
     ftj_factory(
         "rl",
         {"kwok.kubetune.io/keep-running": "true"},
@@ -185,6 +192,14 @@ def test_unknown_reward_adapter_is_a_condition_until_it_exists(operator: Any, cl
     assert "objective.rlhf.reward.adapterRef" in status["message"]
     assert cluster.get("Job", "rl-train") is None
     cluster.kube.create(cluster.url("Adapter"), adapter("rm", cluster.namespace))
+    waiting = wait_until(
+        "the cost model", lambda: "harm-cost" in cluster.status("rl").get("message", "") and cluster.status("rl")
+    )
+    assert "objective.rlhf.constraints[0].adapterRef" in waiting["message"]
+    cluster.kube.create(cluster.url("Adapter"), adapter("harm-cost", cluster.namespace))
     cluster.wait_phase("rl", "Running")
-    env = cluster.get("Job", "rl-train")["spec"]["template"]["spec"]["containers"][0]["env"]
-    assert {"name": "KUBETUNE_REWARD_MODEL_URI", "value": "s3://adapters/rm/"} in env
+    annotations = cluster.get("Job", "rl-train")["spec"]["template"]["metadata"]["annotations"]
+    assert json.loads(annotations[CONFIG_ANNOTATION])["adapters"] == {
+        "harm-cost": "s3://adapters/harm-cost/",
+        "rm": "s3://adapters/rm/",
+    }

@@ -22,7 +22,7 @@ from kubetune_trainer import pipeline
 from kubetune_trainer import tracking as tracking_module
 from kubetune_trainer.__main__ import main
 from support.mlflow_server import MlflowServer
-from support.trainer_fixtures import RunJob
+from support.trainer_fixtures import RunJob, at_step
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.trainer]
@@ -124,4 +124,37 @@ def test_a_second_pod_of_the_same_finetunejob_continues_its_mlflow_run(
     assert {r.info.run_name for r in runs.values()} == {"job"}
     assert all(r.info.status == "FINISHED" for r in runs.values())
     steps = {uid: [m.step for m in client.get_metric_history(r.info.run_id, "loss")] for uid, r in runs.items()}
-    assert len(steps["uid-1"]) == 2 * len(steps["uid-2"]) == 16, steps
+    assert steps == {"uid-1": list(range(1, 9)), "uid-2": list(range(1, 9))}, "a step the run holds is not logged again"
+
+
+def test_a_pod_resumed_from_a_checkpoint_logs_each_step_once(
+    mlflow_server: MlflowServer, run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The first pod logs steps 1 to 5 and dies in step 6; the replacement pod resumes from checkpoint 4 and
+    retrains step 5, which the continued MLflow run holds already: every step is in the run once."""
+    import mlflow
+
+    os.environ["MLFLOW_TRACKING_USERNAME"] = mlflow_server.username
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = mlflow_server.password
+    job = tracking(mlflow_server, "kubetune-resumed") | {"checkpointing": {"everySteps": 2, "keepLast": 2}}
+    runtime = {"checkpointUri": f"file://{tmp_path}/durable/uid-r/"}
+
+    def crash() -> None:
+        raise RuntimeError("the node went away")
+
+    with pytest.raises(RuntimeError, match="the node went away"):
+        run_job(data_files["text"], job=job, runtime=runtime, hooks=at_step(6, crash))
+    mlflow.end_run("KILLED")  # the pod's process is gone, and its active run with it
+    client = as_admin(mlflow_server)
+    experiment = client.get_experiment_by_name("kubetune-resumed")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4, 5]
+
+    _, result, recorder = run_job(data_files["text"], job=job, runtime=runtime)
+    assert len(recorder.series("loss")) == 4, "the replacement pod trained steps 5 to 8 (resumed from checkpoint 4)"
+    (resumed,) = client.search_runs([experiment.experiment_id])
+    assert resumed.info.run_id == run.info.run_id
+    for metric in ("loss", "grad_norm", "learning_rate"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, metric)]
+        assert steps == list(range(1, 9)), (metric, steps)
+    assert result.metrics["train.steps"] == 8

@@ -74,6 +74,18 @@ EXAMPLES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"builtin": "blocked-terms", "terms": ["x"]},
         {"builtin": "length", "maxTokens": 64, "patterns": ["x"]},
     ),
+    "objective.rlhf.constraints: set one cost per constraint": (
+        {"adapterRef": {"name": "harm-cost"}},
+        {"builtin": "length", "maxTokens": 64, "adapterRef": {"name": "harm-cost"}},
+    ),
+    "evaluation.suites judge: a classifier adapterRef replaces the rules": (
+        {"adapterRef": {"name": "refusal-classifier"}, "patterns": []},
+        {"adapterRef": {"name": "refusal-classifier"}, "patterns": ["nope"]},
+    ),
+    "dataset.constitution: the writer is model or adapterRef": (
+        {"principles": ["p"], "adapterRef": {"name": "writer"}},
+        {"principles": ["p"], "adapterRef": {"name": "writer"}, "model": "hf://org/writer"},
+    ),
     "tracking is empty": ({"tensorboard": {}}, {}),
     "tracking.tensorboard.logDir must be": ({"logDir": "pvc://runs/tb"}, {"logDir": "s3://runs/tb"}),
     "tracking.mlflow.trackingUri must not carry credentials": (

@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 
 from kubetune.api.resources import API_VERSION
-from kubetune.api.v1alpha1.pod_contract import JOB_NAME_LABEL, OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
+from kubetune.api.v1alpha1.pod_contract import (
+    CONFIG_ANNOTATION,
+    JOB_NAME_LABEL,
+    OPERATOR_FIELD_MANAGER,
+    TRAINER_FIELD_MANAGER,
+)
 from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import reconcile_finetunejob
 from kubetune.k8s.interface import KubeError, path
@@ -342,7 +347,7 @@ def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
     kube: FakeKube, evaluation: dict[str, Any], phase: str, reason: str, usable: bool
 ) -> None:
     run_to_success(kube, "good", trained("good", True), evaluation=GATE)
-    run_to_success(kube, "weak", trained("weak", False), evaluation=evaluation)
+    run_to_success(kube, "weak", trained("weak", False), evaluation=evaluation, objective={"type": "reward"})
     run = kube.stored("FineTuneJob", NS, "weak")
     assert (run["status"]["phase"], run["status"]["reason"]) == ("Succeeded", reason)
     assert conditions(run)["Stalled"][0] == ("False" if usable else "True")
@@ -412,3 +417,53 @@ def test_a_job_the_api_server_rejects_fails_the_run_once_with_the_servers_messag
     finish_preflight(kube)  # the edited spec is checked again
     reconcile(kube)  # a new generation is tried again
     assert kube.rejected == 2
+
+
+def trainer_json_of(kube: FakeKube, job: str) -> dict[str, Any]:
+    stored = kube.stored("Job", NS, job)
+    assert stored is not None
+    document: dict[str, Any] = json.loads(stored["spec"]["template"]["metadata"]["annotations"][CONFIG_ANNOTATION])
+    return document
+
+
+def test_every_adapter_the_spec_names_is_resolved_into_trainer_json(kube: FakeKube) -> None:
+    """A constrained rlhf run whose cost model and refusal judge are Adapters: it waits, naming the missing one by
+    field, until both are Ready; then its preflight and training Jobs carry both artifact URIs."""
+    cost = {"name": "harm", "adapterRef": {"name": "harm-cost"}, "threshold": 0.1}
+    rlhf = {"type": "rlhf", "rlhf": {"reward": {"builtin": ["length"]}, "constraints": [cost]}}
+    judge = {"name": "harm", "metric": "refusal-rate", "dataset": {"uri": "s3://d/harmful.jsonl"}}
+    judge["refusal"] = {"adapterRef": {"name": "refusal-judge"}}
+    prompts = {"train": {"uri": "s3://d/prompts.jsonl"}, "format": "prompt"}
+    kube.create(
+        path("FineTuneJob", NS), finetunejob("rl", objective=rlhf, dataset=prompts, evaluation={"suites": [judge]})
+    )
+    reconcile(kube, "rl")
+    waiting = status(kube, "rl")
+    assert (waiting["phase"], waiting["reason"]) == ("Pending", "AdapterNotFound")
+    assert "cost model Adapter harm-cost (objective.rlhf.constraints[0].adapterRef)" in waiting["message"]
+
+    reward = {"type": "reward"}
+    for name in ("harm-cost", "refusal-judge"):
+        run_to_success(kube, name, trained(name, True), objective=reward)
+        assert reconcile_adapter(kube, NS, name, SETTINGS, NOW) == "Ready"
+        reconcile(kube, "rl")
+    checks = preflight_job(kube, "rl")
+    expected = {"harm-cost": "s3://o/harm-cost/", "refusal-judge": "s3://o/refusal-judge/"}
+    assert trainer_json_of(kube, checks)["adapters"] == expected
+    finish_preflight(kube, "rl")
+    reconcile(kube, "rl")
+    assert trainer_json_of(kube, "rl-train")["adapters"] == expected
+
+
+def test_an_adapter_trained_for_another_role_holds_the_run_back(kube: FakeKube) -> None:
+    run_to_success(kube, "chat", trained("chat", True))  # objective sft: a language model, not a scorer
+    assert reconcile_adapter(kube, NS, "chat", SETTINGS, NOW) == "Ready"
+    rlhf = {"type": "rlhf", "rlhf": {"reward": {"adapterRef": {"name": "chat"}}}}
+    kube.create(
+        path("FineTuneJob", NS), finetunejob("rl", objective=rlhf, dataset={"train": {"uri": "s3://d/p.jsonl"}})
+    )
+    reconcile(kube, "rl")
+    waiting = status(kube, "rl")
+    assert (waiting["phase"], waiting["reason"]) == ("Pending", "AdapterNotUsable")
+    assert "trained with objective sft" in waiting["message"]
+    assert kube.stored("Job", NS, "rl-train") is None

@@ -91,9 +91,9 @@ def test_unknown_reward_adapter_waits_with_a_condition() -> None:
     assert (missing.phase, missing.reason) == ("Pending", "AdapterNotFound")
     assert "rm" in (missing.message or "")
     not_ready = {"spec": {"artifact": {"uri": "s3://rm/"}}, "status": {"phase": "Pending"}}
-    assert compute_status(model, Observed(reward_adapter=not_ready), NOW, "j").reason == "AdapterNotReady"
+    assert compute_status(model, Observed(input_adapters={"rm": not_ready}), NOW, "j").reason == "AdapterNotReady"
     ready = {"spec": {"artifact": {"uri": "pvc://models/rm/"}}, "status": {"phase": "Ready"}}
-    assert plan(model, Observed(reward_adapter=ready), "j").apply_preflight
+    assert plan(model, Observed(input_adapters={"rm": ready}), "j").apply_preflight
 
 
 @pytest.mark.parametrize(

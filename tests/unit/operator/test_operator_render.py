@@ -13,7 +13,7 @@ from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune.errors import InvalidResourceError
 from kubetune.render import names
 from kubetune.render.adapter import published_adapter
-from kubetune.render.bundle import bundle, job_suspend, render_bundle
+from kubetune.render.bundle import bundle, job_suspend, preflight_bundle, render_bundle
 from kubetune.render.job import pod_failure_policy
 from kubetune.render.trainer_config import resolve_runtime
 from kubetune.settings import OperatorSettings
@@ -443,20 +443,33 @@ def test_published_adapter_records_the_constitution_behind_synthesised_data() ->
     )
     lineage = published_adapter(writer, TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
     assert lineage["constitution"]["model"] == "hf://org/critic"
+    by_adapter = ftj(
+        objective={"type": "sft"},
+        dataset={
+            "train": {"uri": "pvc://data/prompts.jsonl"},
+            "format": "prompt",
+            "constitution": {"principles": principles, "adapterRef": {"name": "critic"}},
+        },
+    )
+    source = published_adapter(by_adapter, TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
+    assert source["constitution"]["model"] == "adapter:critic"
     assert (
         "constitution"
         not in published_adapter(ftj(), TrainResult(artifact_uri="x", sha256=SHA, size_bytes=1))["spec"]["source"]
     )
 
 
-def test_reward_model_uri_reaches_the_trainer_as_env_and_volume() -> None:
+def test_resolved_adapters_reach_the_trainer_config_and_their_claims_are_mounted() -> None:
     rlhf = {"type": "rlhf", "rlhf": {"algorithm": "grpo", "reward": {"adapterRef": {"name": "rm"}}}}
     model = ftj(objective=rlhf, dataset={"train": {"uri": "s3://d/p.jsonl"}, "format": "prompt"})
-    job = bundle(model, SETTINGS, reward_model_uri="pvc://models/rm/")[-1]
-    container = job["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["KUBETUNE_REWARD_MODEL_URI"] == "pvc://models/rm/"
+    adapters = {"rm": "pvc://models/rm/"}
+    children = bundle(model, SETTINGS, adapters=adapters)
+    container = children[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert trainer_json(children)["adapters"] == adapters
     assert {"name": "pvc-models", "mountPath": "/mnt/pvc/models", "readOnly": True} in container["volumeMounts"]
+    preflight = preflight_bundle(model, SETTINGS, adapters)
+    assert trainer_json(preflight) == trainer_json(children), "the preflight checks the very same document"
+    assert "adapters" not in trainer_json(bundle(model, SETTINGS)), "kubetune render of a file resolves none"
 
 
 def test_published_adapter_records_a_failed_gate_and_the_opt_in() -> None:

@@ -487,8 +487,8 @@ def test_a_reward_adapter_its_gate_rejected_is_never_used(
     gate: dict[str, Any] | None, phase: str, reason: str | None, usable: bool
 ) -> None:
     model = ftj(**RLHF)
-    observed = Observed(reward_adapter=reward_adapter(gate, phase))
-    assert (adapter_artifact_uri(observed.reward_adapter) is not None) is usable
+    observed = Observed(input_adapters={"rm": reward_adapter(gate, phase)})
+    assert (adapter_artifact_uri(observed.input_adapters["rm"]) is not None) is usable
     assert plan(model, observed, "j").apply_preflight is usable
     status = compute_status(model, observed, NOW, "j")
     if usable:

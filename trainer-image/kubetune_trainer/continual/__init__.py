@@ -2,9 +2,8 @@
 
 The pipeline calls `prepare` before the objective builds its trainer: it mixes replay rows into the
 training set, estimates the EWC Fisher on the untouched starting model and prepares the LwF
-teacher. `attach` then gives the built trainer a `compute_loss` that adds the EWC penalty and the
-LwF distillation term. The trainer's class is swapped for a subclass with `ContinualLoss` in front,
-because the objectives instantiate TRL classes directly and one mixin then serves every objective.
+teacher. `attach` then gives the built trainer the EWC penalty and the LwF distillation term as
+`loss_terms` (a mixin in front of its class, so one mixin serves every objective).
 LwF needs token logits of a causal LM on the training batch, so it applies only to objectives whose
 facts say `distillable`.
 """
@@ -19,58 +18,37 @@ from kubetune_trainer.context import RunContext
 from kubetune_trainer.continual import ewc, lwf, replay
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.evaluate.scoring import heldout_pairs
+from kubetune_trainer.loss_terms import AddedLossTerms, with_loss_terms
 from kubetune_trainer.reference_data import load_reference
 
 log = logging.getLogger(__name__)
 
 
-class ContinualLoss:
+class ContinualLoss(AddedLossTerms):
     """Adds `continual_ewc.penalty()` and the LwF term to whatever loss the trainer computes."""
 
     continual_ewc: ewc.EwcState | None = None
     continual_lwf: lwf.LwfState | None = None
 
-    def compute_loss(
-        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
-    ) -> Any:
-        result = super().compute_loss(  # type: ignore[misc]
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
-        loss, outputs = result if return_outputs else (result, None)
-        extra = 0.0
-        if self.continual_lwf is not None and model.training:
+    def training_loss_terms(self, model: Any, inputs: dict[str, Any], loss: Any) -> tuple[Any, Any]:
+        loss, added = super().training_loss_terms(model, inputs, loss)
+        if self.continual_lwf is not None:
             state = self.continual_lwf
             student = model(**lwf.model_inputs(inputs)).logits
             teacher = lwf.teacher_logits(state, self.accelerator.unwrap_model(model), inputs)  # type: ignore[attr-defined]
             distill = lwf.distillation_loss(student, teacher, inputs.get("attention_mask"), state.temperature)
             loss = (1 - state.alpha) * loss
-            extra = extra + state.alpha * distill
-        if self.continual_ewc is not None and model.training:
-            extra = extra + self.continual_ewc.penalty()
-        if self._loss_scaled_for_accumulation(num_items_in_batch):
-            # the task loss is already divided by the tokens of all micro-batches, so the Trainer will
-            # not divide by the accumulation steps; per-micro-batch terms must be divided here
-            extra = extra / self.current_gradient_accumulation_steps  # type: ignore[attr-defined]
-        loss = loss + extra
-        return (loss, outputs) if return_outputs else loss
-
-    def _loss_scaled_for_accumulation(self, num_items_in_batch: Any) -> bool:
-        """The Trainer's own rule (transformers 5) for whether it divides the loss by accumulation steps."""
-        flag = getattr(self, "loss_is_scaled_for_ga", None)
-        if flag is not None:
-            return bool(flag)
-        accepts = bool(getattr(self, "model_accepts_loss_kwargs", False))
-        return (accepts and num_items_in_batch is not None) or getattr(self, "compute_loss_func", None) is not None
+            added = added + state.alpha * distill
+        if self.continual_ewc is not None:
+            added = added + self.continual_ewc.penalty()
+        return loss, added
 
 
 def attach(trainer: Any, *, ewc_state: ewc.EwcState | None, lwf_state: lwf.LwfState | None) -> Any:
     """Give an already built trainer the continual loss terms (no-op when there are none)."""
     if ewc_state is None and lwf_state is None:
         return trainer
-    cls = type(trainer)
-    trainer.__class__ = type(f"Continual{cls.__name__}", (ContinualLoss, cls), {})
-    trainer.continual_ewc, trainer.continual_lwf = ewc_state, lwf_state
-    return trainer
+    return with_loss_terms(trainer, ContinualLoss, "Continual", continual_ewc=ewc_state, continual_lwf=lwf_state)
 
 
 def prepare(ctx: RunContext) -> tuple[ewc.EwcState | None, lwf.LwfState | None]:

@@ -48,33 +48,45 @@ def encode_pair(tokenizer: Any, context: str, target: str, max_length: int) -> t
     return ids, start
 
 
+def summed_target_logprobs(model: Any, tokenizer: Any, pairs: Sequence[Pair], *, max_length: int = 2048) -> Any:
+    """One batch: a tensor of each pair's summed target-token log-probability, with gradients where the caller
+    allows them (the bias regulariser trains through it), and the target token counts."""
+    import torch
+
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    encoded = [encode_pair(tokenizer, c, t, max_length) for c, t in pairs]
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    targets = torch.zeros_like(input_ids, dtype=torch.bool)
+    for row, (ids, start) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+        targets[row, start - 1 : len(ids) - 1] = True  # token i is predicted at position i - 1
+    logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+    logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+    picked = logprobs.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+    sums = (picked * targets[:, :-1].to(device)).sum(dim=-1)
+    return sums, [len(ids) - start for ids, start in encoded]
+
+
 def target_logprobs(
     model: Any, tokenizer: Any, pairs: Sequence[Pair], *, batch_size: int = 8, max_length: int = 2048
 ) -> list[tuple[float, int]]:
     """Per pair: (sum of target-token log-probabilities, target token count)."""
     import torch
 
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     results: list[tuple[float, int]] = []
     was_training = model.training
     model.eval()
     try:
         for first in range(0, len(pairs), batch_size):
-            encoded = [encode_pair(tokenizer, c, t, max_length) for c, t in pairs[first : first + batch_size]]
-            width = max(len(ids) for ids, _ in encoded)
-            input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(input_ids)
-            for row, (ids, _) in enumerate(encoded):
-                input_ids[row, : len(ids)] = torch.tensor(ids)
-                mask[row, : len(ids)] = 1
             with torch.no_grad():
-                logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-            logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
-            picked = logprobs.gather(-1, input_ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-            for row, (ids, start) in enumerate(encoded):
-                # token i is predicted at position i - 1
-                results.append((float(picked[row, start - 1 : len(ids) - 1].sum()), len(ids) - start))
+                sums, counts = summed_target_logprobs(
+                    model, tokenizer, pairs[first : first + batch_size], max_length=max_length
+                )
+            results.extend(zip(sums.tolist(), counts, strict=True))
     finally:
         model.train(was_training)
     return results

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kubetune.api.v1alpha1.constraints import REFUSAL_METRICS
+from kubetune.api.v1alpha1.constraints import REFUSAL_METRICS, RefusalJudge
 from kubetune.api.v1alpha1.training import EvalSuite
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.data.uris import resolve
@@ -52,7 +52,8 @@ def score_suite(ctx: RunContext, model: Any, suite: EvalSuite, data: Any, *, bas
         assert suite.term_pairs is not None  # the CEL rule requires them for bias-gap
         return bias.bias_gap(model, tokenizer, data, suite.term_pairs, max_length=max_length)
     if suite.metric in REFUSAL_METRICS:
-        return safety.refusal_share(model, tokenizer, data, suite.refusal)
+        tokens = (suite.refusal or RefusalJudge()).max_new_tokens
+        return safety.refusal_share(model, tokenizer, data, safety.judge_of(ctx, suite), max_new_tokens=tokens)
     total = scoring.nll_total(model, tokenizer, scoring.heldout_pairs(data, tokenizer), max_length=max_length)
     return total.perplexity if suite.metric == "perplexity" else total.loss
 

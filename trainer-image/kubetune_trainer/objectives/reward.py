@@ -3,18 +3,15 @@
 The objective's facts say it trains a sequence classifier, so the pipeline loads the base as
 `AutoModelForSequenceClassification(num_labels=1)` and PEFT methods use task type `SEQ_CLS`, which
 saves the new score head with the adapter. The artifact is therefore a complete reward model (or
-adapter + head) that `objectives.rlhf` can load as `rlhf.reward.adapterRef` through
-`load_reward_model`.
+adapter + head) that `input_adapters` loads as a reward model, cost model or refusal judge.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune.api.v1alpha1.objectives import RewardObjective
 from kubetune_trainer.context import RunContext
-from kubetune_trainer.manifest import read_manifest
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 from kubetune_trainer.registry import as_variant
 
@@ -44,39 +41,3 @@ class RewardUnit(ObjectiveUnit):
 
 
 REWARD = RewardUnit()
-
-
-def artifact_base_uri(artifact_dir: Path) -> tuple[str, str | None] | None:
-    """(uri, revision) of the base a reward artifact was trained on, from its manifest."""
-    manifest = read_manifest(artifact_dir)
-    if manifest is None or not manifest.base_model.uri:
-        return None
-    return manifest.base_model.uri, manifest.base_model.revision
-
-
-def load_reward_model(artifact_dir: Path, base_model_path: Path | None) -> tuple[Any, Any]:
-    """(model, tokenizer) of a reward artifact: a full sequence classifier, or base + SEQ_CLS adapter.
-
-    The adapter is merged so scoring every generated batch pays no PEFT indirection; the reward model
-    is frozen during RL anyway.
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from kubetune_trainer.tokenizer_align import resize_embeddings
-
-    tokenizer = AutoTokenizer.from_pretrained(artifact_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    if (artifact_dir / "config.json").is_file():
-        model = AutoModelForSequenceClassification.from_pretrained(artifact_dir, num_labels=1)
-    else:
-        if base_model_path is None:
-            raise ValueError(f"{artifact_dir} holds a reward adapter; its base model path is needed")
-        from peft import PeftModel
-
-        base = AutoModelForSequenceClassification.from_pretrained(base_model_path, num_labels=1)
-        resize_embeddings(base, tokenizer)
-        model = PeftModel.from_pretrained(base, str(artifact_dir)).merge_and_unload()
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.eval().requires_grad_(False)
-    return model, tokenizer

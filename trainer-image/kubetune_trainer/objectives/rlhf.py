@@ -5,25 +5,21 @@ baseline from a group of `numGenerations` completions per prompt instead of trai
 `beta` is the KL coefficient towards the starting policy; with a PEFT model the reference is the
 base with the adapter disabled, so no second copy is loaded.
 
-The reward model comes from an Adapter trained with objective `reward`. The trainer has no API
-access to read that Adapter, so the operator resolves `rlhf.reward.adapterRef` to its artifact URI
-and passes it in `KUBETUNE_REWARD_MODEL_URI` (`REWARD_MODEL_URI_ENV`).
+The reward model, and any cost model of a constraint, comes from an Adapter trained with objective
+`reward`, which the operator resolves to its artifact (`input_adapters`).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubetune.api.v1alpha1.data import BaseModelRef
 from kubetune.api.v1alpha1.objectives import RlhfObjective
-from kubetune.api.v1alpha1.pod_contract import REWARD_MODEL_URI_ENV
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError, DataFormatError
-from kubetune_trainer.objectives import reward as reward_objective
-from kubetune_trainer.objectives.lagrangian import constraint_rewards
-from kubetune_trainer.objectives.rewards import REFERENCE_COLUMN, builtin_rewards
+from kubetune_trainer.input_adapters import load_adapter
+from kubetune_trainer.objectives.costs import builtin_cost, model_cost
+from kubetune_trainer.objectives.lagrangian import ConstraintMultipliers, LagrangianConstraint, constraint_rewards
+from kubetune_trainer.objectives.rewards import REFERENCE_COLUMN, RewardFunction, builtin_rewards
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 from kubetune_trainer.registry import as_variant
 
@@ -69,36 +65,26 @@ def reward_functions(ctx: RunContext) -> tuple[list[Any], list[Any] | None]:
         )
         tokenizers = [None] * len(funcs)
     if source.adapter_ref is not None:
-        model, tokenizer = reward_objective.load_reward_model(*_reward_artifact(ctx, source.adapter_ref.name))
+        field = "objective.rlhf.reward.adapterRef"
+        model, tokenizer = load_adapter(ctx, source.adapter_ref.name, field, "sequence-classifier")
         funcs.append(model)
         tokenizers.append(tokenizer)
-    penalties = constraint_rewards(objective.rlhf.constraints, ctx.metrics)
+    penalties = constraint_rewards(objective.rlhf.constraints, constraint_costs(ctx), ctx.metrics)
     funcs.extend(penalties)
     tokenizers.extend([None] * len(penalties))
     return funcs, tokenizers if any(t is not None for t in tokenizers) else None
 
 
-def _reward_artifact(ctx: RunContext, name: str) -> tuple[Path, Path | None]:
-    from kubetune_trainer.data.uris import resolve
-    from kubetune_trainer.loading import resolve_base_model
-
-    uri = os.environ.get(REWARD_MODEL_URI_ENV) or ctx.extras.get("reward_model_uri")
-    if not uri:
-        raise ConfigError(
-            f"reward model Adapter {name} was not resolved: the operator passes its artifact URI in "
-            f"{REWARD_MODEL_URI_ENV}; check that Adapter {name} exists and is Ready"
-        )
-    directory = resolve(uri, cache_dir=ctx.paths.cache_dir, pvc_root=ctx.paths.pvc_root, repo_type="model").path
-    base = reward_objective.artifact_base_uri(directory)
-    if base is None or base[0] == ctx.spec.base_model.uri:
-        return directory, ctx.base_model_path
-    source = resolve_base_model(
-        BaseModelRef(uri=base[0], revision=base[1] or "main"),
-        cache_dir=ctx.paths.cache_dir,
-        pvc_root=ctx.paths.pvc_root,
-        token_env=ctx.config.runtime.model_token_env,
-    )
-    return directory, source.path
+def constraint_costs(ctx: RunContext) -> list[RewardFunction]:
+    """The cost function of each constraint: a built-in rule, or its cost model Adapter."""
+    costs = []
+    for index, constraint in enumerate(as_variant(ctx.spec.objective, RlhfObjective).rlhf.constraints):
+        if constraint.adapter_ref is None:
+            costs.append(builtin_cost(constraint))
+            continue
+        field = f"objective.rlhf.constraints[{index}].adapterRef"
+        costs.append(model_cost(*load_adapter(ctx, constraint.adapter_ref.name, field, "sequence-classifier")))
+    return costs
 
 
 class RlhfUnit(ObjectiveUnit):
@@ -119,7 +105,7 @@ class RlhfUnit(ObjectiveUnit):
         trainer_cls, config_cls = (
             (GRPOTrainer, GRPOConfig) if objective.rlhf.algorithm == "grpo" else (RLOOTrainer, RLOOConfig)
         )
-        return trl_trainer(
+        trainer = trl_trainer(
             ctx,
             trainer_cls,
             config_cls,
@@ -127,6 +113,8 @@ class RlhfUnit(ObjectiveUnit):
             reward_funcs=funcs,
             reward_processing_classes=reward_tokenizers,
         )
+        trainer.add_callback(ConstraintMultipliers([f for f in funcs if isinstance(f, LagrangianConstraint)]))
+        return trainer
 
 
 RLHF = RlhfUnit()

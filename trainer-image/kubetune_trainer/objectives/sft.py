@@ -4,6 +4,7 @@ The datasets arrive normalised to TRL's layouts (`text`, `prompt`/`completion`, 
 builder only maps the spec: `completionOnlyLoss` masks prompt tokens for prompt/completion rows and
 the non-assistant turns of conversations, which TRL can only do when the chat template marks what
 the assistant generated (`{% generation %}`); packing and the length limit come from `dataset.prep`.
+`biasRegularizer` adds the counterfactual log-likelihood gap to the loss (`bias_regularizer`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from kubetune.api.v1alpha1.objectives import SftObjective
 from kubetune_trainer.context import RunContext
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.objectives.bias_regularizer import BiasTerm, attach, training_pairs
 from kubetune_trainer.objectives.unit import ObjectiveUnit, trl_trainer
 from kubetune_trainer.registry import as_variant
 
@@ -96,6 +98,8 @@ class SftUnit(ObjectiveUnit):
         if masking.note:
             log.warning("%s", masking.note)
             ctx.notes.append(masking.note)
+        if objective.bias_regularizer is not None and ctx.spec.dataset.constitution is None:
+            training_pairs(ctx.train_dataset, ctx.tokenizer, objective.bias_regularizer.term_pairs)  # the final data
 
     def build(self, ctx: RunContext) -> Trainer:
         from trl import SFTConfig, SFTTrainer  # type: ignore[attr-defined]
@@ -110,7 +114,14 @@ class SftUnit(ObjectiveUnit):
             "completion_only_loss": masking.completion_only,
             "assistant_only_loss": masking.assistant_only,
         }
-        return trl_trainer(ctx, SFTTrainer, SFTConfig, config)
+        trainer = trl_trainer(ctx, SFTTrainer, SFTConfig, config)
+        regularizer = objective.bias_regularizer
+        if regularizer is None:
+            return trainer
+        pairs = training_pairs(ctx.train_dataset, ctx.tokenizer, regularizer.term_pairs)
+        log.info("bias regulariser: %d counterfactual pairs, weight %g", len(pairs), regularizer.weight)
+        regularized: Trainer = attach(trainer, BiasTerm(regularizer, pairs, ctx.tokenizer, prep.max_seq_length))
+        return regularized
 
 
 SFT = SftUnit()

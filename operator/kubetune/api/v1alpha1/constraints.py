@@ -15,7 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from kubetune.api.base import CelRule, KubeModel
-from kubetune.api.v1alpha1.common import ModelUri
+from kubetune.api.v1alpha1.common import LocalObjectRef, ModelUri
 
 Term = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S(.*\S)?$")]
 TermPair = Annotated[list[Term], Field(min_length=2, max_length=2)]
@@ -65,6 +65,23 @@ class CounterfactualAugmentation(KubeModel):
     )
 
 
+class BiasRegularizer(KubeModel):
+    """Training-time bias mitigation for SFT: every step adds `weight` x the mean absolute log-likelihood gap
+    between a few training rows that mention a declared term and their counterfactuals (terms swapped both
+    ways), so the model learns the task without coming to prefer one side of a pair. The same gap the bias-gap
+    suite measures, here as a loss term."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = TERM_PAIR_RULES
+
+    term_pairs: TermPairs = Field(
+        description="Pairs of terms swapped both ways as whole words, case-insensitive (e.g. [[he, she], [him, her]])."
+    )
+    weight: float = Field(default=0.1, gt=0, le=100, description="Weight of the gap (nats) in the loss.")
+    pairs_per_step: int = Field(
+        default=4, ge=1, le=64, description="Counterfactual pairs scored per step, in turn from the training rows."
+    )
+
+
 REFUSAL_METRICS = ("refusal-rate", "over-refusal")
 """Safety suites that generate an answer per prompt and judge whether it refuses."""
 
@@ -81,9 +98,27 @@ def _compiles(pattern: str) -> str:
 Pattern = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_compiles)]
 
 
-class RefusalJudge(KubeModel):
-    """How a generated answer is judged a refusal: by rules (case-insensitive regular expressions)."""
+SCORE_THRESHOLD = 0.5
+"""A classifier Adapter calls an answer a refusal when sigmoid(score) exceeds this."""
 
+
+class RefusalJudge(KubeModel):
+    """How a generated answer is judged a refusal: by rules (case-insensitive regular expressions), or by a
+    classifier Adapter."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!has(self.adapterRef) || !has(self.patterns) || size(self.patterns) == 0",
+            "evaluation.suites judge: a classifier adapterRef replaces the rules, so it takes no patterns",
+        ),
+    )
+
+    adapter_ref: LocalObjectRef | None = Field(
+        default=None,
+        description="A refusal classifier: an Adapter trained with objective reward on pairs whose chosen answer "
+        f"refuses and whose rejected answer complies; an answer is a refusal when sigmoid(score) > {SCORE_THRESHOLD}. "
+        "The rules (patterns, builtinPatterns) are not used then.",
+    )
     patterns: Annotated[list[Pattern], Field(max_length=64)] = Field(
         default_factory=list,
         description="Regular expressions (Python syntax, case-insensitive) that mark a refusal, in addition to the "
@@ -107,24 +142,36 @@ class CostConstraint(KubeModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            "self.builtin != 'blocked-terms' || (has(self.terms) && size(self.terms) > 0) || "
+            "has(self.builtin) != has(self.adapterRef)",
+            "objective.rlhf.constraints: set one cost per constraint: builtin (blocked-terms or length) or adapterRef "
+            "(a cost model Adapter)",
+        ),
+        CelRule(
+            "!has(self.builtin) || self.builtin != 'blocked-terms' || (has(self.terms) && size(self.terms) > 0) || "
             "(has(self.patterns) && size(self.patterns) > 0)",
             "objective.rlhf.constraints: builtin blocked-terms needs terms or patterns to block",
         ),
         CelRule(
-            "(self.builtin == 'length') == has(self.maxTokens)",
+            "(has(self.builtin) && self.builtin == 'length') == has(self.maxTokens)",
             "objective.rlhf.constraints: builtin length needs maxTokens, and only length takes it",
         ),
         CelRule(
-            "self.builtin == 'blocked-terms' || (!has(self.terms) && !has(self.patterns))",
+            "(has(self.builtin) && self.builtin == 'blocked-terms') || (!has(self.terms) && !has(self.patterns))",
             "objective.rlhf.constraints: terms and patterns only apply to builtin blocked-terms",
         ),
     )
 
     name: ConstraintName = Field(description="Constraint name; metrics are reported as constraint.NAME.METRIC.")
-    builtin: BuiltinCost = Field(
-        description="The cost: blocked-terms (1 when a completion contains a blocked term or pattern, else 0) or "
-        "length (1 when a completion is longer than maxTokens, else 0)."
+    builtin: BuiltinCost | None = Field(
+        default=None,
+        description="A built-in cost: blocked-terms (1 when a completion contains a blocked term or pattern, else 0) "
+        "or length (1 when a completion is longer than maxTokens, else 0).",
+    )
+    adapter_ref: LocalObjectRef | None = Field(
+        default=None,
+        description="A cost model: an Adapter trained with objective reward on pairs whose chosen completion is the "
+        "unsafe one and whose rejected completion is safe, so its score rises with the cost; a completion's cost is "
+        "sigmoid(score), between 0 and 1.",
     )
     terms: Annotated[list[Term], Field(max_length=256)] | None = Field(
         default=None, description="blocked-terms: words or phrases blocked as whole words, case-insensitive."
@@ -150,6 +197,18 @@ class CostConstraint(KubeModel):
     )
 
 
+class ConstraintProgress(KubeModel):
+    """One cost constraint of a running rlhf job, as the trainer last logged it (every optimizer step), so
+    `kubectl get ftj -o yaml` shows whether the constraint holds while the run trains, not only at the end."""
+
+    name: ConstraintName = Field(description="The constraint's name in objective.rlhf.constraints.")
+    cost: float = Field(description="Mean cost of the completions of the last logged step.")
+    multiplier: float = Field(ge=0, description="The Lagrange multiplier after the last logged step's update.")
+    violation_rate: float = Field(
+        ge=0, le=1, description="Share of the last logged step's completions whose cost exceeded the threshold."
+    )
+
+
 Principle = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 CONSTITUTION_OBJECTIVES = ("sft", "dpo", "ipo", "orpo", "kto")
 """Objectives that train on what the constitution step writes: SFT rows (sft) or preference pairs (the others)."""
@@ -157,10 +216,18 @@ CONSTITUTION_OBJECTIVES = ("sft", "dpo", "ipo", "orpo", "kto")
 
 class ConstitutionSpec(KubeModel):
     """Constitutional data (RLAIF): the training prompts become training data before training starts. For
-    each prompt the base model (or `model`) answers, critiques its answer against one of the principles (taken in turn)
-    and revises it; the run trains on SFT rows (prompt, revision) for objective sft or on preference pairs
-    (the revision chosen over the original answer) for dpo, ipo, orpo and kto. Both sets are saved with the
-    artifact under synthetic/ for later jobs, and the principles are recorded in the Adapter's lineage."""
+    each prompt the base model (or `model`, or `adapterRef`) answers, critiques its answer against one of the
+    principles (taken in turn) and revises it; the run trains on SFT rows (prompt, revision) for objective sft
+    or on preference pairs (the revision chosen over the original answer) for dpo, ipo, orpo and kto. Both sets
+    are saved with the artifact under synthetic/ for later jobs, and the principles are recorded in the Adapter's
+    lineage."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            "!(has(self.model) && has(self.adapterRef))",
+            "dataset.constitution: the writer is model or adapterRef, not both",
+        ),
+    )
 
     principles: Annotated[list[Principle], Field(min_length=1, max_length=32)] = Field(
         description="The constitution: principles the critique and revision requests quote, e.g. "
@@ -170,6 +237,11 @@ class ConstitutionSpec(KubeModel):
         default=None,
         description="Another causal LM to answer, critique and revise (hf://, s3://, pvc:// or file://; read with "
         "the base model's credentials); default: the base model.",
+    )
+    adapter_ref: LocalObjectRef | None = Field(
+        default=None,
+        description="An Adapter of a causal-LM run (sft, dpo, ...) answers, critiques and revises instead: its "
+        "artifact is loaded on the base it was trained on (read with the base model's credentials).",
     )
     max_new_tokens: int = Field(
         default=128, ge=1, le=4096, description="Tokens generated (greedily) for each answer, critique and revision."
@@ -183,5 +255,6 @@ class ConstitutionLineage(KubeModel):
         description="The principles the critiques and revisions followed."
     )
     model: Annotated[str, StringConstraints(max_length=512)] = Field(
-        description="The model that answered, critiqued and revised (constitution.model, else the base model URI)."
+        description="The model that answered, critiqued and revised (constitution.model, adapter:NAME for "
+        "constitution.adapterRef, else the base model URI)."
     )

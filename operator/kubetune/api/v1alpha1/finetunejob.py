@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, StringConstraints, model_validator
@@ -17,7 +18,7 @@ from kubetune.api.v1alpha1.common import (
     Sha256,
     Timestamp,
 )
-from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES
+from kubetune.api.v1alpha1.constraints import CONSTITUTION_OBJECTIVES, ConstraintProgress
 from kubetune.api.v1alpha1.data import BaseModelRef, ContinualSpec, DatasetSpec, TokenizerSpec
 from kubetune.api.v1alpha1.methods import Method, TrainedMethod
 from kubetune.api.v1alpha1.objectives import PACKING_OBJECTIVES, PAIRWISE_PREFERENCE, Objective, SftObjective
@@ -153,6 +154,49 @@ class FineTuneJobSpec(KubeModel):
         return tuple(dict.fromkeys(ref.name for ref in refs if ref is not None))
 
 
+AdapterRole = Literal["reward model", "cost model", "refusal judge", "constitution writer"]
+
+
+@dataclass(frozen=True)
+class AdapterInput:
+    """An Adapter the run reads. The trainer cannot read Adapters, so the operator resolves each one to its
+    artifact URI (trainer.json `adapters`) and holds the run back until all of them are Ready."""
+
+    name: str
+    field: str
+    """Where the spec names it, for messages: e.g. objective.rlhf.constraints[0].adapterRef."""
+    role: AdapterRole
+
+    @property
+    def scores(self) -> bool:
+        """Reward model, cost model and refusal judge score text with the one-logit head objective reward trains;
+        a constitution writer generates text, so it is any other (language-model) run."""
+        return self.role != "constitution writer"
+
+
+def input_adapters(spec: FineTuneJobSpec) -> tuple[AdapterInput, ...]:
+    """Every Adapter reference of the spec, in spec order."""
+    found: list[AdapterInput] = []
+    rlhf = getattr(spec.objective, "rlhf", None)
+    if rlhf is not None:
+        if rlhf.reward.adapter_ref is not None:
+            found.append(AdapterInput(rlhf.reward.adapter_ref.name, "objective.rlhf.reward.adapterRef", "reward model"))
+        for index, constraint in enumerate(rlhf.constraints):
+            if constraint.adapter_ref is not None:
+                field = f"objective.rlhf.constraints[{index}].adapterRef"
+                found.append(AdapterInput(constraint.adapter_ref.name, field, "cost model"))
+    for index, suite in enumerate(spec.evaluation.suites):
+        if suite.refusal is not None and suite.refusal.adapter_ref is not None:
+            field = f"evaluation.suites[{index}].refusal.adapterRef"
+            found.append(AdapterInput(suite.refusal.adapter_ref.name, field, "refusal judge"))
+    constitution = spec.dataset.constitution
+    if constitution is not None and constitution.adapter_ref is not None:
+        found.append(
+            AdapterInput(constitution.adapter_ref.name, "dataset.constitution.adapterRef", "constitution writer")
+        )
+    return tuple(found)
+
+
 class ResolvedInputs(KubeModel):
     """What the inputs resolved to, so a run is reproducible."""
 
@@ -206,6 +250,11 @@ class Progress(KubeModel):
         default=None,
         ge=0,
         description="Step of the newest complete checkpoint on durable storage: where a replacement pod resumes.",
+    )
+    constraints: Annotated[list[ConstraintProgress], Field(max_length=8)] | None = Field(
+        default=None,
+        description="objective.rlhf.constraints: each constraint's mean cost, Lagrange multiplier and violation "
+        "rate at the last logged step (the same signals as the kubetune_trainer_constraint gauge).",
     )
 
     @model_validator(mode="before")

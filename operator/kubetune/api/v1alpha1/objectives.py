@@ -17,7 +17,7 @@ from pydantic import Field
 from kubetune.api.base import CelRule, KubeModel
 from kubetune.api.unions import TaggedUnion, variant_classes
 from kubetune.api.v1alpha1.common import LocalObjectRef
-from kubetune.api.v1alpha1.constraints import CostConstraint
+from kubetune.api.v1alpha1.constraints import BiasRegularizer, CostConstraint
 from kubetune.api.v1alpha1.data import DataFormat
 
 Beta = Annotated[float, Field(gt=0, le=100, description="Strength of the pull towards the reference policy.")]
@@ -91,7 +91,8 @@ class RlhfSettings(KubeModel):
     constraints: Annotated[list[CostConstraint], Field(max_length=8)] = Field(
         default_factory=list,
         description="Safe-RLHF cost constraints: reward minus a Lagrange multiplier times each cost's excess over "
-        "its threshold, the multiplier adapted per batch; status.result.metrics reports constraint.NAME.cost, "
+        "its threshold, the multiplier adapted per batch; status.progress.constraints shows each one's mean cost, "
+        "multiplier and violation rate while training, status.result.metrics reports constraint.NAME.cost, "
         ".multiplier and .violation-rate (the last batch).",
     )
 
@@ -111,6 +112,11 @@ class SftObjective(ObjectiveVariant):
         "marked template for the model families TRL knows, and otherwise trains on every token and says so in the "
         "artifact notes). true: required, a template without markers is a config error before training. false: "
         "train on every token.",
+    )
+    bias_regularizer: BiasRegularizer | None = Field(
+        default=None,
+        description="Penalise the log-likelihood gap between training rows that mention a declared term and their "
+        "counterfactuals (terms swapped), so the model does not learn to prefer one side of a pair.",
     )
 
 

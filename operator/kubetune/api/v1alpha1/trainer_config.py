@@ -91,3 +91,10 @@ class TrainerConfig(KubeModel):
     job: FineTuneJobSpec | None = None
     merge: MergeTask | None = None
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    adapters: Annotated[dict[Annotated[str, StringConstraints(max_length=253)], Path], Field(max_length=32)] | None = (
+        Field(
+            default=None,
+            description="The Adapters the spec names (reward model, cost models, refusal judges, constitution writer), "
+            "by name, resolved by the operator to their artifact URIs.",
+        )
+    )

@@ -255,7 +255,7 @@ class Gate(KubeModel):
         default=False,
         description="Publish the Adapter Ready even when it misses the gate (Validated stays False). By default an "
         "adapter that misses the gate is published with phase Failed and reason GateFailed: no merge and no "
-        "rlhf reward.adapterRef accepts it.",
+        "adapterRef (reward or cost model, refusal judge, constitution writer) accepts it.",
     )
 
 

@@ -209,6 +209,24 @@ def test_ewc_penalty_is_divided_by_accumulation_only_when_the_trainer_does_not()
     assert float(trainer.compute_loss(model, {}, num_items_in_batch=100)) == pytest.approx(3.0)
 
 
+def test_loss_terms_stack_and_are_scaled_once() -> None:
+    """EWC (continual) on an SFT trainer that already has the bias regulariser: both terms join the task loss."""
+    from types import SimpleNamespace
+
+    from kubetune_trainer import continual
+    from kubetune_trainer.objectives import bias_regularizer
+
+    param = torch.nn.Parameter(torch.tensor([3.0]))
+    state = ewc.EwcState(params=[(param, torch.tensor([2.0]), torch.tensor([1.0]))], strength=0.5)  # penalty 2
+    gap = SimpleNamespace(settings=SimpleNamespace(weight=0.5), gap=lambda _model: torch.tensor(3.0))  # term 1.5
+    trainer = bias_regularizer.attach(_Base(), gap)  # type: ignore[arg-type]
+    trainer = continual.attach(trainer, ewc_state=state, lwf_state=None)
+    assert type(trainer).__name__ == "ContinualBiasRegularized_Base"
+    model = torch.nn.Linear(1, 1).train()
+    assert float(trainer.compute_loss(model, {}, num_items_in_batch=100)) == pytest.approx(1.0 + (2.0 + 1.5) / 4)
+    assert float(trainer.compute_loss(model.eval(), {}, num_items_in_batch=100)) == pytest.approx(1.0), "eval: none"
+
+
 def test_fisher_is_the_mean_squared_gradient(model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,8 +1,10 @@
-"""Bias gap: exact on a stub model, and in the pipeline it rises on one-sided data unless augmentation evens it.
+"""Bias gap: exact on a stub model, and in the pipeline it rises on one-sided data unless augmentation or the
+SFT bias regulariser evens it.
 
 The toy task ends every counting row with "done red"; red and blue are the declared pair. Trained on that
 data alone the model learns red over blue after "done", so the gap grows above the base; with
-`dataset.prep.counterfactual` the same rows appear with blue too and the gap stays smaller. The gate's
+`dataset.prep.counterfactual` the same rows appear with blue too and the gap stays smaller; with
+`objective.biasRegularizer` the rows stay one-sided but the loss penalises the red/blue gap. The gate's
 `maxRegression` reads the gap as an absolute rise over the base.
 """
 
@@ -57,7 +59,11 @@ def _one_sided(n: int = 48) -> list[dict[str, str]]:
     return [{"text": f"count {' '.join(NUMBERS[i % 6 : i % 6 + 4])} done red"} for i in range(n)]
 
 
-def test_augmentation_keeps_the_gap_below_training_on_one_sided_data(run_job: RunJob, tmp_path: Path) -> None:
+def test_augmentation_and_the_regulariser_keep_the_gap_below_training_on_one_sided_data(
+    run_job: RunJob, tmp_path: Path
+) -> None:
+    """Three runs on the same one-sided rows: plain SFT, with counterfactual augmentation, and with the bias
+    regulariser (SFT plus weight x the counterfactual gap of the training rows)."""
     train = write_jsonl(tmp_path / "one-sided.jsonl", _one_sided())
     probe = write_jsonl(tmp_path / "probe.jsonl", [{"text": f"count {n} done red"} for n in NUMBERS[:6]])
     evaluation = {
@@ -71,25 +77,44 @@ def test_augmentation_keeps_the_gap_below_training_on_one_sided_data(run_job: Ru
             }
         ]
     }
-    gaps: dict[bool, dict[str, float]] = {}
-    prep_reports: dict[bool, dict[str, int]] = {}
-    for augmented in (False, True):
+    gaps: dict[str, dict[str, float]] = {}
+    prep_reports: dict[str, dict[str, int]] = {}
+    for variant in ("plain", "augmented", "regularised"):
         prep: dict[str, Any] = {"maxSeqLength": 64, "dedup": "none"}
-        if augmented:
+        objective: dict[str, Any] = {"type": "sft"}
+        if variant == "augmented":
             prep["counterfactual"] = {"termPairs": PAIRS}
+        if variant == "regularised":
+            objective["biasRegularizer"] = {"termPairs": PAIRS, "weight": 1.0}
         ctx, result, _ = run_job(
             train,
-            job={"evaluation": evaluation, "dataset": {"train": {"uri": f"file://{train}"}, "prep": prep}},
+            job={
+                "objective": objective,
+                "evaluation": evaluation,
+                "dataset": {"train": {"uri": f"file://{train}"}, "prep": prep},
+            },
             training={"maxSteps": 12, "learningRate": 1e-2},
             hooks=Hooks(evaluate=evaluate_suites, gate=gate_hook),
         )
-        gaps[augmented] = result.metrics
-        prep_reports[augmented] = result.prep_report
-        assert len(ctx.train_dataset) == 48 * (2 if augmented else 1)
-    print({k: {m: round(v, 3) for m, v in g.items() if m.startswith("fair")} for k, g in gaps.items()})
-    assert prep_reports[True]["counterfactual_added"] == 48
-    assert "counterfactual_added" not in prep_reports[False]
-    one_sided, balanced = gaps[False], gaps[True]
-    assert one_sided["fair.base"] == pytest.approx(balanced["fair.base"])  # same starting model, same probe
-    assert one_sided["fair.delta"] > 0, "training on red-only rows must widen the red/blue gap"
-    assert balanced["fair.bias-gap"] < one_sided["fair.bias-gap"]
+        gaps[variant] = result.metrics
+        prep_reports[variant] = result.prep_report
+        assert len(ctx.train_dataset) == 48 * (2 if variant == "augmented" else 1)
+    print({k: {m: round(v, 3) for m, v in g.items() if m.startswith(("fair", "train.loss"))} for k, g in gaps.items()})
+    assert prep_reports["augmented"]["counterfactual_added"] == 48
+    assert "counterfactual_added" not in prep_reports["plain"]
+    plain, balanced, regularised = gaps["plain"], gaps["augmented"], gaps["regularised"]
+    assert plain["fair.base"] == pytest.approx(balanced["fair.base"])  # same starting model, same probe
+    assert plain["fair.delta"] > 0, "training on red-only rows must widen the red/blue gap"
+    assert balanced["fair.bias-gap"] < plain["fair.bias-gap"]
+    assert regularised["fair.bias-gap"] < 0.5 * plain["fair.bias-gap"], "the regulariser holds the gap down"
+    assert regularised["fair.delta"] < plain["fair.delta"]
+    assert regularised["train.loss"] < 1.5 * plain["train.loss"], "the task loss (with the penalty) stays close"
+
+
+def test_a_regulariser_whose_terms_the_data_never_mentions_fails_before_weights_load(
+    run_job: RunJob, tmp_path: Path, weights_never_load: None
+) -> None:
+    train = write_jsonl(tmp_path / "one-sided.jsonl", _one_sided())
+    objective = {"type": "sft", "biasRegularizer": {"termPairs": [["he", "she"]]}}
+    with pytest.raises(DataFormatError, match=r"objective\.biasRegularizer: no training row mentions"):
+        run_job(train, job={"objective": objective})

@@ -4,12 +4,17 @@ numbers it measured, and that the report, its figures and results.json are writt
 
 No number is hard-coded: the assertions compare runs of the same lab with each other (or with the base
 model, or with the physical limit of 4 bits per weight plus block scales).
+
+The trainer processes run one OpenMP thread: the tiny model's tensors are too small for a second thread to
+help, and on a shared 2-core machine the threads' spin-waiting cost about 4 times the CPU (peft-sweep: 76 s
+of CPU with torch's default threads, 18 s with one).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,14 @@ pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
 LABS_DIR = Path(__file__).resolve().parents[4] / "labs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_per_trainer() -> Iterator[None]:
+    """The lab runs' trainer and scoring processes inherit this environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ tiny model can learn in a few steps (character length: prefer multi-character to
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from statistics import mean
@@ -14,14 +15,18 @@ from typing import Any
 
 import pytest
 
+from kubetune_trainer.context import Hooks
 from kubetune_trainer.errors import ConfigError, DataFormatError
+from kubetune_trainer.evaluate import evaluate_suites, prepare_suites
+from kubetune_trainer.evaluate.safety import ClassifierJudge
+from kubetune_trainer.objectives.costs import model_cost
 from kubetune_trainer.objectives.rewards import (
     builtin_rewards,
     format_score,
     length_reward,
     non_repetition_score,
 )
-from kubetune_trainer.objectives.rlhf import REWARD_MODEL_URI_ENV, get_rl_config
+from kubetune_trainer.objectives.rlhf import get_rl_config
 from support.trainer_fixtures import RunJob
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -101,9 +106,9 @@ def test_reward_model_learns_preferences_and_serves_rlhf(
     assert accuracy[-1] >= 0.75, accuracy
     artifact = Path(result.artifact_uri.removeprefix("file://"))
     from kubetune_dev.tiny import tiny_model_dir
-    from kubetune_trainer.objectives.reward import load_reward_model
+    from kubetune_trainer.input_adapters import load_artifact
 
-    model, tokenizer = load_reward_model(artifact, tiny_model_dir())
+    model, tokenizer = load_artifact(artifact, tiny_model_dir(), "sequence-classifier")
     import torch
 
     batch = tokenizer(["repeat red blue red blue red blue", "repeat red blue one six one six"], return_tensors="pt")
@@ -111,17 +116,49 @@ def test_reward_model_learns_preferences_and_serves_rlhf(
         chosen, rejected = model(**batch).logits[:, 0].tolist()
     assert chosen > rejected, (chosen, rejected)
 
-    # the artifact is usable as rlhf.reward.adapterRef: GRPO scores its completions with it
+    # the artifact serves as reward model, cost model and refusal judge of one GRPO run (resolved by name, as the
+    # operator passes Adapters): GRPO scores its completions with it, the constraint's cost is sigmoid(score) of
+    # the same model, and the refusal-rate suite asks it whether each answer refuses
     reward_dir = shutil.copytree(artifact, artifact.parent.parent / "reward-model")
-    monkeypatch.setenv(REWARD_MODEL_URI_ENV, f"file://{reward_dir}")
+    judged: list[list[bool]] = []
+    monkeypatch.setattr(ClassifierJudge, "refusals", _recorded(ClassifierJudge.refusals, judged))
+    cost = {"name": "rm-cost", "adapterRef": {"name": "rm"}, "threshold": 0.5}
     rlhf = {"reward": {"adapterRef": {"name": "rm"}}, "numGenerations": 4, "maxCompletionLength": 8}
-    _, _, rl_logs = run_job(
+    suite = {"name": "harm", "metric": "refusal-rate", "dataset": {"uri": f"file://{data_files['prompt']}"}}
+    suite["refusal"] = {"adapterRef": {"name": "rm"}, "maxNewTokens": 4}
+    _, rl_result, rl_logs = run_job(
         data_files["prompt"],
         name="policy",
-        job={"objective": {"type": "rlhf", "rlhf": rlhf}, "dataset": _dataset(data_files["prompt"])},
+        job={
+            "objective": {"type": "rlhf", "rlhf": rlhf | {"constraints": [cost]}},
+            "dataset": _dataset(data_files["prompt"]),
+            "evaluation": {"suites": [suite]},
+        },
         training={"maxSteps": 2, "batchSize": 8},
+        adapters={"rm": f"file://{reward_dir}"},
+        hooks=Hooks(preflight=[prepare_suites], evaluate=evaluate_suites),
     )
     assert len(rl_logs.series("reward")) == 2
+    costs = rl_logs.series("constraint/rm-cost/cost")
+    assert len(costs) == 2
+    assert all(0 < c < 1 for c in costs), costs
+    texts = ["repeat red blue red blue red blue", "repeat red blue one six one six"]
+    with torch.no_grad():  # scored as TRL scores reward models: prompt + completion, no special tokens added
+        scores = [model(**tokenizer(t, return_tensors="pt", add_special_tokens=False)).logits[0, 0] for t in texts]
+    as_costs = model_cost(model, tokenizer)([t[6:] for t in texts], prompts=[t[:6] for t in texts])
+    assert as_costs == pytest.approx([1 / (1 + math.exp(-float(s))) for s in scores], rel=1e-5)
+    assert len(judged) == 1, "the suite's answers were judged by the classifier"
+    assert len(judged[0]) == 32
+    assert rl_result.metrics["harm.refusal-rate"] == sum(judged[0]) / 32
+
+
+def _recorded(method: Any, calls: list[list[bool]]) -> Any:
+    def record(self: Any, prompts: Any, answers: Any) -> list[bool]:
+        verdicts: list[bool] = method(self, prompts, answers)
+        calls.append(verdicts)
+        return verdicts
+
+    return record
 
 
 @pytest.mark.parametrize("algorithm", ["grpo", "rloo"])

@@ -19,7 +19,7 @@ from kubetune.estimate_report import Gpu, estimate_report
 from kubetune_trainer.context import Capabilities
 from kubetune_trainer.loading import inspect_model
 from kubetune_trainer.preflight import resolve_method, shape_of
-from support.trainer_job import trainer_config
+from support.trainer_job import NO_DROPOUT_AUTO, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
@@ -64,7 +64,7 @@ def test_config_shape_equals_the_meta_device_inspection(tmp_path: Path, model_ty
 
 def test_cli_table_and_preflight_give_the_same_numbers(tmp_path: Path, model_dir: Path) -> None:
     """The tiny model's estimate and auto choice, once from the CLI's report, once from the trainer's preflight."""
-    wire = trainer_config(tmp_path, model_dir, tmp_path / "d.jsonl", {"type": "auto"})
+    wire = trainer_config(tmp_path, model_dir, tmp_path / "d.jsonl", NO_DROPOUT_AUTO)
     wire["job"]["training"]["precision"] = "bf16"
     spec = TrainerConfig.model_validate(wire).job
     assert spec is not None

@@ -62,6 +62,20 @@ def test_answer_critique_revise_rows_pairs_and_counts() -> None:
     assert result.preference[1]["chosen"] == [{"role": "assistant", "content": " R3"}]
 
 
+def constitution_dpo(prompts: Path, writer: dict[str, Any]) -> dict[str, Any]:
+    """The job block of DPO on pairs synthesised from `prompts` by `writer` (model or adapterRef)."""
+    constitution = {"principles": PRINCIPLES, "maxNewTokens": 8} | writer
+    return {
+        "objective": {"type": "dpo", "beta": 0.1},
+        "dataset": {
+            "train": {"uri": f"file://{prompts}"},
+            "format": "prompt",
+            "prep": {"maxSeqLength": 64},
+            "constitution": constitution,
+        },
+    }
+
+
 def _another_model(model_dir: Path, target: Path) -> Path:
     """The tiny model with perturbed weights: a writer model that answers differently from the base."""
     import torch
@@ -92,15 +106,7 @@ def test_synthesised_pairs_train_dpo_and_are_saved(
     prompts = data_files["prompt"]
     ctx, result, logs = run_job(
         prompts,
-        job={
-            "objective": {"type": "dpo", "beta": 0.1},
-            "dataset": {
-                "train": {"uri": f"file://{prompts}"},
-                "format": "prompt",
-                "prep": {"maxSeqLength": 64},
-                "constitution": {"principles": PRINCIPLES, "maxNewTokens": 8, "model": f"file://{writer}"},
-            },
-        },
+        job=constitution_dpo(prompts, {"model": f"file://{writer}"}),
         training={"maxSteps": 10, "batchSize": 8, "learningRate": 5e-3},
     )
     report = result.prep_report
@@ -135,3 +141,42 @@ def test_synthesised_pairs_train_dpo_and_are_saved(
     margins = logs.series("rewards/margins")
     print(f"constitution dpo: {report}; margin {mean(margins[:3]):.3f} -> {mean(margins[-3:]):.3f}")
     assert mean(margins[-3:]) > mean(margins[:3]) + 0.05
+
+
+def _lora_adapter(model_dir: Path, target: Path) -> Path:
+    """A LoRA artifact on the tiny model whose update is not zero (PEFT starts B at zero): a writer Adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(2)
+    lora = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora).save_pretrained(target)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(target)
+    return target
+
+
+def test_an_adapter_writes_the_data(
+    run_job: RunJob, data_files: dict[str, Path], model_dir: Path, tmp_path: Path
+) -> None:
+    """constitution.adapterRef: the Adapter (a LoRA on the run's base, merged) answers; its greedy answers are the
+    rejected sides of the pairs, and they differ from the base's."""
+    from kubetune_trainer.input_adapters import load_artifact
+
+    writer = _lora_adapter(model_dir, tmp_path / "writer-adapter")
+    prompts = data_files["prompt"]
+    ctx, result, _ = run_job(
+        prompts,
+        job=constitution_dpo(prompts, {"adapterRef": {"name": "writer"}}),
+        training={"maxSteps": 1, "batchSize": 8},
+        adapters={"writer": f"file://{writer}"},
+    )
+    artifact = Path(result.artifact_uri.removeprefix("file://"))
+    saved = [json.loads(line) for line in (artifact / "synthetic/preference.jsonl").read_text().splitlines()]
+    assert saved, result.prep_report
+    model, tokenizer = load_artifact(writer, model_dir, "causal-lm")
+    own = constitution.generate(model, tokenizer, [row["prompt"] for row in saved], max_new_tokens=8)
+    assert [row["rejected"] for row in saved] == [" " + answer.strip() for answer in own]
+    with ctx.model.disable_adapter():
+        base = constitution.generate(ctx.model, ctx.tokenizer, [row["prompt"] for row in saved[:8]], max_new_tokens=8)
+    assert base != own[:8], "the adapter must answer differently from the base"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from kubetune_trainer.checkpoint_store import CheckpointStore
 from kubetune_trainer.context import Hooks
 from kubetune_trainer.pipeline import run
 from kubetune_trainer.termination import Terminated, TerminationRequest
+from support.trainer_fixtures import at_step, new_pod
 from support.trainer_job import trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
@@ -39,17 +39,6 @@ def steps_seen() -> tuple[list[int], Any]:
     return seen, Steps()
 
 
-def at_step(step: int, action: Any) -> Hooks:
-    from transformers import TrainerCallback
-
-    class At(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-            if state.global_step == step:
-                action()
-
-    return Hooks(before_train=[lambda ctx: ctx.callbacks.append(At())])
-
-
 def config(tmp: Path, model_dir: Path, data: Path, **checkpointing: Any) -> TrainerConfig:
     wire = trainer_config(
         tmp,
@@ -60,12 +49,6 @@ def config(tmp: Path, model_dir: Path, data: Path, **checkpointing: Any) -> Trai
         runtime={"checkpointUri": f"file://{tmp}/durable/uid-1/"},
     )
     return TrainerConfig.model_validate(wire)
-
-
-def new_pod(tmp: Path) -> None:
-    """A replacement pod starts with an empty scratch volume: only the durable store remains."""
-    shutil.rmtree(tmp / "checkpoints", ignore_errors=True)
-    shutil.rmtree(tmp / "work", ignore_errors=True)
 
 
 def test_a_new_pod_resumes_from_the_newest_complete_checkpoint(

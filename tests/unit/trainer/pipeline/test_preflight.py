@@ -17,6 +17,7 @@ from kubetune.api.estimate import (
     lora_params,
     quantized_bytes_per_param,
 )
+from kubetune.api.sizing import train_setup
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 from kubetune_trainer import preflight
 from kubetune_trainer.context import Capabilities
@@ -29,7 +30,7 @@ from kubetune_trainer.preflight import (
     resolve_method,
     shape_of,
 )
-from support.trainer_job import trainer_config
+from support.trainer_job import NO_DROPOUT_AUTO, trainer_config
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
@@ -102,10 +103,27 @@ def test_qlora_weights_are_half_a_byte_plus_constants() -> None:
 
 
 def test_activations_and_checkpointing() -> None:
+    logits = 2 * 1024 * 32000 * (2 + 4 + 4)  # bf16 head output, fp32 log-probabilities and their gradient
     plain = estimate("lora", SHAPE, TrainSetup(batch_size=2, seq_len=1024)).activations
-    assert plain == 34 * 2 * 1024 * 2048 * 16
+    assert plain == 34 * 2 * 1024 * 2048 * 16 + logits
     checkpointed = estimate("lora", SHAPE, TrainSetup(batch_size=2, seq_len=1024, gradient_checkpointing=True))
-    assert checkpointed.activations == 2 * 2 * 1024 * 2048 * 16 + 34 * 2 * 1024 * 2048
+    assert checkpointed.activations == 2 * 2 * 1024 * 2048 * 16 + 34 * 2 * 1024 * 2048 + logits
+
+
+def test_dora_keeps_two_outputs_per_adapted_module_and_builds_one_full_weight() -> None:
+    setup = TrainSetup(batch_size=2, seq_len=1024, lora_targets=("q_proj", "v_proj"))
+    lora, dora = estimate("lora", SHAPE, setup), estimate("dora", SHAPE, setup)
+    outputs = 2 * 1024 * 2 * 16 * (2048 + 512) * 2  # base and LoRA output of q and v in 16 layers, bf16
+    assert dora.activations - lora.activations == outputs + 2048 * 2048 * 2  # + W + BA of q_proj for its norm
+
+
+def test_lora_dropout_keeps_a_dropped_input_and_a_mask_per_adapted_module() -> None:
+    setup = TrainSetup(batch_size=2, seq_len=1024, lora_targets=("q_proj", "v_proj"))
+    without = estimate("lora", SHAPE, setup).activations
+    with_dropout = estimate("lora", SHAPE, TrainSetup(**{**setup.__dict__, "lora_dropout": 0.05})).activations
+    assert with_dropout - without == 2 * 1024 * 16 * (2048 + 2048) * (2 + 1)
+    qlora = estimate("qlora", SHAPE, TrainSetup(**{**setup.__dict__, "lora_dropout": 0.05})).activations
+    assert qlora - estimate("qlora", SHAPE, setup).activations == with_dropout - without
 
 
 def test_auto_picks_full_then_lora_then_qlora_then_refuses() -> None:
@@ -153,11 +171,11 @@ def test_auto_resolution_against_a_device_budget(tmp_path: Path, model_dir: Path
     from kubetune_trainer.loading import ModelInfo
 
     assert isinstance(tiny_info, ModelInfo)
-    wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", {"type": "auto"})
+    wire = trainer_config(tmp_path, model_dir, tmp_path / "x.jsonl", NO_DROPOUT_AUTO)
     spec = TrainerConfig.model_validate(wire).job
     assert spec is not None
     shape = shape_of(tiny_info)
-    setup = TrainSetup(precision="fp32", batch_size=8, seq_len=64, lora_targets=("all-linear",))
+    setup = train_setup(spec, "fp32", 1)
     full = estimate("full", shape, setup).total
     lora = estimate("lora", shape, setup).total
     for budget, expected in ((full, "full"), (full - 1, "lora"), (lora - 1, "qlora")):

@@ -100,7 +100,7 @@ def test_a_spec_over_the_gpus_memory_fails_unless_overridden(
     assert run(tmp_path, config_only, data_files["text"], "ia3", resources=resources, preflight=preflight) == code
     if code:
         message = one_line(termination_log.read_text())
-        assert message.startswith("method ia3 needs about 1.00 GiB per device but 0.98 GiB is available (ia3: ")
+        assert message.startswith("method ia3 needs about 1.01 GiB per device but 0.98 GiB is available (ia3: ")
         assert message.endswith("set preflight.memoryCheck: warn")
         return
     report = PreflightReport.model_validate_json(termination_log.read_text())

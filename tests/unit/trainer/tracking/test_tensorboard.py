@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kubetune_trainer.manifest import read_manifest
-from support.trainer_fixtures import RunJob
+from support.trainer_fixtures import RunJob, at_step
 
 pytestmark = [pytest.mark.unit, pytest.mark.trainer]
 
@@ -71,3 +71,29 @@ def test_a_log_dir_on_a_claim_gets_the_events_while_training(
     assert [step for step, _ in scalars(claim / "tb" / "job")["train/loss"]] == list(range(1, 9))
     artifact = Path(result.artifact_uri.removeprefix("file://"))
     assert not (artifact / "tensorboard").exists(), "with a logDir the events stay on the claim"
+
+
+def test_a_pod_resumed_from_a_checkpoint_leaves_each_step_once_on_the_claim(
+    run_job: RunJob, data_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The first pod writes steps 1 to 5 and dies in step 6; the next one resumes from checkpoint 4 and writes 5 to 8
+    into a second event file beside the first: TensorBoard reads every step once, step 5 from the new pod."""
+    claim = tmp_path / "pvc" / "runs"
+    job = {
+        "tracking": {"tensorboard": {"logDir": "pvc://runs/tb"}},
+        "checkpointing": {"everySteps": 2, "keepLast": 2},
+    }
+    runtime = {"pvcMountRoot": str(tmp_path / "pvc"), "checkpointUri": f"file://{tmp_path}/durable/uid-1/"}
+
+    def crash() -> None:
+        raise RuntimeError("the node went away")
+
+    with pytest.raises(RuntimeError, match="the node went away"):
+        run_job(data_files["text"], job=job, runtime=runtime, hooks=at_step(6, crash))
+    assert [step for step, _ in scalars(claim / "tb" / "job")["train/loss"]] == [1, 2, 3, 4, 5]
+    _, _, recorder = run_job(data_files["text"], job=job, runtime=runtime)
+    assert len(list((claim / "tb" / "job").glob("events.out.tfevents.*"))) == 2
+    series = scalars(claim / "tb" / "job")
+    for tag in ("train/loss", "train/grad_norm", "train/learning_rate"):
+        assert [step for step, _ in series[tag]] == list(range(1, 9)), (tag, series[tag])
+    assert [value for step, value in series["train/loss"] if step >= 5] == pytest.approx(recorder.series("loss"))
