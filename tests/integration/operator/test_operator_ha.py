@@ -67,7 +67,7 @@ def test_default_priorities_elect_one_replica_and_the_paused_one_does_not_resync
     debugger = replicas("debugger", "--priority", "0")  # kopf's idiom: an explicit priority pauses the others
     wait_until("the first replica to pause", lambda: not first.active(), timeout=60)
     wait_until("the debugger to be active", debugger.active, timeout=60)
-    wait_until("the first replica's resync to notice", lambda: "resync paused" in first.text(), timeout=10)
+    wait_until("the first replica's gate to notice", lambda: "reconciling paused" in first.text(), timeout=10)
     paused_at = first.reconciles()
     cluster.kube.create(cluster.url("FineTuneJob"), ftj_body("two", namespace, KEEP_RUNNING))
     cluster.wait_phase("two", "Running")
