@@ -33,8 +33,12 @@ def test_failed_gate_is_not_ready_not_mergeable_and_not_a_reward_model(
     operator: Any, cluster: Any, ftj_factory: Any
 ) -> None:
     ns = cluster.namespace
+    reward_model = {
+        "objective": {"type": "reward"},
+        "dataset": {"train": {"uri": "s3://data/pairs.jsonl"}, "format": "preference"},
+    }
     for name, evaluation, passed in (("good", GATE, True), ("gated", GATE, False), ("opted", OPT_IN, False)):
-        ftj_factory(name, evaluation=evaluation)
+        ftj_factory(name, evaluation=evaluation, **(reward_model if name == "gated" else {}))  # gated: a reward model
         written = result(name) if passed else result(name, gate=False, gate_message=MISSED)
         trainer_apply(cluster.kube, cluster, "FineTuneJob", name, {"result": written})
 
