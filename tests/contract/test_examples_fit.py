@@ -5,7 +5,6 @@ example that would be refused in its GPU pod teaches the wrong thing."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,62 +15,11 @@ from kubetune.api.model_shape import shape_from_config
 from kubetune.api.sizing import choose_auto, train_setup
 from kubetune.api.v1alpha1 import FineTuneJob
 from kubetune.api.v1alpha1.methods import AutoMethod
+from support.published_models import PUBLISHED_CONFIGS
 
 pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
-
-LLAMA_3_1_8B = {
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "tie_word_embeddings": False,
-}
-PUBLISHED_CONFIGS: dict[str, tuple[dict[str, Any], int]] = {
-    "hf://meta-llama/Llama-3.1-8B": (LLAMA_3_1_8B, 8_030_261_248),
-    "hf://meta-llama/Llama-3.1-8B-Instruct": (LLAMA_3_1_8B, 8_030_261_248),
-    "hf://meta-llama/Llama-3.1-70B": (
-        {
-            **LLAMA_3_1_8B,
-            "hidden_size": 8192,
-            "intermediate_size": 28672,
-            "num_hidden_layers": 80,
-            "num_attention_heads": 64,
-        },
-        70_553_706_496,
-    ),
-    "hf://mistralai/Mistral-7B-v0.3": (
-        {
-            "model_type": "mistral",
-            "hidden_size": 4096,
-            "intermediate_size": 14336,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 8,
-            "vocab_size": 32768,
-            "tie_word_embeddings": False,
-        },
-        7_248_023_552,
-    ),
-    "hf://Qwen/Qwen2.5-1.5B": (
-        {
-            "model_type": "qwen2",
-            "hidden_size": 1536,
-            "intermediate_size": 8960,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 12,
-            "num_key_value_heads": 2,
-            "vocab_size": 151936,
-            "tie_word_embeddings": True,
-        },
-        1_543_714_304,
-    ),
-}
-"""config.json values as the model cards publish them, with the parameter count each card states."""
 
 
 def examples_naming_a_gpu() -> list[Path]:

@@ -13,20 +13,10 @@ from kubetune.api.model_shape import shape_from_config
 from kubetune.api.sizing import choose_auto, train_setup
 from kubetune.api.v1alpha1 import FineTuneJob
 from kubetune.cli import main
+from support.published_models import LLAMA_3_1_8B
 
 pytestmark = pytest.mark.unit
 
-# Llama-3.1-8B's published dimensions (config.json values)
-LLAMA_8B = {
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_hidden_layers": 32,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "vocab_size": 128256,
-    "tie_word_embeddings": False,
-}
 JOB = """
 apiVersion: kubetune.io/v1alpha1
 kind: FineTuneJob
@@ -53,7 +43,7 @@ def _job(
 def model(tmp_path: Path) -> Path:
     directory = tmp_path / "llama-8b"
     directory.mkdir()
-    (directory / "config.json").write_text(json.dumps(LLAMA_8B))
+    (directory / "config.json").write_text(json.dumps(LLAMA_3_1_8B))
     return directory
 
 
@@ -68,7 +58,7 @@ def test_the_table_carries_the_shared_estimate_for_every_gpu(
     assert main(["estimate", str(path)]) == 0
     out = capsys.readouterr().out
     spec = FineTuneJob.model_validate(yaml.safe_load(path.read_text())).spec
-    shape = shape_from_config(LLAMA_8B)
+    shape = shape_from_config(LLAMA_3_1_8B)
     assert shape.num_params == 8_030_261_248  # the parameter count Meta publishes for Llama 3.1 8B
     setup = train_setup(spec, "bf16", 1)
     lora = estimate("lora", shape, setup)
