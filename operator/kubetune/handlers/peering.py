@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from urllib3.exceptions import HTTPError
+
 from kubetune.k8s.interface import KubeClient, KubeError
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,8 @@ class Membership:
 class PeeringGate:
     """Callable: is this replica the one kopf lets work right now? Reads the peering objects, at most once per
     `max_age` seconds (every worker asks before each reconcile; one read serves them all); a missing or unreadable
-    one counts as paused (kopf pauses while its mandatory peering is missing)."""
+    one counts as paused (kopf pauses while its mandatory peering is missing), and an unreachable API server costs
+    one read and one warning per `max_age` too, not one per queued key."""
 
     def __init__(self, kube: KubeClient, membership: Membership, name: str, max_age: float = 0.0) -> None:
         self.kube = kube
@@ -138,7 +141,7 @@ class PeeringGate:
         now = datetime.now(UTC)
         try:
             return all(self._active_in(url, now) for url in self.urls)
-        except KubeError as error:
+        except (KubeError, HTTPError, OSError) as error:  # refused, or unreachable: a verdict too, kept for max_age
             log.warning("cannot read the peering state (%s): reconciles wait", error)
             return False
 

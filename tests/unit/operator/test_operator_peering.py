@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from urllib3.exceptions import MaxRetryError
 
 from kubetune.handlers import parse_args
 from kubetune.handlers.peering import (
@@ -73,7 +74,7 @@ def test_kopfs_pause_rule(peers: dict[str, Any], active: bool) -> None:
 class Peerings:
     """The peering objects as an API server would return them (a KubeClient `get` is all the gate uses)."""
 
-    def __init__(self, objects: dict[str, Obj | None], error: KubeError | None = None) -> None:
+    def __init__(self, objects: dict[str, Obj | None], error: Exception | None = None) -> None:
         self.objects = objects
         self.error = error
         self.reads = 0
@@ -115,6 +116,14 @@ def test_the_gate_reads_the_peering_at_most_once_per_max_age() -> None:
     gate.max_age = 0
     assert not gate()
     assert peerings.reads == 2
+
+
+def test_an_unreachable_api_server_pauses_and_is_asked_once_per_max_age() -> None:
+    me = Membership("me", -10, ())
+    down = Peerings({}, MaxRetryError(None, "/apis/kopf.dev", "connection refused"))  # type: ignore[arg-type]
+    gate = PeeringGate(down, me, "kubetune", max_age=60)  # type: ignore[arg-type]
+    assert not any(gate() for _ in range(20))
+    assert down.reads == 1
 
 
 def test_the_resync_skips_its_passes_while_paused_and_resumes_after() -> None:
