@@ -98,6 +98,13 @@ class OperatorSettings(BaseModel):
         "The chart turns it off: the operator holds no Secret permission and a missing Secret is reported "
         "from the trainer pod (SecretNotFound) instead.",
     )
+    lifecycle_events: bool = Field(
+        default=False,
+        description="Also post a Normal Event on each phase change of a FineTuneJob and when an Adapter turns Ready. "
+        "Warning Events (a failure, a run or Adapter that needs the user) are always posted. Off by default: the "
+        "lifecycle is in status.conditions with transition times, and each Event is one more write to the API "
+        "server and etcd per run and phase (docs/benchmarks.md).",
+    )
     pod_annotation_prefixes: tuple[str, ...] = Field(
         default=(),
         description="Annotations of a FineTuneJob or Adapter with these prefixes are copied onto its pods "

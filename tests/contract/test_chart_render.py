@@ -146,6 +146,9 @@ def test_every_setting_the_chart_passes_is_an_operator_setting(helm: Path) -> No
     }
     assert settings.image_pull_secrets == ("regcred",)
     assert (settings.model_cache_claim, settings.storage_secret_name) == ("cache", "s3")
+    assert settings.lifecycle_events is False, "the chart's default: Warning Events only"
+    loud = OperatorSettings.from_env(env(template(helm, values={"lifecycleEvents": "true"})))
+    assert loud.lifecycle_events is True
 
 
 @pytest.mark.parametrize("watch", [None, "{ml,team-b}"])

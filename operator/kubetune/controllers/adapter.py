@@ -48,8 +48,8 @@ def reconcile_adapter(
     before = (body.get("status") or {}).get("phase")
     spec = body.get("spec")
     wrote = write_status(kube, body, operator_fields(status, merged=isinstance(spec, dict) and "merge" in spec))
-    if wrote and status.phase != before:
-        kind = "Warning" if status.phase == "Failed" else "Normal"
+    kind = "Warning" if status.phase == "Failed" else "Normal"
+    if wrote and status.phase != before and (kind == "Warning" or settings.lifecycle_events):
         reason = next((c.reason for c in status.conditions if c.type == "Ready"), status.phase)
         emit_event(
             kube,

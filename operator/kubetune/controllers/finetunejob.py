@@ -72,13 +72,17 @@ def lenient_status(body: Obj) -> FineTuneJobStatus | None:
         return None
 
 
-def notable(before: str | None, before_reason: str | None, status: FineTuneJobStatus) -> bool:
-    """Worth an Event: a new phase, or a new reason that needs the user (a Warning one). A reason that only
-    tells progress within a phase (Preflight -> Creating, Training -> Finishing) is in status alone: an Event
-    is one more write per run, and `kubectl describe` shows the status conditions beside the Events."""
-    if status.phase != before:
-        return True
-    return status.reason != before_reason and status.reason in WARNING_REASONS
+def event_type(
+    before: str | None, before_reason: str | None, status: FineTuneJobStatus, lifecycle_events: bool
+) -> str | None:
+    """The Event a status change is worth, if any: Warning for a failure or a new reason that needs the user,
+    Normal for another change of phase when `lifecycle_events` asks for them. A reason that only tells progress
+    within a phase (Preflight -> Creating) is in status alone: an Event is one more write per run, and `kubectl
+    describe` shows the status conditions beside the Events."""
+    if status.phase == "Failed" or status.reason in WARNING_REASONS:
+        changed = status.phase != before or status.reason != before_reason
+        return "Warning" if changed else None
+    return "Normal" if lifecycle_events and status.phase != before else None
 
 
 def _declared_method(body: Obj) -> str:
@@ -113,8 +117,8 @@ def reconcile_finetunejob(
             status = invalid_status(previous, meta.get("generation"), [Problem("", str(rejected))], now)
         method = ftj.spec.method.type
     wrote = write_status(kube, body, operator_fields(status))
-    if wrote and notable(before, before_reason, status):
-        kind = "Warning" if status.phase == "Failed" or status.reason in WARNING_REASONS else "Normal"
+    kind = event_type(before, before_reason, status, settings.lifecycle_events) if wrote else None
+    if kind is not None:
         emit_event(
             kube,
             body,

@@ -192,6 +192,10 @@ def compute_status(
         # Final for this generation, Job or no Job (deleted after the run, or never accepted by the API server):
         # only a spec change, which is a new generation, starts over.
         found = Verdict(previous.phase, previous.reason or previous.phase, previous.message or previous.phase)
+    elif found.reason == "Finishing" and previous.phase == "Running" and previous.reason == "Training":
+        # The Job controller records Complete within moments of its pods' success: a status of its own for that
+        # moment would be one more write per run, and no one acts on it.
+        found = Verdict("Running", "Training", previous.message or found.message)
     return _build(
         previous,
         found,

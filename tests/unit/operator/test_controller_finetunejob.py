@@ -54,8 +54,8 @@ def finetunejob(name: str = "j", **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "kubetune.io/v1alpha1", "kind": "FineTuneJob", "metadata": {"name": name}, "spec": body}
 
 
-def reconcile(kube: FakeKube, name: str = "j") -> Any:
-    return reconcile_finetunejob(kube, NS, name, SETTINGS, NOW)
+def reconcile(kube: FakeKube, name: str = "j", settings: OperatorSettings = SETTINGS) -> Any:
+    return reconcile_finetunejob(kube, NS, name, settings, NOW)
 
 
 def status(kube: FakeKube, name: str = "j") -> dict[str, Any]:
@@ -117,7 +117,7 @@ def test_a_new_run_gets_its_children_and_a_pending_status(kube: FakeKube) -> Non
     assert status(kube)["observedGeneration"] == 1
     assert status(kube)["preflight"]["summary"] == SUMMARY
     assert conditions(kube.stored("FineTuneJob", NS, "j"))["PreflightPassed"] == ("True", "Passed")
-    assert [e["reason"] for e in kube.events(NS)] == ["Preflight"], "progress within Pending: status only"
+    assert kube.events(NS) == [], "Normal Events are opt-in (lifecycle_events): the phase is in status"
     assert kube.status_owners("FineTuneJob", NS, "j")[OPERATOR_FIELD_MANAGER] >= {"phase", "conditions", "preflight"}
 
 
@@ -147,20 +147,37 @@ def test_observed_pods_move_the_phase_and_the_trainers_fields_stay_its_own(kube:
     owners = kube.status_owners("FineTuneJob", NS, "j")
     assert owners[TRAINER_FIELD_MANAGER] == {"progress"}
     assert not owners[OPERATOR_FIELD_MANAGER] & {"progress", "result"}
-    assert [e["reason"] for e in kube.events(NS)] == ["Preflight", "Training"]
+    assert kube.events(NS) == []
 
 
-def run_to_success(kube: FakeKube, name: str, result: dict[str, Any], **spec: Any) -> None:
+def run_to_success(
+    kube: FakeKube, name: str, result: dict[str, Any], settings: OperatorSettings = SETTINGS, **spec: Any
+) -> None:
     """A run from creation to a completed Job whose trainer reported `result`, one reconcile per step."""
     kube.create(path("FineTuneJob", NS), finetunejob(name, **spec))
-    reconcile(kube, name)
+    reconcile(kube, name, settings)
     finish_preflight(kube, name)
-    reconcile(kube, name)
+    reconcile(kube, name, settings)
     start_pod(kube, f"{name}-train")
-    reconcile(kube, name)
+    reconcile(kube, name, settings)
     kube.trainer_reports("FineTuneJob", NS, name, {"result": result})
     complete(kube, f"{name}-train")
-    reconcile(kube, name)
+    reconcile(kube, name, settings)
+
+
+def test_lifecycle_events_post_a_normal_event_per_phase_and_the_adapters_own(kube: FakeKube) -> None:
+    """Opt-in: one Event per change of phase (none for progress within one), the Adapter's from its controller."""
+    loud = OperatorSettings(lifecycle_events=True)
+    result = {"artifactUri": "s3://o/j/final/", "sha256": SHA, "sizeBytes": 10, "gatePassed": True}
+    run_to_success(kube, "j", result, loud)
+    assert reconcile_adapter(kube, NS, "j", loud, NOW) == "Ready"
+    posted = [(e["involvedObject"]["kind"], e["type"], e["reason"]) for e in kube.events(NS)]
+    assert posted == [
+        ("FineTuneJob", "Normal", "Preflight"),
+        ("FineTuneJob", "Normal", "Training"),
+        ("FineTuneJob", "Normal", "Completed"),
+        ("Adapter", "Normal", "ArtifactPublished"),
+    ]
 
 
 def test_success_publishes_the_adapter_whose_status_the_adapter_controller_writes(kube: FakeKube) -> None:
@@ -174,11 +191,9 @@ def test_success_publishes_the_adapter_whose_status_the_adapter_controller_write
     assert adapter["spec"]["baseModel"] == {"uri": "hf://org/model", "revision": "abc"}
     assert adapter["spec"]["source"]["fineTuneJob"]["name"] == "j"
     assert "status" not in adapter  # one writer: the Adapter controller, on the Adapter's own event
-    assert [e["involvedObject"]["kind"] for e in kube.events(NS)] == ["FineTuneJob"] * 3, "the Adapter's is its own"
 
     assert reconcile_adapter(kube, NS, "j", SETTINGS, NOW) == "Ready"
-    last = kube.events(NS)[-1]
-    assert (last["involvedObject"]["kind"], last["reason"]) == ("Adapter", "PublishedUnvalidated")
+    assert kube.events(NS) == [], "a success needs no one: no Event unless lifecycle_events asks for them"
     adapter_status = kube.stored("Adapter", NS, "j")["status"]
     validated = next(c for c in adapter_status["conditions"] if c["type"] == "Validated")
     assert (validated["status"], validated["reason"]) == ("False", "GateFailed")
@@ -361,7 +376,7 @@ def test_an_adapter_that_missed_its_gate_is_used_only_when_its_run_opted_in(
     assert conditions(weak)["Validated"] == ("False", "GateFailed")
     assert MISSED in weak["status"]["message"]
     posted = [(e["type"], e["reason"]) for e in kube.events(NS) if e["involvedObject"]["name"] == "weak"]
-    assert posted[-1] == ("Normal" if usable else "Warning", reason)
+    assert posted == ([] if usable else [("Warning", reason)] * 2), "the run's and the Adapter's"
 
     merge = {"sources": [{"name": "good"}, {"name": "weak"}]}
     blend = {"apiVersion": API_VERSION, "kind": "Adapter", "metadata": {"name": "blend"}}

@@ -214,7 +214,7 @@ def test_a_config_error_found_by_the_preflight_never_creates_the_gpu_job() -> No
     assert (failed["phase"], failed["reason"]) == ("Failed", "ConfigError")
     assert failed["message"].startswith(TARGETS_ERROR)
     assert kube.stored("Job", NS, "j-train") is None
-    assert [(e["type"], e["reason"]) for e in kube.events(NS)] == [("Normal", "Preflight"), ("Warning", "ConfigError")]
+    assert [(e["type"], e["reason"]) for e in kube.events(NS)] == [("Warning", "ConfigError")]
     writes = len(kube.writes)
     reconcile(kube)
     assert kube.writes[writes:] == []
@@ -275,11 +275,11 @@ class CountingKube(FakeKube):
         return super().create(url, body)
 
 
-@pytest.mark.parametrize(("enabled", "requests", "changes"), [(False, 6, 6), (True, 8, 8)])
+@pytest.mark.parametrize(("enabled", "requests", "changes"), [(False, 5, 5), (True, 7, 7)])
 def test_what_the_preflight_costs_in_write_requests(enabled: bool, requests: int, changes: int) -> None:
-    """From creation to the training Job: SA, Role, RoleBinding, Job, a status write and an Event (trainer.json
-    travels in the Job). The preflight adds its Job and one more status write (Pending: Preflight, then Creating:
-    a reason within the same phase, so no second Event); the identity it applied is not applied again."""
+    """From creation to the training Job: SA, Role, RoleBinding, Job and a status write (trainer.json travels in
+    the Job; no Event: nothing needs the user). The preflight adds its Job and one more status write (Pending:
+    Preflight, then Creating); the identity it applied is not applied again."""
     kube = CountingKube()
     create(kube, preflight={"enabled": enabled})
     spent = [0, 0]

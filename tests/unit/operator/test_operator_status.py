@@ -372,6 +372,17 @@ def test_times_and_transition_times_are_stable() -> None:
     assert transition(done, "Reconciling") != transition(again, "Reconciling")
 
 
+def test_the_moment_between_the_pods_success_and_the_jobs_complete_is_no_status_change() -> None:
+    """One write fewer per run: a Training run whose pods just succeeded keeps its status until the Job controller
+    records Complete; seen first that way (the operator restarted meanwhile) it says Finishing."""
+    running = compute_status(ftj(), Observed(job=job(active=1), pods=(pod("Running"),)), NOW, "j-train")
+    finished = Observed(job=job(succeeded=1), pods=(pod("Succeeded"),))
+    later = NOW + timedelta(seconds=30)
+    held = compute_status(ftj(status=running.to_wire()), finished, later, "j-train")
+    assert operator_fields(held) == operator_fields(running)
+    assert compute_status(ftj(), finished, NOW, "j-train").reason == "Finishing"
+
+
 def test_progress_and_result_are_carried_but_never_written() -> None:
     trainer_owned = {
         "progress": {"step": 5, "totalSteps": 10, "percent": 50},
