@@ -36,6 +36,7 @@ for _key, _value in {
     "KUBETUNE_WATCH_CLIENT_TIMEOUT": "15",
     "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
     "KUBETUNE_TRAINER_IMAGE": "kubetune/trainer:test",
+    "KUBETUNE_LIFECYCLE_EVENTS": "true",  # the phase order, seen through the real Events API (opt-in for users)
 }.items():
     os.environ.setdefault(_key, _value)
 METRICS_PORT = int(os.environ["KUBETUNE_METRICS_PORT"])
