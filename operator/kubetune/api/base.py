@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,9 +55,40 @@ def _compiled(rule: str) -> Any:
 
 
 VERDICTS_KEPT = 4096
-"""Verdicts remembered by (rule, digest of the object): about 100 bytes each, so at most ~0.5 MB."""
+"""Verdicts remembered by (rule, digest of what it reads): about 100 bytes each, so at most ~0.5 MB."""
 _verdicts: OrderedDict[tuple[str, bytes], bool] = OrderedDict()
 _verdicts_guard = threading.Lock()
+_SELF_PATH = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)*)(\s*\()?")
+
+
+@cache
+def read_paths(rule: str) -> tuple[tuple[str, ...], ...] | None:
+    """The field paths of `self` a rule reads (`self.a.b`, `has(self.a.b)`; a method's name is no field:
+    `self.uri.startsWith(...)` reads `uri`); None when it reads `self` as a whole (`self.size()`, `self[...]`)."""
+    paths = set()
+    for found in _SELF_PATH.finditer(rule):
+        segments = tuple(found[1].split(".")[1:])
+        if found[2]:
+            segments = segments[:-1]
+        if not segments:
+            return None
+        paths.add(segments)
+    return tuple(sorted(paths))
+
+
+def _at(value: Any, path: tuple[str, ...]) -> list[Any]:
+    """[value at path], or [] when a field on the way is absent (not null: `has()` tells them apart)."""
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return []
+        value = value[key]
+    return [value]
+
+
+def _read_digest(rule: str, value: dict[str, Any]) -> bytes:
+    paths = read_paths(rule)
+    read = value if paths is None else [_at(value, path) for path in paths]
+    return hashlib.blake2b(json.dumps(read, sort_keys=True).encode(), digest_size=16).digest()
 
 
 def cel_holds(rule: str, value: dict[str, Any]) -> bool:
@@ -64,9 +96,11 @@ def cel_holds(rule: str, value: dict[str, Any]) -> bool:
 
     The interpreter (cel-python) takes about a millisecond per rule, and the operator validates every object on
     every reconcile, mostly unchanged: verdicts are remembered, least recently used first out, by a digest of the
-    object, never the object itself.
+    fields the rule reads, never the object itself. Runs that differ only in fields a rule does not read (their
+    names, output paths) share its verdict, so a burst of new runs adds few entries: each one outlives its run
+    in the operator's memory.
     """
-    digest = hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).digest()
+    digest = _read_digest(rule, value)
     with _verdicts_guard:
         known = _verdicts.get((rule, digest))
         if known is not None:

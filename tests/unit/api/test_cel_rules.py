@@ -308,3 +308,40 @@ def test_verdicts_are_remembered_by_digest_and_bounded(monkeypatch: pytest.Monke
     cel_holds(rule, {"rank": 3})
     assert len(evaluated) == 4
     assert len(base._verdicts) == 2
+
+
+@pytest.mark.parametrize(
+    ("rule", "paths"),
+    [
+        ("self.rank > 0 && self.rank < 7", (("rank",),)),
+        ("!self.uri.startsWith('hf://') || has(self.credentialsSecretRef)", (("credentialsSecretRef",), ("uri",))),
+        (
+            "self.objective.type != 'sft' || self.dataset.format in ['auto']",
+            (("dataset", "format"), ("objective", "type")),
+        ),
+        ("self.size() > 0", None),
+        ("self.all(k, k != '')", None),
+        ("self['a'] == 1", None),
+    ],
+)
+def test_the_fields_a_rule_reads(rule: str, paths: tuple[tuple[str, ...], ...] | None) -> None:
+    from kubetune.api.base import read_paths
+
+    assert read_paths(rule) == paths
+
+
+def test_objects_that_differ_only_where_a_rule_does_not_read_share_its_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of runs with one spec shape adds no verdicts per run for rules that do not read their names."""
+    from kubetune.api import base
+
+    monkeypatch.setattr(base, "_verdicts", base.OrderedDict())
+    rule = "!has(self.preflight) || self.resources.gpus > 0"
+    for name in ("a", "b", "c"):
+        assert cel_holds(rule, {"name": name, "resources": {"gpus": 1}, "preflight": {}})
+    assert len(base._verdicts) == 1
+    assert not cel_holds(rule, {"name": "d", "resources": {"gpus": 0}, "preflight": {}})
+    assert cel_holds(rule, {"name": "e", "resources": {"gpus": 0}})
+    assert cel_holds(rule, {"name": "f", "resources": {"gpus": 0}, "preflight": None}) is not cel_holds(
+        rule, {"name": "g", "resources": {"gpus": 0}}
+    ), "null and absent are different reads (has() tells them apart)"
+    assert len(base._verdicts) == 4
