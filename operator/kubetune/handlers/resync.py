@@ -27,11 +27,17 @@ class Resync:
     """(kind, namespace, name) of unsettled objects, reconciled periodically by a daemon thread."""
 
     def __init__(
-        self, interval: float, reconcilers: dict[str, Reconciler], gate: Callable[[], bool] | None = None
+        self,
+        interval: float,
+        reconcilers: dict[str, Reconciler],
+        gate: Callable[[], bool] | None = None,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
+        """`after_pass` runs after each pass, paused or not (the operator's: give free memory back when idle)."""
         self.interval = interval
         self.reconcilers = reconcilers
         self.gate = gate or (lambda: True)
+        self.after_pass = after_pass or (lambda: None)
         self._known: dict[tuple[str, str, str], float] = {}
         """Tracked keys -> when they were last reconciled (monotonic; -inf before the first)."""
         self._guard = threading.Lock()
@@ -72,6 +78,10 @@ class Resync:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.run_once()
+            try:
+                self.after_pass()
+            except Exception as error:  # the thread must outlive it
+                log.warning("after the resync pass: %s", error)
 
     def run_once(self) -> None:
         """One pass: every tracked object not reconciled within the interval, unless the gate says this replica is

@@ -19,6 +19,7 @@ from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.handlers.children import MANAGED_SELECTOR
 from kubetune.handlers.kinds import Kind
+from kubetune.handlers.memory import release_free_memory
 from kubetune.handlers.peering import MEMBERSHIP_KEY, Membership, PeeringGate
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
@@ -74,9 +75,16 @@ def build_runtime(
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff, gate=gate)
-    runtime.resync = Resync(settings.resync_seconds, runtime.enqueuers(), gate)
+    queue = runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff, gate=gate)
+    runtime.resync = Resync(
+        settings.resync_seconds, runtime.enqueuers(), gate, after_pass=lambda: trim_when_idle(queue)
+    )
     return runtime
+
+
+def trim_when_idle(queue: WorkQueue) -> None:
+    if queue.idle():
+        release_free_memory()
 
 
 def read_cache(kube: Kube, kinds: Sequence[Kind[Any]], settings: OperatorSettings) -> CachedKube:

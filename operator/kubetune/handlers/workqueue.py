@@ -104,6 +104,11 @@ class WorkQueue:
         with self._cond:
             return len(self._first) + len(self._ready) + len(self._scheduled)
 
+    def idle(self) -> bool:
+        """Nothing waiting, scheduled or being reconciled."""
+        with self._cond:
+            return not (self._first or self._ready or self._scheduled or self._processing)
+
     def _add(self, key: Key, first: bool = False) -> None:
         self._scheduled.pop(key, None)  # ready now: a later schedule is moot
         if key in self._processing:

@@ -162,6 +162,22 @@ def test_resync_thread_reconciles_tracked_objects_until_stopped() -> None:
     assert resync.tracked() == [("FineTuneJob", "ns", "a")]
 
 
+def test_after_each_resync_pass_its_hook_runs_and_a_failing_hook_stops_nothing() -> None:
+    passes: list[int] = []
+    twice = threading.Event()
+
+    def after_pass() -> None:
+        passes.append(len(passes))
+        if len(passes) >= 2:
+            twice.set()
+        raise RuntimeError("the thread outlives it")
+
+    resync = Resync(0.01, {}, gate=lambda: False, after_pass=after_pass)
+    resync.start()
+    assert twice.wait(5), "paused or not, and after a failure"
+    resync.stop()
+
+
 def test_the_resync_skips_objects_reconciled_within_its_interval() -> None:
     """Busy objects are reconciled by their events anyway: the resync polls only the ones nothing else brought up."""
     runtime = Runtime(settings=SETTINGS, kube=FakeKube())

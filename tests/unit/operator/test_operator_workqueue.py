@@ -258,3 +258,19 @@ def test_a_gate_that_cannot_tell_holds_the_keys_and_the_workers_survive(started:
     assert record.calls == []
     reachable.set()
     wait_for(lambda: record.calls == [A])
+
+
+def test_idle_means_nothing_waiting_scheduled_or_running(started: Callable[..., WorkQueue]) -> None:
+    """The resync gives free memory back only then: trimming the heap stalls busy workers' allocations."""
+    recorder = Recorder()
+    recorder.hold.clear()
+    queue = started(recorder)
+    assert queue.idle()
+    queue.start()
+    queue.add(A)
+    assert recorder.entered.wait(5)
+    assert not queue.idle(), "being reconciled"
+    recorder.hold.set()
+    wait_for(queue.idle)
+    queue.add(B, delay=60)
+    assert not queue.idle(), "scheduled"

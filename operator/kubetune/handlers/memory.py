@@ -1,0 +1,37 @@
+"""Gives the heap's free pages back to the system while the operator is idle.
+
+A burst of runs grows the heap by tens of MiB (their objects in the watch cache, every reconcile's models and
+JSON); when they are gone, glibc keeps most of the freed memory for reuse instead of returning it, because a few
+long-lived objects allocated during the burst sit between the free ones. `malloc_trim(0)` returns every free page,
+wherever it lies in the heap (glibc >= 2.8). Python's own small-object allocator keeps its 1 MiB arenas until
+every object in one is gone, so the operator image runs with `PYTHONMALLOC=malloc`: small objects then come from
+glibc too, and trimming reaches them (docs/benchmarks.md measures both).
+
+Called from the resync thread when the work queue is idle: trimming walks the heap under malloc's locks, which
+would stall the workers' allocations while they are busy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from functools import cache
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None (musl, macOS: nothing to call, and nothing is lost but the trim)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+
+
+def release_free_memory() -> bool:
+    """True when the C library returned memory to the system."""
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
