@@ -3,7 +3,8 @@ creating the same Jobs at the same rate, on the local control plane with kwok no
 
 The operator runs as a user runs it: `kubetune operator` as its own process, as the chart's ServiceAccount with
 exactly the chart's RBAC, default settings (resync, backoffs, metrics on) except what kwok needs (pod annotations
-copied from the FineTuneJob) and the chart's `check_secrets=false`. Each FineTuneJob goes through its whole life:
+copied from the FineTuneJob) and the chart's `check_secrets=false`, with the operator image's allocator settings
+(`PYTHONMALLOC=malloc`, `MALLOC_ARENA_MAX=2`). Each FineTuneJob goes through its whole life:
 created -> Job -> pod Running under kwok for a few seconds, during which the "trainer" (this test) writes
 `status.result` -> Succeeded -> Adapter published and Ready. Then everything is deleted.
 
@@ -47,6 +48,7 @@ from kubetune_dev.controlplane.client import AdminClient, condition, object_path
 from kubetune_dev.controlplane.kwok import ANNOTATION_RUN_FOR, gpu_node
 from kubetune_dev.controlplane.testing import wait_until
 from kubetune_dev.operator_identity import grant_chart_identity
+from support.images import OPERATOR_ALLOCATOR_ENV
 from support.operator_process import OperatorProcess
 from support.operator_scale import AuditLog, PeakRss, Watch, percentile
 
@@ -63,6 +65,8 @@ GOAL_WRITES = 8.0
 GOAL_RSS_GROWTH = 1.10
 GOAL_THROUGHPUT = 0.5
 BEFORE = os.environ.get("KUBETUNE_BENCH_BEFORE")
+SETTLE_AFTER_DELETE = OperatorSettings().resync_seconds + 5
+"""The operator gives free memory back at its first resync pass with nothing to do (kubetune.handlers.memory)."""
 SETTINGS = {
     "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
     "KUBETUNE_CHECK_SECRETS": "false",
@@ -264,7 +268,7 @@ def operator_round(kube: Kube, api: AdminClient, variant: Variant, rate: float, 
     seen.results.shutdown(wait=True)
     deleted = variant.audit.mark()
     delete_all(kube, namespace, deleted=("FineTuneJob", "Adapter"), gone=("FineTuneJob", "Adapter", "Job", "Pod"))
-    rss_after = variant.operator.settled_rss_mib(15)
+    rss_after = variant.operator.settled_rss_mib(SETTLE_AFTER_DELETE)
     latencies = [seen.jobs[name] - at for name, at in sent.items()]
     result = Round(variant.name, rate, latencies, achieved, max(seen.jobs[n] for n in sent) - min(sent.values()))
     result.writes, result.lifecycle = writes, lifecycle
@@ -287,7 +291,8 @@ def start_variant(plane: LocalControlPlane, name: str, source: Path | None, work
     identity = grant_chart_identity(plane, namespace, workdir / f"{name}.kubeconfig")
     args = ["--standalone", "-n", namespace]
     log = workdir / f"operator-{name}.log"
-    operator = OperatorProcess(identity.kubeconfig, log, args, SETTINGS, inherit_settings=False, source=source)
+    environment = {**SETTINGS, **OPERATOR_ALLOCATOR_ENV}
+    operator = OperatorProcess(identity.kubeconfig, log, args, environment, inherit_settings=False, source=source)
     operator.wait_ready()
     return Variant(name, namespace, operator, AuditLog(plane.audit_log, identity.username))
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from support.images import (
+    OPERATOR_ALLOCATOR_ENV,
     OPERATOR_IMAGE,
     REPO,
     REQUIREMENTS,
@@ -51,6 +52,12 @@ def test_exposes_the_ports_the_chart_uses_and_starts_the_operator(config: dict[s
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(config["ExposedPorts"]) == {f"{values['metrics']['port']}/tcp", f"{values['livenessPort']}/tcp"}
     assert config["Entrypoint"] == ["kubetune", "operator"]
+
+
+def test_sets_the_allocator_the_scale_benchmark_measured(config: dict[str, Any]) -> None:
+    """docs/benchmarks.md's RSS after a burst is measured with these; an image without them keeps more."""
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert OPERATOR_ALLOCATOR_ENV.items() <= env.items()
 
 
 def test_oci_labels_name_the_version_revision_and_base(config: dict[str, Any]) -> None:
