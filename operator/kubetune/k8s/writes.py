@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import socket
+import threading
 from typing import Any
 
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
@@ -115,3 +118,30 @@ def emit_event(kube: KubeClient, involved: Obj, *, event_type: str, reason: str,
         kube.create(path("Event", meta["namespace"]), event)
     except KubeError as error:
         log.warning("cannot post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error)
+
+
+class AppliedOnce:
+    """Manifests applied once per process, found again by namespace and digest: the namespace's trainer identity is
+    applied by the first run there that needs it and not by the next ones (three writes less per run). A settings
+    change renders other manifests, so it applies again; so does a restart (a fresh process, idempotent apply).
+
+    One lock per key: the reconciles of a burst in a new namespace wait for the first apply instead of repeating it.
+    """
+
+    def __init__(self) -> None:
+        self._applied: set[tuple[str, str]] = set()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def apply(self, kube: KubeClient, manifests: list[Obj]) -> None:
+        if not manifests:
+            return
+        namespace = str(manifests[0]["metadata"]["namespace"])
+        key = (namespace, hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._applied:
+                return
+            apply_all(kube, manifests)
+            self._applied.add(key)
