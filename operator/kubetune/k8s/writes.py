@@ -7,12 +7,16 @@ import json
 import logging
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
 from kubetune.k8s.interface import RESOURCES, KubeClient, KubeError, Obj, path
 
 log = logging.getLogger(__name__)
+APPLIED_MAX_AGE = 600.0
+"""Seconds `AppliedOnce` trusts an apply: three writes per namespace every ten minutes at most."""
 
 
 class ChildRejectedError(Exception):
@@ -123,13 +127,16 @@ def emit_event(kube: KubeClient, involved: Obj, *, event_type: str, reason: str,
 class AppliedOnce:
     """Manifests applied once per process, found again by namespace and digest: the namespace's trainer identity is
     applied by the first run there that needs it and not by the next ones (three writes less per run). A settings
-    change renders other manifests, so it applies again; so does a restart (a fresh process, idempotent apply).
+    change renders other manifests, so it applies again; so does a restart (a fresh process, idempotent apply), and
+    so does the first run after `max_age` seconds, which bounds how long runs would wait for a ServiceAccount that
+    was deleted meanwhile (with its namespace, re-created under the same name, or by hand).
 
     One lock per key: the reconciles of a burst in a new namespace wait for the first apply instead of repeating it.
     """
 
-    def __init__(self) -> None:
-        self._applied: set[tuple[str, str]] = set()
+    def __init__(self, max_age: float = APPLIED_MAX_AGE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age, self.clock = max_age, clock
+        self._applied: dict[tuple[str, str], float] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -141,7 +148,8 @@ class AppliedOnce:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            if key in self._applied:
+            applied = self._applied.get(key)
+            if applied is not None and self.clock() - applied < self.max_age:
                 return
             apply_all(kube, manifests)
-            self._applied.add(key)
+            self._applied[key] = self.clock()

@@ -125,6 +125,16 @@ def test_the_namespace_identity_is_applied_once_per_process_and_settings() -> No
     assert identity_applies(kube) == 3
 
 
+def test_the_memory_of_an_apply_ends_so_a_deleted_identity_comes_back() -> None:
+    kube, now = CountingKube(), [0.0]
+    applied = AppliedOnce(max_age=600, clock=lambda: now[0])
+    for name, at in (("a", 0.0), ("b", 599.0), ("c", 601.0)):
+        now[0] = at
+        create(kube, name)
+        reconcile_finetunejob(kube, NS, name, SHARED, NOW, applied=applied)
+    assert identity_applies(kube) == 2
+
+
 def test_a_merge_job_runs_as_the_namespace_identity() -> None:
     kube, applied = CountingKube(), AppliedOnce()
     for name in ("legal", "tax"):
