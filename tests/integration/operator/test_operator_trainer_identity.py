@@ -4,7 +4,8 @@ Tokens are minted as the kubelet mints a pod's: TokenRequest bound to a pod (its
 pod-name/pod-uid claims) of a Job the operator created and kwok runs. Each run's token writes its own status and is
 refused on every other run's, including names built to look alike: `a` and `a-train-0` (Job `a-train-0-train`),
 and a hashed Job name that ends in digits only (`<43 characters>-<8 digits>`, whose pods could pass for an Indexed
-pod of the other run's Job). An unbound token is refused, and so is a write of `status.jobName`. Without the policy
+pod of the other run's Job). An unbound token is refused, and so is a write of `status.jobName`, and a write before
+the operator named the run's Job in its status (the trainer retries it). Without the policy
 the operator keeps per-run identities and says so.
 """
 
@@ -83,6 +84,14 @@ def test_a_pod_token_writes_its_own_run_only(operator: Any, cluster: Any, ftj_fa
         ),
     ):
         refused(forbidden)
+    # The race the trainer retries through: its pod runs before the operator's status names the Job.
+    ftj_factory("early", baseModel={"uri": "hf://org/tiny", "credentialsSecretRef": {"name": "missing"}})
+    cluster.wait_phase("early", "Pending")  # waits for its Secret: no Job, no jobName
+    pod = {"metadata": {"name": "early-train-bcdfg"}, "spec": {"serviceAccountName": TRAINER_SERVICE_ACCOUNT}}
+    pod["spec"]["containers"] = [{"name": "trainer", "image": "kubetune/trainer:test"}]
+    early = cluster.token_client(TRAINER_SERVICE_ACCOUNT, cluster.kube.create(cluster.url("Pod"), pod))
+    message = refused(lambda: trainer_apply(early, cluster, "FineTuneJob", "early", {"progress": {"step": 1}}))
+    assert "status.jobName: not set yet" in message
     accounts = {s["metadata"]["name"] for s in cluster.list("ServiceAccount")} - {"default"}
     assert accounts == {TRAINER_SERVICE_ACCOUNT}, "no per-run identity"
 
