@@ -2,7 +2,8 @@
 
 Tokens are minted as the kubelet mints a pod's: TokenRequest bound to a pod (its name and uid become the token's
 pod-name/pod-uid claims) of a Job the operator created and kwok runs. Each run's token writes its own status and is
-refused on every other run's, including names built to look alike: `a` and `a-train-0` (Job `a-train-0-train`),
+refused on every other run's, including names built to look alike: `a` and `a-train-0` (Job `a-train-0-train`, on
+two nodes: pods `a-train-0-train-<index>-<random>`),
 and a hashed Job name that ends in digits only (`<43 characters>-<8 digits>`, whose pods could pass for an Indexed
 pod of the other run's Job). An unbound token is refused, and so is a write of `status.jobName`, and a write before
 the operator named the run's Job in its status (the trainer retries it). Without the policy
@@ -49,14 +50,15 @@ def refused(write: Any) -> str:
 
 def test_a_pod_token_writes_its_own_run_only(operator: Any, cluster: Any, ftj_factory: Any) -> None:
     runs = ["a", "a-train-0", SHORT, digits_only_lookalike()]
-    for name in runs:
-        ftj_factory(name, KEEP_RUNNING)
+    for name in runs:  # a-train-0 runs on two nodes: an Indexed Job, pods <job>-<index>-<random>
+        ftj_factory(name, KEEP_RUNNING, **({"resources": {"gpus": 1, "nodes": 2}} if name == "a-train-0" else {}))
     pods: dict[str, dict[str, Any]] = {}
     for name in runs:
         cluster.wait_phase(name, "Running", timeout=90)
         job = cluster.get("Job", job_name(name))
         assert job["spec"]["template"]["spec"]["serviceAccountName"] == TRAINER_SERVICE_ACCOUNT
-        pods[name] = wait_until(f"a pod of {name}", lambda name=name: next(iter(cluster.pods(job_name(name))), None))
+        pods[name] = max(cluster.pods(job_name(name)), key=lambda pod: pod["metadata"]["name"])
+    assert pods["a-train-0"]["metadata"]["name"].startswith("a-train-0-train-1-"), "index 1: not rank 0 either"
     tokens = {name: cluster.token_client(TRAINER_SERVICE_ACCOUNT, pod) for name, pod in pods.items()}
     unbound = cluster.token_client(TRAINER_SERVICE_ACCOUNT)
 
