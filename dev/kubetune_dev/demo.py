@@ -28,6 +28,7 @@ from kubetune_dev.controlplane.paths import cache_dir, find_kubectl
 from kubetune_dev.controlplane.ports import free_ports
 from kubetune_dev.local_node.agent import LocalNode
 from kubetune_dev.local_node.pods import NodeRuntime
+from kubetune_dev.operator_identity import install_trainer_policy
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "examples" / "demo-tiny-lora.yaml"
@@ -103,6 +104,8 @@ class Demo:
         self.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         self.log("CRDs installed: finetunejobs.kubetune.io, adapters.kubetune.io")
+        policy = install_trainer_policy(self.plane)[0]["metadata"]["name"]
+        self.log(f"the chart's ValidatingAdmissionPolicy {policy}: one trainer identity per namespace, confined")
         self._start_node()
         self._seed_storage()
         self._start_operator()

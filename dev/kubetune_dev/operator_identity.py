@@ -1,5 +1,6 @@
 """The operator's identity as the chart gives it: a ServiceAccount holding exactly the chart's RBAC (the Role of
-watchNamespaces mode and the ClusterRole), reached through a TokenRequest token kubeconfig.
+watchNamespaces mode and the ClusterRole), reached through a TokenRequest token kubeconfig, and the chart's
+ValidatingAdmissionPolicy that confines the shared trainer identity (with it the operator shares one per namespace).
 
 An operator run with it is audited under its own user name (the dev control plane logs ServiceAccount requests),
 which the RBAC test scans for 403s and the scale benchmark counts writes by.
@@ -35,10 +36,29 @@ def chart_rules(namespace: str, helm: Path) -> tuple[list[dict[str, Any]], list[
     return role["rules"], cluster["rules"]
 
 
+TRAINER_POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def trainer_policy(helm: Path) -> list[dict[str, Any]]:
+    """The policy and its binding exactly as the chart renders them (release `kubetune`: the operator's default
+    `trainer_status_policy`)."""
+    return [o for o in template(helm) if o["kind"] in TRAINER_POLICY_KINDS]
+
+
+def install_trainer_policy(plane: LocalControlPlane) -> list[dict[str, Any]]:
+    """Applies the chart's trainer policy (cluster-scoped; idempotent) and returns what it applied."""
+    policy = trainer_policy(plane.binaries.helm)
+    for manifest in policy:
+        plane.client.apply(manifest)
+    return policy
+
+
 def grant_chart_identity(plane: LocalControlPlane, namespace: str, kubeconfig: Path) -> OperatorIdentity:
     """Creates the ServiceAccount, its Role/RoleBinding in `namespace` and a ClusterRole/Binding named after the
-    namespace (`revoke` removes those two), and writes a kubeconfig with a one-hour token to `kubeconfig`."""
+    namespace (`revoke` removes those two), installs the chart's trainer policy (cluster-wide, left in place: it
+    only confines `kubetune-trainer` tokens), and writes a kubeconfig with a one-hour token to `kubeconfig`."""
     api = plane.client
+    install_trainer_policy(plane)
     namespaced_rules, cluster_rules = chart_rules(namespace, plane.binaries.helm)
     account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OPERATOR_SA}}
     api.create(f"/api/v1/namespaces/{namespace}/serviceaccounts", account)

@@ -92,6 +92,18 @@ class OperatorSettings(BaseModel):
     image_pull_secrets: tuple[str, ...] = Field(
         default=(), description="Secrets named in every trainer ServiceAccount's imagePullSecrets."
     )
+    trainer_status_policy: str = Field(
+        default="kubetune-trainer-status",
+        description="The chart's ValidatingAdmissionPolicy (and binding of the same name) that lets a token of the "
+        "namespace's `kubetune-trainer` ServiceAccount write only the status of its own pod's run. Found at startup: "
+        "runs share that identity, applied once per namespace; not found: each run gets its own (a warning).",
+    )
+    namespace_trainer_identity: bool = Field(
+        default=False,
+        exclude=True,
+        description="Whether runs share the namespace's trainer identity: decided at startup from "
+        "`trainer_status_policy`, never read from the environment.",
+    )
     check_secrets: bool = Field(
         default=True,
         description="Look up baseModel.credentialsSecretRef before creating the Job (needs `get` on Secrets). "
@@ -120,7 +132,7 @@ class OperatorSettings(BaseModel):
         Tuples are comma-separated, mappings JSON objects."""
         values: dict[str, object] = {}
         for name, field in cls.model_fields.items():
-            raw = environ.get(ENV_PREFIX + name.upper())
+            raw = None if field.exclude else environ.get(ENV_PREFIX + name.upper())
             if raw is None or raw == "":
                 continue
             if isinstance(field.default, tuple):

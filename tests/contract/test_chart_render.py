@@ -16,7 +16,10 @@ import pytest
 import yaml
 
 from kubetune.api.v1alpha1 import FineTuneJob
+from kubetune.api.v1alpha1.pod_contract import TRAINER_SERVICE_ACCOUNT
+from kubetune.decisions.trainer_policy import policy_problem
 from kubetune.render.bundle import bundle
+from kubetune.render.rbac import namespace_identity
 from kubetune.settings import ENV_PREFIX, OperatorSettings
 from kubetune_dev.chart import CHART, MONITORING_VALUES, PROMETHEUS_OPERATOR_APIS, ChartError, helm_args, only, template
 from kubetune_dev.controlplane.paths import REPO_ROOT, find_binaries
@@ -211,3 +214,55 @@ def test_dashboard_json_is_valid_grafana_json() -> None:
     assert dashboard["uid"] == "kubetune-overview"
     ids = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)), "two panels at the same grid position"
+
+
+@pytest.mark.parametrize("release", ["kubetune", "ml"])
+def test_the_trainer_policy_is_the_one_the_operator_looks_for(helm: Path, release: str) -> None:
+    objects = template(helm, release=release)
+    policy, binding = only(objects, "ValidatingAdmissionPolicy"), only(objects, "ValidatingAdmissionPolicyBinding")
+    name = policy["metadata"]["name"]
+    assert binding["metadata"]["name"] == binding["spec"]["policyName"] == name
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy_problem(name, policy, binding) is None
+    settings = OperatorSettings.from_env(env(objects))
+    assert settings.trainer_status_policy == name
+    if release == "kubetune":
+        assert OperatorSettings().trainer_status_policy == name, "an operator run without the chart finds it too"
+    cluster_rules = [r for o in objects if o["kind"] == "ClusterRole" for r in o["rules"]]
+    (check,) = [r for r in cluster_rules if "validatingadmissionpolicies" in r["resources"]]
+    assert (check["resourceNames"], check["verbs"]) == ([name], ["get"])
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert f"':{TRAINER_SERVICE_ACCOUNT}'" in spec["matchConditions"][0]["expression"]
+    (rule,) = spec["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == set(namespace_identity("ns", settings)[1]["rules"][0]["resources"])
+
+
+@pytest.mark.parametrize("watch", [None, "{ml}"])
+def test_the_operator_holds_every_permission_it_grants_the_trainer(helm: Path, watch: str | None) -> None:
+    """RBAC lets the operator create the trainer's Role without `escalate` only if it holds the same permissions."""
+    objects = template(helm, values={"watchNamespaces": watch} if watch else None)
+    operator_rules = [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
+    settings = OperatorSettings()
+    granted = [*namespace_identity("ml", settings)[1]["rules"], *bundle(ftj_for_rbac(), settings)[1]["rules"]]
+    for rule in granted:
+        for resource in rule["resources"]:
+            for verb in rule["verbs"]:
+                assert any(
+                    rule["apiGroups"][0] in held["apiGroups"]
+                    and resource in held["resources"]
+                    and verb in held["verbs"]
+                    and "resourceNames" not in held
+                    for held in operator_rules
+                ), f"the operator cannot grant {verb} {resource}"
+    assert not any(verb in ("bind", "escalate") for held in operator_rules for verb in held["verbs"])
+
+
+def ftj_for_rbac() -> FineTuneJob:
+    spec = {
+        "baseModel": {"uri": "hf://org/m"},
+        "dataset": {"train": {"uri": "s3://d/t.jsonl"}},
+        "method": {"type": "lora", "lora": {}},
+        "output": {"uri": "s3://o/"},
+    }
+    return FineTuneJob.model_validate({"metadata": {"name": "r", "namespace": "ml"}, "spec": spec})

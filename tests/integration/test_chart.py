@@ -73,6 +73,12 @@ def test_chart_installs_and_grants_the_operator_only_what_it_needs(
     ]:
         assert not can_i(kubectl, account, verb, resource, "-n", namespace), f"operator should not {verb} {resource}"
     assert not can_i(kubectl, account, "create", "jobs.batch", "-n", "default"), "namespaced install leaks"
+    policy = f"{release}-trainer-status"  # confines the shared trainer identity; the operator reads it at startup
+    binding = kubectl.json("get", "validatingadmissionpolicybinding", policy)
+    assert (binding["spec"]["policyName"], binding["spec"]["validationActions"]) == (policy, ["Deny"])
+    assert kubectl.json("get", "validatingadmissionpolicy", policy)["spec"]["failurePolicy"] == "Fail"
+    assert can_i(kubectl, account, "get", f"validatingadmissionpolicies/{policy}")
+    assert not can_i(kubectl, account, "get", "validatingadmissionpolicies/another")
 
 
 def budget_healthy(kubectl: Kubectl, namespace: str, release: str) -> bool:

@@ -4,15 +4,17 @@ The trainer owns exactly `status.progress` and `status.result` (FineTuneJob) or 
 (Adapter, merge mode). It writes them with server-side apply on the status subresource under its own
 field manager, so it never overwrites the operator's fields (phase, conditions) and needs no
 read-modify-write. Every apply sends all the trainer's fields (progress with the result), because
-apply removes fields a manager stops sending. Credentials are the pod's ServiceAccount token, whose
-Role allows `get`/`patch` on this one object's status and nothing else; outside a pod (tests,
-`kubetune run`) `KUBECONFIG` is used.
+apply removes fields a manager stops sending. Credentials are the pod's ServiceAccount token: the namespace's
+`kubetune-trainer`, which the chart's ValidatingAdmissionPolicy confines to the status of this pod's own run,
+or a Role of this one object's status (a per-run identity); outside a pod (tests, `kubetune run`) `KUBECONFIG`
+is used.
 
 Progress reporting is best effort: an unreachable or refusing API server is logged and training continues,
 since losing a progress update is harmless and losing a training run is not. Updates are sent at most
 every `runtime.progressIntervalSeconds`, plus one at the end. The result is not left to chance: it goes
 into the container's termination message first (the operator recovers it from there), then its status
-write is retried with backoff until it lands, SIGTERM arrives, or `RESULT_WRITE_SECONDS` pass.
+write is retried with backoff until it lands, SIGTERM arrives, or `RESULT_WRITE_SECONDS` pass (so is a merged
+Adapter's artifact).
 
 All Kubernetes client code of the trainer lives in this module.
 """
@@ -20,6 +22,7 @@ All Kubernetes client code of the trainer lives in this module.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -138,8 +141,15 @@ class StatusWriter:
 
 
 def _short(exc: BaseException) -> str:
+    """The status line, and for a refusal the API server's reason (a policy says which pod and Job it saw)."""
     status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
-    return f"HTTP {status} {reason}" if status else f"{type(exc).__name__}: {exc}"
+    if not status:
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        message = json.loads(getattr(exc, "body", None) or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"HTTP {status} {reason}: {message}" if message else f"HTTP {status} {reason}"
 
 
 class ProgressReporter(TrainerCallback):
@@ -285,29 +295,66 @@ def publish_result(ctx: RunContext, result: Any, *, sleep: Callable[[float], Non
 
 
 def deliver_result(reporter: ProgressReporter, result: dict[str, Any], *, sleep: Callable[[float], None]) -> bool:
-    """Retries the result write with backoff (1 s doubling to 30 s) for up to RESULT_WRITE_SECONDS; SIGTERM ends
-    the retries too. Either way the termination message has the result, so the run is not lost."""
+    """Retries the result write until it lands (`retry_write`); either way the termination message has the result,
+    so the run is not lost."""
     if reporter.writer is None:
         return False
-    deadline = reporter.clock() + RESULT_WRITE_SECONDS
+    return retry_write(
+        lambda: reporter.report_result(result),
+        "result",
+        "the termination message has it",
+        clock=reporter.clock,
+        sleep=sleep,
+    )
+
+
+def retry_write(
+    write: Callable[[], bool],
+    what: str,
+    fallback: str,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    seconds: float = RESULT_WRITE_SECONDS,
+) -> bool:
+    """Retries `write` with backoff (1 s doubling to 30 s) for up to `seconds`; SIGTERM ends the retries too.
+
+    Besides an unreachable API server this covers a refusal that passes: a pod of the namespace's shared identity
+    may write only once the operator has put its Job's name in the object's status (the chart's policy), which
+    can land a moment after the pod starts."""
+    deadline = clock() + seconds
     delay = RESULT_BACKOFF_SECONDS[0]
     try:
-        while not reporter.report_result(result):
-            if reporter.clock() + delay > deadline:
-                log.error(
-                    "the result write did not land in %.0f s; the termination message has it", RESULT_WRITE_SECONDS
-                )
+        while not write():
+            if clock() + delay > deadline:
+                log.error("the %s write did not land in %.0f s; %s", what, seconds, fallback)
                 return False
-            log.warning("retrying the result write in %.0f s", delay)
+            log.warning("retrying the %s write in %.0f s", what, delay)
             sleep(delay)
             delay = min(delay * 2, RESULT_BACKOFF_SECONDS[1])
     except Terminated:
-        log.warning("SIGTERM while writing the result; the termination message has it")
+        log.warning("SIGTERM while writing the %s; %s", what, fallback)
         return False
     return True
 
 
-def publish_adapter_artifact(target: StatusTarget, artifact: dict[str, Any]) -> bool:
-    """Merge mode: write `status.artifact` of the Adapter being composed."""
+def publish_adapter_artifact(
+    target: StatusTarget,
+    artifact: dict[str, Any],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    seconds: float = RESULT_WRITE_SECONDS,
+) -> bool:
+    """Merge mode: write `status.artifact` of the Adapter being composed, retried like the result (`retry_write`)."""
     writer = StatusWriter.from_environment(target)
-    return writer.apply({"artifact": artifact}) if writer is not None else False
+    if writer is None:
+        return False
+    fallback = "the Adapter will fail with NoArtifact"
+    return retry_write(
+        lambda: writer.apply({"artifact": artifact}),
+        "artifact",
+        fallback,
+        clock=time.monotonic,
+        sleep=sleep,
+        seconds=seconds,
+    )

@@ -62,3 +62,7 @@ app.kubernetes.io/component: operator
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{- define "kubetune.trainerPolicy" -}}
+{{- printf "%s-trainer-status" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

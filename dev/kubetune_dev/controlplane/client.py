@@ -113,12 +113,14 @@ class AdminClient:
 
 
 def object_path(obj: dict[str, Any]) -> str:
-    """REST path of a manifest. The plural is the lower-case kind plus s (es after an s), which holds for every
-    kind the dev cluster installs (Namespace, Secret, CRDs, webhook configurations, Kueue's queues)."""
+    """REST path of a manifest. The plural is the lower-case kind plus s (es after an s, ies for a final y), which
+    holds for every kind the dev cluster installs (Namespace, Secret, CRDs, webhook configurations, Kueue's queues,
+    admission policies)."""
     api_version, kind, meta = obj["apiVersion"], obj["kind"], obj["metadata"]
     root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     namespace = f"/namespaces/{meta['namespace']}" if meta.get("namespace") else ""
-    plural = kind.lower() + ("es" if kind.endswith("s") else "s")
+    lower = kind.lower()
+    plural = lower[:-1] + "ies" if lower.endswith("y") else lower + ("es" if lower.endswith("s") else "s")
     return f"{root}{namespace}/{plural}/{meta['name']}"
 
 

@@ -23,16 +23,22 @@ from kubetune.decisions.adapter_status import (
 from kubetune.decisions.conditions import Verdict, timestamp
 from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import job_and_pods, live_object
-from kubetune.k8s.writes import ChildRejectedError, apply_all, emit_event, write_status
-from kubetune.render.adapter import merge_bundle
+from kubetune.k8s.writes import AppliedOnce, ChildRejectedError, apply_all, emit_event, write_status
+from kubetune.render.adapter import merge_bundle, merge_identity
 from kubetune.render.names import merge_job_name
 from kubetune.settings import OperatorSettings
 
 
 def reconcile_adapter(
-    kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    settings: OperatorSettings,
+    now: datetime,
+    *,
+    applied: AppliedOnce | None = None,
 ) -> str | None:
-    """Returns the Adapter's phase after the reconcile (None if it is gone)."""
+    """Returns the Adapter's phase after the reconcile (None if it is gone); `applied` as for FineTuneJobs."""
     body = live_object(kube, "Adapter", namespace, name)
     if body is None:
         return None
@@ -44,7 +50,12 @@ def reconcile_adapter(
     elif adapter.spec.merge is None:
         status = adapter_status(adapter, now)
     else:
-        status = adapter_status(adapter, now, verdict=_merge(kube, adapter, settings), job_name=merge_job_name(name))
+        status = adapter_status(
+            adapter,
+            now,
+            verdict=_merge(kube, adapter, settings, applied or AppliedOnce()),
+            job_name=merge_job_name(name),
+        )
     before = (body.get("status") or {}).get("phase")
     spec = body.get("spec")
     wrote = write_status(kube, body, operator_fields(status, merged=isinstance(spec, dict) and "merge" in spec))
@@ -68,7 +79,7 @@ def _sources(kube: KubeClient, adapter: Adapter) -> dict[str, Obj | None]:
     return {ref.name: kube.get(path("Adapter", namespace, ref.name)) for ref in (merge.sources if merge else [])}
 
 
-def _merge(kube: KubeClient, adapter: Adapter, settings: OperatorSettings) -> Verdict:
+def _merge(kube: KubeClient, adapter: Adapter, settings: OperatorSettings, applied: AppliedOnce) -> Verdict:
     namespace = adapter.metadata.namespace or "default"
     name = adapter.metadata.name or ""
     job, pods = job_and_pods(kube, namespace, merge_job_name(name))
@@ -85,6 +96,7 @@ def _merge(kube: KubeClient, adapter: Adapter, settings: OperatorSettings) -> Ve
                 return Verdict("Failed", "SourceInvalid", f"merge source {source_name} cannot be read: {detail}")
             models.append(model)
         try:
+            applied.apply(kube, merge_identity(adapter, settings))
             stored = apply_all(kube, merge_bundle(adapter, models, settings))
         except ChildRejectedError as rejected:
             return Verdict("Failed", "InvalidSpec", f"{rejected}: fix the spec")

@@ -21,9 +21,16 @@ from kubetune.decisions.plan import children_stale, plan
 from kubetune.decisions.status import compute_status, invalid_status, operator_fields
 from kubetune.k8s.interface import KubeClient, Obj, path
 from kubetune.k8s.observe import live_object, observe_finetunejob
-from kubetune.k8s.writes import ChildRejectedError, apply_all, emit_event, write_status, write_trainer_status
+from kubetune.k8s.writes import (
+    AppliedOnce,
+    ChildRejectedError,
+    apply_all,
+    emit_event,
+    write_status,
+    write_trainer_status,
+)
 from kubetune.render.adapter import adapter_name, published_adapter
-from kubetune.render.bundle import bundle, job_suspend, preflight_bundle
+from kubetune.render.bundle import bundle, job_suspend, preflight_bundle, shared_identity
 from kubetune.render.names import job_name, preflight_job_name
 from kubetune.render.trainer_config import pvc_claims
 from kubetune.settings import OperatorSettings
@@ -94,9 +101,16 @@ def _declared_method(body: Obj) -> str:
 
 
 def reconcile_finetunejob(
-    kube: KubeClient, namespace: str, name: str, settings: OperatorSettings, now: datetime
+    kube: KubeClient,
+    namespace: str,
+    name: str,
+    settings: OperatorSettings,
+    now: datetime,
+    *,
+    applied: AppliedOnce | None = None,
 ) -> Outcome | None:
-    """Returns what happened for metrics and logs; None when the object is gone or being deleted."""
+    """Returns what happened for metrics and logs; None when the object is gone or being deleted. `applied`: the
+    process's memory of the namespace identities it applied (none: applied whenever a bundle is)."""
     body = live_object(kube, "FineTuneJob", namespace, name)
     if body is None:
         return None
@@ -112,7 +126,7 @@ def reconcile_finetunejob(
     else:
         ftj = ftj.model_copy(update={"status": previous})
         try:
-            status = _reconcile(kube, ftj, settings, now)
+            status = _reconcile(kube, ftj, settings, now, applied or AppliedOnce())
         except ChildRejectedError as rejected:
             status = invalid_status(previous, meta.get("generation"), [Problem("", str(rejected))], now)
         method = ftj.spec.method.type
@@ -140,7 +154,9 @@ def reconcile_finetunejob(
     )
 
 
-def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, now: datetime) -> FineTuneJobStatus:
+def _reconcile(
+    kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, now: datetime, applied: AppliedOnce
+) -> FineTuneJobStatus:
     name = ftj.metadata.name or ""
     job = job_name(name)
     target = adapter_name(ftj)
@@ -152,6 +168,7 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
     decided = plan(ftj, observed, target)
     adapters = adapter_uris(ftj.spec, observed.input_adapters)
     if decided.apply_preflight:
+        applied.apply(kube, shared_identity(ftj, settings))
         stored = apply_all(kube, preflight_bundle(ftj, settings, adapters), started=False)
         observed = replace(observed, preflight_job=stored.get("Job"))
     if decided.delete_preflight and checks is not None:
@@ -160,6 +177,7 @@ def _reconcile(kube: KubeClient, ftj: FineTuneJob, settings: OperatorSettings, n
         current = observed.job.get("spec", {}).get("suspend") if observed.job else None
         if children_stale(ftj, observed.job, job_suspend(ftj, current)):
             started = ftj.status is not None and ftj.status.start_time is not None
+            applied.apply(kube, shared_identity(ftj, settings))
             children = bundle(ftj, settings, current, adapters, with_identity=not decided.identity_applied)
             stored = apply_all(kube, children, started=started)
             observed = replace(observed, job=stored.get("Job"))

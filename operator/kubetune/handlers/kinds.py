@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from kubetune import metrics
 from kubetune.api.resources import ADAPTER, FINETUNEJOB, ResourceId
@@ -17,15 +17,32 @@ from kubetune.controllers.adapter import reconcile_adapter
 from kubetune.controllers.finetunejob import Outcome, reconcile_finetunejob
 from kubetune.handlers.runtime import Runtime, metered
 from kubetune.k8s.interface import KubeClient
+from kubetune.k8s.writes import AppliedOnce
 from kubetune.settings import OperatorSettings
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Controller(Protocol[T_co]):
+    """One reconcile of one object (kubetune.controllers)."""
+
+    def __call__(
+        self,
+        kube: KubeClient,
+        namespace: str,
+        name: str,
+        settings: OperatorSettings,
+        now: datetime,
+        *,
+        applied: AppliedOnce | None = None,
+    ) -> T_co: ...
 
 
 @dataclass(frozen=True)
 class Kind(Generic[T]):
     resource: ResourceId
-    controller: Callable[[KubeClient, str, str, OperatorSettings, datetime], T]
+    controller: Controller[T]
     record: Callable[[str, str, T], None]
     """Metrics of one reconcile's result (namespace, name, result)."""
     phases: metrics.PhaseIndex
@@ -35,7 +52,9 @@ class Kind(Generic[T]):
         kind = self.resource.kind
 
         def sync() -> T:
-            return self.controller(runtime.kube, namespace, name, runtime.settings, datetime.now(UTC))
+            return self.controller(
+                runtime.kube, namespace, name, runtime.settings, datetime.now(UTC), applied=runtime.applied
+            )
 
         self.record(namespace, name, metered(kind, sync))
 

@@ -19,6 +19,7 @@ from kubetune.handlers.resync import Reconciler, Resync
 from kubetune.handlers.workqueue import Key, WorkQueue
 from kubetune.k8s.cache import CachedKube
 from kubetune.k8s.interface import KubeClient, KubeError, Obj
+from kubetune.k8s.writes import AppliedOnce
 from kubetune.settings import OperatorSettings
 
 MEMO_KEY = "runtime"
@@ -38,6 +39,8 @@ class Runtime:
     resync: Resync | None = None
     cache: CachedKube | None = None
     """What the watches delivered, when `kube` reads through it (`observe` feeds it)."""
+    applied: AppliedOnce = field(default_factory=AppliedOnce)
+    """The namespace identities this process applied (each once)."""
 
     def observe(self, kind: str, event_type: str | None, body: Obj) -> None:
         """A watch event, put in the read cache before its reconcile is enqueued."""

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
+from kubetune.decisions.trainer_policy import binding_url, policy_problem, policy_url
 from kubetune.handlers.children import MANAGED_SELECTOR
 from kubetune.handlers.kinds import Kind
 from kubetune.handlers.memory import release_free_memory
@@ -26,7 +27,7 @@ from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
 from kubetune.handlers.workqueue import WorkQueue
 from kubetune.k8s.cache import CachedKube
 from kubetune.k8s.client import Kube
-from kubetune.k8s.interface import KubeClient
+from kubetune.k8s.interface import KubeClient, KubeError
 from kubetune.metrics import REGISTRY
 from kubetune.settings import OperatorSettings
 
@@ -87,6 +88,25 @@ def trim_when_idle(queue: WorkQueue) -> None:
         release_free_memory()
 
 
+def with_trainer_identity(settings: OperatorSettings, kube: KubeClient) -> OperatorSettings:
+    """Runs share the namespace's trainer identity when the chart's policy is in force; otherwise each run keeps
+    its own, said once here (read once: a policy installed later takes effect at the next start)."""
+    name = settings.trainer_status_policy
+    try:
+        problem = policy_problem(name, kube.get(policy_url(name)), kube.get(binding_url(name)))
+    except KubeError as error:
+        problem = f"cannot read ValidatingAdmissionPolicy {name}: {error}"
+    if problem is None:
+        log.info("trainer identity: one per namespace, confined by ValidatingAdmissionPolicy %s", name)
+    else:
+        log.warning(
+            "trainer identity: one per run (%s); install the chart's policy to share one per namespace, three API "
+            "writes less per run",
+            problem,
+        )
+    return settings.model_copy(update={"namespace_trainer_identity": problem is None})
+
+
 def read_cache(kube: Kube, kinds: Sequence[Kind[Any]], settings: OperatorSettings) -> CachedKube:
     """Reads of the watched kinds from the watches: the kinds themselves, and the Jobs and pods the operator
     made (the children watchers' label filter), each LISTed again every resync interval."""
@@ -123,6 +143,7 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
         kube = Kube.from_environment(kubeconfig, pool_size=operator_settings.workers + 2)
+        operator_settings = with_trainer_identity(operator_settings, kube)
         cache = read_cache(kube, kinds, operator_settings)
         runtime = build_runtime(operator_settings, cache, kinds, peering_gate(settings, memo, kube))
         runtime.cache = cache

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import socket
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER, TRAINER_FIELD_MANAGER
 from kubetune.k8s.interface import RESOURCES, KubeClient, KubeError, Obj, path
 
 log = logging.getLogger(__name__)
+APPLIED_MAX_AGE = 600.0
+"""Seconds `AppliedOnce` trusts an apply: three writes per namespace every ten minutes at most."""
 
 
 class ChildRejectedError(Exception):
@@ -115,3 +122,34 @@ def emit_event(kube: KubeClient, involved: Obj, *, event_type: str, reason: str,
         kube.create(path("Event", meta["namespace"]), event)
     except KubeError as error:
         log.warning("cannot post Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error)
+
+
+class AppliedOnce:
+    """Manifests applied once per process, found again by namespace and digest: the namespace's trainer identity is
+    applied by the first run there that needs it and not by the next ones (three writes less per run). A settings
+    change renders other manifests, so it applies again; so does a restart (a fresh process, idempotent apply), and
+    so does the first run after `max_age` seconds, which bounds how long runs would wait for a ServiceAccount that
+    was deleted meanwhile (with its namespace, re-created under the same name, or by hand).
+
+    One lock per key: the reconciles of a burst in a new namespace wait for the first apply instead of repeating it.
+    """
+
+    def __init__(self, max_age: float = APPLIED_MAX_AGE, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age, self.clock = max_age, clock
+        self._applied: dict[tuple[str, str], float] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def apply(self, kube: KubeClient, manifests: list[Obj]) -> None:
+        if not manifests:
+            return
+        namespace = str(manifests[0]["metadata"]["namespace"])
+        key = (namespace, hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest())
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            applied = self._applied.get(key)
+            if applied is not None and self.clock() - applied < self.max_age:
+                return
+            apply_all(kube, manifests)
+            self._applied[key] = self.clock()

@@ -12,7 +12,14 @@ from typing import Any
 from kubetune.api.v1alpha1.adapter import Adapter, AdapterMethodSummary
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob, TrainResult
 from kubetune.api.v1alpha1.methods import METHOD_FACTS
-from kubetune.api.v1alpha1.pod_contract import BASE_MODEL_LABEL, CACHE_DIR, CHECKPOINT_DIR, PVC_ROOT, SCRATCH_DIR
+from kubetune.api.v1alpha1.pod_contract import (
+    BASE_MODEL_LABEL,
+    CACHE_DIR,
+    CHECKPOINT_DIR,
+    PVC_ROOT,
+    SCRATCH_DIR,
+    TRAINER_SERVICE_ACCOUNT,
+)
 from kubetune.api.v1alpha1.trainer_config import MergeInput, MergeTask, RuntimeSettings, StatusTarget, TrainerConfig
 from kubetune.render import job, names, rbac
 from kubetune.render.meta import Manifest, Owner, labels, owner_reference, propagated
@@ -135,7 +142,9 @@ def merge_task(adapter: Adapter, sources: list[Adapter], settings: OperatorSetti
 
 
 def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSettings) -> list[Manifest]:
-    """ServiceAccount, Role (this Adapter's status only), RoleBinding and the merge Job (with trainer.json)."""
+    """The merge Job (with trainer.json), after its own ServiceAccount, Role (this Adapter's status only) and
+    RoleBinding unless it runs as the namespace's identity (`merge_identity`): merge pods are named after their
+    Job, which the operator writes into `status.jobName`, so the chart's policy confines them as it does trainers."""
     name = adapter.metadata.name or ""
     namespace = adapter.metadata.namespace or "default"
     task = merge_task(adapter, sources, settings)
@@ -154,7 +163,7 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         merge=task,
         runtime=runtime,
     )
-    identity = names.merge_job_name(name)
+    identity = TRAINER_SERVICE_ACCOUNT if settings.namespace_trainer_identity else names.merge_job_name(name)
     owner = Owner("Adapter", name, namespace, adapter.metadata.uid)
     plan = job.PodPlan(
         job_name=names.merge_job_name(name),
@@ -168,9 +177,14 @@ def merge_bundle(adapter: Adapter, sources: list[Adapter], settings: OperatorSet
         backoff_limit=1,
         pod_annotations=propagated(adapter.metadata.annotations, settings.pod_annotation_prefixes),
     )
-    return [
-        *rbac.identity(
-            identity, owner, settings.service_account_annotations_for(namespace), settings.image_pull_secrets
-        ),
-        job.job(plan, settings),
-    ]
+    if settings.namespace_trainer_identity:
+        return [job.job(plan, settings)]
+    annotations = settings.service_account_annotations_for(namespace)
+    return [*rbac.identity(identity, owner, annotations, settings.image_pull_secrets), job.job(plan, settings)]
+
+
+def merge_identity(adapter: Adapter, settings: OperatorSettings) -> list[Manifest]:
+    """The namespace's identity for the merge Job (applied once per namespace), when the operator shares it."""
+    if not settings.namespace_trainer_identity:
+        return []
+    return rbac.namespace_identity(adapter.metadata.namespace or "default", settings)

@@ -1,11 +1,13 @@
 """Everything one FineTuneJob needs, in the order it should be applied.
 
 Identity comes before the Job so the first pod never starts without its ServiceAccount and Role (trainer.json
-travels in the Job itself); the Service comes before the Job so index 0's DNS name exists at rendezvous.
+travels in the Job itself); the Service comes before the Job so index 0's DNS name exists at rendezvous. A run
+that shares the namespace's identity (`shared_identity`) has none in its bundle: the controller applies that
+one before the bundle, once per namespace.
 
 The preflight Job comes first of all (`preflight_bundle`): the trainer image in `--preflight` mode in
 a CPU pod. It carries the training pods' own trainer.json (it checks exactly the document they will
-read) and runs under the run's ServiceAccount (its image pull Secrets and cloud identity) without a
+read) and runs under the training pods' ServiceAccount (its image pull Secrets and cloud identity) without a
 token. It requests no GPU and carries no Kueue label, so it never waits in the GPU queue, and it
 mounts only the claims of its inputs, read-only (the output claim stays free for the training pod).
 """
@@ -23,6 +25,7 @@ from kubetune.api.v1alpha1.pod_contract import (
     PREFLIGHT_COMPONENT,
     PREFLIGHT_FLAG,
     TRAINER_COMPONENT,
+    TRAINER_SERVICE_ACCOUNT,
 )
 from kubetune.api.v1alpha1.preflight import spec_digest
 from kubetune.api.v1alpha1.tracking import MLFLOW_CREDENTIAL_KEYS
@@ -65,7 +68,7 @@ def training_pod_plan(
         owner=owner_of(ftj),
         component=TRAINER_COMPONENT,
         image=spec.image or settings.trainer_image,
-        service_account=names.job_name(name),
+        service_account=trainer_account(ftj, settings),
         trainer_json=trainer_json(config),
         runtime=config.runtime,
         pvc_claims=pvc_claims([spec.to_wire(), config.adapters or {}], writable_uris(spec)),
@@ -134,8 +137,30 @@ def owner_of(ftj: FineTuneJob) -> Owner:
     return Owner("FineTuneJob", ftj.metadata.name or "", ftj.metadata.namespace or "default", ftj.metadata.uid)
 
 
+def shares_namespace_identity(ftj: FineTuneJob, settings: OperatorSettings) -> bool:
+    """The namespace's identity serves the run unless the policy that confines it was not found at startup or the
+    run asks for its own cloud identity (`spec.serviceAccountAnnotations` must be on its very ServiceAccount)."""
+    return settings.namespace_trainer_identity and not ftj.spec.service_account_annotations
+
+
+def trainer_account(ftj: FineTuneJob, settings: OperatorSettings) -> str:
+    if shares_namespace_identity(ftj, settings):
+        return TRAINER_SERVICE_ACCOUNT
+    return names.job_name(ftj.metadata.name or "")
+
+
+def shared_identity(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
+    """The namespace's identity when the run uses it (applied once per namespace, not with each run), else none."""
+    if not shares_namespace_identity(ftj, settings):
+        return []
+    return rbac.namespace_identity(ftj.metadata.namespace or "default", settings)
+
+
 def run_identity(ftj: FineTuneJob, settings: OperatorSettings) -> list[Manifest]:
-    """ServiceAccount, Role and RoleBinding: shared by the preflight and the training pods."""
+    """The run's own ServiceAccount, Role and RoleBinding (shared by the preflight and the training pods), unless
+    it uses the namespace's identity."""
+    if shares_namespace_identity(ftj, settings):
+        return []
     owner = owner_of(ftj)
     account = names.job_name(owner.name)
     annotations = {
@@ -159,7 +184,7 @@ def bundle(
     adapters: Mapping[str, str] | None = None,
     with_identity: bool = True,
 ) -> list[Manifest]:
-    """ServiceAccount, Role, RoleBinding, [headless Service], Job.
+    """[ServiceAccount, Role, RoleBinding], [headless Service], Job.
 
     `adapters` are the resolved artifacts of the Adapters the spec names, by name (`trainer_config`).
     `with_identity=False` leaves out the identity the preflight bundle of the same spec applied already.

@@ -42,7 +42,7 @@ def label_value(text: str) -> str:
 
 
 def job_name(owner: str) -> str:
-    """Also the name of the run's ServiceAccount, Role and RoleBinding (names are per kind)."""
+    """Also the name of the run's own ServiceAccount, Role and RoleBinding when it has them (names are per kind)."""
     return dns_label(owner, "train", max_length=JOB_NAME_MAX)
 
 

@@ -1,4 +1,5 @@
-"""The operator in-process (kopf's KopfRunner, --standalone, one namespace) against the real control plane.
+"""The operator in-process (kopf's KopfRunner, --standalone, one namespace) against the real control plane, with the
+chart's trainer policy installed, as the chart ships it (one trainer identity per namespace).
 
 Environment for the operator is set here, before `kubetune.handlers` is imported, because kopf reads
 the resync interval when handlers are declared. kwok drives the pods: annotations with the prefix
@@ -18,6 +19,7 @@ import pytest
 
 from kubetune_dev.controlplane import LocalControlPlane
 from kubetune_dev.controlplane.testing import Kubectl, install_crds, wait_until
+from kubetune_dev.operator_identity import install_trainer_policy
 
 
 def _free_port() -> int:
@@ -53,7 +55,10 @@ CRD_DIR = Path(os.environ.get("KUBETUNE_TEST_CRD_DIR") or REPO / "crds")
 
 @pytest.fixture(scope="session")
 def installed_crds(control_plane: LocalControlPlane, kubectl: Kubectl) -> list[str]:
-    return install_crds(kubectl, sorted(CRD_DIR.glob("*.yaml")))
+    """The CRDs and the chart's trainer policy (which needs the CRDs' schemas to check its expressions)."""
+    installed = install_crds(kubectl, sorted(CRD_DIR.glob("*.yaml")))
+    install_trainer_policy(control_plane)
+    return installed
 
 
 @pytest.fixture(scope="session")
@@ -174,16 +179,21 @@ class Cluster:
     def pods(self, job_name: str) -> list[dict[str, Any]]:
         return self.list("Pod", f"batch.kubernetes.io/job-name={job_name}")
 
-    def token_client(self, service_account: str) -> Kube:
-        """A client that authenticates as the ServiceAccount with a TokenRequest token (no Secret)."""
+    def token_client(self, service_account: str, pod: dict[str, Any] | None = None) -> Kube:
+        """A client that authenticates as the ServiceAccount with a TokenRequest token (no Secret); bound to `pod`
+        (its name and uid in the token's claims) as the kubelet mints a pod's token, when one is given."""
         from kubetune_dev.controlplane.pki import write_token_kubeconfig
 
+        spec: dict[str, Any] = {"expirationSeconds": 600}
+        if pod is not None:
+            meta = pod["metadata"]
+            spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
         minted = self.kube.create(
             self.url("ServiceAccount", service_account, "token"),
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}},
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
         )
         config = write_token_kubeconfig(
-            self.tmp / f"{service_account}.kubeconfig",
+            self.tmp / f"{service_account}-{pod['metadata']['name'] if pod else 'unbound'}.kubeconfig",
             self.plane.api_url,
             self.plane.pki.ca_cert,
             minted["status"]["token"],

@@ -23,6 +23,7 @@ from kubetune.api.v1alpha1.pod_contract import (
     MANAGED_BY_LABEL,
     OPERATOR_FIELD_MANAGER,
     PREFLIGHT_COMPONENT,
+    TRAINER_SERVICE_ACCOUNT,
 )
 from kubetune_dev.controlplane.testing import wait_until
 from support.operator_objects import finetunejob, result, trainer_apply
@@ -32,7 +33,7 @@ from support.witness import Witness
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
 RUNS = 24
-CHILD_KINDS = ("Job", "ServiceAccount", "Role", "RoleBinding")
+IDENTITY_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 
 
 def run_name(index: int) -> str:
@@ -116,11 +117,13 @@ def test_sigkill_during_a_burst_loses_and_duplicates_nothing(
     for adapter in cluster.list("Adapter"):
         assert adapter["metadata"]["generation"] == 1, "the Adapter's spec was applied more than once with changes"
     uids = {ftj["metadata"]["uid"] for ftj in runs.values()}
-    for kind in CHILD_KINDS:
-        for child in cluster.list(kind, f"{MANAGED_BY_LABEL}={OPERATOR_FIELD_MANAGER}"):
-            owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences", [])}
-            assert owners & uids, f"orphaned {kind} {child['metadata']['name']}"
-        per_run = 2 if kind == "Job" else 1  # a run's Jobs: its CPU preflight Job and its training Job
-        assert count(cluster, kind, lambda c: JOB_LABEL in c["metadata"].get("labels", {})) == per_run * RUNS, kind
+    for child in cluster.list("Job", f"{MANAGED_BY_LABEL}={OPERATOR_FIELD_MANAGER}"):
+        owners = {ref["uid"] for ref in child["metadata"].get("ownerReferences", [])}
+        assert owners & uids, f"orphaned Job {child['metadata']['name']}"
+    # a run's Jobs: its CPU preflight Job and its training Job
+    assert count(cluster, "Job", lambda c: JOB_LABEL in c["metadata"].get("labels", {})) == 2 * RUNS
+    for kind in IDENTITY_KINDS:  # the namespace's trainer identity, shared by every run
+        managed = cluster.list(kind, f"{MANAGED_BY_LABEL}={OPERATOR_FIELD_MANAGER}")
+        assert [child["metadata"]["name"] for child in managed] == [TRAINER_SERVICE_ACCOUNT], kind
     assert "Traceback" not in operator.text(), operator.text()[-3000:]
     print(f"\nSIGKILLed with {kills} of {RUNS}; all Succeeded and published {elapsed:.0f}s after the burst")

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 
 from kubetune.api.v1alpha1.finetunejob import FineTuneJob
-from kubetune.render.bundle import bundle
+from kubetune.render.bundle import bundle, shared_identity
 from kubetune.settings import OperatorSettings
 from kubetune_dev.controlplane.testing import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.tier_b]
 
-ENV_SETTINGS = OperatorSettings.from_env(os.environ)
+ENV_SETTINGS = OperatorSettings.from_env(os.environ).model_copy(update={"namespace_trainer_identity": True})
+"""As the operator decides at startup: the session installed the chart's trainer policy (conftest)."""
 KEEP_RUNNING = {"kwok.kubetune.io/keep-running": "true"}
 
 
@@ -52,6 +53,10 @@ def test_children_equal_render_and_phases_follow_pods(operator: Any, cluster: An
         assert actual is not None, f"{manifest['kind']} missing"
         assert subset(manifest, actual) == [], manifest["kind"]
         assert actual["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+    for manifest in shared_identity(model, ENV_SETTINGS):  # the namespace's, owned by no run
+        actual = cluster.get(manifest["kind"], manifest["metadata"]["name"])
+        assert subset(manifest, actual) == [], manifest["kind"]
+        assert "ownerReferences" not in actual["metadata"]
     # No change handlers: kopf writes no progress or last-handled-configuration annotations onto the object.
     assert set(stored["metadata"].get("annotations") or {}) == set(KEEP_RUNNING)
     assert not stored["metadata"].get("finalizers")  # deletion never waits for the operator

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION
+from kubetune.api.v1alpha1.pod_contract import CONFIG_ANNOTATION, TRAINER_SERVICE_ACCOUNT
 from kubetune.k8s.interface import KubeError
 from kubetune_dev.controlplane.testing import wait_until
 from support.operator_objects import DIGEST, SHA, adapter, result, trainer_apply
@@ -20,13 +20,14 @@ def test_trainer_token_progress_result_and_published_adapter(operator: Any, clus
     ftj_factory("other", {"kwok.kubetune.io/keep-running": "true"})
     ftj_factory("pub", {"kwok.kubetune.io/run-for": "8s"})
     cluster.wait_phase("pub", "Running")
-    trainer = cluster.token_client("pub-train")
+    (pod,) = cluster.pods("pub-train")
+    trainer = cluster.token_client(TRAINER_SERVICE_ACCOUNT, pod)  # as the kubelet mints it: bound to the pod
     progress = {"step": 50, "totalSteps": 100, "percent": 50, "epoch": 0.5, "loss": 1.25}
     trainer_apply(trainer, cluster, "FineTuneJob", "pub", {"progress": progress})
     trainer_apply(trainer, cluster, "FineTuneJob", "pub", {"progress": progress, "result": result("pub")})
-    assert trainer.get(cluster.url("FineTuneJob", "pub"))["metadata"]["name"] == "pub"
     for forbidden in (
         lambda: trainer_apply(trainer, cluster, "FineTuneJob", "other", {"progress": progress}),
+        lambda: trainer.get(cluster.url("FineTuneJob", "pub")),  # it writes its status and reads nothing
         lambda: trainer.get(cluster.url("Secret", "any")),
         lambda: trainer.list(cluster.url("Secret")),
         lambda: trainer.list(cluster.url("FineTuneJob")),
@@ -123,7 +124,8 @@ def test_merge_flow_and_bad_sources(operator: Any, cluster: Any) -> None:
     cluster.wait_phase("merged", "Merging", kind="Adapter")
     job = wait_until("the merge Job", lambda: cluster.get("Job", "merged-merge"))
     assert job["metadata"]["ownerReferences"][0]["kind"] == "Adapter"
-    merger = cluster.token_client("merged-merge")
+    merge_pod = wait_until("the merge pod", lambda: next(iter(cluster.pods("merged-merge")), None))
+    merger = cluster.token_client(TRAINER_SERVICE_ACCOUNT, merge_pod)
     artifact = {"uri": "s3://adapters/merged/", "format": "peft-safetensors", "sha256": SHA, "sizeBytes": 2}
     trainer_apply(merger, cluster, "Adapter", "merged", {"artifact": artifact})
     status = cluster.wait_phase("merged", "Ready", kind="Adapter")

@@ -1,6 +1,7 @@
 """The operator runs as a ServiceAccount holding exactly the RBAC the chart renders (docs/operator.md lists
 it); a full run with a credentials Secret (children, status, Events, Adapter) must not get a single 403
-(audit log scan)."""
+(audit log scan). With the chart's trainer policy it shares one trainer identity per namespace: it reads the policy
+at startup and applies the ServiceAccount, Role and RoleBinding once for all runs (counted in the same log)."""
 
 from __future__ import annotations
 
@@ -55,13 +56,24 @@ def test_operator_needs_no_more_than_the_chart_grants(
         operator.stop()
         revoke(cluster.plane, identity)
     user = identity.username
-    denied, uris = [], []
+    denied, uris, writes = [], [], []
     for line in cluster.plane.audit_log.read_text().splitlines():
         entry = json.loads(line)
         if entry.get("user", {}).get("username") != user:
             continue
         uris.append(entry["requestURI"])
+        if entry["verb"] in ("create", "patch", "update"):
+            writes.append(entry["requestURI"].split("?")[0])
         if entry.get("responseStatus", {}).get("code") == 403:
             denied.append(f"{entry['verb']} {entry['requestURI']}")
     assert denied == [], "the operator was denied:\n" + "\n".join(sorted(set(denied)))
     assert any(f"/namespaces/{ns}/workloads?" in uri for uri in uris)  # the queued run's Workload was looked up
+    assert any(uri.endswith("/validatingadmissionpolicies/kubetune-trainer-status") for uri in uris)
+    for plural in ("serviceaccounts", "roles", "rolebindings"):  # two runs, one identity, applied once
+        assert [uri for uri in writes if f"/{plural}/" in uri] == [
+            f"{api_root(plural)}/namespaces/{ns}/{plural}/kubetune-trainer"
+        ]
+
+
+def api_root(plural: str) -> str:
+    return "/api/v1" if plural == "serviceaccounts" else "/apis/rbac.authorization.k8s.io/v1"

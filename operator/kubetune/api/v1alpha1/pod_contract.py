@@ -18,6 +18,9 @@ OPERATOR_FIELD_MANAGER = "kubetune-operator"
 `app.kubernetes.io/managed-by` value of its children."""
 TRAINER_FIELD_MANAGER = "kubetune-trainer"
 """Field manager of the trainer's status writes (server-side apply on the status subresource)."""
+TRAINER_SERVICE_ACCOUNT = "kubetune-trainer"
+"""The namespace's shared trainer identity (ServiceAccount, Role, RoleBinding). The chart's ValidatingAdmissionPolicy
+matches this name: a token of it writes only the status of the run whose Job its pod belongs to."""
 FINETUNEJOB_TRAINER_FIELDS = ("progress", "result")
 """FineTuneJob status fields only the trainer writes; the operator writes every other status field."""
 ADAPTER_TRAINER_FIELDS = ("artifact",)

@@ -224,3 +224,32 @@ def test_the_result_goes_into_the_termination_message_first(tmp_path: Path) -> N
     assert parsed["gateMessage"] == "gate passed"
     small = json.loads(result_message(RESULT).removeprefix("kubetune-result: "))
     assert small == RESULT
+
+
+def test_a_merged_adapters_artifact_write_is_retried_until_it_lands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge pod's first write may come before the operator put its Job's name in the Adapter's status, which the
+    chart's policy checks the pod against: refused once, it lands on a retry instead of failing the merge."""
+    from kubetune_trainer import report
+
+    writer = FlakyWriter(failures=2)
+    monkeypatch.setattr(report.StatusWriter, "from_environment", classmethod(lambda cls, target: writer))
+    waits: list[float] = []
+    target = StatusTarget(kind="Adapter", namespace="ns", name="merged")
+    assert report.publish_adapter_artifact(target, {"uri": "s3://a/"}, sleep=waits.append) is True
+    assert waits == [1.0, 2.0]
+    assert writer.applied == [{"artifact": {"uri": "s3://a/"}}] * 3
+
+
+def test_a_refusal_is_logged_with_the_api_servers_reason() -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = json.dumps({"message": "pod x-train-abcde is not a pod of this object's Job"})
+    assert report_line(refused) == "HTTP 403 Forbidden: pod x-train-abcde is not a pod of this object's Job"
+    assert report_line(ApiException(status=500, reason="Internal")) == "HTTP 500 Internal"
+
+
+def report_line(exc: BaseException) -> str:
+    from kubetune_trainer.report import _short
+
+    return _short(exc)
