@@ -76,15 +76,16 @@ def build_runtime(
     runtime = Runtime(settings=settings, kube=kube)
     for kind in kinds:
         runtime.reconcilers[kind.resource.kind] = functools.partial(kind.reconcile, runtime)
-    queue = runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff, gate=gate)
-    runtime.resync = Resync(
-        settings.resync_seconds, runtime.enqueuers(), gate, after_pass=lambda: trim_when_idle(queue)
-    )
+    runtime.queue = WorkQueue(runtime.process, settings.workers, settings.handler_backoff, gate=gate)
+    runtime.resync = Resync(settings.resync_seconds, runtime.enqueuers(), gate, after_pass=lambda: upkeep(runtime))
     return runtime
 
 
-def trim_when_idle(queue: WorkQueue) -> None:
-    if queue.idle():
+def upkeep(runtime: Runtime) -> None:
+    """After each resync pass: the read cache forgets old deletions, and an idle operator gives free memory back."""
+    if runtime.cache is not None:
+        runtime.cache.expire()
+    if runtime.queue is not None and runtime.queue.idle():
         release_free_memory()
 
 

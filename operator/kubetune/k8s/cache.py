@@ -9,7 +9,9 @@ A collection (a kind in a namespace) is trusted only after one LIST of it (`reli
 cache has not heard of is then really missing, without a request per miss. Each LIST also drops what the watches
 may have missed (an object deleted while kopf re-opened a watch), so a stale entry lives one interval at most.
 Objects are ordered by resourceVersion (etcd's revision, an integer in every Kubernetes API server): an older event
-or list never overwrites a newer write, and a deletion leaves a tombstone until the next LIST.
+or list never overwrites a newer write, and a deletion leaves a tombstone until the next LIST, or for one interval
+(`expire`): a late event of a deleted object comes within seconds, and a tombstone kept longer would keep its name
+in memory after the object is long gone (a burst of deleted runs held the heap's pages that way).
 
 Other kinds (Secrets, PVCs, Kueue Workloads, Events) go to the API server as before. Cached objects are shared:
 callers must not change them. They are kept without managedFields, pods without their spec and Jobs without their
@@ -78,34 +80,39 @@ def slim(obj: Obj) -> Obj:
 @dataclass
 class Collection:
     objects: dict[str, Obj] = field(default_factory=dict)
-    tombstones: dict[str, int] = field(default_factory=dict)
-    """Names deleted since the last LIST, with the revision of their deletion."""
+    tombstones: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Names deleted since the last LIST, with the revision of their deletion and when it was seen."""
     listed_at: float | None = None
 
     def put(self, obj: Obj) -> None:
         name = obj["metadata"]["name"]
         rv = revision(obj)
         current = self.objects.get(name)
-        if (current is not None and revision(current) > rv) or self.tombstones.get(name, -1) >= rv:
+        if (current is not None and revision(current) > rv) or self.tombstones.get(name, (-1, 0.0))[0] >= rv:
             return
         self.tombstones.pop(name, None)
         self.objects[name] = slim(obj)
 
-    def remove(self, obj: Obj) -> None:
+    def remove(self, obj: Obj, at: float) -> None:
         name = obj["metadata"]["name"]
         rv = revision(obj)
         current = self.objects.get(name)
         if current is not None and revision(current) > rv:
             return
         self.objects.pop(name, None)
-        self.tombstones[name] = max(rv, self.tombstones.get(name, -1))
+        self.tombstones[name] = (max(rv, self.tombstones.get(name, (-1, 0.0))[0]), at)
+
+    def expire(self, before: float) -> None:
+        """Drops tombstones seen before `before`."""
+        if any(seen < before for _, seen in self.tombstones.values()):
+            self.tombstones = {n: (rv, seen) for n, (rv, seen) in self.tombstones.items() if seen >= before}
 
     def relisted(self, items: list[Obj], list_rv: int, at: float) -> None:
         """Merges a LIST taken at `list_rv`: what it lacks and nothing newer brought is gone."""
         listed = {item["metadata"]["name"] for item in items}
         for name in [n for n, obj in self.objects.items() if n not in listed and revision(obj) <= list_rv]:
             del self.objects[name]
-        self.tombstones = {n: rv for n, rv in self.tombstones.items() if rv > list_rv}
+        self.tombstones = {n: (rv, seen) for n, (rv, seen) in self.tombstones.items() if rv > list_rv}
         for item in items:
             self.put(item)
         self.listed_at = at
@@ -142,9 +149,16 @@ class CachedKube:
         with self._guard:
             collection = self._collections.setdefault((kind, namespace), Collection())
             if event_type == "DELETED":
-                collection.remove(obj)
+                collection.remove(obj, self.clock())
             else:
                 collection.put(obj)
+
+    def expire(self) -> None:
+        """Forgets deletions seen more than one interval ago (the resync thread calls it after each pass)."""
+        before = self.clock() - self.relist_seconds
+        with self._guard:
+            for collection in self._collections.values():
+                collection.expire(before)
 
     def _kept(self, stored: Obj) -> Obj:
         kind = stored.get("kind")

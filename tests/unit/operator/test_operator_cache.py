@@ -85,6 +85,24 @@ def test_events_update_it_and_older_ones_never_overwrite_newer(
     assert cache.get(path("Job", NS, "a")) is None, "a tombstone keeps a late event from reviving it"
 
 
+def test_a_tombstone_lasts_one_interval_and_then_leaves_nothing_behind(
+    parts: tuple[FakeKube, Counting, Clock, CachedKube],
+) -> None:
+    """Deleted runs must not stay in memory: their tombstones (name and revision) go one interval after."""
+    _, _, clock, cache = parts
+    cache.get(path("Job", NS, "x"))  # listed (empty) at 0
+    cache.observe("Job", "ADDED", job("a", 10))
+    cache.observe("Job", "DELETED", job("a", 11))
+    clock.now = 29.0
+    cache.expire()
+    cache.observe("Job", "MODIFIED", job("a", 10, step="late"))
+    assert cache.get(path("Job", NS, "a")) is None, "within the interval the tombstone holds"
+    assert set(cache._collections[("Job", NS)].tombstones) == {"a"}
+    clock.now = 31.0  # no LIST since (nothing reads the collection once a burst is deleted): the interval ends it
+    cache.expire()
+    assert cache._collections[("Job", NS)].tombstones == {}
+
+
 def test_own_writes_are_seen_before_their_watch_event(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
     _, server, _, cache = parts
     assert cache.get(path("Job", NS, "a")) is None

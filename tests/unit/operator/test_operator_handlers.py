@@ -20,7 +20,8 @@ from kubetune.handlers.kinds import KINDS
 from kubetune.handlers.registration import register_kind
 from kubetune.handlers.resync import Resync
 from kubetune.handlers.runtime import MEMO_KEY, Runtime, runtime_of
-from kubetune.handlers.startup import build_runtime, in_cluster_server
+from kubetune.handlers.startup import build_runtime, in_cluster_server, upkeep
+from kubetune.k8s.cache import CachedKube
 from kubetune.k8s.interface import KubeError, Obj, path
 from kubetune.settings import OperatorSettings
 from support.fake_kube import FakeKube
@@ -254,3 +255,16 @@ def test_in_cluster_login_uses_the_service_address_the_pod_was_given() -> None:
         "https://[fd00::1]:6443"
     )
     assert in_cluster_server({}) is None  # kopf's default: https://kubernetes.default.svc
+
+
+def test_upkeep_after_a_resync_pass_forgets_old_deletions_in_the_read_cache() -> None:
+    now = [0.0]
+    fake = FakeKube()
+    cache = CachedKube(fake, fake.list_versioned, {"FineTuneJob": None}, 30.0, lambda: now[0])
+    runtime = build_runtime(OperatorSettings(), cache, KINDS)
+    runtime.cache = cache
+    deleted = {"kind": "FineTuneJob", "metadata": {"name": "a", "namespace": "ml", "resourceVersion": "5"}}
+    cache.observe("FineTuneJob", "DELETED", deleted)
+    now[0] = 31.0
+    upkeep(runtime)
+    assert cache._collections[("FineTuneJob", "ml")].tombstones == {}
