@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from kubetune.api.base import compile_all_rules
 from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.decisions.trainer_policy import binding_url, policy_problem, policy_url
@@ -141,6 +142,7 @@ def register_lifecycle(registry: kopf.OperatorRegistry, kinds: Sequence[Kind[Any
 
     def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         operator_settings = OperatorSettings.from_env(os.environ)
+        compile_all_rules()
         configure_kopf(settings, operator_settings)
         kubeconfig = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
         kube = Kube.from_environment(kubeconfig, pool_size=operator_settings.workers + 2)

@@ -14,6 +14,7 @@ import pytest
 from kubetune.api.base import cel_holds
 from kubetune.api.crd.build import all_crds, spec_immutable_once_started
 from kubetune.api.problems import UNIONS
+from kubetune.api.v1alpha1.finetunejob import FineTuneJob
 from kubetune.api.v1alpha1.trainer_config import TrainerConfig
 
 pytestmark = pytest.mark.unit
@@ -345,3 +346,14 @@ def test_objects_that_differ_only_where_a_rule_does_not_read_share_its_verdict(m
         rule, {"name": "g", "resources": {"gpus": 0}}
     ), "null and absent are different reads (has() tells them apart)"
     assert len(base._verdicts) == 4
+
+
+def test_every_rule_is_compiled_at_startup_so_no_reconcile_compiles_one() -> None:
+    """The operator's startup compiles them all (long-lived objects made before any burst, not in the middle of one)."""
+    from kubetune.api import base
+
+    base._compiled.cache_clear()
+    count = base.compile_all_rules()
+    assert count == base._compiled.cache_info().currsize >= 40
+    FineTuneJob.model_validate({"metadata": {"name": "x"}, "spec": SPEC})
+    assert base._compiled.cache_info().currsize == count
