@@ -9,6 +9,7 @@ published Adapter is faked; only the GPUs are (advertised so the pods schedule; 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,7 +55,9 @@ def assert_published_once_by_rank_zero(demo: Demo, result: DemoResult, rank_zero
     assert adapters.count(f"adapter.kubetune.io/{name}") == 1
     artifacts = [p.parent.name for p in (result.claim_dir / "adapters").glob("*/kubetune.json")]
     assert artifacts.count(name) == 1
-    writers = status_writers(demo, name, job_of(result))
+    job = json.loads(demo.kubectl("get", "job", job_of(result), "-n", NAMESPACE, "-o", "json"))
+    account = job["spec"]["template"]["spec"]["serviceAccountName"]  # the namespace's, or the run's own
+    writers = status_writers(demo, name, account)
     assert len(writers) >= 2, "progress and result"
     assert set(writers) <= {p.name for p in rank_zero_pods}, "ranks other than 0 never write status"
 
