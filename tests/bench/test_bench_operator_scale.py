@@ -4,7 +4,7 @@ creating the same Jobs at the same rate, on the local control plane with kwok no
 The operator runs as a user runs it: `kubetune operator` as its own process, as the chart's ServiceAccount with
 exactly the chart's RBAC, default settings (resync, backoffs, metrics on) except what kwok needs (pod annotations
 copied from the FineTuneJob) and the chart's `check_secrets=false`, with the operator image's allocator settings
-(`PYTHONMALLOC=malloc`, `MALLOC_ARENA_MAX=2`). Each FineTuneJob goes through its whole life:
+(`support.images.OPERATOR_ALLOCATOR_ENV`). Each FineTuneJob goes through its whole life:
 created -> Job -> pod Running under kwok for a few seconds, during which the "trainer" (this test) writes
 `status.result` -> Succeeded -> Adapter published and Ready. Then everything is deleted.
 

@@ -20,7 +20,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VERSION: str = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 OPERATOR_IMAGE = f"localhost/kubetune-operator:{VERSION}"
-OPERATOR_ALLOCATOR_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_ARENA_MAX": "2"}
+OPERATOR_ALLOCATOR_ENV = {
+    "PYTHONMALLOC": "malloc",
+    "MALLOC_ARENA_MAX": "2",
+    "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0",
+}
 """What the operator image sets for its memory allocator (Dockerfile ENV; test_operator_image checks the built
 image has it): the scale benchmark runs `kubetune operator` with it, as the image does."""
 TRAINER_IMAGE = f"localhost/kubetune-trainer:{VERSION}"

@@ -5,7 +5,8 @@ JSON); when they are gone, glibc keeps most of the freed memory for reuse instea
 long-lived objects allocated during the burst sit between the free ones. `malloc_trim(0)` returns every free page,
 wherever it lies in the heap (glibc >= 2.8). Python's own small-object allocator keeps its 1 MiB arenas until
 every object in one is gone, so the operator image runs with `PYTHONMALLOC=malloc`: small objects then come from
-glibc too, and trimming reaches them (docs/benchmarks.md measures both).
+glibc too, and trimming reaches them. It also turns off glibc's per-thread cache and fast bins, which keep freed
+small chunks apart instead of merging them with their free neighbours (docs/benchmarks.md measures each).
 
 Called from the resync thread when the work queue is idle: trimming walks the heap under malloc's locks, which
 would stall the workers' allocations while they are busy.
