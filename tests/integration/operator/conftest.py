@@ -38,7 +38,6 @@ for _key, _value in {
     "KUBETUNE_WATCH_CLIENT_TIMEOUT": "15",
     "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
     "KUBETUNE_TRAINER_IMAGE": "kubetune/trainer:test",
-    "KUBETUNE_LIFECYCLE_EVENTS": "true",  # the phase order, seen through the real Events API (opt-in for users)
 }.items():
     os.environ.setdefault(_key, _value)
 METRICS_PORT = int(os.environ["KUBETUNE_METRICS_PORT"])
@@ -98,6 +97,13 @@ class Operator:
         assert runner.exception is None, runner.exception
         assert runner.exit_code == 0, runner.output
         assert "Traceback" not in runner.output, runner.output
+
+
+@pytest.fixture
+def lifecycle_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Normal Events per phase, opt-in for users (`lifecycleEvents`): request it before `operator`, which reads the
+    environment when it starts. Every other test runs the shipped default, Warning Events only."""
+    monkeypatch.setenv("KUBETUNE_LIFECYCLE_EVENTS", "true")
 
 
 @pytest.fixture

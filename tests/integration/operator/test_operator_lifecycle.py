@@ -37,7 +37,9 @@ def subset(expected: Any, actual: Any, where: str = "") -> list[str]:
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 
 
-def test_children_equal_render_and_phases_follow_pods(operator: Any, cluster: Any, ftj_factory: Any) -> None:
+def test_children_equal_render_and_phases_follow_pods(
+    lifecycle_events: None, operator: Any, cluster: Any, ftj_factory: Any
+) -> None:
     created = ftj_factory("run", KEEP_RUNNING)
     status = cluster.wait_phase("run", "Running")
     assert status["jobName"] == "run-train"
@@ -82,6 +84,8 @@ def test_config_error_fails_at_once(operator: Any, cluster: Any, ftj_factory: An
     assert status["attempts"] == 1
     assert "not retried" in status["message"]
     assert len(cluster.pods("badcfg-train")) == 1
+    posted = [(e["type"], e["reason"]) for e in cluster.list("Event") if e["involvedObject"]["name"] == "badcfg"]
+    assert posted == [("Warning", "ConfigError")], "the shipped default: an Event only where the user must act"
 
 
 def test_evicted_pod_does_not_count_as_attempt(operator: Any, cluster: Any, ftj_factory: Any) -> None:

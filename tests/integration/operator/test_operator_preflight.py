@@ -36,7 +36,7 @@ def report_for(body: dict[str, Any]) -> str:
 
 
 def test_the_preflight_job_runs_first_and_the_gpu_job_follows_its_pass(
-    operator: Any, cluster: Any, ftj_factory: Any, ftj_body: Any
+    lifecycle_events: None, operator: Any, cluster: Any, ftj_factory: Any, ftj_body: Any
 ) -> None:
     body = ftj_body("checked", cluster.namespace, resources={"gpus": 1, "gpuProduct": "NVIDIA-H100-80GB-HBM3"})
     annotations = {
