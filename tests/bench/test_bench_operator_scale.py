@@ -68,8 +68,10 @@ GOAL_WRITES = 8.0
 GOAL_RSS_GROWTH = 1.10
 GOAL_THROUGHPUT = 0.5
 BEFORE = os.environ.get("KUBETUNE_BENCH_BEFORE")
-SETTLE_AFTER_DELETE = OperatorSettings().resync_seconds + 5
-"""The operator gives free memory back at its first resync pass with nothing to do (kubetune.handlers.memory)."""
+SETTLE_AFTER_DELETE = 2 * OperatorSettings().resync_seconds + 5
+"""The operator gives free memory back after each resync pass with nothing to do (kubetune.handlers.memory); the
+read cache forgets a deletion at the first pass one interval after it (kubetune.k8s.cache), so the second pass
+after the last deletion is the first one that finds everything of the round gone."""
 SETTINGS = {
     "KUBETUNE_POD_ANNOTATION_PREFIXES": "kwok.kubetune.io/",
     "KUBETUNE_CHECK_SECRETS": "false",

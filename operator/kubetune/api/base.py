@@ -59,35 +59,52 @@ VERDICTS_KEPT = 4096
 _verdicts: OrderedDict[tuple[str, bytes], bool] = OrderedDict()
 _verdicts_guard = threading.Lock()
 _SELF_PATH = re.compile(r"\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)*)(\s*\()?")
+_HAS_SELF_PATH = re.compile(r"\bhas\(\s*self(?:\.[A-Za-z_][A-Za-z0-9_]*)+\s*\)")
 
 
 @cache
 def read_paths(rule: str) -> tuple[tuple[str, ...], ...] | None:
     """The field paths of `self` a rule reads (`self.a.b`, `has(self.a.b)`; a method's name is no field:
     `self.uri.startsWith(...)` reads `uri`); None when it reads `self` as a whole (`self.size()`, `self[...]`)."""
-    paths = set()
+    paths = {path for path, _ in _path_reads(rule)}
+    return None if () in paths else tuple(sorted(paths))
+
+
+@cache
+def presence_paths(rule: str) -> frozenset[tuple[str, ...]]:
+    """The paths a rule reads only through `has()`: whether they are there decides, not what they hold (a trainer
+    config's whole `job`, an Adapter's `artifact`: digests of their values would differ for every run)."""
+    by_value = {path for path, presence in _path_reads(rule) if not presence}
+    return frozenset(path for path, presence in _path_reads(rule) if presence and path not in by_value)
+
+
+def _path_reads(rule: str) -> list[tuple[tuple[str, ...], bool]]:
+    """(path, read inside has()) for each `self...` in the rule; () for `self` itself."""
+    inside_has = [found.span() for found in _HAS_SELF_PATH.finditer(rule)]
+    reads = []
     for found in _SELF_PATH.finditer(rule):
         segments = tuple(found[1].split(".")[1:])
         if found[2]:
             segments = segments[:-1]
-        if not segments:
-            return None
-        paths.add(segments)
-    return tuple(sorted(paths))
+        reads.append((segments, any(start <= found.start() < end for start, end in inside_has)))
+    return reads
 
 
-def _at(value: Any, path: tuple[str, ...]) -> list[Any]:
-    """[value at path], or [] when a field on the way is absent (not null: `has()` tells them apart)."""
-    for key in path:
+def _read(value: Any, path: tuple[str, ...], presence: bool) -> list[Any]:
+    """What a rule can see of `path`: how many of its fields are there (with whether the last one found is an
+    object: `has(self.a.b)` is false when `a` is an object without `b`, an error when `a` is absent or a string), and
+    the value itself unless the rule only asks whether it is there. Null is there: `has()` tells null from absent."""
+    for depth, key in enumerate(path):
         if not isinstance(value, dict) or key not in value:
-            return []
+            return [depth, isinstance(value, dict)]
         value = value[key]
-    return [value]
+    return [len(path)] if presence else [len(path), value]
 
 
 def _read_digest(rule: str, value: dict[str, Any]) -> bytes:
     paths = read_paths(rule)
-    read = value if paths is None else [_at(value, path) for path in paths]
+    presence = presence_paths(rule)
+    read = value if paths is None else [_read(value, path, path in presence) for path in paths]
     return hashlib.blake2b(json.dumps(read, sort_keys=True).encode(), digest_size=16).digest()
 
 
@@ -96,9 +113,9 @@ def cel_holds(rule: str, value: dict[str, Any]) -> bool:
 
     The interpreter (cel-python) takes about a millisecond per rule, and the operator validates every object on
     every reconcile, mostly unchanged: verdicts are remembered, least recently used first out, by a digest of the
-    fields the rule reads, never the object itself. Runs that differ only in fields a rule does not read (their
-    names, output paths) share its verdict, so a burst of new runs adds few entries: each one outlives its run
-    in the operator's memory.
+    fields the rule reads, never the object itself. Runs that differ only in fields a rule does not read share its
+    verdict, so a burst of new runs adds few entries; those it adds (rules that read a run's output path) are
+    dropped by `forget_verdicts` once the operator is idle.
     """
     digest = _read_digest(rule, value)
     with _verdicts_guard:
@@ -114,6 +131,19 @@ def cel_holds(rule: str, value: dict[str, Any]) -> bool:
         while len(_verdicts) > VERDICTS_KEPT:
             _verdicts.popitem(last=False)
     return bool(result)
+
+
+def forget_verdicts() -> int:
+    """Drops every remembered verdict; returns how many there were.
+
+    The operator calls it when it has nothing to do: the verdicts a burst of runs added were allocated among the
+    burst's short-lived objects, and kept after the runs are gone they would keep those heap pages resident
+    (docs/benchmarks.md). The next reconcile evaluates its rules again, about a millisecond each.
+    """
+    with _verdicts_guard:
+        count = len(_verdicts)
+        _verdicts.clear()
+    return count
 
 
 def compile_all_rules() -> int:

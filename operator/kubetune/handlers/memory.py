@@ -8,14 +8,19 @@ every object in one is gone, so the operator image runs with `PYTHONMALLOC=mallo
 glibc too, and trimming reaches them. It also turns off glibc's per-thread cache and fast bins, which keep freed
 small chunks apart instead of merging them with their free neighbours (docs/benchmarks.md measures each).
 
-Called from the resync thread when the work queue is idle: trimming walks the heap under malloc's locks, which
-would stall the workers' allocations while they are busy.
+Before trimming, a full garbage collection: Python keeps freed tuples, lists, dicts and floats on free lists for
+reuse instead of giving them to malloc, and only a collection of the oldest generation empties them; a burst leaves
+thousands there, each one keeping its page resident, and the oldest generation is collected rarely on its own.
+
+Called from the resync thread when the work queue is idle: trimming walks the heap under malloc's locks, and a full
+collection holds the interpreter for tens of milliseconds, which would stall the workers while they are busy.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 from functools import cache
 from typing import Any
@@ -34,5 +39,6 @@ def _malloc_trim() -> Any:
 
 def release_free_memory() -> bool:
     """True when the C library returned memory to the system."""
+    gc.collect()
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False

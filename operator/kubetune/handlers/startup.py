@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from kubetune.api.base import compile_all_rules
+from kubetune.api.base import compile_all_rules, forget_verdicts
 from kubetune.api.resources import GROUP
 from kubetune.api.v1alpha1.pod_contract import OPERATOR_FIELD_MANAGER
 from kubetune.decisions.trainer_policy import binding_url, policy_problem, policy_url
@@ -83,10 +83,12 @@ def build_runtime(
 
 
 def upkeep(runtime: Runtime) -> None:
-    """After each resync pass: the read cache forgets old deletions, and an idle operator gives free memory back."""
+    """After each resync pass: the read cache forgets old deletions, and an idle operator forgets its CEL verdicts
+    and gives free memory back (`kubetune.handlers.memory`)."""
     if runtime.cache is not None:
         runtime.cache.expire()
     if runtime.queue is not None and runtime.queue.idle():
+        forget_verdicts()
         release_free_memory()
 
 

@@ -103,9 +103,12 @@ class Collection:
         self.tombstones[name] = (max(rv, self.tombstones.get(name, (-1, 0.0))[0]), at)
 
     def expire(self, before: float) -> None:
-        """Drops tombstones seen before `before`."""
+        """Drops tombstones seen before `before`, and then copies the objects into a dict of their size: a dict
+        keeps the table it grew to, and one that held a burst of runs would keep it, allocated in the middle of
+        the burst, after they are gone."""
         if any(seen < before for _, seen in self.tombstones.values()):
             self.tombstones = {n: (rv, seen) for n, (rv, seen) in self.tombstones.items() if seen >= before}
+            self.objects = dict(self.objects)
 
     def relisted(self, items: list[Obj], list_rv: int, at: float) -> None:
         """Merges a LIST taken at `list_rv`: what it lacks and nothing newer brought is gone."""

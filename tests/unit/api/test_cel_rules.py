@@ -311,6 +311,18 @@ def test_verdicts_are_remembered_by_digest_and_bounded(monkeypatch: pytest.Monke
     assert len(base._verdicts) == 2
 
 
+def test_an_idle_operator_forgets_its_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verdicts of runs that are gone would outlive them (rules that read an output path add one per run)."""
+    from kubetune.api import base
+
+    monkeypatch.setattr(base, "_verdicts", base.OrderedDict())
+    for uri in ("pvc://out/a", "pvc://out/b"):
+        assert cel_holds("!self.uri.startsWith('hf://')", {"uri": uri})
+    assert base.forget_verdicts() == 2
+    assert len(base._verdicts) == 0
+    assert cel_holds("!self.uri.startsWith('hf://')", {"uri": "pvc://out/a"}), "evaluated again"
+
+
 @pytest.mark.parametrize(
     ("rule", "paths"),
     [
@@ -345,7 +357,35 @@ def test_objects_that_differ_only_where_a_rule_does_not_read_share_its_verdict(m
     assert cel_holds(rule, {"name": "f", "resources": {"gpus": 0}, "preflight": None}) is not cel_holds(
         rule, {"name": "g", "resources": {"gpus": 0}}
     ), "null and absent are different reads (has() tells them apart)"
-    assert len(base._verdicts) == 4
+    assert len(base._verdicts) == 3, "a preflight of {} and of null are both there: one verdict"
+
+
+def test_a_field_read_only_through_has_is_remembered_by_its_presence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trainer config's `job` differs for every run; the rule asks only whether it is there."""
+    from kubetune.api import base
+
+    monkeypatch.setattr(base, "_verdicts", base.OrderedDict())
+    rule = "self.mode != 'train' || (has(self.job) && !has(self.merge))"
+    assert base.presence_paths(rule) == {("job",), ("merge",)}
+    for name in ("a", "b", "c"):
+        assert cel_holds(rule, {"mode": "train", "job": {"name": name, "output": f"pvc://out/{name}"}})
+    assert len(base._verdicts) == 1
+    assert not cel_holds(rule, {"mode": "train", "job": {"name": "d"}, "merge": {}})
+    assert not cel_holds(rule, {"mode": "train"})
+    assert len(base._verdicts) == 3
+    assert base.presence_paths("has(self.uri) && self.uri.startsWith('s3://')") == frozenset(), "read by value too"
+
+
+def test_presence_of_a_nested_field_tells_an_absent_parent_from_an_empty_one() -> None:
+    """`has(self.a.b)` is false when `a` has no `b`; with no `a`, or an `a` that is a string, the API server's CEL
+    errors: those reads never share a remembered verdict, while what `b`'s siblings hold does not matter."""
+    from kubetune.api import base
+
+    rule = "!has(self.a.b) || self.c > 0"
+    reads = ({"a": {}, "c": 0}, {"c": 0}, {"a": "b", "c": 0}, {"a": {"b": None}, "c": 0})
+    assert len({base._read_digest(rule, value) for value in reads}) == 4
+    assert base._read_digest(rule, {"a": {}, "c": 0}) == base._read_digest(rule, {"a": {"x": 1}, "c": 0})
+    assert base._read_digest(rule, {"a": {"b": 1}, "c": 0}) == base._read_digest(rule, {"a": {"b": 2}, "c": 0})
 
 
 def test_every_rule_is_compiled_at_startup_so_no_reconcile_compiles_one() -> None:

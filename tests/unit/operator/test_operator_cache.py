@@ -3,6 +3,7 @@ overwrite newer state, and each LIST drops what the watches missed."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -101,6 +102,26 @@ def test_a_tombstone_lasts_one_interval_and_then_leaves_nothing_behind(
     clock.now = 31.0  # no LIST since (nothing reads the collection once a burst is deleted): the interval ends it
     cache.expire()
     assert cache._collections[("Job", NS)].tombstones == {}
+
+
+def test_a_burst_of_deleted_objects_leaves_no_grown_table_behind(
+    parts: tuple[FakeKube, Counting, Clock, CachedKube],
+) -> None:
+    """A dict keeps the table it grew to after its entries are gone; the expiry that ends a burst's tombstones
+    gives the collection a table of its size (the old one sat among the burst's freed objects, keeping pages)."""
+    _, _, clock, cache = parts
+    cache.get(path("Job", NS, "x"))
+    cache.observe("Job", "ADDED", job("kept", 1))
+    for i in range(1000):
+        cache.observe("Job", "ADDED", job(f"run-{i}", 10 + i))
+    for i in range(1000):
+        cache.observe("Job", "DELETED", job(f"run-{i}", 2000 + i))
+    collection = cache._collections[("Job", NS)]
+    grown = sys.getsizeof(collection.objects)
+    clock.now = 31.0
+    cache.expire()
+    assert sys.getsizeof(collection.objects) < grown / 10
+    assert list(collection.objects) == ["kept"]
 
 
 def test_own_writes_are_seen_before_their_watch_event(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:

@@ -14,6 +14,7 @@ import kopf
 import pytest
 
 from kubetune import metrics
+from kubetune.api import base
 from kubetune.handlers import parse_args, quiet_libraries, register_operator
 from kubetune.handlers.children import requeue_owner
 from kubetune.handlers.kinds import KINDS
@@ -268,3 +269,17 @@ def test_upkeep_after_a_resync_pass_forgets_old_deletions_in_the_read_cache() ->
     now[0] = 31.0
     upkeep(runtime)
     assert cache._collections[("FineTuneJob", "ml")].tombstones == {}
+
+
+def test_upkeep_forgets_cel_verdicts_only_when_the_work_queue_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While reconciles wait, their verdicts are about to be read again; once none do, they only hold memory."""
+    monkeypatch.setattr(base, "_verdicts", base.OrderedDict())
+    runtime = build_runtime(OperatorSettings(), FakeKube(), KINDS)
+    assert runtime.queue is not None
+    base.cel_holds("self.rank > 0", {"rank": 1})
+    runtime.queue.add(("FineTuneJob", "ml", "waiting"))  # workers not started: it waits
+    upkeep(runtime)
+    assert len(base._verdicts) == 1
+    runtime.queue = build_runtime(OperatorSettings(), FakeKube(), KINDS).queue
+    upkeep(runtime)
+    assert len(base._verdicts) == 0
