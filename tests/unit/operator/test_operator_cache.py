@@ -124,6 +124,35 @@ def test_a_burst_of_deleted_objects_leaves_no_grown_table_behind(
     assert list(collection.objects) == ["kept"]
 
 
+def test_every_read_gets_its_own_copy(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
+    """Objects are kept encoded (one allocation each, not a tree of hundreds that would outlive a burst's
+    short-lived ones); a caller that changes what it read changes nothing for the next reader."""
+    _, _, _, cache = parts
+    cache.get(path("Job", NS, "x"))
+    cache.observe("Job", "ADDED", job("a", 10, step="one"))
+    read = cache.get(path("Job", NS, "a"))
+    assert read is not None
+    assert read == slim(job("a", 10, step="one"))
+    read["metadata"]["labels"]["step"] = "changed"
+    assert cache.get(path("Job", NS, "a"))["metadata"]["labels"]["step"] == "one"  # type: ignore[index]
+    assert [o["metadata"]["name"] for o in cache.list(path("Job", NS), "step=one")] == ["a"]
+
+
+def test_a_list_that_repeats_a_kept_revision_keeps_what_is_there(
+    parts: tuple[FakeKube, Counting, Clock, CachedKube],
+) -> None:
+    """Each LIST (one per interval) returns every object again; those the cache has at that revision are not
+    encoded again (a new copy of each, every 30 s, was most of the heap's churn at scale)."""
+    _, _, clock, cache = parts
+    cache.get(path("Job", NS, "x"))
+    cache.observe("Job", "ADDED", job("a", 10))
+    kept = cache._collections[("Job", NS)].objects["a"]
+    cache._collections[("Job", NS)].relisted([job("a", 10)], 20, clock.now)
+    assert cache._collections[("Job", NS)].objects["a"] is kept
+    cache._collections[("Job", NS)].relisted([job("a", 15, step="two")], 20, clock.now)
+    assert cache._collections[("Job", NS)].objects["a"] is not kept
+
+
 def test_own_writes_are_seen_before_their_watch_event(parts: tuple[FakeKube, Counting, Clock, CachedKube]) -> None:
     _, server, _, cache = parts
     assert cache.get(path("Job", NS, "a")) is None
