@@ -23,15 +23,15 @@ FROM ${BASE_IMAGE} AS deps
 # uid/gid 65532 is the non-root user the chart runs the operator as (charts/kubetune, runAsUser).
 RUN groupadd --gid 65532 kubetune \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin kubetune
-# PYTHONMALLOC=malloc, MALLOC_ARENA_MAX=2 and glibc's per-thread cache and fast bins off: the operator gives more
-# of the memory of a burst of runs back once they are gone (kubetune.handlers.memory says why; docs/benchmarks.md
-# measures it).
+# PYTHONMALLOC=malloc, MALLOC_ARENA_MAX=2, glibc's per-thread cache and fast bins off and its mmap threshold fixed:
+# the operator gives the memory of a burst of runs back once they are gone (kubetune.handlers.memory says why;
+# docs/benchmarks.md measures it).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PYTHONMALLOC=malloc \
     MALLOC_ARENA_MAX=2 \
-    GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0
+    GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.mmap_threshold=131072
 # Build-time settings (ARGs never reach the image config). UV_CACHE_DIR: `make images` points it at the
 # host's uv cache (a --volume) so no wheel is downloaded twice; elsewhere the cache mount keeps them.
 # UV_OFFLINE=true (`make images`): only that cache is read; a wheel missing from it fails the build.

@@ -23,7 +23,7 @@ OPERATOR_IMAGE = f"localhost/kubetune-operator:{VERSION}"
 OPERATOR_ALLOCATOR_ENV = {
     "PYTHONMALLOC": "malloc",
     "MALLOC_ARENA_MAX": "2",
-    "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0",
+    "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0:glibc.malloc.mmap_threshold=131072",
 }
 """What the operator image sets for its memory allocator (Dockerfile ENV; test_operator_image checks the built
 image has it): the scale benchmark runs `kubetune operator` with it, as the image does."""

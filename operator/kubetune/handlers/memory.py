@@ -6,7 +6,10 @@ long-lived objects allocated during the burst sit between the free ones. `malloc
 wherever it lies in the heap (glibc >= 2.8). Python's own small-object allocator keeps its 1 MiB arenas until
 every object in one is gone, so the operator image runs with `PYTHONMALLOC=malloc`: small objects then come from
 glibc too, and trimming reaches them. It also turns off glibc's per-thread cache and fast bins, which keep freed
-small chunks apart instead of merging them with their free neighbours (docs/benchmarks.md measures each).
+small chunks apart instead of merging them with their free neighbours, and fixes glibc's mmap threshold at 128 KiB:
+left to itself glibc raises it to the largest buffer freed so far (a LIST's response of a few MiB), and serves the
+later ones from the heap, where small long-lived objects then settle in the space they leave (docs/benchmarks.md
+measures each).
 
 Before trimming, a full garbage collection: Python keeps freed tuples, lists, dicts and floats on free lists for
 reuse instead of giving them to malloc, and only a collection of the oldest generation empties them; a burst leaves
