@@ -15,9 +15,9 @@ until then) does not wait behind the child events of hundreds of running ones.
 
 The workers are threads outside kopf, so kopf's peering pause does not stop them: a key taken while the `gate`
 (`peering.PeeringGate`) says this replica is paused, or cannot tell, is held, and comes back after `hold`
-seconds, without counting as a failure. A replica that kopf pauses with keys still queued (enqueued during the
-moments before the peers settled, or just before a higher-priority peer appeared) reconciles none of them until it
-is active again, and then none is lost.
+seconds, without counting as a failure and keeping its place ahead of the others if it was added `first`. A replica
+that kopf pauses with keys still queued (enqueued during the moments before the peers settled, or just before a
+higher-priority peer appeared) reconciles none of them until it is active again, and then none is lost.
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ class WorkQueue:
         self._delayed: list[tuple[float, int, Key]] = []
         self._order = itertools.count()
         self._failures: dict[Key, int] = {}
+        self._taken_first: set[Key] = set()
+        """Keys being reconciled that were taken from `_first`."""
+        self._held_first: set[Key] = set()
+        """Keys held while paused that go back into `_first` when they are ready again."""
         self._stopped = False
         self._threads = [
             threading.Thread(target=self._work, name=f"kubetune-worker-{i}", daemon=True) for i in range(workers)
@@ -111,6 +115,9 @@ class WorkQueue:
 
     def _add(self, key: Key, first: bool = False) -> None:
         self._scheduled.pop(key, None)  # ready now: a later schedule is moot
+        if key in self._held_first:
+            self._held_first.discard(key)
+            first = True
         if key in self._processing:
             self._dirty.add(key)
         elif key not in self._added:
@@ -138,7 +145,10 @@ class WorkQueue:
             while not self._stopped:
                 wait = self._promote_due()
                 if self._first or self._ready:
+                    taken_first = bool(self._first)
                     key = (self._first or self._ready).popleft()
+                    if taken_first:
+                        self._taken_first.add(key)
                     metrics.WORKQUEUE_DEPTH.set(len(self._first) + len(self._ready))
                     metrics.WORKQUEUE_WAIT_SECONDS.observe(time.monotonic() - self._added.pop(key))
                     self._processing.add(key)
@@ -149,6 +159,7 @@ class WorkQueue:
     def _done(self, key: Key, succeeded: bool) -> None:
         with self._cond:
             self._processing.discard(key)
+            self._taken_first.discard(key)
             if succeeded:
                 self._failures.pop(key, None)
             if key in self._dirty:
@@ -178,6 +189,9 @@ class WorkQueue:
         with self._cond:
             self._processing.discard(key)
             self._dirty.discard(key)
+            if key in self._taken_first:
+                self._taken_first.discard(key)
+                self._held_first.add(key)
             self._schedule(key, time.monotonic() + self.hold)
 
     def _work(self) -> None:

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.unit
 
 A: Key = ("FineTuneJob", "ml", "a")
 B: Key = ("FineTuneJob", "ml", "b")
+C: Key = ("FineTuneJob", "ml", "c")
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10) -> None:
@@ -274,3 +275,18 @@ def test_idle_means_nothing_waiting_scheduled_or_running(started: Callable[..., 
     wait_for(queue.idle)
     queue.add(B, delay=60)
     assert not queue.idle(), "scheduled"
+
+
+def test_a_key_added_first_keeps_its_place_when_held_by_a_paused_replica() -> None:
+    """A new object's user sees no status until its first reconcile: held while this replica was paused, it still
+    goes ahead of the keys that waited beside it once it is ready again."""
+    queue = WorkQueue(Recorder(), workers=1, backoff=1.0, hold=0.0)  # not started: taken by hand, in order
+    queue.add(A)
+    queue.add(B, first=True)
+    taken = queue._next()
+    assert taken == B
+    queue._held(B)
+    queue.add(C)
+    assert queue._next() == B
+    queue._done(B, succeeded=True)
+    assert [queue._next(), queue._next()] == [A, C]
