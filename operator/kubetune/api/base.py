@@ -74,8 +74,9 @@ def read_paths(rule: str) -> tuple[tuple[str, ...], ...] | None:
 def presence_paths(rule: str) -> frozenset[tuple[str, ...]]:
     """The paths a rule reads only through `has()`: whether they are there decides, not what they hold (a trainer
     config's whole `job`, an Adapter's `artifact`: digests of their values would differ for every run)."""
-    by_value = {path for path, presence in _path_reads(rule) if not presence}
-    return frozenset(path for path, presence in _path_reads(rule) if presence and path not in by_value)
+    reads = _path_reads(rule)
+    by_value = {path for path, presence in reads if not presence}
+    return frozenset(path for path, presence in reads if presence and path not in by_value)
 
 
 def _path_reads(rule: str) -> list[tuple[tuple[str, ...], bool]]:

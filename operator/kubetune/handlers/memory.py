@@ -12,8 +12,8 @@ later ones from the heap, where small long-lived objects then settle in the spac
 measures each).
 
 Before trimming, a full garbage collection: Python keeps freed tuples, lists, dicts and floats on free lists for
-reuse instead of giving them to malloc, and only a collection of the oldest generation empties them; a burst leaves
-thousands there, each one keeping its page resident, and the oldest generation is collected rarely on its own.
+reuse instead of giving them to malloc, and only a collection of the oldest generation empties them; a burst can
+leave thousands there, each one keeping its page resident, and the oldest generation is collected rarely on its own.
 
 Called from the resync thread when the work queue is idle: trimming walks the heap under malloc's locks, and a full
 collection holds the interpreter for tens of milliseconds, which would stall the workers while they are busy.

@@ -17,8 +17,8 @@ Other kinds (Secrets, PVCs, Kueue Workloads, Events) go to the API server as bef
 managedFields, pods without their spec and Jobs without their pod template (`slim`): code that needs those reads
 the API server. Each is kept as one `marshal`ed string of bytes with its revision and labels (`Entry`), and every
 read gets its own copy: a decoded object is some two hundred small allocations that would live as long as the run,
-scattered among a burst's short-lived ones, and keep the heap's pages resident after the runs are gone (and take
-about four times the memory); decoding one takes tens of microseconds.
+scattered among a burst's short-lived ones, and keep the heap's pages resident after the runs are gone (at N=300
+the peak RSS fell from 238 to 201 MiB with this); decoding one takes tens of microseconds.
 """
 
 from __future__ import annotations
